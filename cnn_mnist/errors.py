@@ -1,0 +1,25 @@
+"""Errors a user can cause and fix. The CLI prints them as one or two lines, never a traceback."""
+
+
+class CnnError(Exception):
+    """Base class: `str(error)` is the whole message for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(CnnError):
+    """A config file, `--set` value or option that does not fit the schema."""
+
+    exit_code = 2
+
+
+class DataError(CnnError):
+    """MNIST could not be found, read or validated."""
+
+
+class ModelFileError(CnnError):
+    """A model file that is missing, unreadable or not a digit classifier."""
+
+
+class OutputError(CnnError):
+    """A model, log or results path that cannot be written."""
