@@ -1,0 +1,3 @@
+from cnn_mnist.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""The `cnn` command: thin click commands over the library.
+
+Heavy modules (TensorFlow, Keras, the pipeline) are imported inside the commands, so `--help`
+and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from cnn_mnist import __version__
+from cnn_mnist.errors import CnnError
+
+log = logging.getLogger("cnn_mnist")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return f"warning: {message}" if record.levelno == logging.WARNING else message
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def user_errors(command):
+    """Turn the library's errors into a short message and exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CnnError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def output_options(command):
+    """--verbose and --quiet, shared by every command."""
+    command = click.option("-q", "--quiet", is_flag=True,
+                           help="Only results and errors: no progress bar or notes.")(command)
+    command = click.option("-v", "--verbose", is_flag=True,
+                           help="Show details, and TensorFlow's own start-up messages.")(command)
+    return command
+
+
+def config_options(command):
+    """--config and --set, shared by train and summary."""
+    command = click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
+                           help="Override any config value, e.g. --set model.layers[3].rate=0.3 "
+                                "(repeatable).")(command)
+    command = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                           help="YAML config file [default: the lecture's model, "
+                                "configs/default.yaml].")(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnn")
+def cli() -> None:
+    """Train, evaluate, save and use a CNN for handwritten digits (MNIST).
+
+    \b
+    Start with:   cnn train          (the lecture's model, 1 epoch)
+    then:         cnn predict --index 10
+                  cnn tensorboard    (loss, accuracy, histograms, confusion matrix)
+    """
+
+
+@cli.command()
+@config_options
+@click.option("--data", "data_path", metavar="PATH",
+              help="MNIST folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
+                   "else download].")
+@click.option("--epochs", type=click.IntRange(min=1), help="training.epochs")
+@click.option("--batch-size", type=click.IntRange(min=1), help="training.batch_size")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="compile.learning_rate")
+@click.option("--seed", type=click.IntRange(min=0), help="training.seed: same seed, same metrics.")
+@click.option("--model-path", metavar="PATH", help="output.model_path (.h5 or .keras)")
+@output_options
+@user_errors
+def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed, model_path,
+          verbose, quiet):
+    """Load MNIST, build the model from a config, train, evaluate and save it."""
+    _setup_logging(verbose, quiet)
+    from cnn_mnist.config import load_config
+
+    config = load_config(config_path, sets=sets, overrides={
+        "data.path": data_path, "training.epochs": epochs, "training.batch_size": batch_size,
+        "compile.learning_rate": learning_rate, "training.seed": seed,
+        "output.model_path": model_path,
+    })
+    from cnn_mnist.evaluate import format_confusion, format_per_class
+    from cnn_mnist.pipeline import train as run_training
+
+    progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    result = run_training(config, config_source=config_path or "default", progress=progress,
+                          verbose=verbose)
+    ev = result.evaluation
+    if not quiet:
+        click.echo(f"\nConfusion matrix (rows: true digit, columns: predicted)\n"
+                   f"{format_confusion(ev.confusion)}\n\n{format_per_class(ev)}\n")
+    click.echo(f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
+               f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
+    click.echo(f"Model saved to {result.model_path}")
+    if not quiet:
+        click.echo(f"Run record    {result.record_path}\n"
+                   f"Plots         {result.paths['confusion_matrix_png']}\n"
+                   f"TensorBoard   cnn tensorboard --logdir {config.tensorboard.log_dir}")
+
+
+@cli.command()
+@config_options
+@output_options
+@user_errors
+def summary(config_path, sets, verbose, quiet):
+    """Show the layers, output shapes and parameter counts, without training."""
+    _setup_logging(verbose, quiet)
+    from cnn_mnist.config import load_config
+    from cnn_mnist.shapes import format_summary, infer
+
+    config = load_config(config_path, sets=sets)
+    rows, _ = infer(config.model)
+    click.echo(f"Model {config.model.name!r} from {config_path or 'the default config'}\n")
+    click.echo(format_summary(rows, config.model.input_shape))
+    if not quiet:
+        click.echo("\nConv2D: (kernel height x width x input depth + 1 bias) x kernels. "
+                   "Dense: (inputs + 1 bias) x units.\n"
+                   "Output size = (W - K + 2P) / S + 1 for input W, kernel K, padding P, stride S.")
+
+
+@cli.command()
+@click.option("--logdir", default="logs/fit", show_default=True, type=click.Path(),
+              help="Folder holding the runs.")
+@click.option("--port", default=6006, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="localhost", show_default=True)
+@output_options
+@user_errors
+def tensorboard(logdir, port, host, verbose, quiet):
+    """Start TensorBoard on the training runs and print its address."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if not Path(logdir).is_dir():
+        _fail(f"no runs in {logdir}/ yet: run `cnn train` first, or pass --logdir", 2)
+    url = f"http://{host}:{port}/"
+    click.echo(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+               "--port", str(port), "--host", host]
+    stderr = None if verbose else subprocess.DEVNULL
+    try:
+        code = subprocess.call(command, env=env, stderr=stderr)
+    except KeyboardInterrupt:
+        code = 0
+    if code not in (0, -2, 130):
+        _fail(f"TensorBoard exited with code {code} (port {port} in use? try --port); "
+              "run with --verbose to see its output", 1)
+
+
+def main() -> None:
+    cli(prog_name="cnn")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnn_mnist import files
+
+DIGITS = list(range(10))
+
+
+@dataclass
+class Evaluation:
+    """Everything measured on the test set; `confusion[i, j]` counts digit i predicted as j."""
+
+    loss: float
+    accuracy: float
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    def to_dict(self) -> dict:
+        return {
+            "test_loss": self.loss,
+            "test_accuracy": self.accuracy,
+            "num_test_images": int(self.confusion.sum()),
+            "confusion_matrix": {
+                "rows": "true digit", "columns": "predicted digit",
+                "labels": DIGITS, "counts": self.confusion.tolist(),
+            },
+            "per_class": {
+                str(d): {"precision": float(self.precision[d]), "recall": float(self.recall[d]),
+                         "f1": float(self.f1[d]), "support": int(self.support[d])}
+                for d in DIGITS
+            },
+        }
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """Rows are true labels, columns predictions (as tf.math.confusion_matrix)."""
+    flat = labels.astype(np.int64) * num_classes + predicted.astype(np.int64)
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per class; 0 where a class has no predictions."""
+    tp = np.diag(confusion).astype(np.float64)
+    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
+    return precision, recall, f1, support
+
+
+def crossentropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean categorical cross-entropy, computed as Keras does (normalize, clip to 1e-7)."""
+    p = probabilities / probabilities.sum(axis=1, keepdims=True)
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.log(p[np.arange(len(labels)), labels]).mean())
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Class probabilities for every image, in batches."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> Evaluation:
+    """One pass over the test set gives loss, accuracy and the confusion matrix together."""
+    probabilities = predict_probabilities(model, x, batch_size)
+    predicted = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(labels, predicted)
+    precision, recall, f1, support = per_class(confusion)
+    return Evaluation(
+        loss=crossentropy(probabilities, labels),
+        accuracy=float((predicted == labels).mean()),
+        confusion=confusion, precision=precision, recall=recall, f1=f1, support=support,
+        probabilities=probabilities, labels=labels,
+    )
+
+
+def format_confusion(confusion: np.ndarray) -> str:
+    """The 10x10 matrix as an aligned table: rows true digit, columns predicted."""
+    width = max(4, len(str(confusion.max())) + 1)
+    head = "true\\pred" + "".join(f"{d:>{width}}" for d in DIGITS)
+    rows = [f"{d:>9}" + "".join(f"{n:>{width}}" for n in confusion[d]) for d in DIGITS]
+    return "\n".join([head, *rows])
+
+
+def format_per_class(evaluation: Evaluation) -> str:
+    """Precision, recall and F1 per digit, aligned."""
+    lines = ["digit  precision  recall      f1  support"]
+    for d in DIGITS:
+        lines.append(f"{d:>5}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
+                     f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}")
+    return "\n".join(lines)
+
+
+def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix") -> bytes:
+    """A labelled heat map with the counts in the cells, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, and never a window from a library call
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set(xticks=DIGITS, yticks=DIGITS, xlabel="Predicted digit", ylabel="True digit", title=title)
+    threshold = confusion.max() / 2
+    for i in DIGITS:
+        for j in DIGITS:
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if confusion[i, j] > threshold else "black")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def save_results(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
+    """confusion_matrix.png and confusion_matrix.json (with per-class metrics) in `folder`."""
+    png = files.write_bytes(folder / "confusion_matrix.png", confusion_png(evaluation.confusion))
+    data = files.write_json(folder / "confusion_matrix.json", evaluation.to_dict())
+    return {"confusion_matrix_png": png, "confusion_matrix_json": data}
+
+
+def log_to_tensorboard(evaluation: Evaluation, png: Path, log_dir: Path, step: int) -> None:
+    """The confusion-matrix image and test metrics, in the run's `evaluation` folder."""
+    import tensorflow as tf
+
+    with tf.summary.create_file_writer(str(log_dir / "evaluation")).as_default():
+        image = tf.image.decode_png(png.read_bytes(), channels=4)[tf.newaxis]
+        tf.summary.image("confusion_matrix", image, step=step)
+        tf.summary.scalar("test_loss", evaluation.loss, step=step)
+        tf.summary.scalar("test_accuracy", evaluation.accuracy, step=step)
+        tf.summary.text("confusion_matrix_table",
+                        "```\n" + format_confusion(evaluation.confusion) + "\n```", step=step)

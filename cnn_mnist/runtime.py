@@ -1,0 +1,74 @@
+"""TensorFlow start-up: quiet by default, everything shown with --verbose; seeds.
+
+TensorFlow prints CUDA probing, CPU-feature and oneDNN notices from C++ before Python logging is
+set up, so `TF_CPP_MIN_LOG_LEVEL` alone does not hide them: the import runs with the process's
+stderr pointed at a temporary file, which is replayed if the import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+_configured = False
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """Send file descriptor 2 to a temporary file; replay it if the block raises."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow(verbose: bool = False):
+    """Import TensorFlow and Keras, hiding start-up noise unless `verbose`; returns tf."""
+    global _configured
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if _configured or verbose:
+        import keras  # noqa: F401
+        import tensorflow as tf
+    else:
+        with _stderr_captured():
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing prints its notices here
+    if not _configured and not verbose:
+        import absl.logging
+
+        # The legacy-HDF5 notice and "compiled metrics have yet to be built" come through absl.
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|h5py)(\.|$)")
+    _configured = True
+    return tf
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, config and machine give the same metrics."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)  # Python, NumPy and backend generators
+    tf.config.experimental.enable_op_determinism()
