@@ -9,6 +9,7 @@ import datetime
 import logging
 import platform
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,8 +62,6 @@ class _Stopwatch:
 def train(config: Config, *, config_source: str = "default", progress: int = 1,
           verbose: bool = False) -> RunResult:
     """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch)."""
-    from cnn_mnist.runtime import import_tensorflow, seed_everything
-
     started = time.perf_counter()
     watch = _Stopwatch()
     run_id = new_run_id()
@@ -71,6 +70,17 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
     # Unwritable outputs are found now, not after the training they would throw away.
     files.ensure_writable_dir(model_path.parent, "model")
     files.ensure_writable_dir(run_dir, "logs and run record")
+    try:
+        return _run(config, run_id, run_dir, model_path, watch, started, config_source, progress,
+                    verbose)
+    except BaseException:
+        if not (run_dir / "train").exists():  # failed before training: leave no empty run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run(config, run_id, run_dir, model_path, watch, started, config_source, progress, verbose):
+    from cnn_mnist.runtime import import_tensorflow, seed_everything
 
     with watch("import"):
         tf = import_tensorflow(verbose)

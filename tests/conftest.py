@@ -1,0 +1,96 @@
+"""Shared fixtures: small synthetic digits made in the test, and the real MNIST copy."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_mnist.data import IDX_FILES, Mnist
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+# A model small enough to train in a second: the same layer kinds as the lecture's.
+TINY_LAYERS = [
+    {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+    {"type": "MaxPooling2D", "pool_size": 2},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Easy-to-learn 28x28 uint8 "digits": class k is a bright bar in row band k, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 255
+    return images, labels
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """Write an IDX file of unsigned bytes (magic 0x0000080N), gzipped if `gz`."""
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+@pytest.fixture
+def tiny_mnist() -> Mnist:
+    x_train, y_train = synthetic_digits(512, seed=1)
+    x_test, y_test = synthetic_digits(128, seed=2)
+    return Mnist(x_train, y_train, x_test, y_test, source="synthetic")
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path, tiny_mnist: Mnist) -> Path:
+    """A folder with the four IDX files (gzipped) holding the synthetic digits."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for role, stem in IDX_FILES.items():
+        write_idx(folder / f"{stem}.gz", getattr(tiny_mnist, role))
+    return folder
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path: Path, idx_folder: Path) -> Path:
+    """A config for a quick run on the synthetic digits, writing under tmp_path."""
+    import yaml
+
+    config = {
+        "data": {"path": str(idx_folder)},
+        "model": {"layers": TINY_LAYERS},
+        "training": {"epochs": 2, "batch_size": 32, "seed": 7},
+        "tensorboard": {"log_dir": str(tmp_path / "logs"), "update_freq": 4},
+        "output": {"model_path": str(tmp_path / "models" / "tiny.h5")},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_mnist_path() -> Path:
+    """The shared MNIST copy; skipped when absent, but a failure under CI (CI=true)."""
+    path = Path(os.environ.get("CNN_MNIST_DATA") or SHARED_MNIST)
+    if not (path / "t10k-labels-idx1-ubyte.gz").exists():
+        message = f"real MNIST not found at {path} (set CNN_MNIST_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_tensorflow():
+    """Import TensorFlow once, quietly, as the CLI does."""
+    from cnn_mnist.runtime import import_tensorflow
+
+    import_tensorflow(verbose=False)

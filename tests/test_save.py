@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from cnn_mnist.config import validate
+from cnn_mnist.errors import ModelFileError
+from cnn_mnist.model import build_model, compile_model
+from cnn_mnist.save import load_model, save_model
+from tests.conftest import TINY_LAYERS
+
+
+@pytest.fixture
+def tiny_model():
+    config = validate({"model": {"layers": TINY_LAYERS}})
+    return compile_model(build_model(config.model), config.compile)
+
+
+@pytest.mark.parametrize("name", ["m.h5", "m.keras"])
+def test_save_and_load_with_plain_keras(tmp_path, tiny_model, name):
+    path = save_model(tiny_model, tmp_path / "sub" / name)
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0),
+                               tiny_model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(load_model(path).predict(x, verbose=0),
+                               tiny_model.predict(x, verbose=0), rtol=1e-6)
+    assert [p.name for p in path.parent.iterdir()] == [name]  # no temporary files left
+
+
+def test_failed_save_keeps_the_old_model(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "m.h5")
+    before = path.read_bytes()
+
+    class Unserializable(keras.layers.Layer):  # no get_config for its constructor argument
+        def __init__(self, thing):
+            super().__init__()
+            self.thing = thing
+
+        def call(self, x):
+            return x
+
+    broken = keras.Sequential([keras.Input((28, 28, 1)), Unserializable(object()),
+                               keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(Exception):
+        save_model(broken, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelFileError, match="model file not found.*cnn train"):
+        load_model(tmp_path / "none.h5")
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "notes.h5").write_text("hello")
+    with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
+        load_model(tmp_path / "notes.h5")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelFileError, match="ending in .h5 or .keras"):
+        load_model(tmp_path / "notes.txt")
+
+
+def test_truncated_model(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "m.h5")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        load_model(path)
+
+
+def test_wrong_input_shape(tmp_path):
+    other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    path = save_model(other, tmp_path / "other.h5")
+    with pytest.raises(ModelFileError, match=r"\(32, 32, 3\), expected \(28, 28, 1\)"):
+        load_model(path)

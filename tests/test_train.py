@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_mnist.config import load_config
+from cnn_mnist.data import prepare
+from cnn_mnist.model import build_model, compile_model
+from cnn_mnist.train import fit
+
+
+def event_tags(folder: Path) -> set[str]:
+    """Every tag TensorBoard's own reader finds in a run folder (plus 'graph' if present)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()
+    return set(tags["tensors"]) | set(tags["scalars"]) | ({"graph"} if tags["graph"] else set())
+
+
+def test_fit_learns_and_logs_to_tensorboard(tmp_path, tiny_config_file, tiny_mnist):
+    config = load_config(tiny_config_file)
+    data = prepare(tiny_mnist)
+    model = compile_model(build_model(config.model), config.compile)
+    history = fit(model, data, config.training, config.tensorboard, tmp_path / "run", verbose=0)
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.5  # the synthetic digits are easy
+    train_tags = event_tags(tmp_path / "run" / "train")
+    assert {"epoch_loss", "epoch_accuracy", "batch_loss", "batch_accuracy", "graph"} <= train_tags
+    assert any(tag.endswith("kernel/histogram") for tag in train_tags)
+    assert {"epoch_loss", "epoch_accuracy"} <= event_tags(tmp_path / "run" / "validation")
+
+
+def test_batch_logging_every_n_batches(tmp_path, tiny_config_file, tiny_mnist):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(tiny_config_file, sets=["tensorboard.update_freq=5", "training.epochs=1"])
+    model = compile_model(build_model(config.model), config.compile)
+    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    # 512 images / batch 32 = 16 batches: logged at batches 5, 10, 15.
+    assert [e.step for e in accumulator.Tensors("batch_loss")] == [5, 10, 15]
+
+
+def test_no_tensorboard_writes_nothing(tmp_path, tiny_config_file, tiny_mnist):
+    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false", "training.epochs=1"])
+    model = compile_model(build_model(config.model), config.compile)
+    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, None, verbose=0)
+    assert list(tmp_path.glob("**/events.out.tfevents*")) == []
+
+
+def test_same_seed_same_metrics(tiny_config_file):
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false"])
+    first = train(config, progress=0)
+    second = train(config, progress=0)
+    assert first.run_id != second.run_id
+    assert first.evaluation.loss == second.evaluation.loss
+    np.testing.assert_array_equal(first.evaluation.probabilities, second.evaluation.probabilities)
+    other = train(load_config(tiny_config_file, sets=["training.seed=8",
+                                                      "tensorboard.enabled=false"]), progress=0)
+    assert other.evaluation.loss != first.evaluation.loss
+
+
+def test_pipeline_writes_every_artifact(tiny_config_file):
+    import json
+
+    import keras
+
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file)
+    result = train(config, config_source=str(tiny_config_file), progress=0)
+    record = json.loads(result.record_path.read_text())
+    assert record["run_id"] == result.run_id and record["status"] == "completed"
+    assert record["seed"] == 7 and record["config"]["training"]["seed"] == 7
+    assert record["metrics"]["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
+    assert len(record["metrics"]["history"]["loss"]) == 2
+    assert set(record["timings_s"]) >= {"load_data", "fit", "evaluate", "save", "total"}
+    assert record["data"]["num_train"] == 512 and len(record["data"]["sha256"]) == 4
+    assert record["versions"]["keras"] == keras.__version__
+    for key in ("model", "config", "confusion_matrix_png", "confusion_matrix_json"):
+        assert Path(record["paths"][key]).is_file(), key
+    assert load_config(record["paths"]["config"]) == config  # the resolved config, reloadable
+    assert "confusion_matrix" in event_tags(result.run_dir / "evaluation")
+    model = keras.models.load_model(result.model_path)
+    x = prepare(__import__("cnn_mnist.data", fromlist=["load_mnist"]).load_mnist(
+        config.data.path)).x_test
+    accuracy = (model.predict(x, verbose=0).argmax(1) == result.evaluation.labels).mean()
+    assert accuracy == pytest.approx(result.evaluation.accuracy)
+
+
+def test_unwritable_model_path_fails_before_training(tmp_path, tiny_config_file):
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.pipeline import train
+
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    config = load_config(tiny_config_file, sets=[f"output.model_path={tmp_path}/blocked/m.h5"])
+    with pytest.raises(OutputError, match="cannot write the model"):
+        train(config, progress=0)
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*/run.json"))
