@@ -159,8 +159,9 @@ def load_keras() -> Mnist:
     try:
         (x_train, y_train), (x_test, y_test) = mnist.load_data()
     except Exception as exc:  # Keras raises a bare Exception on a failed download
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"could not download MNIST ({first}). Offline? {HOW_TO_GET}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(" -- ")[-1]
+        raise DataError(f"could not download MNIST ({reason}).\n"
+                        f"Offline? {HOW_TO_GET[0].upper()}{HOW_TO_GET[1:]}.") from None
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
     return Mnist(x_train, y_train, x_test, y_test, source=f"keras.datasets.mnist ({cache})")
 

@@ -1,0 +1,111 @@
+"""The real pipeline on the real data, as a user runs it: `cnn train` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+NOISE = ("cuda", "onednn", "absl", "cpu_feature_guard", "initializelog", "traceback",
+         "hdf5 file via", "deprecat")
+
+
+def run_cnn(args, cwd, data_path, timeout=900):
+    env = dict(os.environ, CNN_MNIST_DATA=str(data_path))
+    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, real_mnist_path):
+    """`cnn train` with the default config (the lecture's model, 1 epoch) on all of MNIST."""
+    cwd = tmp_path_factory.mktemp("default-run")
+    result = run_cnn(["train", "--seed", "1"], cwd, real_mnist_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list((cwd / "logs" / "fit").glob("*/run.json"))
+    assert len(records) == 1
+    return cwd, result, json.loads(records[0].read_text())
+
+
+def test_default_train_reaches_98_percent(default_run):
+    cwd, result, record = default_run
+    accuracy = record["metrics"]["test_accuracy"]
+    assert accuracy >= 0.98
+    assert f"test accuracy {accuracy:.4f}" in result.stdout
+    assert record["metrics"]["params"] == 1_199_882
+    assert record["data"]["num_train"] == 60000 and record["data"]["num_test"] == 10000
+    assert "Confusion matrix" in result.stdout
+
+
+def test_output_is_clean(default_run):
+    _, result, _ = default_run
+    text = (result.stdout + result.stderr).lower()
+    for noise in NOISE:
+        assert noise not in text, noise
+    assert len(result.stderr.strip().splitlines()) <= 3  # our two notes and Keras's progress
+
+
+def test_saved_model_reproduces_accuracy_with_plain_keras(default_run, real_mnist_path):
+    import keras
+
+    from cnn_mnist.data import load_mnist, prepare
+
+    cwd, _, record = default_run
+    model_path = cwd / "models" / "digits_recognition_cnn.h5"
+    assert Path(cwd / record["paths"]["model"]) == model_path
+    model = keras.models.load_model(model_path)
+    data = prepare(load_mnist(real_mnist_path))
+    loss, accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
+    assert accuracy == pytest.approx(record["metrics"]["test_accuracy"], abs=1e-4)
+    assert loss == pytest.approx(record["metrics"]["test_loss"], rel=1e-3)
+
+
+def test_tensorboard_finds_curves_and_confusion_matrix(default_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cwd, _, record = default_run
+    run_dir = cwd / record["paths"]["logs"]
+    assert run_dir.parent == cwd / "logs" / "fit"
+
+    def tags(sub):
+        accumulator = EventAccumulator(str(run_dir / sub), size_guidance={"tensors": 0})
+        accumulator.Reload()
+        return accumulator.Tags()
+
+    train = tags("train")
+    assert {"epoch_loss", "epoch_accuracy", "batch_loss", "batch_accuracy"} <= set(train["tensors"])
+    assert any(t.endswith("histogram") for t in train["tensors"]) and train["graph"]
+    assert {"epoch_loss", "epoch_accuracy"} <= set(tags("validation")["tensors"])
+    assert "confusion_matrix" in tags("evaluation")["tensors"]
+
+
+def test_confusion_matrix_files(default_run):
+    cwd, _, record = default_run
+    saved = json.loads((cwd / record["paths"]["confusion_matrix_json"]).read_text())
+    counts = np.array(saved["confusion_matrix"]["counts"])
+    assert counts.shape == (10, 10) and counts.sum() == 10000
+    assert counts.sum(axis=1).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.trace(counts) / 10000 == pytest.approx(record["metrics"]["test_accuracy"])
+    png = (cwd / record["paths"]["confusion_matrix_png"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slice_with_raw_pixels_as_the_lecture(tmp_path, real_mnist_path):
+    result = run_cnn(["train", "--quiet", "--set", "data.normalize=false",
+                      "--set", "data.limit_train=3000", "--set", "data.limit_test=1000",
+                      "--seed", "2"], tmp_path, real_mnist_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(next((tmp_path / "logs" / "fit").glob("*/run.json")).read_text())
+    assert record["data"]["normalize"] is False and record["data"]["num_train"] == 3000
+    assert record["metrics"]["test_accuracy"] > 0.8
+
+
+def test_installed_console_script(tmp_path):
+    result = subprocess.run(["cnn", "summary"], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    assert result.returncode == 0 and "Total params: 1,199,882" in result.stdout
