@@ -177,6 +177,168 @@ def tensorboard(logdir, port, host, verbose, quiet):
               "run with --verbose to see its output", 1)
 
 
+DEFAULT_MODEL = "models/digits_recognition_cnn.h5"
+
+
+def _model_normalize(model_path) -> bool:
+    """How the model was trained to see pixels: [0, 1] unless its config says raw 0-255."""
+    from cnn_mnist.save import read_metadata
+
+    return read_metadata(model_path).get("config", {}).get("data", {}).get("normalize", True)
+
+
+@cli.command()
+@click.option("-i", "--index", "indices", multiple=True, metavar="N|START:STOP",
+              help="Test image(s) to predict: 10, or 10:20 for 10 to 19 (repeatable).")
+@click.option("--image", "images", multiple=True, type=click.Path(), metavar="PATH",
+              help="Your own picture(s) of a digit, PNG or JPEG (repeatable).")
+@click.option("-m", "--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              type=click.Path(), help="A model saved by `cnn train`.")
+@click.option("--data", "data_path", metavar="PATH",
+              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--save-image", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write a PNG of the digit(s) with prediction and true label.")
+@click.option("--save-preprocessed", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write the 28x28 inputs the model saw, one PNG each.")
+@click.option("--show", is_flag=True, help="Open a window with the digit(s), where a display exists.")
+@click.option("--draw/--no-draw", default=None,
+              help="Draw the digit in the terminal [default: when there is one input].")
+@output_options
+@user_errors
+def predict(indices, images, model_path, data_path, as_json, save_image, save_preprocessed,
+            show, draw, verbose, quiet):
+    """Predict test digits by index, or digits in your own pictures.
+
+    \b
+    cnn predict --index 10
+    cnn predict --index 10 --index 20 --index 30:35
+    cnn predict --image my-seven.png --save-preprocessed seen/
+    """
+    _setup_logging(verbose, quiet)
+    if not indices and not images:
+        raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
+    import numpy as np
+
+    from cnn_mnist import predict as use
+    from cnn_mnist.save import check_model_path
+
+    # Everything the user typed is checked before TensorFlow is imported.
+    wanted = use.parse_indices(indices)
+    items: list[use.Prediction] = []
+    if wanted:
+        from cnn_mnist.data import load_mnist
+
+        mnist = load_mnist(data_path, test_only=True)
+        use.check_indices(wanted, len(mnist.x_test))
+        items += [use.Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
+                                 index=i, label=int(mnist.y_test[i])) for i in wanted]
+    check_model_path(model_path)
+    failed = []
+    if images:
+        from cnn_mnist.images import ImageError, load_digit
+
+        for path in images:
+            try:
+                items.append(use.Prediction(digit=load_digit(path), probabilities=None, image=path))
+            except ImageError as exc:
+                click.echo(f"error: {exc}", err=True)
+                failed.append(path)
+    if items:
+        from cnn_mnist.runtime import import_tensorflow
+        from cnn_mnist.save import load_model
+
+        import_tensorflow(verbose)
+        model = load_model(model_path)
+        probs = use.probabilities(model, np.stack([p.digit for p in items]),
+                                  normalize=_model_normalize(model_path))
+        for p, row in zip(items, probs):
+            p.probabilities = row
+        _report_predictions(items, as_json, save_image, save_preprocessed, show, draw, quiet)
+    if failed:
+        sys.exit(1)
+
+
+def _report_predictions(items, as_json, save_image, save_preprocessed, show, draw, quiet):
+    import json
+    from pathlib import Path
+
+    from cnn_mnist import files
+    from cnn_mnist import predict as use
+
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in items], indent=2))
+    else:
+        if draw or (draw is None and len(items) == 1 and not quiet):
+            for p in items:
+                click.echo(use.render(p.digit))
+        for p in items:
+            click.echo(use.describe(p))
+    if save_preprocessed:
+        from cnn_mnist.images import save_digit_png
+
+        for n, p in enumerate(items):
+            name = f"index-{p.index}" if p.index is not None else f"{n:03d}-{Path(p.image).stem}"
+            save_digit_png(p.digit, Path(save_preprocessed) / f"{name}.png")
+        log.info("Inputs as the model saw them: %s/", save_preprocessed)
+    if save_image:
+        files.write_bytes(save_image, use.figure_png(items))
+        log.info("Picture saved to %s", save_image)
+    if show and not use.show(items):
+        log.warning("no display to show the digits on: use --save-image PATH instead")
+
+
+@cli.command()
+@click.option("-m", "--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              type=click.Path(), help="A model saved by `cnn train`.")
+@click.option("--data", "data_path", metavar="PATH",
+              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where to write the plots and JSON [default: logs/evaluate/<time>].")
+@output_options
+@user_errors
+def evaluate(model_path, data_path, out_dir, verbose, quiet):
+    """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
+    _setup_logging(verbose, quiet)
+    from pathlib import Path
+
+    from cnn_mnist import files
+    from cnn_mnist.data import load_mnist, prepare_images
+    from cnn_mnist.save import check_model_path
+
+    check_model_path(model_path)
+    mnist = load_mnist(data_path, test_only=True)
+    if out_dir is None:
+        from cnn_mnist.pipeline import new_run_id
+
+        out_dir = Path("logs") / "evaluate" / new_run_id()
+    out_dir = files.ensure_writable_dir(out_dir, "evaluation results")
+
+    from cnn_mnist.runtime import import_tensorflow
+
+    import_tensorflow(verbose)
+    from cnn_mnist import evaluate as stage
+    from cnn_mnist.predict import mistakes_png
+    from cnn_mnist.save import load_model
+
+    model = load_model(model_path)
+    x = prepare_images(mnist.x_test, normalize=_model_normalize(model_path))
+    labels = mnist.y_test.astype("int64")
+    ev = stage.evaluate(model, x, labels)
+    paths = stage.save_results(ev, out_dir)
+    mistakes = files.write_bytes(out_dir / "mistakes.png",
+                                 mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities))
+    if not quiet:
+        click.echo(f"Model {model_path} on {len(labels):,} test images from {mnist.source}\n\n"
+                   f"Confusion matrix (rows: true digit, columns: predicted)\n"
+                   f"{stage.format_confusion(ev.confusion)}\n\n{stage.format_per_class(ev)}\n")
+    click.echo(f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
+               f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
+    if not quiet:
+        click.echo(f"Confusion matrix  {paths['confusion_matrix_png']}, "
+                   f"{paths['confusion_matrix_json']}\nWorst mistakes    {mistakes}")
+
+
 def main() -> None:
     cli(prog_name="cnn")
 

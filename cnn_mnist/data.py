@@ -120,10 +120,16 @@ def _find_idx(folder: Path, stem: str) -> Path:
                     f"IDX files. To fix: {HOW_TO_GET}")
 
 
-def load_idx_folder(folder: Path) -> Mnist:
-    """Load the four IDX files from a folder, verifying checksums of the standard files."""
-    arrays, sums = {}, {}
+def _empty_split() -> dict[str, np.ndarray]:
+    return {"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros((0,), np.uint8)}
+
+
+def load_idx_folder(folder: Path, test_only: bool = False) -> Mnist:
+    """Load the IDX files from a folder, verifying checksums of the standard files."""
+    arrays, sums = (_empty_split() if test_only else {}), {}
     for role, stem in IDX_FILES.items():
+        if test_only and role.endswith("train"):
+            continue
         path = _find_idx(folder, stem)
         array = read_idx(path, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
         sums[path.name] = _sha256(path)
@@ -189,13 +195,16 @@ def resolve_path(path: str | Path | None) -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
-def load_mnist(path: str | Path | None = None) -> Mnist:
-    """Load and validate MNIST from `path`, $CNN_MNIST_DATA, or Keras's cache (in that order)."""
+def load_mnist(path: str | Path | None = None, test_only: bool = False) -> Mnist:
+    """Load and validate MNIST from `path`, $CNN_MNIST_DATA, or Keras's cache (in that order).
+
+    `test_only` skips reading the training files where it can (for predict and evaluate).
+    """
     where = resolve_path(path)
     if where is None:
         return check(load_keras())
     if where.is_dir():
-        return check(load_idx_folder(where))
+        return check(load_idx_folder(where, test_only))
     if where.is_file() and where.suffix == ".npz":
         return check(load_npz(where))
     if where.exists():

@@ -121,7 +121,7 @@ def _run(config, run_id, run_dir, model_path, watch, started, config_source, pro
             evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], log_dir,
                                               step=config.training.epochs)
     with watch("save"):
-        save_model(model, model_path)
+        save_model(model, model_path, {"run_id": run_id, "config": config.to_dict()})
     watch.timings["total"] = round(time.perf_counter() - started, 3)
 
     paths = {"model": str(model_path), "logs": str(run_dir), "config": str(run_dir / "config.yaml"),

@@ -1,20 +1,75 @@
-"""Stage 6: save the model atomically, and load one with errors that say what is wrong."""
+"""Stage 6: save the model atomically, and load one with errors that say what is wrong.
+
+The resolved config travels inside the model file (an HDF5 attribute in `.h5`, a `cnn_mnist.json`
+entry in the `.keras` zip), so `cnn predict` and `cnn evaluate` prepare inputs the way the model
+was trained (for example raw 0-255 pixels when `data.normalize` was false). Plain
+`keras.models.load_model` ignores it.
+"""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
+from typing import Any
 
 from cnn_mnist import files
 from cnn_mnist.errors import ModelFileError
 
 EXPECTED_INPUT = (28, 28, 1)
+METADATA_KEY = "cnn_mnist"
 
 
-def save_model(model, path: str | Path) -> Path:
+def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Save as .h5 or .keras (by suffix). A failed save leaves any earlier file untouched."""
     path = Path(path)
     with files.atomic_path(path) as tmp:
         model.save(tmp)
+        if metadata is not None:
+            _write_metadata(tmp, metadata)
+    return path
+
+
+def _write_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    text = json.dumps(metadata)
+    if path.suffix == ".h5":
+        import h5py
+
+        with h5py.File(path, "a") as h5:
+            h5.attrs[METADATA_KEY] = text
+    else:
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(f"{METADATA_KEY}.json", text)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """What `save_model` stored with the model; {} for a model saved by other means."""
+    path = Path(path)
+    try:
+        if path.suffix == ".h5":
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                text = h5.attrs.get(METADATA_KEY)
+        else:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                text = archive.read(f"{METADATA_KEY}.json") if f"{METADATA_KEY}.json" in names else None
+        return json.loads(text) if text else {}
+    except Exception:  # unreadable here means load_model will say what is wrong
+        return {}
+
+
+def check_model_path(path: str | Path) -> Path:
+    """Cheap checks before TensorFlow is imported: the file exists and has a model suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}; train one with `cnn train` "
+                             "or pass --model PATH")
+    if path.is_dir() or path.suffix not in (".h5", ".keras"):
+        raise ModelFileError(f"{path}: expected a Keras model file ending in .h5 or .keras")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: the file is empty; train again with `cnn train`")
     return path
 
 
@@ -22,20 +77,21 @@ def load_model(path: str | Path):
     """Load a saved digit classifier; ModelFileError if it is missing, broken or the wrong shape."""
     import keras
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"model file not found: {path}; train one with `cnn train` "
-                             "or pass --model PATH")
-    if path.is_dir() or path.suffix not in (".h5", ".keras"):
-        raise ModelFileError(f"{path}: expected a Keras model file ending in .h5 or .keras")
+    path = check_model_path(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # h5py/zipfile/keras raise many types for a broken file
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{path}: not a readable Keras model ({reason}); the file is "
                              "truncated or corrupt: train again with `cnn train`") from None
-    shape = tuple(model.input_shape[1:]) if hasattr(model, "input_shape") else None
-    if shape != EXPECTED_INPUT:
-        raise ModelFileError(f"{path}: the model takes inputs of shape {shape}, expected "
+    try:
+        shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    except (AttributeError, ValueError):
+        shape_in = shape_out = None
+    if shape_in != EXPECTED_INPUT:
+        raise ModelFileError(f"{path}: the model takes inputs of shape {shape_in}, expected "
                              f"{EXPECTED_INPUT} (one 28x28 grayscale digit)")
+    if shape_out != (10,):
+        raise ModelFileError(f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
+                             "(one probability per digit)")
     return model

@@ -94,3 +94,28 @@ def _quiet_tensorflow():
     from cnn_mnist.runtime import import_tensorflow
 
     import_tensorflow(verbose=False)
+
+
+def paper_picture(digit: np.ndarray, rng: np.random.Generator, scale: float = 6.0,
+                  paper: float = 220.0, margin: float = 2.0):
+    """A 28x28 MNIST digit as a picture of dark ink on light, noisy paper, off-centre."""
+    from PIL import Image
+
+    size = int(28 * scale)
+    ink = np.asarray(Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC),
+                     np.float32) / 255
+    width, height = int(size * margin), int(size * margin * 0.8)
+    sheet = np.clip(rng.normal(paper, 6, (height, width)), 0, 255)
+    x0, y0 = rng.integers(0, width - size + 1), rng.integers(0, height - size + 1)
+    sheet[y0:y0 + size, x0:x0 + size] *= ink
+    return Image.fromarray(sheet.astype(np.uint8)).convert("RGB")
+
+
+@pytest.fixture
+def tiny_trained(tiny_config_file, idx_folder):
+    """A tiny model trained by the pipeline on the synthetic digits: (model path, result)."""
+    from cnn_mnist.config import load_config
+    from cnn_mnist.pipeline import train
+
+    result = train(load_config(tiny_config_file), progress=0)
+    return result.model_path, result

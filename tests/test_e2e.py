@@ -109,3 +109,49 @@ def test_installed_console_script(tmp_path):
     result = subprocess.run(["cnn", "summary"], cwd=tmp_path, capture_output=True, text=True,
                             env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
     assert result.returncode == 0 and "Total params: 1,199,882" in result.stdout
+
+
+def test_predict_lecture_indices(default_run, real_mnist_path):
+    cwd, _, _ = default_run
+    result = run_cnn(["predict", "--index", "10", "--index", "20", "--index", "30", "--json"],
+                     cwd, real_mnist_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    items = json.loads(result.stdout)
+    assert [(i["index"], i["predicted"], i["label"]) for i in items] == [(10, 0, 0), (20, 9, 9),
+                                                                         (30, 3, 3)]
+    single = run_cnn(["predict", "--index", "10"], cwd, real_mnist_path)
+    assert "index 10: predicted 0" in single.stdout and "true label 0" in single.stdout
+    assert "█" in single.stdout and single.stderr.strip() == ""
+
+
+def test_evaluate_reproduces_train(default_run, real_mnist_path):
+    cwd, _, record = default_run
+    result = run_cnn(["evaluate", "--out", "ev"], cwd, real_mnist_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"test accuracy {record['metrics']['test_accuracy']:.4f}" in result.stdout
+    saved = json.loads((cwd / "ev" / "confusion_matrix.json").read_text())
+    assert np.array(saved["confusion_matrix"]["counts"]).sum() == 10000
+    assert saved["test_accuracy"] == record["metrics"]["test_accuracy"]
+    assert (cwd / "ev" / "mistakes.png").stat().st_size > 1000
+
+
+def test_pictures_on_paper_are_recognized(default_run, real_mnist_path, tmp_path):
+    from cnn_mnist.data import load_mnist
+    from tests.conftest import paper_picture
+
+    cwd, _, _ = default_run
+    mnist = load_mnist(real_mnist_path, test_only=True)
+    rng = np.random.default_rng(0)
+    args, labels = [], []
+    for n, index in enumerate(range(0, 1000, 25)):  # 40 digits: sizes, positions, paper tones
+        picture = paper_picture(mnist.x_test[index], rng, scale=rng.uniform(2, 12),
+                                paper=rng.uniform(170, 245), margin=rng.uniform(1.2, 3))
+        path = tmp_path / f"digit-{n}.{'jpg' if n % 2 else 'png'}"
+        picture.save(path)
+        args += ["--image", str(path)]
+        labels.append(int(mnist.y_test[index]))
+    result = run_cnn(["predict", "--json", *args], cwd, real_mnist_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predicted = [item["predicted"] for item in json.loads(result.stdout)]
+    correct = sum(p == t for p, t in zip(predicted, labels))
+    assert correct >= 36, (correct, predicted, labels)  # >= 90%; the test set gives about 98%

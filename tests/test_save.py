@@ -73,3 +73,29 @@ def test_wrong_input_shape(tmp_path):
     path = save_model(other, tmp_path / "other.h5")
     with pytest.raises(ModelFileError, match=r"\(32, 32, 3\), expected \(28, 28, 1\)"):
         load_model(path)
+
+
+@pytest.mark.parametrize("name", ["m.h5", "m.keras"])
+def test_metadata_travels_with_the_model(tmp_path, tiny_model, name):
+    from cnn_mnist.save import read_metadata
+
+    path = save_model(tiny_model, tmp_path / name, {"config": {"data": {"normalize": False}}})
+    assert read_metadata(path) == {"config": {"data": {"normalize": False}}}
+    keras.models.load_model(path)  # still a plain Keras model
+    plain = tmp_path / f"plain{path.suffix}"
+    tiny_model.save(plain)
+    assert read_metadata(plain) == {}
+
+
+def test_empty_model_file(tmp_path):
+    (tmp_path / "empty.h5").write_bytes(b"")
+    with pytest.raises(ModelFileError, match="the file is empty"):
+        load_model(tmp_path / "empty.h5")
+
+
+def test_wrong_number_of_outputs(tmp_path):
+    other = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    path = save_model(other, tmp_path / "three.h5")
+    with pytest.raises(ModelFileError, match=r"outputs of shape \(3,\), expected \(10,\)"):
+        load_model(path)

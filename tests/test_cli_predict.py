@@ -1,0 +1,136 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+from cnn_mnist.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, args, idx_folder):
+    return runner.invoke(cli, [*args, "--data", str(idx_folder)])
+
+
+def test_predict_one_index_draws_and_reports(runner, tiny_trained, idx_folder, tiny_mnist):
+    model_path, _ = tiny_trained
+    result = invoke(runner, ["predict", "--index", "5", "--model", str(model_path)], idx_folder)
+    assert result.exit_code == 0, result.output
+    assert "█" in result.output and len(result.output.splitlines()) >= 29
+    assert f"true label {tiny_mnist.y_test[5]}" in result.output and "index 5: predicted" in result.output
+
+
+def test_predict_several_and_json(runner, tiny_trained, idx_folder, tiny_mnist):
+    model_path, _ = tiny_trained
+    result = invoke(runner, ["predict", "-i", "1", "-i", "3:6", "--json", "-m", str(model_path)],
+                    idx_folder)
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.output)
+    assert [item["index"] for item in items] == [1, 3, 4, 5]
+    assert [item["label"] for item in items] == tiny_mnist.y_test[[1, 3, 4, 5]].tolist()
+    assert all(len(item["top3"]) == 3 and 0 <= item["predicted"] <= 9 for item in items)
+
+
+def test_predict_matches_evaluation(runner, tiny_trained, idx_folder):
+    model_path, result = tiny_trained
+    out = invoke(runner, ["predict", "-i", "0:128", "--json", "-m", str(model_path)], idx_folder)
+    predicted = [item["predicted"] for item in json.loads(out.output)]
+    assert predicted == result.evaluation.predicted.tolist()
+
+
+def test_predict_own_pictures(runner, tiny_trained, tmp_path, idx_folder):
+    model_path, _ = tiny_trained
+    image = Image.new("L", (200, 120), 230)
+    ImageDraw.Draw(image).rectangle((20, 50, 180, 62), fill=10)
+    image.save(tmp_path / "bar.png")
+    (tmp_path / "junk.png").write_text("junk")
+    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "bar.png"), "--image",
+                                 str(tmp_path / "junk.png"), "-m", str(model_path), "--json",
+                                 "--save-preprocessed", str(tmp_path / "seen"),
+                                 "--save-image", str(tmp_path / "fig.png")])
+    assert result.exit_code == 1  # one picture failed
+    assert "junk.png: not an image" in result.output and "Traceback" not in result.output
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 1
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, code, expected", [
+    (["predict"], 2, "nothing to predict"),
+    (["predict", "--index", "128"], 2, "valid indices are 0 to 127"),
+    (["predict", "--index", "-3"], 2, "valid indices are 0 to 127"),
+    (["predict", "--index", "ten"], 2, "not a number"),
+    (["predict", "--index", "1", "--model", "missing.h5"], 1, "model file not found"),
+])
+def test_predict_errors(runner, idx_folder, args, code, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "digits_recognition_cnn.h5").write_bytes(b"x")
+    result = invoke(runner, args, idx_folder)
+    assert result.exit_code == code, result.output
+    assert expected in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "the file is empty"),
+    (b"not hdf5 at all", "not a readable Keras model"),
+])
+def test_corrupt_model(runner, idx_folder, tmp_path, content, expected):
+    (tmp_path / "bad.h5").write_bytes(content)
+    for command in (["predict", "-i", "1"], ["evaluate"]):
+        result = invoke(runner, [*command, "-m", str(tmp_path / "bad.h5")], idx_folder)
+        assert result.exit_code == 1 and expected in result.output, result.output
+
+
+def test_truncated_model(runner, tiny_trained, idx_folder, tmp_path):
+    model_path, _ = tiny_trained
+    (tmp_path / "cut.h5").write_bytes(model_path.read_bytes()[:5000])
+    result = invoke(runner, ["predict", "-i", "1", "-m", str(tmp_path / "cut.h5")], idx_folder)
+    assert result.exit_code == 1 and "truncated or corrupt" in result.output
+
+
+def test_evaluate_reproduces_training(runner, tiny_trained, idx_folder, tmp_path):
+    model_path, result = tiny_trained
+    out = invoke(runner, ["evaluate", "-m", str(model_path), "--out", str(tmp_path / "ev")],
+                 idx_folder)
+    assert out.exit_code == 0, out.output
+    assert f"test accuracy {result.evaluation.accuracy:.4f}" in out.output
+    saved = json.loads((tmp_path / "ev" / "confusion_matrix.json").read_text())
+    assert np.array(saved["confusion_matrix"]["counts"]).sum() == 128
+    assert saved["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
+    assert (tmp_path / "ev" / "mistakes.png").read_bytes()[:4] == b"\x89PNG"
+    assert "precision" in out.output and "true\\pred" in out.output
+
+
+def test_raw_pixel_model_gets_raw_pixels(runner, tiny_config_file, idx_folder, tmp_path):
+    from cnn_mnist.config import load_config
+    from cnn_mnist.pipeline import train
+
+    result = train(load_config(tiny_config_file, sets=["data.normalize=false"]), progress=0)
+    out = invoke(runner, ["evaluate", "-m", str(result.model_path), "--out", str(tmp_path / "ev")],
+                 idx_folder)
+    assert f"test accuracy {result.evaluation.accuracy:.4f}" in out.output
+
+
+def test_predict_help_does_not_import_tensorflow():
+    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', '%s', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    for command in ("predict", "evaluate"):
+        result = subprocess.run([sys.executable, "-c", code % command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_bad_index_does_not_import_tensorflow(idx_folder):
+    code = ("import sys; from cnn_mnist.cli import main\n"
+            f"sys.argv = ['cnn', 'predict', '--index', '999', '--data', {str(idx_folder)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 2\n"
+            "assert 'tensorflow' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

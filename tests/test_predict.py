@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+
+from cnn_mnist import predict
+from cnn_mnist.errors import CnnError
+
+
+def test_parse_indices():
+    assert predict.parse_indices(["10", "20", "30:33"]) == [10, 20, 30, 31, 32]
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("x", "not a number"), ("1.5", "not a number"), ("20:10", "STOP > START"), ("3:", "not a number"),
+])
+def test_bad_index_syntax(spec, expected):
+    with pytest.raises(CnnError, match=expected):
+        predict.parse_indices([spec])
+
+
+@pytest.mark.parametrize("index", [-1, 100, 1000])
+def test_index_out_of_range_states_valid_range(index):
+    with pytest.raises(CnnError, match="valid indices are 0 to 99"):
+        predict.check_indices([index], 100)
+
+
+def _prediction(label=None):
+    probabilities = np.full(10, 0.01)
+    probabilities[3], probabilities[5], probabilities[8] = 0.8, 0.09, 0.04
+    return predict.Prediction(digit=np.zeros((28, 28)), probabilities=probabilities / probabilities.sum(),
+                              index=7, label=label)
+
+
+def test_prediction_fields():
+    p = _prediction(label=5)
+    assert p.predicted == 3 and [d for d, _ in p.top3] == [3, 5, 8]
+    data = p.to_dict()
+    assert data["index"] == 7 and data["predicted"] == 3 and data["label"] == 5
+    assert [t["digit"] for t in data["top3"]] == [3, 5, 8]
+    json.dumps(data)
+    assert "true label 5" in predict.describe(p) and "wrong" in predict.describe(p)
+
+
+def test_render_is_28_rows_of_blocks():
+    digit = np.zeros((28, 28))
+    digit[10:20, 12:16] = 1.0
+    lines = predict.render(digit).splitlines()
+    assert len(lines) == 28 and {len(line) for line in lines} == {56}
+    assert lines[10][24:32] == "█" * 8 and lines[0].strip() == ""
+
+
+def test_probabilities_match_model_predict(tiny_mnist):
+    from cnn_mnist.config import validate
+    from cnn_mnist.model import build_model
+    from tests.conftest import TINY_LAYERS
+
+    model = build_model(validate({"model": {"layers": TINY_LAYERS}}).model)
+    digits = tiny_mnist.x_test[:50] / np.float32(255)
+    ours = predict.probabilities(model, digits, batch_size=16)
+    np.testing.assert_allclose(ours, model.predict(digits[..., None], verbose=0), rtol=1e-5, atol=1e-6)
+    raw = predict.probabilities(model, digits, normalize=False)
+    np.testing.assert_allclose(raw, model.predict(tiny_mnist.x_test[:50, ..., None].astype("float32"),
+                                                  verbose=0), rtol=1e-4, atol=1e-6)
+
+
+def test_figures_are_png():
+    assert predict.figure_png([_prediction(), _prediction(5)])[:4] == b"\x89PNG"
+    labels = np.array([3, 3, 1])
+    probs = np.eye(10)[[3, 5, 1]] * 0.9 + 0.01
+    assert predict.mistakes_png(np.zeros((3, 28, 28)), labels, probs)[:4] == b"\x89PNG"
+    assert predict.mistakes_png(np.zeros((1, 28, 28)), labels[:1], probs[:1])[:4] == b"\x89PNG"
