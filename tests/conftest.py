@@ -104,7 +104,7 @@ def paper_picture(digit: np.ndarray, rng: np.random.Generator, scale: float = 6.
     size = int(28 * scale)
     ink = np.asarray(Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC),
                      np.float32) / 255
-    width, height = int(size * margin), int(size * margin * 0.8)
+    width, height = int(size * margin), int(size * max(margin * 0.8, 1.05))
     sheet = np.clip(rng.normal(paper, 6, (height, width)), 0, 255)
     x0, y0 = rng.integers(0, width - size + 1), rng.integers(0, height - size + 1)
     sheet[y0:y0 + size, x0:x0 + size] *= ink

