@@ -95,25 +95,43 @@ def cli() -> None:
               help="compile.learning_rate")
 @click.option("--seed", type=click.IntRange(min=0), help="training.seed: same seed, same metrics.")
 @click.option("--model-path", metavar="PATH", help="output.model_path (.h5 or .keras)")
+@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]",
+              help="Continue the most recent unfinished run (or RUN_ID) from its last "
+                   "finished epoch.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a model file at the model path that `cnn train` did not save.")
 @output_options
 @user_errors
 def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed, model_path,
-          verbose, quiet):
+          resume, overwrite, verbose, quiet):
     """Load MNIST, build the model from a config, train, evaluate and save it."""
     _setup_logging(verbose, quiet)
     from cnn_mnist.config import load_config
 
-    config = load_config(config_path, sets=sets, overrides={
-        "data.path": data_path, "training.epochs": epochs, "training.batch_size": batch_size,
-        "compile.learning_rate": learning_rate, "training.seed": seed,
-        "output.model_path": model_path,
-    })
+    overrides = {"training.epochs": epochs, "training.batch_size": batch_size,
+                 "compile.learning_rate": learning_rate, "training.seed": seed,
+                 "output.model_path": model_path}
+    run_dir = None
+    if resume is not None:
+        given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in overrides.items()
+                 if v is not None] + (["--set"] if sets else [])
+        if given:
+            raise click.UsageError(f"--resume continues a run with the config it started with; "
+                                   f"drop {', '.join(given)}")
+        from cnn_mnist.pipeline import find_run_to_resume, load_run_config
+
+        log_dir = load_config(config_path).tensorboard.log_dir
+        run_dir = find_run_to_resume(log_dir, resume or None)
+        config = load_run_config(run_dir, data_path)
+    else:
+        config = load_config(config_path, sets=sets, overrides={"data.path": data_path, **overrides})
     from cnn_mnist.evaluate import format_confusion, format_per_class
     from cnn_mnist.pipeline import train as run_training
 
+    _stop_on_sigterm()
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_training(config, config_source=config_path or "default", progress=progress,
-                          verbose=verbose)
+                          verbose=verbose, resume=run_dir, overwrite=overwrite)
     ev = result.evaluation
     if not quiet:
         click.echo(f"\nConfusion matrix (rows: true digit, columns: predicted)\n"
@@ -122,9 +140,25 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
                f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
     click.echo(f"Model saved to {result.model_path}")
     if not quiet:
+        if result.replaced_run and result.replaced_run != result.run_id:
+            click.echo(f"              (the model it replaced stays in run {result.replaced_run}'s "
+                       "folder)")
         click.echo(f"Run record    {result.record_path}\n"
                    f"Plots         {result.paths['confusion_matrix_png']}\n"
                    f"TensorBoard   cnn tensorboard --logdir {config.tensorboard.log_dir}")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops training like Ctrl-C: cleanly, keeping the last finished epoch."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave the default
+        pass
 
 
 @cli.command()

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
 
 from cnn_mnist.errors import ConfigError
 
@@ -150,6 +152,24 @@ class CompileConfig(_Section):
     metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
 
 
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
+    monitor: Monitor = "val_loss"
+    patience: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best_weights: bool = True  # end with the best epoch's weights, not the last
+
+
+class CheckpointConfig(_Section):
+    """Keep the best model by `monitor` as best.h5 in the run folder, updated each epoch."""
+
+    monitor: Monitor = "val_accuracy"
+
+
 class TrainingConfig(_Section):
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -158,6 +178,17 @@ class TrainingConfig(_Section):
     # The lecture validates on the test set after each epoch; "none" skips that.
     validation: Literal["test", "none"] = "test"
     shuffle: bool = True
+    early_stopping: EarlyStoppingConfig | None = None  # null: off
+    checkpoint: CheckpointConfig | None = None  # null: off
+
+    @model_validator(mode="after")
+    def _monitors_need_validation(self) -> "TrainingConfig":
+        for name in ("early_stopping", "checkpoint"):
+            section = getattr(self, name)
+            if section and section.monitor.startswith("val_") and self.validation == "none":
+                raise ValueError(f"{name}.monitor {section.monitor!r} needs validation data, but "
+                                 "validation is 'none'; monitor 'loss' or 'accuracy' instead")
+        return self
 
 
 class TensorBoardConfig(_Section):

@@ -1,12 +1,19 @@
 """`cnn train`: the lecture's procedure as one call, stage by stage, with a run record.
 
-load and prepare data -> build -> compile -> fit (TensorBoard) -> evaluate -> save -> run.json
+load and prepare data -> build -> compile -> fit (TensorBoard, backups) -> evaluate -> save
+
+Each run has a folder `logs/fit/<run-id>/` holding its TensorBoard logs, the resolved config,
+`run.json` (status: running, interrupted, failed or completed), the epoch history, a backup of
+the last finished epoch while it runs, and its model. The stable model path
+(`models/digits_recognition_cnn.h5`) is then pointed at the newest finished run's model, so an
+earlier run's model is never lost: it stays in that run's folder.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import os
 import platform
 import secrets
 import shutil
@@ -18,9 +25,18 @@ from pathlib import Path
 import yaml
 
 from cnn_mnist import files
-from cnn_mnist.config import Config
+from cnn_mnist.config import Config, load_config
+from cnn_mnist.errors import CnnError, ConfigError, OutputError
 
 log = logging.getLogger(__name__)
+
+RUN_MODEL = "model"  # the run's own copy: <run folder>/model.h5 (or .keras)
+
+
+class TrainingInterrupted(CnnError):
+    """Ctrl-C or SIGTERM during training: the last finished epoch is kept for --resume."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -33,6 +49,9 @@ class RunResult:
     record_path: Path
     evaluation: object  # cnn_mnist.evaluate.Evaluation
     seed: int
+    epochs_run: int
+    replaced_run: str | None = None  # the run whose model was at model_path before
+    resumed_from_epoch: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -40,6 +59,42 @@ class RunResult:
 def new_run_id() -> str:
     """Sortable by time; the random suffix keeps two runs started together apart."""
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def find_run_to_resume(log_dir: str | Path, run_id: str | None = None) -> Path:
+    """The run folder to resume: `run_id`, or the most recent run that did not complete."""
+    import json
+
+    log_dir = Path(log_dir)
+    if run_id:
+        run_dir = log_dir / run_id
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume {run_id}: no such run in {log_dir}/ "
+                              "(run ids are the folder names there)")
+        candidates = [run_dir]
+    else:
+        candidates = sorted((p.parent for p in log_dir.glob("*/config.yaml")), reverse=True)
+    for run_dir in candidates:
+        try:
+            status = json.loads((run_dir / "run.json").read_text()).get("status")
+        except (OSError, ValueError):
+            status = "running"  # killed before its first record: resumable
+        if status != "completed":
+            return run_dir
+        if run_id:
+            raise ConfigError(f"--resume {run_id}: that run completed; nothing to resume")
+    raise ConfigError(f"--resume: no unfinished run in {log_dir}/ to resume; "
+                      "start one with `cnn train`")
+
+
+def load_run_config(run_dir: Path, data_path: str | None = None) -> Config:
+    """The resolved config a run was started with (`data_path` may point elsewhere now)."""
+    overrides = {"data.path": data_path} if data_path else None
+    return load_config(run_dir / "config.yaml", overrides=overrides)
 
 
 class _Stopwatch:
@@ -59,30 +114,61 @@ class _Stopwatch:
         return _Stage()
 
 
+def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
+    """The run id of the model at `model_path`, if any; refuse to replace a model we did not save."""
+    from cnn_mnist.save import read_metadata
+
+    files.ensure_writable_dir(model_path.parent, "model")
+    if not model_path.exists():
+        return None
+    if model_path.is_dir():
+        raise OutputError(f"{model_path} is a folder; output.model_path must be a file path")
+    previous = read_metadata(model_path).get("run_id")
+    if previous is None and not overwrite:
+        raise OutputError(f"{model_path} exists and was not saved by `cnn train`; pass "
+                          "--overwrite to replace it, or choose another --model-path")
+    return previous
+
+
+def _publish(run_model: Path, model_path: Path) -> None:
+    """Point the stable model path at the run's model: a hard link renamed into place."""
+    with files.atomic_path(model_path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(run_model, tmp)
+        except OSError:  # another file system, or no hard links: copy instead
+            shutil.copyfile(run_model, tmp)
+
+
 def train(config: Config, *, config_source: str = "default", progress: int = 1,
-          verbose: bool = False) -> RunResult:
-    """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch)."""
+          verbose: bool = False, resume: Path | None = None, overwrite: bool = False) -> RunResult:
+    """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
+
+    `resume` is a run folder to continue from its last finished epoch (see find_run_to_resume).
+    """
     started = time.perf_counter()
-    watch = _Stopwatch()
-    run_id = new_run_id()
-    run_dir = Path(config.tensorboard.log_dir) / run_id
+    run_id = resume.name if resume else new_run_id()
+    run_dir = resume or Path(config.tensorboard.log_dir) / run_id
     model_path = Path(config.output.model_path)
     # Unwritable outputs are found now, not after the training they would throw away.
-    files.ensure_writable_dir(model_path.parent, "model")
+    previous_run = _check_model_path(model_path, overwrite)
     files.ensure_writable_dir(run_dir, "logs and run record")
     try:
-        return _run(config, run_id, run_dir, model_path, watch, started, config_source, progress,
-                    verbose)
+        return _run(config, run_id, run_dir, model_path, previous_run, started, config_source,
+                    progress, verbose, resumed=resume is not None)
     except BaseException:
-        if not (run_dir / "train").exists():  # failed before training: leave no empty run behind
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if resume is None and not (run_dir / "epochs.jsonl").exists() \
+                and not (run_dir / "train").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed before training: no empty run
         raise
 
 
-def _run(config, run_id, run_dir, model_path, watch, started, config_source, progress, verbose):
-    from cnn_mnist.runtime import import_tensorflow, seed_everything
-
+def _run(config, run_id, run_dir, model_path, previous_run, started, config_source, progress,
+         verbose, resumed):
+    watch = _Stopwatch()
     with watch("import"):
+        from cnn_mnist.runtime import import_tensorflow, seed_everything
+
         tf = import_tensorflow(verbose)
         import keras
 
@@ -90,10 +176,33 @@ def _run(config, run_id, run_dir, model_path, watch, started, config_source, pro
         from cnn_mnist import evaluate as evaluate_stage
         from cnn_mnist.model import build_model, compile_model
         from cnn_mnist.save import save_model
-        from cnn_mnist.train import fit
+        from cnn_mnist.train import fit, read_epochs
 
     seed = config.training.seed if config.training.seed is not None else secrets.randbelow(2**31)
+    # The resolved config carries the seed actually used: `--config <run>/config.yaml` repeats it.
+    config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
     seed_everything(seed)
+    epochs_file = run_dir / "epochs.jsonl"
+    done_before = len(read_epochs(epochs_file))
+
+    record = {
+        "run_id": run_id,
+        "status": "running",
+        "started_at": _now(),
+        "config_source": config_source,
+        "config": config.to_dict(),
+        "seed": seed,
+        "versions": {
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": __import__("numpy").__version__,
+            "platform": platform.platform(),
+        },
+        "argv": sys.argv,
+    }
+    if resumed:
+        record["resumed_from_epoch"] = done_before
+    files.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files.write_json(run_dir / "run.json", record)
 
     with watch("load_data"):
         mnist = data_stage.load_mnist(config.data.path)
@@ -102,57 +211,74 @@ def _run(config, run_id, run_dir, model_path, watch, started, config_source, pro
     with watch("prepare_data"):
         data = data_stage.prepare(mnist, config.data.normalize, config.data.limit_train,
                                   config.data.limit_test)
+    record["data"] = {
+        "source": mnist.source, "sha256": mnist.sha256,
+        "num_train": int(len(data.x_train)), "num_test": int(len(data.x_test)),
+        "normalize": config.data.normalize,
+    }
     with watch("build"):
         model = build_model(config.model)
     with watch("compile"):
         compile_model(model, config.compile)
+    if resumed:
+        log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
+                 config.training.epochs)
     log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
              "seed %d", len(config.model.layers), f"{model.count_params():,}",
              config.training.epochs, f"{len(data.x_train):,}", config.training.batch_size, seed)
 
-    files.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    log_dir = run_dir if config.tensorboard.enabled else None
-    with watch("fit"):
-        history = fit(model, data, config.training, config.tensorboard, log_dir, progress)
+    metadata = {"run_id": run_id, "config": config.to_dict()}
+    try:
+        with watch("fit"):
+            fit(model, data, config.training, config.tensorboard, run_dir, progress, metadata)
+    except KeyboardInterrupt:
+        finished = len(read_epochs(epochs_file))
+        files.write_json(run_dir / "run.json", {**record, "status": "interrupted",
+                                                "stopped_at": _now(), "epochs_completed": finished,
+                                                "timings_s": watch.timings})
+        raise TrainingInterrupted(
+            f"interrupted: run {run_id} stopped after {finished} of {config.training.epochs} "
+            f"epoch(s), which are kept.\nResume it with: cnn train --resume {run_id}") from None
+    except Exception as exc:
+        files.write_json(run_dir / "run.json", {**record, "status": "failed", "error": str(exc),
+                                                "stopped_at": _now()})
+        raise
+    epochs = read_epochs(epochs_file)
+
     with watch("evaluate"):
         evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
         plots = evaluate_stage.save_results(evaluation, run_dir)
-        if log_dir is not None:
-            evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], log_dir,
-                                              step=config.training.epochs)
+        if config.tensorboard.enabled:
+            evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run_dir,
+                                              step=len(epochs))
     with watch("save"):
-        save_model(model, model_path, {"run_id": run_id, "config": config.to_dict()})
+        run_model = save_model(model, run_dir / f"{RUN_MODEL}{model_path.suffix}", metadata)
+        _publish(run_model, model_path)
     watch.timings["total"] = round(time.perf_counter() - started, 3)
 
-    paths = {"model": str(model_path), "logs": str(run_dir), "config": str(run_dir / "config.yaml"),
+    paths = {"model": str(model_path), "run_model": str(run_model), "logs": str(run_dir),
+             "config": str(run_dir / "config.yaml"),
              **{name: str(path) for name, path in plots.items()}}
-    record = {
-        "run_id": run_id,
+    if (run_dir / "best.h5").exists():
+        paths["best_model"] = str(run_dir / "best.h5")
+    history = {key: [e[key] for e in epochs if key in e]
+               for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")}
+    record.update({
         "status": "completed",
-        "finished_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "config_source": config_source,
-        "config": config.to_dict(),
-        "seed": seed,
-        "data": {
-            "source": mnist.source, "sha256": mnist.sha256,
-            "num_train": int(len(data.x_train)), "num_test": int(len(data.x_test)),
-            "normalize": config.data.normalize,
-        },
-        "versions": {
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": __import__("numpy").__version__,
-            "platform": platform.platform(), "argv": sys.argv,
-        },
+        "finished_at": _now(),
         "metrics": {
             "test_loss": evaluation.loss,
             "test_accuracy": evaluation.accuracy,
             "params": int(model.count_params()),
+            "epochs_completed": len(epochs),
             "history": history,
         },
         "timings_s": watch.timings,
         "paths": paths,
-    }
+    })
     record_path = files.write_json(run_dir / "run.json", record)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # completed: nothing left to resume
     return RunResult(run_id=run_id, run_dir=run_dir, model_path=model_path,
                      record_path=record_path, evaluation=evaluation, seed=seed,
-                     timings=watch.timings, paths=paths)
+                     epochs_run=len(epochs), replaced_run=previous_run,
+                     resumed_from_epoch=done_before, timings=watch.timings, paths=paths)
