@@ -8,6 +8,7 @@ trained, with the key path in the message (for example `model.layers[2].pool_siz
 from __future__ import annotations
 
 import difflib
+import re
 import logging
 from importlib import resources
 from pathlib import Path
@@ -228,6 +229,25 @@ class Config(_Section):
 # --- loading ----------------------------------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-4` as a string; learning rates are written that way, so read floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def default_config_path() -> Path:
     """The lecture's config, shipped inside the package so `cnn train` works from any folder."""
     return Path(str(resources.files("cnn_mnist") / "configs" / DEFAULT_CONFIG_NAME))
@@ -239,7 +259,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -262,7 +282,7 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, for example "
                           "--set training.epochs=2 or --set model.layers[3].rate=0.3")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _yaml(text) if text.strip() else None
     except yaml.YAMLError:
         value = text  # not YAML: take it as a string and let the schema judge it
     return key.strip(), value

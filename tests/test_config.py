@@ -145,3 +145,10 @@ def test_layer_names_cover_keras_layers():
 def test_to_dict_round_trips():
     config = load_config(sets=["training.seed=3"])
     assert validate(config.to_dict()) == config
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    assert parse_set("compile.learning_rate=1e-4") == ("compile.learning_rate", 1e-4)
+    (tmp_path / "lr.yaml").write_text("compile:\n  learning_rate: 3e-4\n")
+    assert load_config(tmp_path / "lr.yaml").compile.learning_rate == 3e-4
+    assert parse_set("a=1.5") == ("a", 1.5) and parse_set("a=7") == ("a", 7)

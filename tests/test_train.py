@@ -102,3 +102,96 @@ def test_unwritable_model_path_fails_before_training(tmp_path, tiny_config_file)
     with pytest.raises(OutputError, match="cannot write the model"):
         train(config, progress=0)
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*/run.json"))
+
+
+def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
+    import json
+
+    from cnn_mnist.pipeline import train
+
+    # A learning rate of ~0 never improves val_loss by min_delta: stop after patience + 1 epochs.
+    config = load_config(tiny_config_file, sets=[
+        "training.epochs=10", "compile.learning_rate=1e-12",
+        "training.early_stopping={monitor: val_loss, patience: 1, min_delta: 0.5}"])
+    result = train(config, progress=0)
+    record = json.loads(result.record_path.read_text())
+    assert result.epochs_run == 2 and len(record["metrics"]["history"]["loss"]) == 2
+
+
+def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
+    import json
+
+    from cnn_mnist.save import load_model, read_metadata
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=3",
+                                                 "training.checkpoint={monitor: val_accuracy}"])
+    result = train(config, progress=0)
+    best = result.run_dir / "best.h5"
+    assert best.is_file() and load_model(best) is not None
+    history = json.loads(result.record_path.read_text())["metrics"]["history"]["val_accuracy"]
+    saved = read_metadata(best)
+    assert saved["val_accuracy"] == pytest.approx(max(history))
+    assert saved["epoch"] == history.index(max(history))
+
+
+def test_monitor_without_validation_is_rejected(tiny_config_file):
+    from cnn_mnist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs validation data"):
+        load_config(tiny_config_file, sets=["training.validation=none",
+                                            "training.checkpoint={}"])
+
+
+def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
+    from cnn_mnist.pipeline import train
+    from cnn_mnist.save import read_metadata
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    first = train(config, progress=0)
+    second = train(config, progress=0)
+    assert second.replaced_run == first.run_id
+    assert read_metadata(second.model_path)["run_id"] == second.run_id
+    assert read_metadata(first.run_dir / "model.h5")["run_id"] == first.run_id  # not lost
+    assert not (first.run_dir / "backup").exists()
+
+
+def test_foreign_model_is_not_replaced_without_overwrite(tmp_path, tiny_config_file):
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    target = tmp_path / "models" / "tiny.h5"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"someone else's model")
+    with pytest.raises(OutputError, match="not saved by `cnn train`; pass --overwrite"):
+        train(config, progress=0)
+    assert target.read_bytes() == b"someone else's model"
+    assert not list((tmp_path / "logs").glob("*"))
+    train(config, progress=0, overwrite=True)
+    assert target.read_bytes()[:4] == b"\x89HDF"
+
+
+def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cnn_mnist", "train", "--quiet", "--config",
+               str(tiny_config_file)]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    records = [json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*/run.json")]
+    assert len({r["run_id"] for r in records}) == 2
+    assert all(r["status"] == "completed" for r in records)
+    for record in records:
+        run_model = record["paths"]["run_model"]
+        assert run_model.startswith(record["paths"]["logs"])
+    from cnn_mnist.save import load_model, read_metadata
+
+    assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
+    load_model(tmp_path / "models" / "tiny.h5")
+    leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.name != "tiny.h5"]
+    assert leftovers == []  # no temporary files
