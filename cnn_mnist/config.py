@@ -145,9 +145,25 @@ class ModelConfig(_Section):
     layers: list[Layer] = Field(default_factory=_lecture_layers, min_length=1)
 
 
+class ScheduleConfig(_Section):
+    """How the learning rate moves over all training steps; `compile.learning_rate` is its peak.
+
+    one_cycle: rises linearly from learning_rate x start_factor to learning_rate over the first
+    `warmup` of the steps, then falls along a cosine to learning_rate x end_factor.
+    cosine: falls along a cosine from learning_rate to learning_rate x end_factor.
+    Both are Keras's CosineDecay, so a saved model loads with plain Keras.
+    """
+
+    type: Literal["one_cycle", "cosine"]
+    warmup: float = Field(default=0.25, ge=0.0, lt=1.0)
+    start_factor: float = Field(default=0.04, gt=0.0, le=1.0)
+    end_factor: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
 class CompileConfig(_Section):
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(default=0.001, gt=0.0)  # Adam's default, as in the lecture
+    schedule: ScheduleConfig | None = None  # null: a constant learning rate
     # Labels are one-hot, as in the lecture (to_categorical).
     loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
     metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
@@ -253,11 +269,28 @@ def default_config_path() -> Path:
     return Path(str(resources.files("cnn_mnist") / "configs" / DEFAULT_CONFIG_NAME))
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with the package (`--config speedrun`)."""
+    return sorted(p.stem for p in default_config_path().parent.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path | None) -> Path:
+    """A file path, or the name of a shipped config; the default config if None."""
+    if not path:
+        return default_config_path()
+    path = Path(path)
+    shipped = default_config_path().parent / f"{path.stem}.yaml"
+    if not path.exists() and path.parent == Path(".") and shipped.is_file():
+        return shipped
+    return path
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a dict; a missing file or broken YAML is a ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --config)")
+        raise ConfigError(f"config file not found: {path} (pass a YAML file to --config, or one "
+                          f"of the shipped configs: {', '.join(shipped_configs())})")
     try:
         raw = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -416,7 +449,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     `overrides` maps key paths to values (from options like --epochs); `sets` are
     `key.path=value` strings from --set. Both are type-checked like the file.
     """
-    config_path = Path(path) if path else default_config_path()
+    config_path = resolve_config_path(path)
     raw = read_yaml(config_path)
     for item in sets:
         apply_override(raw, *parse_set(item))

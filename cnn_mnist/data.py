@@ -9,7 +9,6 @@ Every file is validated: magic number, dimensions, size, label range.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist.errors import DataError
+from cnn_mnist.files import sha256
 
 ENV_VAR = "CNN_MNIST_DATA"
 NUM_CLASSES = 10
@@ -66,22 +66,33 @@ class Mnist:
 
 @dataclass
 class Prepared:
-    """What the network takes: float32 images (N, 28, 28, 1), one-hot labels, and the digits."""
+    """A slice of MNIST ready for the network.
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    The images stay uint8 (47 MB for the training set, not 188 MB as float32); `x_*` and `y_*`
+    give the network's view: float32 (N, 28, 28, 1), scaled if `normalize`, and one-hot labels.
+    """
+
+    images_train: np.ndarray
     labels_train: np.ndarray
+    images_test: np.ndarray
     labels_test: np.ndarray
+    normalize: bool = True
 
+    @property
+    def x_train(self) -> np.ndarray:
+        return prepare_images(self.images_train, self.normalize)
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    @property
+    def y_train(self) -> np.ndarray:
+        return one_hot(self.labels_train)
+
+    @property
+    def x_test(self) -> np.ndarray:
+        return prepare_images(self.images_test, self.normalize)
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return one_hot(self.labels_test)
 
 
 def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
@@ -132,7 +143,7 @@ def load_idx_folder(folder: Path, test_only: bool = False) -> Mnist:
             continue
         path = _find_idx(folder, stem)
         array = read_idx(path, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
-        sums[path.name] = _sha256(path)
+        sums[path.name] = sha256(path)
         known = KNOWN_SHA256.get(path.name)
         if known and len(array) == FULL_COUNTS[role] and sums[path.name] != known:
             raise DataError(f"{path}: checksum does not match the original MNIST file "
@@ -155,7 +166,7 @@ def load_npz(path: Path) -> Mnist:
         raise
     except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
         raise DataError(f"{path}: not a readable .npz file ({exc}); download it again") from None
-    return Mnist(**arrays, source=str(path), sha256={path.name: _sha256(path)})
+    return Mnist(**arrays, source=str(path), sha256={path.name: sha256(path)})
 
 
 def load_keras() -> Mnist:
@@ -226,14 +237,11 @@ def prepare_images(images: np.ndarray, normalize: bool = True) -> np.ndarray:
 
 def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
             limit_test: int | None = None) -> Prepared:
-    """Reshape to (N, 28, 28, 1), scale, one-hot the labels; optionally take the first N."""
-    y_train = mnist.y_train[:limit_train].astype(np.int64)
-    y_test = mnist.y_test[:limit_test].astype(np.int64)
+    """Optionally take the first N images; the network's view is made batch by batch."""
     return Prepared(
-        x_train=prepare_images(mnist.x_train[:limit_train], normalize),
-        y_train=one_hot(y_train),
-        x_test=prepare_images(mnist.x_test[:limit_test], normalize),
-        y_test=one_hot(y_test),
-        labels_train=y_train,
-        labels_test=y_test,
+        images_train=mnist.x_train[:limit_train],
+        labels_train=mnist.y_train[:limit_train].astype(np.int64),
+        images_test=mnist.x_test[:limit_test],
+        labels_test=mnist.y_test[:limit_test].astype(np.int64),
+        normalize=normalize,
     )

@@ -72,14 +72,37 @@ def crossentropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(p[np.arange(len(labels)), labels]).mean())
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities for every image, in batches."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+# Inference batches: larger ones gain nothing on a CPU, and at 1,000 images this model's
+# convolution outputs alone take 250 MB.
+BATCH = 256
 
 
-def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> Evaluation:
+def predict_probabilities(model, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+    """Class probabilities for every image: the model called directly on each batch.
+
+    `model.predict` has a large fixed cost per call; this also works for a LiteRT model.
+    """
+    out = [np.asarray(model(x[i: i + batch_size], training=False))
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 10))
+
+
+def traced(model):
+    """A Keras model's forward pass as a tf.function: over the test set, about twice as fast as
+    eager calls. Anything else (a LiteRT model) is returned as it is."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is None or not isinstance(model, keras.Model):
+        return model
+    import tensorflow as tf
+
+    return tf.function(lambda x, training=False: model(x, training=False), reduce_retracing=True)
+
+
+def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = BATCH) -> Evaluation:
     """One pass over the test set gives loss, accuracy and the confusion matrix together."""
-    probabilities = predict_probabilities(model, x, batch_size)
+    probabilities = predict_probabilities(traced(model), x, batch_size)
     predicted = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predicted)
     precision, recall, f1, support = per_class(confusion)

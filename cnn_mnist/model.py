@@ -24,8 +24,23 @@ def build_model(config: ModelConfig) -> keras.Model:
     return model
 
 
-def compile_model(model: keras.Model, config: CompileConfig) -> keras.Model:
-    """Optimizer with its learning rate, loss and metrics, as the config says."""
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+def learning_rate(config: CompileConfig, total_steps: int):
+    """The constant learning rate, or a Keras schedule over `total_steps` optimizer steps."""
+    schedule = config.schedule
+    if schedule is None:
+        return config.learning_rate
+    total_steps = max(1, total_steps)
+    if schedule.type == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=total_steps, alpha=schedule.end_factor)
+    warmup = int(round(schedule.warmup * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        config.learning_rate * schedule.start_factor, decay_steps=max(1, total_steps - warmup),
+        alpha=schedule.end_factor, warmup_target=config.learning_rate, warmup_steps=warmup)
+
+
+def compile_model(model: keras.Model, config: CompileConfig, total_steps: int = 1) -> keras.Model:
+    """Optimizer with its learning rate (or schedule over `total_steps`), loss and metrics."""
+    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config, total_steps))
     model.compile(optimizer=optimizer, loss=config.loss, metrics=list(config.metrics))
     return model

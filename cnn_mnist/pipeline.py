@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import platform
 import secrets
@@ -97,9 +98,18 @@ def load_run_config(run_dir: Path, data_path: str | None = None) -> Config:
     return load_config(run_dir / "config.yaml", overrides=overrides)
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KB on Linux
+
+
 class _Stopwatch:
+    """Seconds per stage, and the process's peak memory at the end of each (where it grew)."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def __call__(self, name: str):
         watch = self
@@ -110,6 +120,7 @@ class _Stopwatch:
 
             def __exit__(self, *exc):
                 watch.timings[name] = round(time.perf_counter() - self.start, 3)
+                watch.peak_mb[name] = _peak_rss_mb()
 
         return _Stage()
 
@@ -175,8 +186,8 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         from cnn_mnist import data as data_stage
         from cnn_mnist import evaluate as evaluate_stage
         from cnn_mnist.model import build_model, compile_model
-        from cnn_mnist.save import save_model
-        from cnn_mnist.train import fit, read_epochs
+        from cnn_mnist.save import export_litert, save_model
+        from cnn_mnist.train import FitTimer, fit, read_epochs
 
     seed = config.training.seed if config.training.seed is not None else secrets.randbelow(2**31)
     # The resolved config carries the seed actually used: `--config <run>/config.yaml` repeats it.
@@ -213,24 +224,28 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
                                   config.data.limit_test)
     record["data"] = {
         "source": mnist.source, "sha256": mnist.sha256,
-        "num_train": int(len(data.x_train)), "num_test": int(len(data.x_test)),
+        "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
         "normalize": config.data.normalize,
     }
     with watch("build"):
         model = build_model(config.model)
     with watch("compile"):
-        compile_model(model, config.compile)
+        steps = math.ceil(len(data.labels_train) / config.training.batch_size)
+        compile_model(model, config.compile, total_steps=steps * config.training.epochs)
     if resumed:
         log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
                  config.training.epochs)
     log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
              "seed %d", len(config.model.layers), f"{model.count_params():,}",
-             config.training.epochs, f"{len(data.x_train):,}", config.training.batch_size, seed)
+             config.training.epochs, f"{len(data.labels_train):,}", config.training.batch_size,
+             seed)
 
     metadata = {"run_id": run_id, "config": config.to_dict()}
+    timer = FitTimer()
     try:
         with watch("fit"):
-            fit(model, data, config.training, config.tensorboard, run_dir, progress, metadata)
+            fit(model, data, config.training, config.tensorboard, run_dir, progress, metadata,
+                timer)
     except KeyboardInterrupt:
         finished = len(read_epochs(epochs_file))
         files.write_json(run_dir / "run.json", {**record, "status": "interrupted",
@@ -252,9 +267,22 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
             evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run_dir,
                                               step=len(epochs))
     with watch("save"):
+        try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
+            run_lite = export_litert(model, run_dir / f"{RUN_MODEL}.tflite")
+            metadata["litert_sha256"] = files.sha256(run_lite)
+        except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
+            log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            run_lite = None
         run_model = save_model(model, run_dir / f"{RUN_MODEL}{model_path.suffix}", metadata)
         _publish(run_model, model_path)
+        stable_lite = model_path.with_suffix(".tflite")
+        if run_lite is not None:
+            _publish(run_lite, stable_lite)
+        else:
+            stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
     watch.timings["total"] = round(time.perf_counter() - started, 3)
+    watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
 
     paths = {"model": str(model_path), "run_model": str(run_model), "logs": str(run_dir),
              "config": str(run_dir / "config.yaml"),
@@ -274,6 +302,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
             "history": history,
         },
         "timings_s": watch.timings,
+        "peak_memory_mb_after": watch.peak_mb,
         "paths": paths,
     })
     record_path = files.write_json(run_dir / "run.json", record)

@@ -41,8 +41,14 @@ def _stderr_captured():
 
 
 def import_tensorflow(verbose: bool = False):
-    """Import TensorFlow and Keras, hiding start-up noise unless `verbose`; returns tf."""
+    """Import TensorFlow and Keras, hiding start-up noise unless `verbose`; returns tf.
+
+    oneDNN's CPU kernels are switched on (TensorFlow leaves them off on CPUs without AVX-512
+    VNNI or AMX, where they still train this model about 20% faster); a value the user set in
+    TF_ENABLE_ONEDNN_OPTS wins.
+    """
     global _configured
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if _configured or verbose:

@@ -30,6 +30,31 @@ def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) 
     return path
 
 
+def export_litert(model, path: str | Path) -> Path:
+    """The model as a LiteRT (.tflite) file, for fast predictions without TensorFlow."""
+    import contextlib
+    import io
+
+    path = Path(path)
+    with files.atomic_path(path) as tmp, contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(tmp), format="litert")  # prints "Saved artifact at ..."
+    return path
+
+
+def litert_beside(model_path: str | Path) -> Path | None:
+    """The .tflite exported with this very model, if it is beside it.
+
+    `cnn train` records the export's SHA-256 inside the model file, so a stale or foreign
+    .tflite (another run's, or a model replaced by hand) is never used in its place.
+    """
+    model_path = Path(model_path)
+    lite = model_path.with_suffix(".tflite")
+    expected = read_metadata(model_path).get("litert_sha256")
+    if not expected or not lite.is_file():
+        return None
+    return lite if files.sha256(lite) == expected else None
+
+
 def _write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     text = json.dumps(metadata)
     if path.suffix == ".h5":

@@ -41,3 +41,12 @@ def test_read_only_dir_is_reported(tmp_path):
     folder.chmod(0o500)
     with pytest.raises(OutputError, match="Permission denied"):
         files.ensure_writable_dir(folder, "logs")
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = files.write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -57,7 +57,7 @@ def test_probabilities_match_model_predict(tiny_mnist):
 
     model = build_model(validate({"model": {"layers": TINY_LAYERS}}).model)
     digits = tiny_mnist.x_test[:50] / np.float32(255)
-    ours = predict.probabilities(model, digits, batch_size=16)
+    ours = predict.probabilities(model, digits)
     np.testing.assert_allclose(ours, model.predict(digits[..., None], verbose=0), rtol=1e-5, atol=1e-6)
     raw = predict.probabilities(model, digits, normalize=False)
     np.testing.assert_allclose(raw, model.predict(tiny_mnist.x_test[:50, ..., None].astype("float32"),

@@ -193,5 +193,4 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
 
     assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
     load_model(tmp_path / "models" / "tiny.h5")
-    leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.name != "tiny.h5"]
-    assert leftovers == []  # no temporary files
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.h5", "tiny.tflite"]
