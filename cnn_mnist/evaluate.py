@@ -102,7 +102,11 @@ def traced(model):
 
 def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = BATCH) -> Evaluation:
     """One pass over the test set gives loss, accuracy and the confusion matrix together."""
-    probabilities = predict_probabilities(traced(model), x, batch_size)
+    return from_probabilities(predict_probabilities(traced(model), x, batch_size), labels)
+
+
+def from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """The evaluation of predictions already made (by `evaluate`, or during training)."""
     predicted = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predicted)
     precision, recall, f1, support = per_class(confusion)

@@ -187,7 +187,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         from cnn_mnist import evaluate as evaluate_stage
         from cnn_mnist.model import build_model, compile_model
         from cnn_mnist.save import export_litert, save_model
-        from cnn_mnist.train import FitTimer, fit, read_epochs
+        from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
 
     seed = config.training.seed if config.training.seed is not None else secrets.randbelow(2**31)
     # The resolved config carries the seed actually used: `--config <run>/config.yaml` repeats it.
@@ -242,10 +242,12 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
 
     metadata = {"run_id": run_id, "config": config.to_dict()}
     timer = FitTimer()
+    validation = (TestValidation(data.x_test, data.labels_test)
+                  if config.training.validation == "test" else None)
     try:
         with watch("fit"):
-            fit(model, data, config.training, config.tensorboard, run_dir, progress, metadata,
-                timer)
+            fit(model, data, config.training, config.tensorboard, run_dir, progress,
+                          metadata, timer, validation)
     except KeyboardInterrupt:
         finished = len(read_epochs(epochs_file))
         files.write_json(run_dir / "run.json", {**record, "status": "interrupted",
@@ -261,7 +263,14 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     epochs = read_epochs(epochs_file)
 
     with watch("evaluate"):
-        evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
+        # The last epoch's validation already made these predictions, unless early stopping
+        # may have put back an earlier epoch's weights.
+        stop = config.training.early_stopping
+        restored = stop is not None and stop.restore_best_weights
+        if validation is not None and validation.last is not None and not restored:
+            evaluation = evaluate_stage.from_probabilities(validation.last[1], data.labels_test)
+        else:
+            evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
         plots = evaluate_stage.save_results(evaluation, run_dir)
         if config.tensorboard.enabled:
             evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run_dir,
@@ -282,6 +291,8 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         else:
             stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
     watch.timings["total"] = round(time.perf_counter() - started, 3)
+    if validation is not None:
+        timer.timings["validation"] = validation.seconds
     watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
 
     paths = {"model": str(model_path), "run_model": str(run_model), "logs": str(run_dir),

@@ -45,6 +45,36 @@ class BatchScalars(keras.callbacks.Callback):
             self.writer.close()
 
 
+class TestValidation(keras.callbacks.Callback):
+    """Validation on the test set after each epoch, by the same code as the final evaluation.
+
+    It adds `val_loss` and `val_accuracy` to the epoch's logs, where Keras's progress bar,
+    History and TensorBoard callbacks, early stopping and checkpoints read them (it must come
+    first among the callbacks). The last epoch's predictions are kept, so the final evaluation
+    does not pass over the test set a second time.
+    """
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray) -> None:
+        super().__init__()
+        self.x, self.labels, self.last, self.seconds = x, labels, None, 0.0
+
+    def on_train_begin(self, logs=None):
+        from cnn_mnist.evaluate import traced
+
+        self.forward = traced(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from cnn_mnist.evaluate import crossentropy, predict_probabilities
+
+        start = time.perf_counter()
+        probabilities = predict_probabilities(self.forward, self.x)
+        self.seconds += time.perf_counter() - start
+        if logs is not None:
+            logs["val_loss"] = crossentropy(probabilities, self.labels)
+            logs["val_accuracy"] = float((probabilities.argmax(1) == self.labels).mean())
+        self.last = (epoch, probabilities)
+
+
 class Histograms(keras.callbacks.Callback):
     """Weight histograms every `every` epochs, in TensorBoard's histogram format.
 
@@ -144,30 +174,23 @@ class BestModel(keras.callbacks.Callback):
 
 
 class FitTimer(keras.callbacks.Callback):
-    """Where fit's time goes: first step (tracing), other steps, validation, epoch-end work."""
+    """Where fit's time goes: the first step (tracing), the other steps, and the epoch-end work
+    of the callbacks after it (histograms, logs, backups). Validation times itself."""
 
     def __init__(self) -> None:
         super().__init__()
         self.timings = {"first_step": 0.0, "train_steps": 0.0, "validation": 0.0, "epoch_end": 0.0}
-        self._first = True
+        self._first, self._t, self._e = True, 0.0, None
 
     def on_train_batch_begin(self, batch, logs=None):
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        key = "first_step" if self._first else "train_steps"
-        self.timings[key] += time.perf_counter() - self._t
+        self.timings["first_step" if self._first else "train_steps"] += time.perf_counter() - self._t
         self._first = False
 
-    def on_test_begin(self, logs=None):
-        self._v = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.timings["validation"] += time.perf_counter() - self._v
-        self._e = time.perf_counter()  # histograms, logs and backups follow validation
-
     def on_epoch_end(self, epoch, logs=None):
-        self._e = getattr(self, "_e", time.perf_counter())
+        self._e = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._close_epoch()
@@ -176,7 +199,7 @@ class FitTimer(keras.callbacks.Callback):
         self._close_epoch()
 
     def _close_epoch(self):
-        if getattr(self, "_e", None) is not None:
+        if self._e is not None:
             self.timings["epoch_end"] += time.perf_counter() - self._e
             self._e = None
 
@@ -196,9 +219,11 @@ def write_graph(model: keras.Model, log_dir: Path) -> None:
 
 def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir: Path | None,
               metadata: dict | None = None, timer: FitTimer | None = None,
-              ) -> list[keras.callbacks.Callback]:
-    """Backup (first, so the others see the restored state), history, TensorBoard, stopping."""
+              validation: TestValidation | None = None) -> list[keras.callbacks.Callback]:
+    """Validation (first, so the others see its metrics), backup, history, TensorBoard, stopping."""
     out: list[keras.callbacks.Callback] = []
+    if validation is not None:
+        out.append(validation)
     if timer is not None:
         out.append(timer)
     if run_dir is not None:
@@ -224,9 +249,6 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
             monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
             restore_best_weights=stop.restore_best_weights, verbose=0))
     return out
-
-
-EVAL_BATCH = 256  # as evaluate.BATCH: bigger batches gain nothing on a CPU and cost memory
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: bool,
@@ -257,19 +279,23 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
 
 def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         tensorboard: TensorBoardConfig, run_dir: Path | None, verbose: int = 1,
-        metadata: dict | None = None, timer: FitTimer | None = None) -> dict:
-    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history."""
+        metadata: dict | None = None, timer: FitTimer | None = None,
+        validation: TestValidation | None = None) -> dict:
+    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history.
+
+    With `training.validation: test`, pass a TestValidation (or one is made) to keep its
+    last predictions.
+    """
     train = make_dataset(data.images_train, data.labels_train, training.batch_size,
                          data.normalize, shuffle=training.shuffle, seed=training.seed)
-    validation = None
-    if training.validation == "test":
-        validation = make_dataset(data.images_test, data.labels_test, EVAL_BATCH, data.normalize)
+    if training.validation == "test" and validation is None:
+        validation = TestValidation(data.x_test, data.labels_test)
     history = model.fit(
         train,
         epochs=training.epochs,
-        validation_data=validation,
         shuffle=False,  # the dataset shuffles itself
-        callbacks=callbacks(training, tensorboard, run_dir, metadata, timer),
+        callbacks=callbacks(training, tensorboard, run_dir, metadata, timer,
+                            validation if training.validation == "test" else None),
         verbose=verbose,
     )
     if tensorboard.enabled and tensorboard.write_graph and run_dir is not None:

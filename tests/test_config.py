@@ -152,3 +152,15 @@ def test_scientific_notation_is_a_float(tmp_path):
     (tmp_path / "lr.yaml").write_text("compile:\n  learning_rate: 3e-4\n")
     assert load_config(tmp_path / "lr.yaml").compile.learning_rate == 3e-4
     assert parse_set("a=1.5") == ("a", 1.5) and parse_set("a=7") == ("a", 7)
+
+
+def test_shipped_config_by_name(tmp_path, monkeypatch):
+    from cnn_mnist.config import shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert {"default", "speedrun"} <= set(shipped_configs())
+    assert load_config("speedrun").output.model_path == "models/speedrun.h5"
+    with pytest.raises(ConfigError, match="shipped configs: default, speedrun"):
+        load_config("speedrn")
+    (tmp_path / "speedrun.yaml").write_text("training: {epochs: 4}\n")
+    assert load_config("speedrun.yaml").training.epochs == 4  # a file here wins

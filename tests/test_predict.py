@@ -70,3 +70,44 @@ def test_figures_are_png():
     probs = np.eye(10)[[3, 5, 1]] * 0.9 + 0.01
     assert predict.mistakes_png(np.zeros((3, 28, 28)), labels, probs)[:4] == b"\x89PNG"
     assert predict.mistakes_png(np.zeros((1, 28, 28)), labels[:1], probs[:1])[:4] == b"\x89PNG"
+
+
+@pytest.fixture
+def trained_tiny(tiny_mnist):
+    from cnn_mnist.config import validate
+    from cnn_mnist.data import prepare
+    from cnn_mnist.model import build_model, compile_model
+    from tests.conftest import TINY_LAYERS
+
+    config = validate({"model": {"layers": TINY_LAYERS}})
+    data = prepare(tiny_mnist)
+    model = compile_model(build_model(config.model), config.compile)
+    model.fit(data.x_train, data.y_train, epochs=1, batch_size=64, verbose=0)
+    return model, data
+
+
+def test_litert_export_matches_keras(tmp_path, trained_tiny):
+    from cnn_mnist.save import export_litert
+
+    model, data = trained_tiny
+    lite = predict.LiteRTModel(export_litert(model, tmp_path / "m.tflite"))
+    x = data.x_test[:37]
+    ours = predict.probabilities(lite, x[..., 0])
+    keras_probs = predict.probabilities(model, x[..., 0])
+    np.testing.assert_allclose(ours, keras_probs, atol=1e-5)
+    assert (ours.argmax(1) == keras_probs.argmax(1)).all()
+    assert predict.probabilities(lite, x[:1, ..., 0]).shape == (1, 10)  # resized back to 1
+
+
+def test_open_model_uses_litert_only_when_it_matches(tmp_path, trained_tiny):
+    from cnn_mnist import files
+    from cnn_mnist.save import export_litert, save_model
+
+    model, _ = trained_tiny
+    lite = export_litert(model, tmp_path / "m.tflite")
+    save_model(model, tmp_path / "m.h5", {"litert_sha256": files.sha256(lite)})
+    assert predict.open_model(tmp_path / "m.h5")[1] == "litert"
+    lite.write_bytes(lite.read_bytes() + b"\0")  # a different export: not this model's
+    assert predict.open_model(tmp_path / "m.h5")[1] == "keras"
+    save_model(model, tmp_path / "plain.h5")
+    assert predict.open_model(tmp_path / "plain.h5")[1] == "keras"

@@ -194,3 +194,24 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
     load_model(tmp_path / "models" / "tiny.h5")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.h5", "tiny.tflite"]
+
+
+def test_histograms_are_tensorboard_histograms(tmp_path, tiny_config_file, tiny_mnist):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(tiny_config_file, sets=["training.epochs=2"])
+    model = compile_model(build_model(config.model), config.compile)
+    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    tags = [t for t in accumulator.Tags()["tensors"] if t.endswith("/histogram")]
+    assert len(tags) == len(model.weights)
+    kernel = f"{model.layers[0].kernel.path}/histogram"
+    assert kernel in tags
+    assert accumulator.SummaryMetadata(kernel).plugin_data.plugin_name == "histograms"
+    events = accumulator.Tensors(kernel)
+    assert [e.step for e in events] == [0, 1]
+    import tensorflow as tf
+
+    buckets = tf.make_ndarray(events[-1].tensor_proto)
+    assert buckets.shape == (30, 3) and buckets[:, 2].sum() == model.layers[0].kernel.numpy().size
