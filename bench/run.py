@@ -123,9 +123,10 @@ def report(results: dict[str, list[dict]], args) -> str:
             if accs else ("predicted " + str(runs[0].get("prediction")) if "prediction" in runs[0]
                           else "-")
         median = statistics.median(walls)
+        ratios = (f"{median / ref_median:.2f} | {median / ref_fastest:.2f}"
+                  if name.startswith(("lecture", "cnn train")) else "- | -")
         lines.append(f"| {name} | {len(runs)} | {median:.2f} | {min(walls):.2f} | {max(walls):.2f} "
-                     f"| {max(r['peak_mb'] for r in runs):.0f} | {acc} | {median / ref_median:.2f} "
-                     f"| {median / ref_fastest:.2f} |")
+                     f"| {max(r['peak_mb'] for r in runs):.0f} | {acc} | {ratios} |")
     ours = results["cnn train (default)"]
     speed = results["cnn train (speedrun)"]
     ours_walls = [r["wall"] for r in ours]

@@ -159,20 +159,28 @@ def describe(p: Prediction) -> str:
     return line
 
 
-def figure_png(predictions: list[Prediction]) -> bytes:
-    """The digits with prediction and true label in each title, as PNG bytes."""
-    import io
-
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    fig = _figure(plt, predictions)
+    return plt
+
+
+def _png(plt, fig) -> bytes:
+    import io
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def figure_png(predictions: list[Prediction]) -> bytes:
+    """The digits with prediction and true label in each title, as PNG bytes."""
+    plt = _pyplot()
+    return _png(plt, _figure(plt, predictions))
 
 
 def show(predictions: list[Prediction]) -> bool:
@@ -219,19 +227,10 @@ def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, coun
     worst = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
     predictions = [Prediction(digit=images[i], probabilities=probs[i], index=int(i),
                               label=int(labels[i])) for i in worst]
-    if not predictions:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import io
-
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        return buffer.getvalue()
-    return figure_png(predictions)
+    if predictions:
+        return figure_png(predictions)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    return _png(plt, fig)
