@@ -186,8 +186,9 @@ def cpu_name() -> str:
 
 def library_versions() -> str:
     code = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'\nimport sys, tensorflow as tf, "
-            "keras, numpy\nprint(f'Python {sys.version.split()[0]}, TensorFlow {tf.__version__}, "
-            "Keras {keras.__version__}, NumPy {numpy.__version__}')")
+            "keras, numpy\ngpus = [d.name for d in tf.config.list_physical_devices('GPU')]\n"
+            "print(f'Python {sys.version.split()[0]}, TensorFlow {tf.__version__}, "
+            "Keras {keras.__version__}, NumPy {numpy.__version__}; GPU: {gpus or \"none\"}')")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True).stdout.strip()
     return out or "versions unknown"
 

@@ -68,8 +68,8 @@ def config_options(command):
                            help="Override any config value, e.g. --set model.layers[3].rate=0.3 "
                                 "(repeatable).")(command)
     command = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-                           help="YAML config file [default: the lecture's model, "
-                                "configs/default.yaml].")(command)
+                           help="YAML config file, or the name of a shipped one (default, "
+                                "speedrun) [default: the lecture's model].")(command)
     return command
 
 

@@ -1,13 +1,11 @@
 """Interrupting and resuming `cnn train` as a real process: SIGINT, SIGTERM and SIGKILL."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import yaml
 
