@@ -137,7 +137,7 @@ def _empty_split() -> dict[str, np.ndarray]:
 
 def load_idx_folder(folder: Path, test_only: bool = False) -> Mnist:
     """Load the IDX files from a folder, verifying checksums of the standard files."""
-    arrays, sums = (_empty_split() if test_only else {}), {}
+    arrays, sums, paths = (_empty_split() if test_only else {}), {}, {}
     for role, stem in IDX_FILES.items():
         if test_only and role.endswith("train"):
             continue
@@ -150,6 +150,13 @@ def load_idx_folder(folder: Path, test_only: bool = False) -> Mnist:
                             f"(sha256 {sums[path.name][:12]}..., expected {known[:12]}...); "
                             "it is corrupt or altered, download it again")
         arrays[role] = array
+        paths[role] = path
+    for split in ("train", "test"):
+        images, labels = f"x_{split}", f"y_{split}"
+        if images in paths and len(arrays[images]) != len(arrays[labels]):
+            raise DataError(f"{paths[labels]}: {len(arrays[labels]):,} labels for "
+                            f"{len(arrays[images]):,} images in {paths[images].name}; expected one "
+                            "label per image (a file from another set, or cut short)")
     return Mnist(**arrays, source=str(folder), sha256=sums)
 
 
