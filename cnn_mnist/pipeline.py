@@ -268,7 +268,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         stop = config.training.early_stopping
         restored = stop is not None and stop.restore_best_weights
         if validation is not None and validation.last is not None and not restored:
-            evaluation = evaluate_stage.from_probabilities(validation.last[1], data.labels_test)
+            evaluation = validation.last[1]
         else:
             evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
         plots = evaluate_stage.save_results(evaluation, run_dir)

@@ -11,7 +11,7 @@ import numpy as np
 from cnn_mnist.errors import CnnError
 
 
-class IndexError_(CnnError):
+class BadIndex(CnnError):
     """An --index that is not a number, negative, or past the end of the test set."""
 
     exit_code = 2
@@ -63,13 +63,13 @@ def parse_indices(specs: list[str] | tuple[str, ...]) -> list[int]:
             if colon:
                 first, last = int(start), int(stop)
                 if last <= first:
-                    raise IndexError_(f"--index {spec}: a range START:STOP needs STOP > START "
+                    raise BadIndex(f"--index {spec}: a range START:STOP needs STOP > START "
                                       "(10:20 means 10 to 19)")
                 indices.extend(range(first, last))
             else:
                 indices.append(int(text))
         except ValueError:
-            raise IndexError_(f"--index {spec!r}: not a number; expected N or START:STOP, "
+            raise BadIndex(f"--index {spec!r}: not a number; expected N or START:STOP, "
                               "for example --index 10 or --index 10:20") from None
     return indices
 
@@ -78,7 +78,7 @@ def check_indices(indices: list[int], count: int) -> None:
     """Every index within the test set: 0 to count - 1."""
     for index in indices:
         if not 0 <= index < count:
-            raise IndexError_(f"--index {index} is out of range: the test set has {count:,} "
+            raise BadIndex(f"--index {index} is out of range: the test set has {count:,} "
                               f"images, so valid indices are 0 to {count - 1}")
 
 
@@ -91,9 +91,9 @@ class LiteRTModel:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        from cnn_mnist.runtime import _stderr_captured
+        from cnn_mnist.runtime import stderr_captured
 
-        with _stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        with stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = Interpreter(model_path=str(path),
                                            num_threads=threads or os.cpu_count() or 1)
         self.input = self.interpreter.get_input_details()[0]["index"]
@@ -101,11 +101,11 @@ class LiteRTModel:
         self.batch = None
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        from cnn_mnist.runtime import _stderr_captured
+        from cnn_mnist.runtime import stderr_captured
 
         if self.batch != len(x):
             self.interpreter.resize_tensor_input(self.input, list(x.shape))
-            with _stderr_captured():
+            with stderr_captured():
                 self.interpreter.allocate_tensors()
             self.batch = len(x)
         self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))

@@ -18,7 +18,7 @@ _configured = False
 
 
 @contextlib.contextmanager
-def _stderr_captured():
+def stderr_captured():
     """Send file descriptor 2 to a temporary file; replay it if the block raises."""
     try:
         sys.stderr.flush()
@@ -55,7 +55,7 @@ def import_tensorflow(verbose: bool = False):
         import keras  # noqa: F401
         import tensorflow as tf
     else:
-        with _stderr_captured():
+        with stderr_captured():
             import keras  # noqa: F401
             import tensorflow as tf
 

@@ -64,15 +64,14 @@ class TestValidation(keras.callbacks.Callback):
         self.forward = traced(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
-        from cnn_mnist.evaluate import crossentropy, predict_probabilities
+        from cnn_mnist.evaluate import from_probabilities, predict_probabilities
 
         start = time.perf_counter()
-        probabilities = predict_probabilities(self.forward, self.x)
+        evaluation = from_probabilities(predict_probabilities(self.forward, self.x), self.labels)
         self.seconds += time.perf_counter() - start
         if logs is not None:
-            logs["val_loss"] = crossentropy(probabilities, self.labels)
-            logs["val_accuracy"] = float((probabilities.argmax(1) == self.labels).mean())
-        self.last = (epoch, probabilities)
+            logs["val_loss"], logs["val_accuracy"] = evaluation.loss, evaluation.accuracy
+        self.last = (epoch, evaluation)
 
 
 class Histograms(keras.callbacks.Callback):
