@@ -228,7 +228,9 @@ def load_mnist(path: str | Path | None = None, test_only: bool = False) -> Mnist
     if where.exists():
         raise DataError(f"{where}: expected a folder of the four MNIST IDX files or an .npz file")
     source = "--data/data.path" if path else ENV_VAR
-    raise DataError(f"{where}: no such file or folder (from {source}). To fix: {HOW_TO_GET}")
+    relative = "" if where.is_absolute() else f", relative to the current folder {Path.cwd()}"
+    raise DataError(f"{where}: no such file or folder (from {source}{relative}). "
+                    f"To fix: {HOW_TO_GET}")
 
 
 def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -93,9 +93,13 @@ def test_missing_file_says_how_to_get_data(idx_folder):
         data.load_mnist(idx_folder)
 
 
-def test_missing_path(tmp_path):
+def test_missing_path(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no such file or folder.*--data PATH"):
         data.load_mnist(tmp_path / "nowhere")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(data.ENV_VAR, "../elsewhere/mnist")
+    with pytest.raises(DataError, match=f"from CNN_MNIST_DATA, relative to the current folder {tmp_path}"):
+        data.load_mnist(None)
 
 
 def test_bad_npz(tmp_path):
