@@ -96,6 +96,10 @@ def cli() -> None:
               help="compile.learning_rate")
 @click.option("--seed", type=click.IntRange(min=0), help="training.seed: same seed, same metrics.")
 @click.option("--model-path", metavar="PATH", help="output.model_path (.h5 or .keras)")
+@click.option("--distribution", type=click.Choice(["none", "mirrored", "multi_worker"]),
+              help="training.distribution: mirrored (all local GPUs; without one, "
+                   "training.cpu_devices CPU devices) or multi_worker (run on every worker "
+                   "of the cluster in $TF_CONFIG).")
 @click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]",
               help="Continue the most recent unfinished run (or RUN_ID) from its last "
                    "finished epoch.")
@@ -104,7 +108,7 @@ def cli() -> None:
 @output_options
 @user_errors
 def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed, model_path,
-          resume, overwrite, verbose, quiet):
+          distribution, resume, overwrite, verbose, quiet):
     """Load MNIST, build the model from a config, train, evaluate and save it."""
     _setup_logging(verbose, quiet)
     from cnn_mnist.config import load_config
@@ -112,7 +116,10 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
     overrides = {"training.epochs": epochs, "training.batch_size": batch_size,
                  "compile.learning_rate": learning_rate, "training.seed": seed,
                  "output.model_path": model_path}
-    run_dir = None
+    run_dir, own_config = None, True
+    if resume is not None and _follows_chief(config_path, sets, distribution):
+        # Another worker of a multi-worker run: the chief finds the run and sends its config.
+        resume, own_config = None, False
     if resume is not None:
         given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in overrides.items()
                  if v is not None] + (["--set"] if sets else [])
@@ -124,7 +131,11 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
         log_dir = load_config(config_path).tensorboard.log_dir
         run_dir = find_run_to_resume(log_dir, resume or None)
         config = load_run_config(run_dir, data_path)
+        if distribution:  # a run may resume on other hardware: the batch stays global
+            config = config.model_copy(update={"training": config.training.model_copy(
+                update={"distribution": distribution})})
     else:
+        overrides["training.distribution"] = distribution
         config = load_config(config_path, sets=sets, overrides={"data.path": data_path, **overrides})
     from cnn_mnist.evaluate import format_confusion, format_per_class
     from cnn_mnist.pipeline import train as run_training
@@ -132,14 +143,24 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
     _stop_on_sigterm()
     progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_training(config, config_source=config_path or "default", progress=progress,
-                          verbose=verbose, resume=run_dir, overwrite=overwrite)
+                          verbose=verbose, resume=run_dir, overwrite=overwrite,
+                          own_config=own_config)
     ev = result.evaluation
+    weights = result.distribution.get("weights_sha256", "")[:16]
+    if not result.chief:
+        click.echo(f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
+                   f"{weights}. The chief saved the model and run {result.run_id}'s record.")
+        return
     if not quiet:
         click.echo(f"\nConfusion matrix (rows: true digit, columns: predicted)\n"
                    f"{format_confusion(ev.confusion)}\n\n{format_per_class(ev)}\n")
     click.echo(f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
                f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
     click.echo(f"Model saved to {result.model_path}")
+    if result.distribution and not quiet:
+        d = result.distribution
+        click.echo(f"Distributed   {d['strategy']}: {d['replicas']} replicas on {d['workers']} "
+                   f"worker(s), global batch {d['global_batch_size']}; weights {weights}")
     if not quiet:
         if result.replaced_run and result.replaced_run != result.run_id:
             click.echo(f"              (the model it replaced stays in run {result.replaced_run}'s "
@@ -147,6 +168,19 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
         click.echo(f"Run record    {result.record_path}\n"
                    f"Plots         {result.paths['confusion_matrix_png']}\n"
                    f"TensorBoard   cnn tensorboard --logdir {config.tensorboard.log_dir}")
+
+
+def _follows_chief(config_path, sets, distribution) -> bool:
+    """Whether this process is a non-chief worker of a multi-worker run (from the options, the
+    config and TF_CONFIG; no TensorFlow). Such a worker takes its run from the chief."""
+    from cnn_mnist.config import chief_task, load_config, read_tf_config
+
+    if distribution is None:
+        try:
+            distribution = load_config(config_path, sets=sets).training.distribution
+        except CnnError:
+            return False
+    return distribution == "multi_worker" and not chief_task(read_tf_config())
 
 
 def _stop_on_sigterm() -> None:

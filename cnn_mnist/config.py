@@ -8,8 +8,11 @@ trained, with the key path in the message (for example `model.layers[2].pool_siz
 from __future__ import annotations
 
 import difflib
-import re
+import json
 import logging
+import os
+import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -197,6 +200,14 @@ class TrainingConfig(_Section):
     shuffle: bool = True
     early_stopping: EarlyStoppingConfig | None = None  # null: off
     checkpoint: CheckpointConfig | None = None  # null: off
+    # tf.distribute: "mirrored" trains on all local GPUs (no GPU: `cpu_devices` logical CPU
+    # devices); "multi_worker" on the cluster in TF_CONFIG, with `cnn train` run on each worker.
+    # batch_size stays the global batch, shared among the replicas.
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    cpu_devices: int = Field(default=2, ge=1)
+    # Seconds a worker waits on the others (joining, each collective, heartbeats) before it
+    # stops with an error instead of hanging; a step on this model takes well under a second.
+    collective_timeout: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
     def _monitors_need_validation(self) -> "TrainingConfig":
@@ -459,6 +470,49 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     config = validate(raw, source=f"config {config_path.name}")
     check_shapes(config)
     return config
+
+
+def read_tf_config(environ: Mapping[str, str] | None = None) -> dict:
+    """The cluster from `TF_CONFIG`, checked: a clear error instead of a hang or a traceback."""
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    if not raw:
+        raise ConfigError("training.distribution 'multi_worker' needs the cluster in the "
+                          f"TF_CONFIG environment variable, for example:\n  TF_CONFIG='{example}'")
+    try:
+        spec = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}); expected for example "
+                          f"'{example}'") from None
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    if not isinstance(cluster, dict) or not cluster or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v)
+            for v in cluster.values()):
+        raise ConfigError("TF_CONFIG's 'cluster' must map job names ('chief', 'worker') to lists "
+                          f"of 'host:port' addresses; got {cluster!r}")
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise ConfigError(f"TF_CONFIG's cluster has job(s) {unknown}; multi_worker training uses "
+                          "only 'chief' (at most one) and 'worker'")
+    if len(cluster.get("chief", [])) > 1:
+        raise ConfigError(f"TF_CONFIG names {len(cluster['chief'])} chiefs; expected at most one")
+    if not isinstance(task, dict) or task.get("type") not in cluster \
+            or not isinstance(task.get("index"), int) or isinstance(task.get("index"), bool) \
+            or not 0 <= task["index"] < len(cluster[task["type"]]):
+        raise ConfigError(f"TF_CONFIG's 'task' must name this process's job and index in the "
+                          f"cluster, for example {{\"type\": \"worker\", \"index\": 0}}; got "
+                          f"{task!r} for jobs { {k: len(v) for k, v in cluster.items()} }")
+    return spec
+
+
+def chief_task(spec: dict) -> bool:
+    """Whether TF_CONFIG's task is the chief: the 'chief' job if there is one, else worker 0
+    (TensorFlow's rule). The chief alone writes what the user sees."""
+    cluster, task = spec["cluster"], spec["task"]
+    chief = ("chief", 0) if "chief" in cluster else ("worker", 0)
+    return (task["type"], task["index"]) == chief
 
 
 def check_shapes(config: Config) -> None:

@@ -23,3 +23,7 @@ class ModelFileError(CnnError):
 
 class OutputError(CnnError):
     """A model, log or results path that cannot be written."""
+
+
+class ClusterError(CnnError):
+    """Distributed training lost a worker, or could not form the cluster in time."""

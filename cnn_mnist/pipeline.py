@@ -11,6 +11,7 @@ earlier run's model is never lost: it stays in that run's folder.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
@@ -19,6 +20,7 @@ import platform
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +28,8 @@ from pathlib import Path
 import yaml
 
 from cnn_mnist import files
-from cnn_mnist.config import Config, load_config
-from cnn_mnist.errors import CnnError, ConfigError, OutputError
+from cnn_mnist.config import Config, chief_task, load_config, read_tf_config
+from cnn_mnist.errors import ClusterError, CnnError, ConfigError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class RunResult:
     resumed_from_epoch: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    chief: bool = True  # False: a multi-worker run's other worker, which saved nothing
+    worker: str = ""  # "worker 1" in a multi-worker run
+    distribution: dict = field(default_factory=dict)  # run.json's: replicas, batch sizes, ...
 
 
 def new_run_id() -> str:
@@ -152,12 +157,23 @@ def _publish(run_model: Path, model_path: Path) -> None:
 
 
 def train(config: Config, *, config_source: str = "default", progress: int = 1,
-          verbose: bool = False, resume: Path | None = None, overwrite: bool = False) -> RunResult:
+          verbose: bool = False, resume: Path | None = None, overwrite: bool = False,
+          own_config: bool = True) -> RunResult:
     """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
 
     `resume` is a run folder to continue from its last finished epoch (see find_run_to_resume).
+    With `training.distribution: multi_worker`, every worker calls this; the chief's run id,
+    config and backups rule, and the other workers write only to temporary folders (one with
+    `own_config=False` does not warn that its config differs from the chief's).
     """
     started = time.perf_counter()
+    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
+        with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
+            (Path(scratch) / "run").mkdir()
+            return _run(config, new_run_id(), Path(scratch) / "run",
+                        Path(scratch) / f"model{Path(config.output.model_path).suffix}", None,
+                        started, config_source, progress, verbose, resumed=False, chief=False,
+                        warn_differs=own_config)
     run_id = resume.name if resume else new_run_id()
     run_dir = resume or Path(config.tensorboard.log_dir) / run_id
     model_path = Path(config.output.model_path)
@@ -175,7 +191,7 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
 
 
 def _run(config, run_id, run_dir, model_path, previous_run, started, config_source, progress,
-         verbose, resumed):
+         verbose, resumed, chief=True, warn_differs=True):
     watch = _Stopwatch()
     with watch("import"):
         from cnn_mnist.runtime import import_tensorflow, seed_everything
@@ -189,10 +205,19 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         from cnn_mnist.save import export_litert, save_model
         from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
 
+    cluster = None
+    if config.training.distribution != "none":
+        from cnn_mnist import distribute
+
+        with watch("connect"):  # multi_worker: waits for every worker to join
+            cluster = distribute.make_cluster(config.training)
     seed = config.training.seed if config.training.seed is not None else secrets.randbelow(2**31)
     # The resolved config carries the seed actually used: `--config <run>/config.yaml` repeats it.
     config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-    seed_everything(seed)
+    if cluster is not None:
+        run_id, config = _agree(cluster, run_id, config, run_dir, chief, warn_differs)
+    seed_everything(config.training.seed)
+    seed = config.training.seed
     epochs_file = run_dir / "epochs.jsonl"
     done_before = len(read_epochs(epochs_file))
 
@@ -212,6 +237,15 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     }
     if resumed:
         record["resumed_from_epoch"] = done_before
+    if cluster is not None:
+        # The batch is global (shared among the replicas) and the learning rate is as configured.
+        record["distribution"] = {
+            "strategy": cluster.kind, "replicas": cluster.replicas, "workers": cluster.workers,
+            "global_batch_size": config.training.batch_size,
+            "per_replica_batch_size": config.training.batch_size / cluster.replicas,
+            "learning_rate": config.compile.learning_rate,
+            "local_devices": list(cluster.strategy.extended.worker_devices),
+        }
     files.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     files.write_json(run_dir / "run.json", record)
 
@@ -227,9 +261,12 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
         "normalize": config.data.normalize,
     }
-    with watch("build"):
+    def scope():
+        return cluster.strategy.scope() if cluster is not None else contextlib.nullcontext()
+
+    with watch("build"), scope():  # under a strategy, variables are mirrored on every replica
         model = build_model(config.model)
-    with watch("compile"):
+    with watch("compile"), scope():
         steps = math.ceil(len(data.labels_train) / config.training.batch_size)
         compile_model(model, config.compile, total_steps=steps * config.training.epochs)
     if resumed:
@@ -239,6 +276,11 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
              "seed %d", len(config.model.layers), f"{model.count_params():,}",
              config.training.epochs, f"{len(data.labels_train):,}", config.training.batch_size,
              seed)
+    if cluster is not None:
+        log.info("Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
+                 "replica, learning rate %g as configured", cluster.kind, cluster.task,
+                 cluster.replicas, config.training.batch_size,
+                 config.training.batch_size / cluster.replicas, config.compile.learning_rate)
 
     metadata = {"run_id": run_id, "config": config.to_dict()}
     timer = FitTimer()
@@ -246,8 +288,16 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
                   if config.training.validation == "test" else None)
     try:
         with watch("fit"):
-            fit(model, data, config.training, config.tensorboard, run_dir, progress,
-                          metadata, timer, validation)
+            if cluster is None:
+                fit(model, data, config.training, config.tensorboard, run_dir, progress,
+                    metadata, timer, validation)
+            else:
+                training, tensorboard = config.training, config.tensorboard
+                if not chief:  # the chief writes the logs and checkpoints
+                    training = training.model_copy(update={"checkpoint": None})
+                    tensorboard = tensorboard.model_copy(update={"enabled": False})
+                distribute.fit(cluster, model, data, training, tensorboard, config.compile.loss,
+                               run_dir, progress, metadata, timer, validation)
     except KeyboardInterrupt:
         finished = len(read_epochs(epochs_file))
         files.write_json(run_dir / "run.json", {**record, "status": "interrupted",
@@ -256,6 +306,13 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         raise TrainingInterrupted(
             f"interrupted: run {run_id} stopped after {finished} of {config.training.epochs} "
             f"epoch(s), which are kept.\nResume it with: cnn train --resume {run_id}") from None
+    except ClusterError as exc:
+        finished = len(read_epochs(epochs_file))
+        files.write_json(run_dir / "run.json", {**record, "status": "failed", "error": str(exc),
+                                                "stopped_at": _now(), "epochs_completed": finished})
+        raise ClusterError(f"{exc}.\nRun {run_id} keeps its last finished epoch ({finished} of "
+                           f"{config.training.epochs}): restart `cnn train --resume {run_id}` on "
+                           "the chief and `cnn train --resume` on the other workers.") from None
     except Exception as exc:
         files.write_json(run_dir / "run.json", {**record, "status": "failed", "error": str(exc),
                                                 "stopped_at": _now()})
@@ -271,6 +328,13 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
             evaluation = validation.last[1]
         else:
             evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
+        if cluster is not None:
+            record["distribution"]["weights_sha256"] = distribute.weights_sha256(model)
+        if not chief:  # the chief saves the results and the model
+            return RunResult(run_id=run_id, run_dir=run_dir, model_path=model_path,
+                             record_path=run_dir / "run.json", evaluation=evaluation, seed=seed,
+                             epochs_run=len(epochs), timings=watch.timings, chief=False,
+                             worker=cluster.task, distribution=record["distribution"])
         plots = evaluate_stage.save_results(evaluation, run_dir)
         if config.tensorboard.enabled:
             evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run_dir,
@@ -321,4 +385,33 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     return RunResult(run_id=run_id, run_dir=run_dir, model_path=model_path,
                      record_path=record_path, evaluation=evaluation, seed=seed,
                      epochs_run=len(epochs), replaced_run=previous_run,
-                     resumed_from_epoch=done_before, timings=watch.timings, paths=paths)
+                     resumed_from_epoch=done_before, timings=watch.timings, paths=paths,
+                     worker=cluster.task if cluster is not None else "",
+                     distribution=record.get("distribution", {}))
+
+
+def _agree(cluster, run_id: str, config: Config, run_dir: Path, chief: bool, warn: bool):
+    """One run across the workers: the chief's run id and config (its seed included). Each
+    worker keeps its own data path: the files may live in different places on each machine."""
+    from cnn_mnist import distribute
+
+    mine = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    run_id, chiefs = distribute.agree(cluster, run_id, mine)
+    if chief:
+        return run_id, config
+    path = run_dir / "chief-config.yaml"
+    files.write_text(path, chiefs)
+    theirs = load_config(path, overrides={"data.path": config.data.path})
+    differs = _differences(config.to_dict(), theirs.to_dict())
+    if differs and warn:
+        log.warning("this worker was started with a config that differs from the chief's at %s; "
+                    "training with the chief's", ", ".join(differs[:5]))
+    return run_id, theirs
+
+
+def _differences(a, b, path: str = "") -> list[str]:
+    """Key paths where two config dicts differ (the seed aside: the chief may have drawn it)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in dict.fromkeys([*a, *b])
+                for d in _differences(a.get(key), b.get(key), f"{path}.{key}".lstrip("."))]
+    return [] if a == b or path == "training.seed" else [path]
