@@ -171,6 +171,14 @@ def stage_breakdown(results: dict[str, list[dict]]) -> str:
             f"{med(lambda t: t['fit_breakdown']['epoch_end']):.2f} | "
             f"{med(lambda t: t['evaluate']):.2f} | {med(lambda t: t['save']):.2f} | "
             f"{med(lambda t: t['total']):.2f} |")
+    settings = {}
+    for name in ("cnn train (default)", "cnn train (speedrun)"):
+        for r in results[name]:
+            for path in r["folder"].glob("logs/fit/*/run.json"):
+                settings[name] = json.loads(path.read_text()).get("accelerator")
+    if settings:  # what the program chose for this hardware (on a GPU: XLA, steps, float16)
+        lines += ["", "Settings `cnn train` chose for this machine (run.json `accelerator`): " +
+                  "; ".join(f"{name}: {value}" for name, value in settings.items())]
     return "\n".join(lines)
 
 

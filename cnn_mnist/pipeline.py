@@ -201,7 +201,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
 
         from cnn_mnist import data as data_stage
         from cnn_mnist import evaluate as evaluate_stage
-        from cnn_mnist.model import build_model, compile_model
+        from cnn_mnist.model import accelerator_plan, build_model, compile_model
         from cnn_mnist.save import export_litert, save_model
         from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
 
@@ -264,11 +264,17 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     def scope():
         return cluster.strategy.scope() if cluster is not None else contextlib.nullcontext()
 
+    accelerator = accelerator_plan(config.compile, _gpus(tf), distributed=cluster is not None)
+    record["accelerator"] = accelerator.to_dict()
     with watch("build"), scope():  # under a strategy, variables are mirrored on every replica
-        model = build_model(config.model)
+        model = build_model(config.model, accelerator.mixed_precision)
     with watch("compile"), scope():
         steps = math.ceil(len(data.labels_train) / config.training.batch_size)
-        compile_model(model, config.compile, total_steps=steps * config.training.epochs)
+        compile_model(model, config.compile, total_steps=steps * config.training.epochs,
+                      accelerator=accelerator)
+    if accelerator.device == "gpu":
+        log.info("GPU: XLA %s, %d steps per call, mixed precision %s", accelerator.jit_compile,
+                 accelerator.steps_per_execution, "on" if accelerator.mixed_precision else "off")
     if resumed:
         log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
                  config.training.epochs)
@@ -388,6 +394,15 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
                      resumed_from_epoch=done_before, timings=watch.timings, paths=paths,
                      worker=cluster.task if cluster is not None else "",
                      distribution=record.get("distribution", {}))
+
+
+def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
+    """The visible GPUs: (name, compute capability)."""
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        found.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return found
 
 
 def _agree(cluster, run_id: str, config: Config, run_dir: Path, chief: bool, warn: bool):

@@ -20,9 +20,29 @@ EXPECTED_INPUT = (28, 28, 1)
 METADATA_KEY = "cnn_mnist"
 
 
+def float32_copy(model):
+    """The model with float32 layers, for saving: one trained in mixed precision (on a GPU)
+    must not make `cnn predict` compute in float16 on a CPU. Weights are float32 either way."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    if optimizer is not None:
+        copy.compile(optimizer=optimizer.__class__.from_config(optimizer.get_config()),
+                     loss=model.loss, metrics=["accuracy"])
+    return copy
+
+
 def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Save as .h5 or .keras (by suffix). A failed save leaves any earlier file untouched."""
     path = Path(path)
+    model = float32_copy(model)
     with files.atomic_path(path) as tmp:
         model.save(tmp)
         if metadata is not None:
@@ -37,7 +57,7 @@ def export_litert(model, path: str | Path) -> Path:
 
     path = Path(path)
     with files.atomic_path(path) as tmp, contextlib.redirect_stdout(io.StringIO()):
-        model.export(str(tmp), format="litert")  # prints "Saved artifact at ..."
+        float32_copy(model).export(str(tmp), format="litert")  # prints "Saved artifact at"
     return path
 
 

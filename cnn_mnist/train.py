@@ -34,8 +34,9 @@ class BatchScalars(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.step % self.every == 0 and logs:
+        # With steps_per_execution > 1 this is called once per call of several steps.
+        before, self.step = self.step, int(self.model.optimizer.iterations.numpy())
+        if self.step // self.every > before // self.every and logs:
             with self.writer.as_default(step=self.step):
                 for name, value in logs.items():
                     tf.summary.scalar(f"batch_{name}", float(value))

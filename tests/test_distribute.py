@@ -151,6 +151,19 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_distributed_training_runs_in_float32():
+    """Keras's LossScaleOptimizer fails inside `strategy.run` (Keras 3.15: "No gradients
+    provided"), so "auto" stays float32 under a strategy, and asking for float16 is an error."""
+    from cnn_mnist.model import accelerator_plan
+
+    config = load_config(sets=["training.distribution=mirrored"])
+    plan = accelerator_plan(config.compile, [("NVIDIA H100", (9, 0))], distributed=True)
+    assert (plan.mixed_precision, plan.steps_per_execution) == (False, 1)
+    with pytest.raises(ConfigError, match="compile.mixed_precision: true does not work with "
+                                          "training.distribution 'mirrored'"):
+        load_config(sets=["training.distribution=mirrored", "compile.mixed_precision=true"])
+
+
 # --- real processes on the real digits ---------------------------------------------------------
 
 

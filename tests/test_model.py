@@ -65,3 +65,64 @@ def test_speedrun_config_is_valid_and_fits_exactly(caplog):
     assert config.training.batch_size == 128 and config.compile.schedule.type == "one_cycle"
     assert "does not fit" not in caplog.text
     assert build_model(config.model).count_params() == 317_066
+
+
+# --- what runs where: GPU settings, decided by us, applied by Keras ----------------------------
+
+
+def test_accelerator_plan_turns_gpu_settings_on_only_on_gpus():
+    from cnn_mnist.model import accelerator_plan
+
+    auto = load_config().compile
+    cpu = accelerator_plan(auto, [])
+    assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.mixed_precision) == \
+        ("cpu", "auto", 1, False)
+    h100 = accelerator_plan(auto, [("NVIDIA H100", (9, 0))])
+    assert (h100.device, h100.steps_per_execution, h100.mixed_precision) == ("gpu", 32, True)
+    pascal = accelerator_plan(auto, [("Tesla P100", (6, 0)), ("NVIDIA A100", (8, 0))])
+    assert pascal.mixed_precision is False  # no tensor cores on one of them: float32
+    chosen = load_config(sets=["compile.mixed_precision=false", "compile.steps_per_execution=4",
+                               "compile.jit_compile=false"]).compile
+    mine = accelerator_plan(chosen, [("NVIDIA H100", (9, 0))])
+    assert (mine.jit_compile, mine.steps_per_execution, mine.mixed_precision) == (False, 4, False)
+
+
+def test_compile_passes_the_plan_to_keras():
+    from cnn_mnist.model import accelerator_plan
+
+    config = load_config(sets=["compile.steps_per_execution=8"])
+    model = compile_model(build_model(config.model), config.compile,
+                          accelerator=accelerator_plan(config.compile, []))
+    assert model.steps_per_execution == 8
+    assert model.jit_compile is False  # Keras's "auto" on a machine without a GPU
+
+
+def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist):
+    """float16 compute (run here on the CPU, where it is slow but real): the softmax stays
+    float32, the loss is scaled, and the saved model and its LiteRT export are float32."""
+    import numpy as np
+
+    from cnn_mnist.data import prepare
+    from cnn_mnist.save import export_litert, load_model, save_model
+    from cnn_mnist.train import fit
+    from tests.conftest import TINY_LAYERS
+
+    config = validate({"model": {"layers": TINY_LAYERS},
+                       "training": {"epochs": 2, "batch_size": 32, "seed": 1},
+                       "tensorboard": {"enabled": False}})
+    model = compile_model(build_model(config.model, mixed_precision=True), config.compile)
+    assert [layer.compute_dtype for layer in model.layers] == \
+        ["float16", "float16", "float16", "float32"]
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    data = prepare(tiny_mnist, True, None, None)
+    history = fit(model, data, config.training, config.tensorboard, None, verbose=0)
+    assert history["val_accuracy"][-1] > 0.8  # the synthetic digits are easy
+    saved = load_model(save_model(model, tmp_path / "mixed.h5"))
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    np.testing.assert_allclose(saved.predict(data.x_test, verbose=0),
+                               model.predict(data.x_test, verbose=0), atol=2e-2)
+    export_litert(model, tmp_path / "mixed.tflite")
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / "mixed.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32

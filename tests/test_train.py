@@ -44,6 +44,24 @@ def test_batch_logging_every_n_batches(tmp_path, tiny_config_file, tiny_mnist):
     assert [e.step for e in accumulator.Tensors("batch_loss")] == [5, 10, 15]
 
 
+def test_batch_logging_with_several_steps_per_call(tmp_path, tiny_config_file, tiny_mnist):
+    """steps_per_execution (used on GPUs) calls back once per 4 steps: the curve keeps the
+    optimizer's step numbers, one point each time a multiple of update_freq is passed."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cnn_mnist.model import accelerator_plan
+
+    config = load_config(tiny_config_file, sets=["tensorboard.update_freq=5", "training.epochs=1",
+                                                 "compile.steps_per_execution=4"])
+    model = compile_model(build_model(config.model), config.compile,
+                          accelerator=accelerator_plan(config.compile, []))
+    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    # 16 steps in calls ending at steps 4, 8, 12, 16: 5, 10 and 15 are passed at 8, 12, 16.
+    assert [e.step for e in accumulator.Tensors("batch_loss")] == [8, 12, 16]
+
+
 def test_no_tensorboard_writes_nothing(tmp_path, tiny_config_file, tiny_mnist):
     config = load_config(tiny_config_file, sets=["tensorboard.enabled=false", "training.epochs=1"])
     model = compile_model(build_model(config.model), config.compile)
