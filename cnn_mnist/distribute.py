@@ -12,10 +12,8 @@ step is the same mean-loss step as on one device, and the learning rate is left 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path

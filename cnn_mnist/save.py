@@ -23,8 +23,6 @@ METADATA_KEY = "cnn_mnist"
 def float32_copy(model):
     """The model with float32 layers, for saving: one trained in mixed precision (on a GPU)
     must not make `cnn predict` compute in float16 on a CPU. Weights are float32 either way."""
-    import keras
-
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
     config = model.get_config()
