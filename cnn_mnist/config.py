@@ -171,8 +171,8 @@ class CompileConfig(_Section):
     loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
     metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
     # "auto" uses what helps on the hardware found (see model.accelerator_plan): on a GPU, XLA,
-    # 32 steps per call and float16 compute (with tensor cores); on a CPU none of them, since
-    # XLA made an epoch 5x slower on the 2-core CPU we measured.
+    # 32 steps per call and float16 compute (with tensor cores); on a CPU, bfloat16 compute
+    # where it has AMX units, and no XLA (it made an epoch 5x slower on a 2-core CPU).
     jit_compile: Literal["auto"] | bool = "auto"
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
     mixed_precision: Literal["auto"] | bool = "auto"

@@ -201,7 +201,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
 
         from cnn_mnist import data as data_stage
         from cnn_mnist import evaluate as evaluate_stage
-        from cnn_mnist.model import accelerator_plan, build_model, compile_model
+        from cnn_mnist.model import accelerator_plan, build_model, compile_model, cpu_flags
         from cnn_mnist.save import export_litert, save_model
         from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
 
@@ -264,17 +264,17 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     def scope():
         return cluster.strategy.scope() if cluster is not None else contextlib.nullcontext()
 
-    accelerator = accelerator_plan(config.compile, _gpus(tf), distributed=cluster is not None)
+    accelerator = accelerator_plan(config.compile, _gpus(tf), cpu_flags(),
+                                   distributed=cluster is not None)
     record["accelerator"] = accelerator.to_dict()
     with watch("build"), scope():  # under a strategy, variables are mirrored on every replica
-        model = build_model(config.model, accelerator.mixed_precision)
+        model = build_model(config.model, accelerator.dtype_policy)
     with watch("compile"), scope():
         steps = math.ceil(len(data.labels_train) / config.training.batch_size)
         compile_model(model, config.compile, total_steps=steps * config.training.epochs,
                       accelerator=accelerator)
-    if accelerator.device == "gpu":
-        log.info("GPU: XLA %s, %d steps per call, mixed precision %s", accelerator.jit_compile,
-                 accelerator.steps_per_execution, "on" if accelerator.mixed_precision else "off")
+    log.info("Runtime: %s, %s compute, XLA %s, %d step(s) per call", accelerator.device.upper(),
+             accelerator.dtype_policy, accelerator.jit_compile, accelerator.steps_per_execution)
     if resumed:
         log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
                  config.training.epochs)

@@ -158,7 +158,9 @@ def test_distributed_training_runs_in_float32():
 
     config = load_config(sets=["training.distribution=mirrored"])
     plan = accelerator_plan(config.compile, [("NVIDIA H100", (9, 0))], distributed=True)
-    assert (plan.mixed_precision, plan.steps_per_execution) == (False, 1)
+    assert (plan.dtype_policy, plan.steps_per_execution) == ("float32", 1)
+    amx = accelerator_plan(config.compile, [], frozenset({"amx_bf16"}), distributed=True)
+    assert amx.dtype_policy == "float32"
     with pytest.raises(ConfigError, match="compile.mixed_precision: true does not work with "
                                           "training.distribution 'mirrored'"):
         load_config(sets=["training.distribution=mirrored", "compile.mixed_precision=true"])

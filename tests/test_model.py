@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import keras
 import pytest
 
@@ -70,21 +72,34 @@ def test_speedrun_config_is_valid_and_fits_exactly(caplog):
 # --- what runs where: GPU settings, decided by us, applied by Keras ----------------------------
 
 
-def test_accelerator_plan_turns_gpu_settings_on_only_on_gpus():
+def test_accelerator_plan_uses_what_helps_on_the_hardware():
     from cnn_mnist.model import accelerator_plan
 
     auto = load_config().compile
-    cpu = accelerator_plan(auto, [])
-    assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.mixed_precision) == \
-        ("cpu", "auto", 1, False)
+    cpu = accelerator_plan(auto, [], frozenset({"avx2", "fma"}))
+    assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.dtype_policy) == \
+        ("cpu", "auto", 1, "float32")
+    amx = accelerator_plan(auto, [], frozenset({"avx512f", "amx_tile", "amx_bf16"}))
+    assert (amx.steps_per_execution, amx.dtype_policy) == (1, "mixed_bfloat16")
     h100 = accelerator_plan(auto, [("NVIDIA H100", (9, 0))])
-    assert (h100.device, h100.steps_per_execution, h100.mixed_precision) == ("gpu", 32, True)
+    assert (h100.device, h100.steps_per_execution, h100.dtype_policy) == \
+        ("gpu", 32, "mixed_float16")
     pascal = accelerator_plan(auto, [("Tesla P100", (6, 0)), ("NVIDIA A100", (8, 0))])
-    assert pascal.mixed_precision is False  # no tensor cores on one of them: float32
+    assert pascal.dtype_policy == "float32"  # no tensor cores on one of them
     chosen = load_config(sets=["compile.mixed_precision=false", "compile.steps_per_execution=4",
                                "compile.jit_compile=false"]).compile
     mine = accelerator_plan(chosen, [("NVIDIA H100", (9, 0))])
-    assert (mine.jit_compile, mine.steps_per_execution, mine.mixed_precision) == (False, 4, False)
+    assert (mine.jit_compile, mine.steps_per_execution, mine.dtype_policy) == (False, 4, "float32")
+    forced = load_config(sets=["compile.mixed_precision=true"]).compile
+    assert accelerator_plan(forced, []).dtype_policy == "mixed_bfloat16"
+
+
+def test_cpu_flags_reads_this_machine():
+    from cnn_mnist.model import cpu_flags
+
+    flags = cpu_flags()
+    if Path("/proc/cpuinfo").exists():
+        assert "fpu" in flags or "sse2" in flags or "fp" in flags or "asimd" in flags
 
 
 def test_compile_passes_the_plan_to_keras():
@@ -97,9 +112,10 @@ def test_compile_passes_the_plan_to_keras():
     assert model.jit_compile is False  # Keras's "auto" on a machine without a GPU
 
 
-def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist):
-    """float16 compute (run here on the CPU, where it is slow but real): the softmax stays
-    float32, the loss is scaled, and the saved model and its LiteRT export are float32."""
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, policy):
+    """float16 (for GPUs; run here on the CPU, slow but real) and bfloat16 compute: the softmax
+    stays float32, float16's loss is scaled, and the saved model and export are float32."""
     import numpy as np
 
     from cnn_mnist.data import prepare
@@ -110,10 +126,10 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist):
     config = validate({"model": {"layers": TINY_LAYERS},
                        "training": {"epochs": 2, "batch_size": 32, "seed": 1},
                        "tensorboard": {"enabled": False}})
-    model = compile_model(build_model(config.model, mixed_precision=True), config.compile)
-    assert [layer.compute_dtype for layer in model.layers] == \
-        ["float16", "float16", "float16", "float32"]
-    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model = compile_model(build_model(config.model, policy), config.compile)
+    half = policy.removeprefix("mixed_")
+    assert [layer.compute_dtype for layer in model.layers] == [half, half, half, "float32"]
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (half == "float16")
     data = prepare(tiny_mnist, True, None, None)
     history = fit(model, data, config.training, config.tensorboard, None, verbose=0)
     assert history["val_accuracy"][-1] > 0.8  # the synthetic digits are easy
