@@ -202,7 +202,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         from cnn_mnist import data as data_stage
         from cnn_mnist import evaluate as evaluate_stage
         from cnn_mnist.model import accelerator_plan, build_model, compile_model, cpu_flags
-        from cnn_mnist.save import export_litert, save_model
+        from cnn_mnist.save import export_litert, float32_copy, save_model
         from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
 
     cluster = None
@@ -327,13 +327,16 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
 
     with watch("evaluate"):
         # The last epoch's validation already made these predictions, unless early stopping
-        # may have put back an earlier epoch's weights.
+        # may have put back an earlier epoch's weights, or training computed in 16 bits: the
+        # report is then the float32 model's, the one saved, so `cnn evaluate` repeats it.
         stop = config.training.early_stopping
         restored = stop is not None and stop.restore_best_weights
-        if validation is not None and validation.last is not None and not restored:
+        if validation is not None and validation.last is not None and not restored \
+                and not accelerator.mixed_precision:
             evaluation = validation.last[1]
         else:
-            evaluation = evaluate_stage.evaluate(model, data.x_test, data.labels_test)
+            evaluation = evaluate_stage.evaluate(float32_copy(model), data.x_test,
+                                                 data.labels_test)
         if cluster is not None:
             record["distribution"]["weights_sha256"] = distribute.weights_sha256(model)
         if not chief:  # the chief saves the results and the model
