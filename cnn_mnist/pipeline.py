@@ -273,8 +273,13 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
         steps = math.ceil(len(data.labels_train) / config.training.batch_size)
         compile_model(model, config.compile, total_steps=steps * config.training.epochs,
                       accelerator=accelerator)
+    # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
+    xla = bool(model.jit_compile) and cluster is None
+    record["accelerator"]["jit_compile"] = xla
     log.info("Runtime: %s, %s compute, XLA %s, %d step(s) per call", accelerator.device.upper(),
-             accelerator.dtype_policy, accelerator.jit_compile, accelerator.steps_per_execution)
+             accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
+             if accelerator.mixed_precision else "float32", "on" if xla else "off",
+             accelerator.steps_per_execution)
     if resumed:
         log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
                  config.training.epochs)

@@ -1,6 +1,8 @@
+import json
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from cnn_mnist.config import load_config
@@ -233,3 +235,18 @@ def test_histograms_are_tensorboard_histograms(tmp_path, tiny_config_file, tiny_
 
     buckets = tf.make_ndarray(events[-1].tensor_proto)
     assert buckets.shape == (30, 3) and buckets[:, 2].sum() == model.layers[0].kernel.numpy().size
+
+
+def test_run_record_says_how_it_ran(tiny_trained):
+    """run.json's `accelerator`: this machine's plan, with XLA as Keras resolved it."""
+    import tensorflow as tf
+
+    from cnn_mnist.model import cpu_flags
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("the CPU plan is checked here; the GPU plan in test_model.py")
+    _, result = tiny_trained
+    record = json.loads(result.record_path.read_text())
+    expected = "mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32"
+    assert record["accelerator"] == {"device": "cpu", "jit_compile": False,
+                                     "steps_per_execution": 1, "dtype_policy": expected}
