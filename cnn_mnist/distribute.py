@@ -85,6 +85,9 @@ def _mirrored(cpu_devices: int) -> Cluster:
         except RuntimeError:  # already set in this process (tests): keep what is there
             pass
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) != cpu_devices:
+            log.warning("TensorFlow was already running with %d CPU device(s); training on "
+                        "those instead of training.cpu_devices=%d", len(devices), cpu_devices)
         # NCCL is for GPUs; on CPUs the replicas' values are summed on one device.
         strategy = tf.distribute.MirroredStrategy(
             devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
