@@ -331,6 +331,9 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
     epochs = read_epochs(epochs_file)
 
     with watch("evaluate"):
+        # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
+        # (made once here), else the model itself.
+        saved = float32_copy(model)
         # The last epoch's validation already made these predictions, unless early stopping
         # may have put back an earlier epoch's weights, or training computed in 16 bits: the
         # report is then the float32 model's, the one saved, so `cnn evaluate` repeats it.
@@ -340,8 +343,7 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
                 and not accelerator.mixed_precision:
             evaluation = validation.last[1]
         else:
-            evaluation = evaluate_stage.evaluate(float32_copy(model), data.x_test,
-                                                 data.labels_test)
+            evaluation = evaluate_stage.evaluate(saved, data.x_test, data.labels_test)
         if cluster is not None:
             record["distribution"]["weights_sha256"] = distribute.weights_sha256(model)
         if not chief:  # the chief saves the results and the model
@@ -355,13 +357,13 @@ def _run(config, run_id, run_dir, model_path, previous_run, started, config_sour
                                               step=len(epochs))
     with watch("save"):
         try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
-            run_lite = export_litert(model, run_dir / f"{RUN_MODEL}.tflite")
+            run_lite = export_litert(saved, run_dir / f"{RUN_MODEL}.tflite")
             metadata["litert_sha256"] = files.sha256(run_lite)
         except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
             log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             run_lite = None
-        run_model = save_model(model, run_dir / f"{RUN_MODEL}{model_path.suffix}", metadata)
+        run_model = save_model(saved, run_dir / f"{RUN_MODEL}{model_path.suffix}", metadata)
         _publish(run_model, model_path)
         stable_lite = model_path.with_suffix(".tflite")
         if run_lite is not None:
