@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cnn_mnist import __version__
+from cnn_mnist import __version__, paths
 from cnn_mnist.errors import CnnError
 
 log = logging.getLogger("cnn_mnist")
@@ -111,76 +111,50 @@ def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed,
           distribution, resume, overwrite, verbose, quiet):
     """Load MNIST, build the model from a config, train, evaluate and save it."""
     _setup_logging(verbose, quiet)
-    from cnn_mnist.config import load_config
+    from cnn_mnist import pipeline
 
-    overrides = {"training.epochs": epochs, "training.batch_size": batch_size,
-                 "compile.learning_rate": learning_rate, "training.seed": seed,
-                 "output.model_path": model_path}
-    run_dir, own_config = None, True
-    if resume is not None and _follows_chief(config_path, sets, distribution):
-        # Another worker of a multi-worker run: the chief finds the run and sends its config.
-        resume, own_config = None, False
-    if resume is not None:
-        given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in overrides.items()
-                 if v is not None] + (["--set"] if sets else [])
-        if given:
-            raise click.UsageError(f"--resume continues a run with the config it started with; "
-                                   f"drop {', '.join(given)}")
-        from cnn_mnist.pipeline import find_run_to_resume, load_run_config
-
-        log_dir = load_config(config_path).tensorboard.log_dir
-        run_dir = find_run_to_resume(log_dir, resume or None)
-        config = load_run_config(run_dir, data_path)
-        if distribution:  # a run may resume on other hardware: the batch stays global
-            config = config.model_copy(update={"training": config.training.model_copy(
-                update={"distribution": distribution})})
-    else:
-        overrides["training.distribution"] = distribution
-        config = load_config(config_path, sets=sets, overrides={"data.path": data_path, **overrides})
-    from cnn_mnist.evaluate import format_confusion, format_per_class
-    from cnn_mnist.pipeline import train as run_training
-
+    options = {"training.epochs": epochs, "training.batch_size": batch_size,
+               "compile.learning_rate": learning_rate, "training.seed": seed,
+               "output.model_path": model_path}
+    given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in options.items()
+             if v is not None] + (["--set"] if sets else [])
+    if resume is not None and given:
+        raise click.UsageError(f"--resume continues a run with the config it started with; "
+                               f"drop {', '.join(given)}")
+    wanted = pipeline.request(config_path, sets, {**options, "data.path": data_path,
+                                                  "training.distribution": distribution}, resume)
     _stop_on_sigterm()
-    progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    result = run_training(config, config_source=config_path or "default", progress=progress,
-                          verbose=verbose, resume=run_dir, overwrite=overwrite,
-                          own_config=own_config)
-    ev = result.evaluation
-    weights = result.distribution.get("weights_sha256", "")[:16]
+    result = pipeline.train(wanted.config, config_source=config_path or "default",
+                            progress=0 if quiet else (1 if sys.stdout.isatty() else 2),
+                            verbose=verbose, resume=wanted.resume, overwrite=overwrite,
+                            own_config=wanted.own_config)
+    click.echo(_train_report(result, wanted.config.tensorboard.log_dir, quiet))
+
+
+def _train_report(result, log_dir: str, quiet: bool) -> str:
+    """What `cnn train` prints at the end: the evaluation, then where everything went."""
+    from cnn_mnist.evaluate import format_report
+
+    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
     if not result.chief:
-        click.echo(f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
-                   f"{weights}. The chief saved the model and run {result.run_id}'s record.")
-        return
-    if not quiet:
-        click.echo(f"\nConfusion matrix (rows: true digit, columns: predicted)\n"
-                   f"{format_confusion(ev.confusion)}\n\n{format_per_class(ev)}\n")
-    click.echo(f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
-               f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
-    click.echo(f"Model saved to {result.model_path}")
-    if result.distribution and not quiet:
+        return (f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
+                f"{weights}. The chief saved the model and run {result.run_id}'s record.")
+    lines = [f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
+             f"Model saved to {result.model_path}"]
+    if quiet:
+        return "\n".join(lines)
+    if result.distribution:
         d = result.distribution
-        click.echo(f"Distributed   {d['strategy']}: {d['replicas']} replicas on {d['workers']} "
-                   f"worker(s), global batch {d['global_batch_size']}; weights {weights}")
-    if not quiet:
-        if result.replaced_run and result.replaced_run != result.run_id:
-            click.echo(f"              (the model it replaced stays in run {result.replaced_run}'s "
-                       "folder)")
-        click.echo(f"Run record    {result.record_path}\n"
-                   f"Plots         {result.paths['confusion_matrix_png']}\n"
-                   f"TensorBoard   cnn tensorboard --logdir {config.tensorboard.log_dir}")
-
-
-def _follows_chief(config_path, sets, distribution) -> bool:
-    """Whether this process is a non-chief worker of a multi-worker run (from the options, the
-    config and TF_CONFIG; no TensorFlow). Such a worker takes its run from the chief."""
-    from cnn_mnist.config import chief_task, load_config, read_tf_config
-
-    if distribution is None:
-        try:
-            distribution = load_config(config_path, sets=sets).training.distribution
-        except CnnError:
-            return False
-    return distribution == "multi_worker" and not chief_task(read_tf_config())
+        lines.append(f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
+                     f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
+                     f"weights {weights}")
+    if result.replaced_run and result.replaced_run != result.run_id:
+        lines.append(f"              (the model it replaced stays in run {result.replaced_run}'s "
+                     "folder)")
+    lines += [f"Run record    {result.record_path}",
+              f"Plots         {result.paths['confusion_matrix_png']}",
+              f"TensorBoard   cnn tensorboard --logdir {log_dir}"]
+    return "\n".join(lines)
 
 
 def _stop_on_sigterm() -> None:
@@ -217,7 +191,7 @@ def summary(config_path, sets, verbose, quiet):
 
 
 @cli.command()
-@click.option("--logdir", default="logs/fit", show_default=True, type=click.Path(),
+@click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
               help="Folder holding the runs.")
 @click.option("--port", default=6006, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="localhost", show_default=True)
@@ -246,22 +220,14 @@ def tensorboard(logdir, port, host, verbose, quiet):
               "run with --verbose to see its output", 1)
 
 
-DEFAULT_MODEL = "models/digits_recognition_cnn.h5"
-
-
-def _model_normalize(model_path) -> bool:
-    """How the model was trained to see pixels: [0, 1] unless its config says raw 0-255."""
-    from cnn_mnist.save import read_metadata
-
-    return read_metadata(model_path).get("config", {}).get("data", {}).get("normalize", True)
-
-
 @cli.command()
 @click.option("-i", "--index", "indices", multiple=True, metavar="N|START:STOP",
               help="Test image(s) to predict: 10, or 10:20 for 10 to 19 (repeatable).")
 @click.option("--image", "images", multiple=True, type=click.Path(), metavar="PATH",
-              help="Your own picture(s) of a digit, PNG or JPEG (repeatable).")
-@click.option("-m", "--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              help="Your own picture(s) of a digit, PNG or JPEG, or a folder of them; more "
+                   "paths may follow (--image digits/*.png).")
+@click.argument("more_images", nargs=-1, type=click.Path(), metavar="[PATH]...")
+@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
               type=click.Path(), help="A model saved by `cnn train`.")
 @click.option("--data", "data_path", metavar="PATH",
               help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
@@ -275,134 +241,57 @@ def _model_normalize(model_path) -> bool:
               help="Draw the digit in the terminal [default: when there is one input].")
 @output_options
 @user_errors
-def predict(indices, images, model_path, data_path, as_json, save_image, save_preprocessed,
-            show, draw, verbose, quiet):
+def predict(indices, images, more_images, model_path, data_path, as_json, save_image,
+            save_preprocessed, show, draw, verbose, quiet):
     """Predict test digits by index, or digits in your own pictures.
 
     \b
     cnn predict --index 10
     cnn predict --index 10 --index 20 --index 30:35
     cnn predict --image my-seven.png --save-preprocessed seen/
+    cnn predict --image digits/*.png      (or a folder: --image digits/)
     """
     _setup_logging(verbose, quiet)
-    if not indices and not images:
+    if not indices and not images and not more_images:
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
-    import numpy as np
-
     from cnn_mnist import predict as use
-    from cnn_mnist.save import check_model_path
 
-    # Everything the user typed is checked before TensorFlow is imported.
-    wanted = use.parse_indices(indices)
-    items: list[use.Prediction] = []
-    if wanted:
-        from cnn_mnist.data import load_mnist
-
-        mnist = load_mnist(data_path, test_only=True)
-        use.check_indices(wanted, len(mnist.x_test))
-        items += [use.Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
-                                 index=i, label=int(mnist.y_test[i])) for i in wanted]
-    check_model_path(model_path)
-    failed = []
-    if images:
-        from cnn_mnist.images import ImageError, load_digit
-
-        for path in images:
-            try:
-                items.append(use.Prediction(digit=load_digit(path), probabilities=None, image=path))
-            except ImageError as exc:
-                click.echo(f"error: {exc}", err=True)
-                failed.append(path)
-    if items:
-        model, backend = use.open_model(model_path, verbose)
-        log.debug("Predicting with %s", backend)
-        probs = use.probabilities(model, np.stack([p.digit for p in items]),
-                                  normalize=_model_normalize(model_path))
-        for p, row in zip(items, probs):
-            p.probabilities = row
-        _report_predictions(items, as_json, save_image, save_preprocessed, show, draw, quiet)
-    if failed:
+    done = use.predict(indices, images + more_images, model_path, data_path, verbose,
+                       save_image, save_preprocessed)
+    for message in done.failed:
+        click.echo(f"error: {message}", err=True)
+    if done.items:
+        one = len(done.items) == 1 and not quiet
+        click.echo(use.format_predictions(done.items, as_json, draw if draw is not None else one))
+    if show and done.items and not use.show(done.items):
+        log.warning("no display to show the digits on: use --save-image PATH instead")
+    if done.failed:
         sys.exit(1)
 
 
-def _report_predictions(items, as_json, save_image, save_preprocessed, show, draw, quiet):
-    import json
-    from pathlib import Path
-
-    from cnn_mnist import files
-    from cnn_mnist import predict as use
-
-    if as_json:
-        click.echo(json.dumps([p.to_dict() for p in items], indent=2))
-    else:
-        if draw or (draw is None and len(items) == 1 and not quiet):
-            for p in items:
-                click.echo(use.render(p.digit))
-        for p in items:
-            click.echo(use.describe(p))
-    if save_preprocessed:
-        from cnn_mnist.images import save_digit_png
-
-        for n, p in enumerate(items):
-            name = f"index-{p.index}" if p.index is not None else f"{n:03d}-{Path(p.image).stem}"
-            save_digit_png(p.digit, Path(save_preprocessed) / f"{name}.png")
-        log.info("Inputs as the model saw them: %s/", save_preprocessed)
-    if save_image:
-        files.write_bytes(save_image, use.figure_png(items))
-        log.info("Picture saved to %s", save_image)
-    if show and not use.show(items):
-        log.warning("no display to show the digits on: use --save-image PATH instead")
-
-
 @cli.command()
-@click.option("-m", "--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
               type=click.Path(), help="A model saved by `cnn train`.")
 @click.option("--data", "data_path", metavar="PATH",
               help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where to write the plots and JSON [default: logs/evaluate/<time>].")
+              help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].")
 @output_options
 @user_errors
 def evaluate(model_path, data_path, out_dir, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
     _setup_logging(verbose, quiet)
-    from pathlib import Path
+    from cnn_mnist.evaluate import evaluate_model, format_report
 
-    from cnn_mnist import files
-    from cnn_mnist.data import load_mnist, prepare_images
-    from cnn_mnist.save import check_model_path
-
-    check_model_path(model_path)
-    mnist = load_mnist(data_path, test_only=True)
-    if out_dir is None:
-        from cnn_mnist.pipeline import new_run_id
-
-        out_dir = Path("logs") / "evaluate" / new_run_id()
-    out_dir = files.ensure_writable_dir(out_dir, "evaluation results")
-
-    from cnn_mnist.runtime import import_tensorflow
-
-    import_tensorflow(verbose)
-    from cnn_mnist import evaluate as stage
-    from cnn_mnist.predict import mistakes_png
-    from cnn_mnist.save import load_model
-
-    model = load_model(model_path)
-    x = prepare_images(mnist.x_test, normalize=_model_normalize(model_path))
-    labels = mnist.y_test.astype("int64")
-    ev = stage.evaluate(model, x, labels)
-    paths = stage.save_results(ev, out_dir)
-    mistakes = files.write_bytes(out_dir / "mistakes.png",
-                                 mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities))
+    report = evaluate_model(model_path, data_path, out_dir, verbose)
     if not quiet:
-        click.echo(f"Model {model_path} on {len(labels):,} test images from {mnist.source}\n\n"
-                   f"Confusion matrix (rows: true digit, columns: predicted)\n"
-                   f"{stage.format_confusion(ev.confusion)}\n\n{stage.format_per_class(ev)}\n")
-    click.echo(f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
-               f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
+        click.echo(f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
+                   f"from {report.source}\n")
+    click.echo(format_report(report.evaluation, tables=not quiet))
     if not quiet:
-        click.echo(f"Confusion matrix  {paths['confusion_matrix_png']}, "
-                   f"{paths['confusion_matrix_json']}\nWorst mistakes    {mistakes}")
+        files = report.paths
+        click.echo(f"Confusion matrix  {files['confusion_matrix_png']}, "
+                   f"{files['confusion_matrix_json']}\nWorst mistakes    {files['mistakes_png']}")
 
 
 def main() -> None:

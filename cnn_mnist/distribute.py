@@ -22,10 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_mnist.config import TensorBoardConfig, TrainingConfig, chief_task, read_tf_config
+from cnn_mnist.cluster import chief_task, read_tf_config
+from cnn_mnist.schema import TensorBoardConfig, TrainingConfig
 from cnn_mnist.data import Prepared
 from cnn_mnist.errors import ClusterError
-from cnn_mnist.train import FitTimer, TestValidation, callbacks, make_dataset
+from cnn_mnist.train import FitTimer, TestValidation, fit_callbacks, fit_history, train_dataset
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ class Cluster:
     workers: int = 1
     task: str = "chief 0"
     is_chief: bool = True  # the one process that writes the model, the run record and the logs
+
+    @property
+    def single_process(self) -> bool:
+        """Mirrored, or a cluster of one worker: nothing to agree on with other processes."""
+        return self.kind != "multi_worker" or self.workers == 1
 
 
 def make_cluster(training: TrainingConfig) -> Cluster:
@@ -64,7 +70,7 @@ def make_cluster(training: TrainingConfig) -> Cluster:
 def agree(cluster: Cluster, run_id: str, config_yaml: str) -> tuple[str, str]:
     """The chief's run id and resolved config (seed included), on every worker: one run,
     whatever the other workers were started with."""
-    if cluster.kind != "multi_worker" or cluster.workers == 1:
+    if cluster.single_process:
         return run_id, config_yaml
     try:
         return broadcast_text(cluster, run_id), broadcast_text(cluster, config_yaml, 1 << 16)
@@ -170,7 +176,7 @@ def broadcast(cluster: Cluster, values: list) -> list:
 
     An all-reduce sum to which only replica 0 (the chief's first device) contributes.
     """
-    if cluster.kind != "multi_worker" or cluster.workers == 1:
+    if cluster.single_process:
         return [np.asarray(v, dtype=np.float64) for v in values]
     constants = [tf.constant(np.asarray(v), dtype=tf.float64) for v in values]
 
@@ -195,7 +201,7 @@ def broadcast_text(cluster: Cluster, text: str, size: int = 128) -> str:
 def sync_from_chief(cluster: Cluster, model: keras.Model, initial_epoch: int) -> int:
     """After the chief restored a backup, give every worker its weights, optimizer state and
     epoch, so a restarted cluster carries on from the chief's last finished epoch."""
-    if cluster.kind != "multi_worker" or cluster.workers == 1:
+    if cluster.single_process:
         return initial_epoch
     variables = {id(v): v for v in [*model.variables, *model.optimizer.variables]}.values()
     variables = list(variables)  # weights, dropout's seed state, the optimizer's moments
@@ -207,7 +213,7 @@ def sync_from_chief(cluster: Cluster, model: keras.Model, initial_epoch: int) ->
 
 def _any_worker(cluster: Cluster, flag: bool) -> bool:
     """True on every worker if it is true on any (so all stop at the same epoch)."""
-    if cluster.kind != "multi_worker" or cluster.workers == 1:
+    if cluster.single_process:
         return flag
 
     def replica_fn():
@@ -221,8 +227,7 @@ def _any_worker(cluster: Cluster, flag: bool) -> bool:
 def distributed_dataset(cluster: Cluster, data: Prepared, training: TrainingConfig):
     """Global batches, each split among the replicas. Every worker reads the same shuffled
     order and keeps its share of each batch (DATA sharding: there are no files to split)."""
-    dataset = make_dataset(data.images_train, data.labels_train, training.batch_size,
-                           data.normalize, shuffle=training.shuffle, seed=training.seed)
+    dataset = train_dataset(data, training)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return cluster.strategy.experimental_distribute_dataset(dataset.with_options(options))
@@ -266,16 +271,12 @@ def fit(cluster: Cluster, model: keras.Model, data: Prepared, training: Training
 
     The model and its optimizer must have been made in `cluster.strategy.scope()`.
     """
-    strategy = cluster.strategy
-    with strategy.scope():
+    with cluster.strategy.scope():
         model.optimizer.build(model.trainable_variables)  # mirrored, before a backup loads
     steps = math.ceil(len(data.labels_train) / training.batch_size)
     train = distributed_dataset(cluster, data, training)
     step = make_train_step(cluster, model, loss)
-    if training.validation == "test" and validation is None:
-        validation = TestValidation(data.x_test, data.labels_test)
-    listed = callbacks(training, tensorboard, run_dir, metadata, timer,
-                       validation if training.validation == "test" else None)
+    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation)
     hooks = keras.callbacks.CallbackList(listed, add_history=True, add_progbar=verbose != 0,
                                          model=model, verbose=verbose, epochs=training.epochs,
                                          steps=steps)
@@ -287,12 +288,8 @@ def fit(cluster: Cluster, model: keras.Model, data: Prepared, training: Training
         raise peer_failure(exc, "training stopped: another worker stopped or stopped "
                                "answering") from None
     hooks.on_train_end(logs)
-    if tensorboard.enabled and tensorboard.write_graph and cluster.is_chief:
-        from cnn_mnist.train import write_graph
-
-        write_graph(model, run_dir)
     history = model.history.history if model.history else {}
-    return {name: [float(v) for v in values] for name, values in history.items()}
+    return fit_history(model, history, tensorboard, run_dir if cluster.is_chief else None)
 
 
 def _loop(cluster, model, step, train, steps, hooks, epochs) -> dict:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnn_mnist import files
+from cnn_mnist.figures import Tile, digits_png, png_bytes, pyplot
 
 DIGITS = list(range(10))
 
@@ -126,6 +126,17 @@ def format_confusion(confusion: np.ndarray) -> str:
     return "\n".join([head, *rows])
 
 
+def format_report(evaluation: Evaluation, tables: bool = True) -> str:
+    """The confusion matrix and per-class metrics (if `tables`), then test loss and accuracy."""
+    ev = evaluation
+    line = (f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
+            f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
+    if not tables:
+        return line
+    return (f"Confusion matrix (rows: true digit, columns: predicted)\n"
+            f"{format_confusion(ev.confusion)}\n\n{format_per_class(ev)}\n\n{line}")
+
+
 def format_per_class(evaluation: Evaluation) -> str:
     """Precision, recall and F1 per digit, aligned."""
     lines = ["digit  precision  recall      f1  support"]
@@ -137,11 +148,7 @@ def format_per_class(evaluation: Evaluation) -> str:
 
 def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix") -> bytes:
     """A labelled heat map with the counts in the cells, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed, and never a window from a library call
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax)
@@ -152,10 +159,23 @@ def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix") -> byt
             ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if confusion[i, j] > threshold else "black")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(plt, fig)
+
+
+def worst_mistakes(labels: np.ndarray, probs: np.ndarray, count: int = 25) -> np.ndarray:
+    """Indices of the wrong predictions, the most confident first."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.nonzero(predicted != labels)[0]
+    return wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
+
+
+def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, count: int = 25) -> bytes:
+    """A grid of the most confident mistakes: image, true label, prediction, confidence."""
+    predicted = probs.argmax(axis=1)
+    return digits_png([Tile(images[i], f"#{i}: predicted {predicted[i]} "
+                                       f"({probs[i, predicted[i]]:.0%})\ntrue label {labels[i]}",
+                            wrong=True) for i in worst_mistakes(labels, probs, count)],
+                      empty="no mistakes")
 
 
 def save_results(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
@@ -176,3 +196,41 @@ def log_to_tensorboard(evaluation: Evaluation, png: Path, log_dir: Path, step: i
         tf.summary.scalar("test_accuracy", evaluation.accuracy, step=step)
         tf.summary.text("confusion_matrix_table",
                         "```\n" + format_confusion(evaluation.confusion) + "\n```", step=step)
+
+
+@dataclass
+class Report:
+    """`cnn evaluate`'s result: the evaluation, where its files went, and what was evaluated."""
+
+    evaluation: Evaluation
+    paths: dict[str, Path]  # confusion_matrix_png, confusion_matrix_json, mistakes_png
+    model_path: Path
+    source: str  # where the test images came from
+
+
+def evaluate_model(model_path: str | Path, data_path: str | None = None,
+                   out_dir: str | Path | None = None, verbose: bool = False) -> Report:
+    """The saved model on the whole test set, fed as it was trained (see
+    save.model_normalize); files go to `out_dir` (default logs/evaluate/<time>/)."""
+    from cnn_mnist import paths
+    from cnn_mnist.data import load_mnist, prepare_images
+    from cnn_mnist.runs import new_run_id
+    from cnn_mnist.save import check_model_path, model_normalize
+
+    check_model_path(model_path)  # the cheap checks come before TensorFlow is imported
+    mnist = load_mnist(data_path, test_only=True)
+    out_dir = files.ensure_writable_dir(out_dir or Path(paths.EVALUATE_DIR) / new_run_id(),
+                                        "evaluation results")
+    from cnn_mnist.runtime import import_tensorflow
+
+    import_tensorflow(verbose)
+    from cnn_mnist.save import load_model
+
+    model = load_model(model_path)
+    labels = mnist.y_test.astype("int64")
+    ev = evaluate(model, prepare_images(mnist.x_test, normalize=model_normalize(model_path)),
+                  labels)
+    written = save_results(ev, out_dir)
+    written["mistakes_png"] = files.write_bytes(
+        out_dir / "mistakes.png", mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities))
+    return Report(ev, written, Path(model_path), mnist.source)

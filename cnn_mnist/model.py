@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-from cnn_mnist.config import CompileConfig, ModelConfig
+from cnn_mnist.schema import CompileConfig, ModelConfig
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,

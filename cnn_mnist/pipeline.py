@@ -1,18 +1,22 @@
 """`cnn train`: the lecture's procedure as one call, stage by stage, with a run record.
 
-load and prepare data -> build -> compile -> fit (TensorBoard, backups) -> evaluate -> save
+prepare the data -> build and compile -> fit (TensorBoard, backups) -> evaluate -> save
 
 Each run has a folder `logs/fit/<run-id>/` holding its TensorBoard logs, the resolved config,
 `run.json` (status: running, interrupted, failed or completed), the epoch history, a backup of
 the last finished epoch while it runs, and its model. The stable model path
 (`models/digits_recognition_cnn.h5`) is then pointed at the newest finished run's model, so an
 earlier run's model is never lost: it stays in that run's folder.
+
+The stage modules import TensorFlow, so they are imported inside the functions here: the CLI
+checks the options and the config first, and answers at once when they are wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
+import dataclasses
+import importlib
 import logging
 import math
 import os
@@ -28,8 +32,11 @@ from pathlib import Path
 import yaml
 
 from cnn_mnist import files
-from cnn_mnist.config import Config, chief_task, load_config, read_tf_config
-from cnn_mnist.errors import ClusterError, CnnError, ConfigError, OutputError
+from cnn_mnist.cluster import chief_task, read_tf_config
+from cnn_mnist.config import load_config
+from cnn_mnist.errors import ClusterError, CnnError, OutputError
+from cnn_mnist.runs import RunRecord, find_run_to_resume, load_run_config, new_run_id
+from cnn_mnist.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -62,45 +69,378 @@ class RunResult:
     distribution: dict = field(default_factory=dict)  # run.json's: replicas, batch sizes, ...
 
 
-def new_run_id() -> str:
-    """Sortable by time; the random suffix keeps two runs started together apart."""
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run starts from, fixed for its whole length."""
+
+    config: Config
+    run_id: str
+    run_dir: Path
+    model_path: Path
+    config_source: str = "default"
+    progress: int = 1  # Keras's verbose: 0 silent, 1 a bar, 2 a line per epoch
+    verbose: bool = False
+    resumed: bool = False
+    previous_run: str | None = None  # the run whose model is at model_path now
+    chief: bool = True  # the process that writes the model, the record and the logs
+    warn_differs: bool = True  # a worker warns if its config differs from the chief's
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def epochs_file(self) -> Path:
+        return self.run_dir / "epochs.jsonl"
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class TrainRequest:
+    """`cnn train`'s options resolved: the config to train with, and the run to resume."""
+
+    config: Config
+    resume: Path | None = None
+    own_config: bool = True  # False: another worker, which trains with the chief's config
 
 
-def find_run_to_resume(log_dir: str | Path, run_id: str | None = None) -> Path:
-    """The run folder to resume: `run_id`, or the most recent run that did not complete."""
-    import json
+def request(config_path: str | None = None, sets: tuple[str, ...] = (),
+            overrides: dict | None = None, resume: str | None = None) -> TrainRequest:
+    """The config and run for `cnn train`'s options. `resume` is "" for the most recent
+    unfinished run, or a run id; `overrides` are key paths from the options (None: not given).
+    A run resumes with the config it started with (its data path and distribution may change:
+    the files may have moved, and the batch is global on any hardware)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    config = load_config(config_path, sets=sets, overrides=overrides)
+    if resume is None:
+        return TrainRequest(config)
+    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
+        return TrainRequest(config, own_config=False)  # the chief finds the run and sends it
+    run_dir = find_run_to_resume(config.tensorboard.log_dir, resume or None)
+    resumed = load_run_config(run_dir, overrides.get("data.path"))
+    if "training.distribution" in overrides:
+        resumed = resumed.with_values(
+            {"training.distribution": overrides["training.distribution"]})
+    return TrainRequest(resumed, run_dir)
 
-    log_dir = Path(log_dir)
-    if run_id:
-        run_dir = log_dir / run_id
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume {run_id}: no such run in {log_dir}/ "
-                              "(run ids are the folder names there)")
-        candidates = [run_dir]
+
+def train(config: Config, *, config_source: str = "default", progress: int = 1,
+          verbose: bool = False, resume: Path | None = None, overwrite: bool = False,
+          own_config: bool = True) -> RunResult:
+    """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
+
+    `resume` is a run folder to continue from its last finished epoch (see
+    runs.find_run_to_resume). With `training.distribution: multi_worker`, every worker calls
+    this; the chief's run id, config and backups rule, and the other workers write only to
+    temporary folders (one with `own_config=False` does not warn that its config differs).
+    """
+    common = dict(config=config, config_source=config_source, progress=progress,
+                  verbose=verbose)
+    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
+        with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
+            (Path(scratch) / "run").mkdir()
+            suffix = Path(config.output.model_path).suffix
+            return _run(RunInputs(run_id=new_run_id(), run_dir=Path(scratch) / "run",
+                                  model_path=Path(scratch) / f"model{suffix}", chief=False,
+                                  warn_differs=own_config, **common))
+    run_id = resume.name if resume else new_run_id()
+    run = RunInputs(run_id=run_id, run_dir=resume or Path(config.tensorboard.log_dir) / run_id,
+                    model_path=Path(config.output.model_path), resumed=resume is not None,
+                    **common)
+    # Unwritable outputs are found now, not after the training they would throw away.
+    run = dataclasses.replace(run, previous_run=_check_model_path(run.model_path, overwrite))
+    files.ensure_writable_dir(run.run_dir, "logs and run record")
+    try:
+        return _run(run)
+    except BaseException:
+        if not run.resumed and not run.epochs_file.exists() \
+                and not (run.run_dir / "train").exists():
+            shutil.rmtree(run.run_dir, ignore_errors=True)  # failed before training: no empty run
+        raise
+
+
+def _run(run: RunInputs) -> RunResult:
+    """The lecture's procedure, stage by stage."""
+    watch = _Stopwatch()
+    with watch("import"):
+        tf = _import_stages(run.verbose)
+    cluster = _connect(run.config, watch)
+    run = _settle(run, cluster)
+    record = _start_record(run, cluster, tf)
+    data = _prepare_data(run.config, watch, record)
+    model, accelerator = _build_and_compile(run, cluster, data, watch, record, tf)
+    timer, validation = _fit(run, cluster, model, data, watch, record)
+    epochs = _read_epochs(run.epochs_file)
+    with watch("evaluate"):
+        # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
+        # (made once here), else the model itself.
+        saved, evaluation = _evaluate(run, model, data, validation, accelerator)
+        if cluster is not None:
+            from cnn_mnist.distribute import weights_sha256
+
+            record.data["distribution"]["weights_sha256"] = weights_sha256(model)
+        if not run.chief:  # the chief saves the results and the model
+            return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
+        plots = _report(run, evaluation, len(epochs))
+    with watch("save"):
+        paths = {**_save(run, saved), **plots}
+    return _complete(run, record, model, evaluation, epochs, watch, timer, validation, paths,
+                     worker=cluster.task if cluster is not None else "")
+
+
+def _import_stages(verbose: bool):
+    """TensorFlow (quietly, unless `verbose`) and the stage modules; returns tf."""
+    from cnn_mnist.runtime import import_tensorflow
+
+    tf = import_tensorflow(verbose)
+    for stage in ("data", "model", "train", "distribute", "evaluate", "save"):
+        importlib.import_module(f"cnn_mnist.{stage}")
+    return tf
+
+
+def _connect(config: Config, watch):
+    """The tf.distribute cluster, or None; multi_worker waits for every worker to join."""
+    if config.training.distribution == "none":
+        return None
+    from cnn_mnist import distribute
+
+    with watch("connect"):
+        return distribute.make_cluster(config.training)
+
+
+def _settle(run: RunInputs, cluster) -> RunInputs:
+    """The seed drawn if the config has none (the resolved config carries the seed used, so
+    `--config <run>/config.yaml` repeats the run), the chief's run id and config on every
+    worker, and every generator seeded."""
+    from cnn_mnist.runtime import seed_everything
+
+    seed = run.config.training.seed
+    config = run.config.with_values({"training.seed": secrets.randbelow(2**31)
+                                     if seed is None else seed})
+    run = dataclasses.replace(run, config=config)
+    if cluster is not None:
+        run_id, config = _agree(cluster, run)
+        run = dataclasses.replace(run, run_id=run_id, config=config)
+    seed_everything(run.config.training.seed)
+    return run
+
+
+def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
+    """The resolved config and run.json (`running`), before anything slow happens."""
+    import keras
+    import numpy
+
+    config = run.config
+    record = RunRecord(
+        run.run_dir, run.run_id, config_source=run.config_source, config=config.to_dict(),
+        seed=config.training.seed, versions={
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "platform": platform.platform()},
+        argv=sys.argv)
+    if run.resumed:
+        record.add("resumed_from_epoch", len(_read_epochs(run.epochs_file)))
+    if cluster is not None:
+        # The batch is global (shared among the replicas) and the learning rate is as configured.
+        record.add("distribution", {
+            "strategy": cluster.kind, "replicas": cluster.replicas, "workers": cluster.workers,
+            "global_batch_size": config.training.batch_size,
+            "per_replica_batch_size": config.training.batch_size / cluster.replicas,
+            "learning_rate": config.compile.learning_rate,
+            "local_devices": list(cluster.strategy.extended.worker_devices)})
+    files.write_text(run.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    record.write()
+    return record
+
+
+def _prepare_data(config: Config, watch, record: RunRecord):
+    """Steps 1-2: load MNIST, then scale and shape it as the config says."""
+    from cnn_mnist import data as stage
+
+    with watch("load_data"):
+        mnist = stage.load_mnist(config.data.path)
+    log.info("Data: %s training and %s test images from %s", f"{len(mnist.x_train):,}",
+             f"{len(mnist.x_test):,}", mnist.source)
+    with watch("prepare_data"):
+        data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
+                             config.data.limit_test)
+    record.add("data", {
+        "source": mnist.source, "sha256": mnist.sha256,
+        "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
+        "normalize": config.data.normalize})
+    return data
+
+
+def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, tf):
+    """Steps 3-4: the layers from the config, then the optimizer, loss and metrics, for the
+    hardware found; returns (model, accelerator plan)."""
+    from cnn_mnist.model import accelerator_plan, build_model, compile_model, cpu_flags
+
+    config = run.config
+    accelerator = accelerator_plan(config.compile, _gpus(tf), cpu_flags(),
+                                   distributed=cluster is not None)
+    record.add("accelerator", accelerator.to_dict())
+    # Under a strategy, variables are made mirrored on every replica.
+    scope = cluster.strategy.scope if cluster is not None else contextlib.nullcontext
+    with watch("build"), scope():
+        model = build_model(config.model, accelerator.dtype_policy)
+    with watch("compile"), scope():
+        steps = math.ceil(len(data.labels_train) / config.training.batch_size)
+        compile_model(model, config.compile, total_steps=steps * config.training.epochs,
+                      accelerator=accelerator)
+    # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
+    record.data["accelerator"]["jit_compile"] = bool(model.jit_compile) and cluster is None
+    _log_plan(run, cluster, model, len(data.labels_train), accelerator,
+              record.data["accelerator"]["jit_compile"])
+    return model, accelerator
+
+
+def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: bool) -> None:
+    config = run.config
+    log.info("Runtime: %s, %s compute, XLA %s, %d step(s) per call", accelerator.device.upper(),
+             accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
+             if accelerator.mixed_precision else "float32", "on" if xla else "off",
+             accelerator.steps_per_execution)
+    if run.resumed:
+        log.info("Resuming run %s after epoch %d of %d", run.run_id,
+                 len(_read_epochs(run.epochs_file)), config.training.epochs)
+    log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
+             "seed %d", len(config.model.layers), f"{model.count_params():,}",
+             config.training.epochs, f"{images:,}", config.training.batch_size,
+             config.training.seed)
+    if cluster is not None:
+        log.info("Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
+                 "replica, learning rate %g as configured", cluster.kind, cluster.task,
+                 cluster.replicas, config.training.batch_size,
+                 config.training.batch_size / cluster.replicas, config.compile.learning_rate)
+
+
+def _fit(run: RunInputs, cluster, model, data, watch, record: RunRecord):
+    """Step 5: train, with validation, TensorBoard, backups and the epoch log; returns
+    (timer, validation). An interrupt or a failure is recorded, keeping the finished epochs."""
+    from cnn_mnist import train as stage
+
+    config = run.config
+    metadata = {"run_id": run.run_id, "config": config.to_dict()}
+    timer = stage.FitTimer()
+    validation = (stage.TestValidation(data.x_test, data.labels_test)
+                  if config.training.validation == "test" else None)
+    finished = lambda: len(_read_epochs(run.epochs_file))  # noqa: E731
+    try:
+        with record.recording_failures(finished, watch.timings), watch("fit"):
+            if cluster is None:
+                stage.fit(model, data, config.training, config.tensorboard, run.run_dir,
+                          run.progress, metadata, timer, validation)
+            else:
+                _fit_distributed(run, cluster, model, data, metadata, timer, validation)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted: run {run.run_id} stopped after {finished()} of "
+            f"{config.training.epochs} epoch(s), which are kept.\n"
+            f"Resume it with: cnn train --resume {run.run_id}") from None
+    except ClusterError as exc:
+        raise ClusterError(
+            f"{exc}.\nRun {run.run_id} keeps its last finished epoch ({finished()} of "
+            f"{config.training.epochs}): restart `cnn train --resume {run.run_id}` on the chief "
+            "and `cnn train --resume` on the other workers.") from None
+    return timer, validation
+
+
+def _fit_distributed(run: RunInputs, cluster, model, data, metadata, timer, validation) -> None:
+    from cnn_mnist import distribute
+
+    config = run.config
+    if not run.chief:  # the chief writes the logs and checkpoints
+        config = config.with_values({"training.checkpoint": None, "tensorboard.enabled": False})
+    distribute.fit(cluster, model, data, config.training, config.tensorboard,
+                   config.compile.loss, run.run_dir, run.progress, metadata, timer, validation)
+
+
+def _evaluate(run: RunInputs, model, data, validation, accelerator):
+    """Step 6: test loss, accuracy and the confusion matrix; returns (the model to save, its
+    evaluation)."""
+    from cnn_mnist import evaluate as stage
+    from cnn_mnist.save import float32_copy
+
+    saved = float32_copy(model)
+    # The last epoch's validation already made these predictions, unless early stopping may
+    # have put back an earlier epoch's weights, or training computed in 16 bits: the report is
+    # then the float32 model's, the one saved, so `cnn evaluate` repeats it.
+    stop = run.config.training.early_stopping
+    restored = stop is not None and stop.restore_best_weights
+    if validation is not None and validation.last is not None and not restored \
+            and not accelerator.mixed_precision:
+        return saved, validation.last[1]
+    return saved, stage.evaluate(saved, data.x_test, data.labels_test)
+
+
+def _report(run: RunInputs, evaluation, epochs: int) -> dict[str, str]:
+    """The confusion matrix as PNG and JSON in the run folder, and in TensorBoard."""
+    from cnn_mnist import evaluate as stage
+
+    plots = stage.save_results(evaluation, run.run_dir)
+    if run.config.tensorboard.enabled:
+        stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run.run_dir,
+                                 step=epochs)
+    return {name: str(path) for name, path in plots.items()}
+
+
+def _save(run: RunInputs, saved) -> dict[str, str]:
+    """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
+    `cnn predict`, then the stable model path pointed at them."""
+    from cnn_mnist.save import export_litert, save_model
+
+    metadata = {"run_id": run.run_id, "config": run.config.to_dict()}
+    try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
+        run_lite = export_litert(saved, run.run_dir / f"{RUN_MODEL}.tflite")
+        metadata["litert_sha256"] = files.sha256(run_lite)
+    except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
+        log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        run_lite = None
+    run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", metadata)
+    _publish(run_model, run.model_path)
+    stable_lite = run.model_path.with_suffix(".tflite")
+    if run_lite is not None:
+        _publish(run_lite, stable_lite)
     else:
-        candidates = sorted((p.parent for p in log_dir.glob("*/config.yaml")), reverse=True)
-    for run_dir in candidates:
-        try:
-            status = json.loads((run_dir / "run.json").read_text()).get("status")
-        except (OSError, ValueError):
-            status = "running"  # killed before its first record: resumable
-        if status != "completed":
-            return run_dir
-        if run_id:
-            raise ConfigError(f"--resume {run_id}: that run completed; nothing to resume")
-    raise ConfigError(f"--resume: no unfinished run in {log_dir}/ to resume; "
-                      "start one with `cnn train`")
+        stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
+    paths = {"model": str(run.model_path), "run_model": str(run_model),
+             "logs": str(run.run_dir), "config": str(run.run_dir / "config.yaml")}
+    if (run.run_dir / "best.h5").exists():
+        paths["best_model"] = str(run.run_dir / "best.h5")
+    return paths
 
 
-def load_run_config(run_dir: Path, data_path: str | None = None) -> Config:
-    """The resolved config a run was started with (`data_path` may point elsewhere now)."""
-    overrides = {"data.path": data_path} if data_path else None
-    return load_config(run_dir / "config.yaml", overrides=overrides)
+def _complete(run: RunInputs, record: RunRecord, model, evaluation, epochs, watch, timer,
+              validation, paths, worker: str) -> RunResult:
+    """run.json `completed` with the metrics, timings and files; the backup is no longer
+    needed."""
+    watch.timings["total"] = round(time.perf_counter() - run.started, 3)
+    if validation is not None:
+        timer.timings["validation"] = validation.seconds
+    watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
+    history = {key: [e[key] for e in epochs if key in e]
+               for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")}
+    record.complete(
+        metrics={"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
+                 "params": int(model.count_params()), "epochs_completed": len(epochs),
+                 "history": history},
+        timings_s=watch.timings, peak_memory_mb_after=watch.peak_mb, paths=paths)
+    shutil.rmtree(run.run_dir / "backup", ignore_errors=True)  # completed: nothing to resume
+    return _result(run, record, evaluation, epochs, watch, paths=paths, worker=worker,
+                   replaced_run=run.previous_run)
+
+
+def _result(run: RunInputs, record: RunRecord, evaluation, epochs, watch, **fields) -> RunResult:
+    return RunResult(run_id=run.run_id, run_dir=run.run_dir, model_path=run.model_path,
+                     record_path=record.path, evaluation=evaluation,
+                     seed=run.config.training.seed, epochs_run=len(epochs),
+                     resumed_from_epoch=record.data.get("resumed_from_epoch", 0),
+                     timings=watch.timings, distribution=record.data.get("distribution", {}),
+                     **fields)
+
+
+def _read_epochs(path: Path) -> list[dict]:
+    from cnn_mnist.train import read_epochs
+
+    return read_epochs(path)
 
 
 def _peak_rss_mb() -> float:
@@ -116,18 +456,14 @@ class _Stopwatch:
         self.timings: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        watch = self
-
-        class _Stage:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                watch.timings[name] = round(time.perf_counter() - self.start, 3)
-                watch.peak_mb[name] = _peak_rss_mb()
-
-        return _Stage()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+            self.peak_mb[name] = _peak_rss_mb()
 
 
 def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
@@ -156,256 +492,6 @@ def _publish(run_model: Path, model_path: Path) -> None:
             shutil.copyfile(run_model, tmp)
 
 
-def train(config: Config, *, config_source: str = "default", progress: int = 1,
-          verbose: bool = False, resume: Path | None = None, overwrite: bool = False,
-          own_config: bool = True) -> RunResult:
-    """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
-
-    `resume` is a run folder to continue from its last finished epoch (see find_run_to_resume).
-    With `training.distribution: multi_worker`, every worker calls this; the chief's run id,
-    config and backups rule, and the other workers write only to temporary folders (one with
-    `own_config=False` does not warn that its config differs from the chief's).
-    """
-    started = time.perf_counter()
-    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
-        with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
-            (Path(scratch) / "run").mkdir()
-            return _run(config, new_run_id(), Path(scratch) / "run",
-                        Path(scratch) / f"model{Path(config.output.model_path).suffix}", None,
-                        started, config_source, progress, verbose, resumed=False, chief=False,
-                        warn_differs=own_config)
-    run_id = resume.name if resume else new_run_id()
-    run_dir = resume or Path(config.tensorboard.log_dir) / run_id
-    model_path = Path(config.output.model_path)
-    # Unwritable outputs are found now, not after the training they would throw away.
-    previous_run = _check_model_path(model_path, overwrite)
-    files.ensure_writable_dir(run_dir, "logs and run record")
-    try:
-        return _run(config, run_id, run_dir, model_path, previous_run, started, config_source,
-                    progress, verbose, resumed=resume is not None)
-    except BaseException:
-        if resume is None and not (run_dir / "epochs.jsonl").exists() \
-                and not (run_dir / "train").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # failed before training: no empty run
-        raise
-
-
-def _run(config, run_id, run_dir, model_path, previous_run, started, config_source, progress,
-         verbose, resumed, chief=True, warn_differs=True):
-    watch = _Stopwatch()
-    with watch("import"):
-        from cnn_mnist.runtime import import_tensorflow, seed_everything
-
-        tf = import_tensorflow(verbose)
-        import keras
-
-        from cnn_mnist import data as data_stage
-        from cnn_mnist import evaluate as evaluate_stage
-        from cnn_mnist.model import accelerator_plan, build_model, compile_model, cpu_flags
-        from cnn_mnist.save import export_litert, float32_copy, save_model
-        from cnn_mnist.train import FitTimer, TestValidation, fit, read_epochs
-
-    cluster = None
-    if config.training.distribution != "none":
-        from cnn_mnist import distribute
-
-        with watch("connect"):  # multi_worker: waits for every worker to join
-            cluster = distribute.make_cluster(config.training)
-    seed = config.training.seed if config.training.seed is not None else secrets.randbelow(2**31)
-    # The resolved config carries the seed actually used: `--config <run>/config.yaml` repeats it.
-    config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-    if cluster is not None:
-        run_id, config = _agree(cluster, run_id, config, run_dir, chief, warn_differs)
-    seed_everything(config.training.seed)
-    seed = config.training.seed
-    epochs_file = run_dir / "epochs.jsonl"
-    done_before = len(read_epochs(epochs_file))
-
-    record = {
-        "run_id": run_id,
-        "status": "running",
-        "started_at": _now(),
-        "config_source": config_source,
-        "config": config.to_dict(),
-        "seed": seed,
-        "versions": {
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": __import__("numpy").__version__,
-            "platform": platform.platform(),
-        },
-        "argv": sys.argv,
-    }
-    if resumed:
-        record["resumed_from_epoch"] = done_before
-    if cluster is not None:
-        # The batch is global (shared among the replicas) and the learning rate is as configured.
-        record["distribution"] = {
-            "strategy": cluster.kind, "replicas": cluster.replicas, "workers": cluster.workers,
-            "global_batch_size": config.training.batch_size,
-            "per_replica_batch_size": config.training.batch_size / cluster.replicas,
-            "learning_rate": config.compile.learning_rate,
-            "local_devices": list(cluster.strategy.extended.worker_devices),
-        }
-    files.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    files.write_json(run_dir / "run.json", record)
-
-    with watch("load_data"):
-        mnist = data_stage.load_mnist(config.data.path)
-    log.info("Data: %s training and %s test images from %s", f"{len(mnist.x_train):,}",
-             f"{len(mnist.x_test):,}", mnist.source)
-    with watch("prepare_data"):
-        data = data_stage.prepare(mnist, config.data.normalize, config.data.limit_train,
-                                  config.data.limit_test)
-    record["data"] = {
-        "source": mnist.source, "sha256": mnist.sha256,
-        "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
-        "normalize": config.data.normalize,
-    }
-    def scope():
-        return cluster.strategy.scope() if cluster is not None else contextlib.nullcontext()
-
-    accelerator = accelerator_plan(config.compile, _gpus(tf), cpu_flags(),
-                                   distributed=cluster is not None)
-    record["accelerator"] = accelerator.to_dict()
-    with watch("build"), scope():  # under a strategy, variables are mirrored on every replica
-        model = build_model(config.model, accelerator.dtype_policy)
-    with watch("compile"), scope():
-        steps = math.ceil(len(data.labels_train) / config.training.batch_size)
-        compile_model(model, config.compile, total_steps=steps * config.training.epochs,
-                      accelerator=accelerator)
-    # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
-    xla = bool(model.jit_compile) and cluster is None
-    record["accelerator"]["jit_compile"] = xla
-    log.info("Runtime: %s, %s compute, XLA %s, %d step(s) per call", accelerator.device.upper(),
-             accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
-             if accelerator.mixed_precision else "float32", "on" if xla else "off",
-             accelerator.steps_per_execution)
-    if resumed:
-        log.info("Resuming run %s after epoch %d of %d", run_id, done_before,
-                 config.training.epochs)
-    log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
-             "seed %d", len(config.model.layers), f"{model.count_params():,}",
-             config.training.epochs, f"{len(data.labels_train):,}", config.training.batch_size,
-             seed)
-    if cluster is not None:
-        log.info("Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
-                 "replica, learning rate %g as configured", cluster.kind, cluster.task,
-                 cluster.replicas, config.training.batch_size,
-                 config.training.batch_size / cluster.replicas, config.compile.learning_rate)
-
-    metadata = {"run_id": run_id, "config": config.to_dict()}
-    timer = FitTimer()
-    validation = (TestValidation(data.x_test, data.labels_test)
-                  if config.training.validation == "test" else None)
-    try:
-        with watch("fit"):
-            if cluster is None:
-                fit(model, data, config.training, config.tensorboard, run_dir, progress,
-                    metadata, timer, validation)
-            else:
-                training, tensorboard = config.training, config.tensorboard
-                if not chief:  # the chief writes the logs and checkpoints
-                    training = training.model_copy(update={"checkpoint": None})
-                    tensorboard = tensorboard.model_copy(update={"enabled": False})
-                distribute.fit(cluster, model, data, training, tensorboard, config.compile.loss,
-                               run_dir, progress, metadata, timer, validation)
-    except KeyboardInterrupt:
-        finished = len(read_epochs(epochs_file))
-        files.write_json(run_dir / "run.json", {**record, "status": "interrupted",
-                                                "stopped_at": _now(), "epochs_completed": finished,
-                                                "timings_s": watch.timings})
-        raise TrainingInterrupted(
-            f"interrupted: run {run_id} stopped after {finished} of {config.training.epochs} "
-            f"epoch(s), which are kept.\nResume it with: cnn train --resume {run_id}") from None
-    except ClusterError as exc:
-        finished = len(read_epochs(epochs_file))
-        files.write_json(run_dir / "run.json", {**record, "status": "failed", "error": str(exc),
-                                                "stopped_at": _now(), "epochs_completed": finished})
-        raise ClusterError(f"{exc}.\nRun {run_id} keeps its last finished epoch ({finished} of "
-                           f"{config.training.epochs}): restart `cnn train --resume {run_id}` on "
-                           "the chief and `cnn train --resume` on the other workers.") from None
-    except Exception as exc:
-        files.write_json(run_dir / "run.json", {**record, "status": "failed", "error": str(exc),
-                                                "stopped_at": _now()})
-        raise
-    epochs = read_epochs(epochs_file)
-
-    with watch("evaluate"):
-        # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
-        # (made once here), else the model itself.
-        saved = float32_copy(model)
-        # The last epoch's validation already made these predictions, unless early stopping
-        # may have put back an earlier epoch's weights, or training computed in 16 bits: the
-        # report is then the float32 model's, the one saved, so `cnn evaluate` repeats it.
-        stop = config.training.early_stopping
-        restored = stop is not None and stop.restore_best_weights
-        if validation is not None and validation.last is not None and not restored \
-                and not accelerator.mixed_precision:
-            evaluation = validation.last[1]
-        else:
-            evaluation = evaluate_stage.evaluate(saved, data.x_test, data.labels_test)
-        if cluster is not None:
-            record["distribution"]["weights_sha256"] = distribute.weights_sha256(model)
-        if not chief:  # the chief saves the results and the model
-            return RunResult(run_id=run_id, run_dir=run_dir, model_path=model_path,
-                             record_path=run_dir / "run.json", evaluation=evaluation, seed=seed,
-                             epochs_run=len(epochs), timings=watch.timings, chief=False,
-                             worker=cluster.task, distribution=record["distribution"])
-        plots = evaluate_stage.save_results(evaluation, run_dir)
-        if config.tensorboard.enabled:
-            evaluate_stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run_dir,
-                                              step=len(epochs))
-    with watch("save"):
-        try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
-            run_lite = export_litert(saved, run_dir / f"{RUN_MODEL}.tflite")
-            metadata["litert_sha256"] = files.sha256(run_lite)
-        except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
-            log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            run_lite = None
-        run_model = save_model(saved, run_dir / f"{RUN_MODEL}{model_path.suffix}", metadata)
-        _publish(run_model, model_path)
-        stable_lite = model_path.with_suffix(".tflite")
-        if run_lite is not None:
-            _publish(run_lite, stable_lite)
-        else:
-            stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
-    watch.timings["total"] = round(time.perf_counter() - started, 3)
-    if validation is not None:
-        timer.timings["validation"] = validation.seconds
-    watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
-
-    paths = {"model": str(model_path), "run_model": str(run_model), "logs": str(run_dir),
-             "config": str(run_dir / "config.yaml"),
-             **{name: str(path) for name, path in plots.items()}}
-    if (run_dir / "best.h5").exists():
-        paths["best_model"] = str(run_dir / "best.h5")
-    history = {key: [e[key] for e in epochs if key in e]
-               for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")}
-    record.update({
-        "status": "completed",
-        "finished_at": _now(),
-        "metrics": {
-            "test_loss": evaluation.loss,
-            "test_accuracy": evaluation.accuracy,
-            "params": int(model.count_params()),
-            "epochs_completed": len(epochs),
-            "history": history,
-        },
-        "timings_s": watch.timings,
-        "peak_memory_mb_after": watch.peak_mb,
-        "paths": paths,
-    })
-    record_path = files.write_json(run_dir / "run.json", record)
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # completed: nothing left to resume
-    return RunResult(run_id=run_id, run_dir=run_dir, model_path=model_path,
-                     record_path=record_path, evaluation=evaluation, seed=seed,
-                     epochs_run=len(epochs), replaced_run=previous_run,
-                     resumed_from_epoch=done_before, timings=watch.timings, paths=paths,
-                     worker=cluster.task if cluster is not None else "",
-                     distribution=record.get("distribution", {}))
-
-
 def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
     """The visible GPUs: (name, compute capability)."""
     found = []
@@ -415,20 +501,20 @@ def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
     return found
 
 
-def _agree(cluster, run_id: str, config: Config, run_dir: Path, chief: bool, warn: bool):
+def _agree(cluster, run: RunInputs) -> tuple[str, Config]:
     """One run across the workers: the chief's run id and config (its seed included). Each
     worker keeps its own data path: the files may live in different places on each machine."""
     from cnn_mnist import distribute
 
-    mine = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    run_id, chiefs = distribute.agree(cluster, run_id, mine)
-    if chief:
-        return run_id, config
-    path = run_dir / "chief-config.yaml"
+    mine = yaml.safe_dump(run.config.to_dict(), sort_keys=False)
+    run_id, chiefs = distribute.agree(cluster, run.run_id, mine)
+    if run.chief:
+        return run_id, run.config
+    path = run.run_dir / "chief-config.yaml"
     files.write_text(path, chiefs)
-    theirs = load_config(path, overrides={"data.path": config.data.path})
-    differs = _differences(config.to_dict(), theirs.to_dict())
-    if differs and warn:
+    theirs = load_config(path, overrides={"data.path": run.config.data.path})
+    differs = _differences(run.config.to_dict(), theirs.to_dict())
+    if differs and run.warn_differs:
         log.warning("this worker was started with a config that differs from the chief's at %s; "
                     "training with the chief's", ", ".join(differs[:5]))
     return run_id, theirs

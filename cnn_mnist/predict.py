@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist import figures, files
 from cnn_mnist.errors import CnnError
+from cnn_mnist.figures import Tile, digits_png
+
+log = logging.getLogger(__name__)
+
+# What a folder given to --image is searched for (Pillow reads them all).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class BadIndex(CnnError):
@@ -159,78 +168,109 @@ def describe(p: Prediction) -> str:
     return line
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(plt, fig) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+def tile(p: Prediction) -> Tile:
+    """The digit with its prediction and true label, for a picture."""
+    title = f"predicted {p.predicted} ({p.probability:.0%})"
+    if p.index is not None:
+        title = f"#{p.index}: {title}"
+    elif p.image is not None:
+        title = f"{Path(p.image).name}\n{title}"
+    if p.label is not None:
+        title += f"\ntrue label {p.label}"
+    return Tile(p.digit, title, wrong=p.label not in (None, p.predicted))
 
 
 def figure_png(predictions: list[Prediction]) -> bytes:
     """The digits with prediction and true label in each title, as PNG bytes."""
-    plt = _pyplot()
-    return _png(plt, _figure(plt, predictions))
+    return digits_png([tile(p) for p in predictions])
 
 
 def show(predictions: list[Prediction]) -> bool:
-    """Open a matplotlib window; False where there is no display to open it on."""
-    import os
-    import sys
-
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    import matplotlib.pyplot as plt
-
-    if "agg" in plt.get_backend().lower():
-        return False
-    _figure(plt, predictions)
-    plt.show()
-    return True
+    """Open a window with the digits; False where there is no display to open it on."""
+    return figures.show([tile(p) for p in predictions])
 
 
-def _figure(plt, predictions: list[Prediction]):
-    columns = min(len(predictions), 8)
-    rows = -(-len(predictions) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, p in zip(axes.flat, predictions):
-        ax.imshow(p.digit, cmap="Greys")  # as the lecture shows it: dark ink on white
-        title = f"predicted {p.predicted} ({p.probability:.0%})"
-        if p.index is not None:
-            title = f"#{p.index}: {title}"
-        elif p.image is not None:
-            title = f"{Path(p.image).name}\n{title}"
-        if p.label is not None:
-            title += f"\ntrue label {p.label}"
-        ax.set_title(title, fontsize=9, color="black" if p.label in (None, p.predicted) else "red")
-    fig.tight_layout()
-    return fig
+def expand_images(paths: list[str] | tuple[str, ...]) -> list[str]:
+    """Pictures as the user named them: files as given, a folder as its pictures in name order."""
+    from cnn_mnist.images import ImageError
+
+    found: list[str] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(str(path))
+            continue
+        inside = sorted(str(p) for p in path.iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not inside:
+            raise ImageError(f"{path}/: no pictures in this folder (looked for "
+                             f"{', '.join(IMAGE_SUFFIXES)}); give picture files or another folder")
+        found += inside
+    return found
 
 
-def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, count: int = 25) -> bytes:
-    """A grid of the most confident mistakes: image, true label, prediction, confidence."""
-    predicted = probs.argmax(axis=1)
-    wrong = np.nonzero(predicted != labels)[0]
-    worst = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
-    predictions = [Prediction(digit=images[i], probabilities=probs[i], index=int(i),
-                              label=int(labels[i])) for i in worst]
-    if predictions:
-        return figure_png(predictions)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4, 1))
-    ax.axis("off")
-    ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    return _png(plt, fig)
+@dataclass
+class Predictions:
+    """What `cnn predict` made of its inputs, and the pictures it could not read."""
+
+    items: list[Prediction]
+    failed: list[str] = field(default_factory=list)  # one message per unreadable picture
+
+
+def predict(indices=(), images=(), model_path: str | Path = "", data_path: str | None = None,
+            verbose: bool = False, save_image: str | None = None,
+            save_preprocessed: str | None = None) -> Predictions:
+    """Test digits by index (`indices` as typed: "10", "10:20") and the user's pictures (files
+    or folders), through the model at `model_path`. Everything typed is checked before
+    TensorFlow is imported; an unreadable picture is reported and the others go on."""
+    from cnn_mnist.images import ImageError, load_digit
+    from cnn_mnist.save import check_model_path, model_normalize
+
+    wanted = parse_indices(indices)
+    items: list[Prediction] = []
+    if wanted:
+        from cnn_mnist.data import load_mnist
+
+        mnist = load_mnist(data_path, test_only=True)
+        check_indices(wanted, len(mnist.x_test))
+        items += [Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
+                             index=i, label=int(mnist.y_test[i])) for i in wanted]
+    check_model_path(model_path)
+    failed = []
+    for path in expand_images(images):
+        try:
+            items.append(Prediction(digit=load_digit(path), probabilities=None, image=path))
+        except ImageError as exc:
+            failed.append(str(exc))
+    if items:
+        model, backend = open_model(model_path, verbose)
+        log.debug("Predicting with %s", backend)
+        rows = probabilities(model, np.stack([p.digit for p in items]),
+                             normalize=model_normalize(model_path))
+        for p, row in zip(items, rows):
+            p.probabilities = row
+        save_pictures(items, save_image, save_preprocessed)
+    return Predictions(items, failed)
+
+
+def save_pictures(items: list[Prediction], save_image: str | None,
+                  save_preprocessed: str | None) -> None:
+    """--save-image: one figure of the digits; --save-preprocessed: each 28x28 input as PNG."""
+    if save_preprocessed:
+        from cnn_mnist.images import save_digit_png
+
+        for n, p in enumerate(items):
+            name = f"index-{p.index}" if p.index is not None else f"{n:03d}-{Path(p.image).stem}"
+            save_digit_png(p.digit, Path(save_preprocessed) / f"{name}.png")
+        log.info("Inputs as the model saw them: %s/", save_preprocessed)
+    if save_image:
+        files.write_bytes(save_image, figure_png(items))
+        log.info("Picture saved to %s", save_image)
+
+
+def format_predictions(items: list[Prediction], as_json: bool = False,
+                       draw: bool = False) -> str:
+    """JSON, or a line per input (after each digit in block characters, if `draw`)."""
+    if as_json:
+        return json.dumps([p.to_dict() for p in items], indent=2)
+    drawn = [render(p.digit) for p in items] if draw else []
+    return "\n".join([*drawn, *(describe(p) for p in items)])

@@ -103,6 +103,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return {}
 
 
+def model_normalize(path: str | Path) -> bool:
+    """How the model was trained to see pixels: [0, 1], unless its config says raw 0-255."""
+    return read_metadata(path).get("config", {}).get("data", {}).get("normalize", True)
+
+
 def check_model_path(path: str | Path) -> Path:
     """Cheap checks before TensorFlow is imported: the file exists and has a model suffix."""
     path = Path(path)

@@ -10,10 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cnn_mnist.config import (
-    AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    GlobalAveragePooling2D, MaxPooling2D, ModelConfig,
-)
+from cnn_mnist.schema import ModelConfig
 from cnn_mnist.errors import ConfigError
 
 
@@ -65,51 +62,71 @@ def _window(where: str, layer, shape, kernel, strides, warnings: list[str]) -> t
     return out_h, out_w, c
 
 
+def _conv(where, layer, shape, warnings):
+    out = _window(where, layer, shape, layer.kernel_size, layer.strides, warnings)
+    kh, kw = layer.kernel_size
+    depth = shape[2]
+    return ((*out[:2], layer.filters), (kh * kw * depth + 1) * layer.filters,
+            f"({kh}x{kw}x{depth} + 1) x {layer.filters}")
+
+
+def _pool(where, layer, shape, warnings):
+    strides = layer.strides or layer.pool_size
+    return _window(where, layer, shape, layer.pool_size, strides, warnings), 0, "0"
+
+
+def _flatten(where, layer, shape, warnings):
+    return (math.prod(shape),), 0, "0"
+
+
+def _global_pool(where, layer, shape, warnings):
+    if len(shape) != 3:
+        raise ConfigError(f"{where} (GlobalAveragePooling2D) needs a height x width x "
+                          f"channels input, got {_fmt(shape)}")
+    return (shape[2],), 0, "0"
+
+
+def _dense(where, layer, shape, warnings):
+    if len(shape) != 1:
+        raise ConfigError(f"{where} (Dense) gets a {_fmt(shape)} input; add a Flatten "
+                          "(or GlobalAveragePooling2D) layer before it")
+    return ((layer.units,), (shape[0] + 1) * layer.units,
+            f"({shape[0]} + 1) x {layer.units}")
+
+
+def _batch_norm(where, layer, shape, warnings):
+    channels = shape[-1]
+    return shape, 4 * channels, f"4 x {channels} (gamma, beta, moving mean, moving variance)"
+
+
+def _same(where, layer, shape, warnings):
+    return shape, 0, "0"
+
+
+# Each layer type's rule: (where, layer, input shape, warnings) -> (output shape, params, how).
+# A new layer type in schema.py gets its rule here.
+RULES = {
+    "Conv2D": _conv, "MaxPooling2D": _pool, "AveragePooling2D": _pool, "Flatten": _flatten,
+    "GlobalAveragePooling2D": _global_pool, "Dense": _dense,
+    "BatchNormalization": _batch_norm, "Dropout": _same,
+}
+
+
 def infer(model: ModelConfig) -> tuple[list[LayerShape], list[str]]:
     """Shapes and parameter counts of every layer, and warnings; ConfigError if one is empty."""
     shape: tuple[int, ...] = tuple(model.input_shape)
     rows: list[LayerShape] = []
     warnings: list[str] = []
     for i, layer in enumerate(model.layers):
-        where = f"model.layers[{i}]"
-        params, arithmetic = 0, "0"
-        if isinstance(layer, Conv2D):
-            out = _window(where, layer, shape, layer.kernel_size, layer.strides, warnings)
-            kh, kw = layer.kernel_size
-            depth = shape[2]
-            params = (kh * kw * depth + 1) * layer.filters
-            arithmetic = f"({kh}x{kw}x{depth} + 1) x {layer.filters}"
-            shape = (*out[:2], layer.filters)
-        elif isinstance(layer, (MaxPooling2D, AveragePooling2D)):
-            strides = layer.strides or layer.pool_size
-            shape = _window(where, layer, shape, layer.pool_size, strides, warnings)
-        elif isinstance(layer, Flatten):
-            shape = (math.prod(shape),)
-        elif isinstance(layer, GlobalAveragePooling2D):
-            if len(shape) != 3:
-                raise ConfigError(f"{where} (GlobalAveragePooling2D) needs a height x width x "
-                                  f"channels input, got {_fmt(shape)}")
-            shape = (shape[2],)
-        elif isinstance(layer, Dense):
-            if len(shape) != 1:
-                raise ConfigError(f"{where} (Dense) gets a {_fmt(shape)} input; add a Flatten "
-                                  "(or GlobalAveragePooling2D) layer before it")
-            params = (shape[0] + 1) * layer.units
-            arithmetic = f"({shape[0]} + 1) x {layer.units}"
-            shape = (layer.units,)
-        elif isinstance(layer, BatchNormalization):
-            channels = shape[-1]
-            params = 4 * channels
-            arithmetic = f"4 x {channels} (gamma, beta, moving mean, moving variance)"
-        elif not isinstance(layer, Dropout):  # pragma: no cover - the schema lists every type
-            raise ConfigError(f"{where}: no shape rule for {layer.type}")
+        shape, params, arithmetic = RULES[layer.type](f"model.layers[{i}]", layer, shape,
+                                                      warnings)
         rows.append(LayerShape(i, layer.type, shape, params, arithmetic))
     if shape != (10,):
         raise ConfigError(f"model.layers[{len(model.layers) - 1}]: the model must end in 10 "
                           f"outputs (one per digit), but it ends in {_fmt(shape)}; "
                           "end with {type: Dense, units: 10, activation: softmax}")
     last = model.layers[-1]
-    if not (isinstance(last, Dense) and last.activation == "softmax"):
+    if not (last.type == "Dense" and last.activation == "softmax"):
         warnings.append(f"model.layers[{len(model.layers) - 1}]: categorical cross-entropy "
                         "expects probabilities; end with a Dense layer with activation: softmax")
     return rows, warnings

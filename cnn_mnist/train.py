@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_mnist.config import CheckpointConfig, TensorBoardConfig, TrainingConfig
+from cnn_mnist.schema import CheckpointConfig, TensorBoardConfig, TrainingConfig
 from cnn_mnist.data import Prepared
 
 
@@ -277,27 +277,44 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     return dataset.with_options(options)
 
 
+def train_dataset(data: Prepared, training: TrainingConfig) -> tf.data.Dataset:
+    """The training images in batches of `training.batch_size`, shuffled by its seed."""
+    return make_dataset(data.images_train, data.labels_train, training.batch_size,
+                        data.normalize, shuffle=training.shuffle, seed=training.seed)
+
+
+def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorBoardConfig,
+                  run_dir: Path | None, metadata: dict | None = None,
+                  timer: FitTimer | None = None,
+                  validation: TestValidation | None = None) -> list[keras.callbacks.Callback]:
+    """The callbacks of either fit loop; with `training.validation: test`, a TestValidation is
+    made if none is given (pass one to keep its last predictions)."""
+    if training.validation != "test":
+        validation = None
+    elif validation is None:
+        validation = TestValidation(data.x_test, data.labels_test)
+    return callbacks(training, tensorboard, run_dir, metadata, timer, validation)
+
+
+def fit_history(model: keras.Model, history: dict, tensorboard: TensorBoardConfig,
+                run_dir: Path | None) -> dict:
+    """After either fit loop: the model's graph for TensorBoard, and the history as floats."""
+    if tensorboard.enabled and tensorboard.write_graph and run_dir is not None:
+        write_graph(model, run_dir)
+    return {name: [float(v) for v in values] for name, values in history.items()}
+
+
 def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         tensorboard: TensorBoardConfig, run_dir: Path | None, verbose: int = 1,
         metadata: dict | None = None, timer: FitTimer | None = None,
         validation: TestValidation | None = None) -> dict:
-    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history.
-
-    With `training.validation: test`, pass a TestValidation (or one is made) to keep its
-    last predictions.
-    """
-    train = make_dataset(data.images_train, data.labels_train, training.batch_size,
-                         data.normalize, shuffle=training.shuffle, seed=training.seed)
-    if training.validation == "test" and validation is None:
-        validation = TestValidation(data.x_test, data.labels_test)
+    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history."""
     history = model.fit(
-        train,
+        train_dataset(data, training),
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
-        callbacks=callbacks(training, tensorboard, run_dir, metadata, timer,
-                            validation if training.validation == "test" else None),
+        callbacks=fit_callbacks(data, training, tensorboard, run_dir, metadata, timer,
+                                validation),
         verbose=verbose,
     )
-    if tensorboard.enabled and tensorboard.write_graph and run_dir is not None:
-        write_graph(model, run_dir)
-    return {name: [float(v) for v in values] for name, values in history.history.items()}
+    return fit_history(model, history.history, tensorboard, run_dir)

@@ -2,9 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cnn_mnist.config import (
-    Config, LAYER_NAMES, apply_override, default_config_path, load_config, parse_set, validate,
-)
+from cnn_mnist.config import apply_override, default_config_path, load_config, parse_set, validate
+from cnn_mnist.schema import LAYER_NAMES, Config
 from cnn_mnist.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

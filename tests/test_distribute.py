@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist.config import chief_task, load_config, read_tf_config
+from cnn_mnist.config import load_config
 from cnn_mnist.errors import ConfigError
 
 SLICE = ["--set", "data.limit_train=2048", "--set", "data.limit_test=1000", "--seed", "1"]
@@ -36,42 +36,6 @@ def free_ports(count: int) -> list[int]:
     for s in sockets:
         s.close()
     return ports
-
-
-# --- TF_CONFIG, read without TensorFlow --------------------------------------------------------
-
-
-def test_tf_config_missing_names_the_variable_and_shows_an_example():
-    with pytest.raises(ConfigError, match="TF_CONFIG environment variable.*for example"):
-        read_tf_config({})
-
-
-@pytest.mark.parametrize("raw, message", [
-    ("{not json", "not valid JSON"),
-    ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "'cluster' must map"),
-    ('{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}',
-     "'host:port'"),
-    ('{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
-     r"job\(s\) \['ps'\]"),
-    ('{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}',
-     "2 chiefs"),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
-     "'task' must name this process's job and index"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
-     "'task' must name"),
-])
-def test_bad_tf_config_is_a_config_error(raw, message):
-    with pytest.raises(ConfigError, match=message):
-        read_tf_config({"TF_CONFIG": raw})
-
-
-def test_the_chief_is_the_chief_job_else_worker_0():
-    workers = {"worker": ["a:1", "b:1"]}
-    assert chief_task({"cluster": workers, "task": {"type": "worker", "index": 0}})
-    assert not chief_task({"cluster": workers, "task": {"type": "worker", "index": 1}})
-    with_chief = {"chief": ["c:1"], **workers}
-    assert chief_task({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
-    assert not chief_task({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
 
 
 def test_distribution_settings_are_checked():
@@ -110,7 +74,7 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     import tensorflow as tf
 
     from cnn_mnist import distribute, train
-    from cnn_mnist.config import ModelConfig
+    from cnn_mnist.schema import ModelConfig
     from cnn_mnist.data import prepare
     from cnn_mnist.model import build_model, compile_model
     from cnn_mnist.runtime import seed_everything

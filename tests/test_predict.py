@@ -64,14 +64,6 @@ def test_probabilities_match_model_predict(tiny_mnist):
                                                   verbose=0), rtol=1e-4, atol=1e-6)
 
 
-def test_figures_are_png():
-    assert predict.figure_png([_prediction(), _prediction(5)])[:4] == b"\x89PNG"
-    labels = np.array([3, 3, 1])
-    probs = np.eye(10)[[3, 5, 1]] * 0.9 + 0.01
-    assert predict.mistakes_png(np.zeros((3, 28, 28)), labels, probs)[:4] == b"\x89PNG"
-    assert predict.mistakes_png(np.zeros((1, 28, 28)), labels[:1], probs[:1])[:4] == b"\x89PNG"
-
-
 @pytest.fixture
 def trained_tiny(tiny_mnist):
     from cnn_mnist.config import validate

@@ -1,0 +1,264 @@
+"""The typed config schema: every key, its type and its default, in one place.
+
+A config has six sections: data, model, compile, training, tensorboard and output. Sections are
+strict and frozen: unknown keys, wrong types and out-of-range values are rejected, and
+`config.py` turns pydantic's errors into messages with the key path
+(for example `model.layers[2].pool_size`). `configs/*.yaml` only hold values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from cnn_mnist import paths
+
+Activation = Literal["relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish"]
+Padding = Literal["valid", "same"]
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """Keras accepts `3` or `[3, 3]` for a kernel, stride or pool size; so do we."""
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+    if min(pair) < 1:
+        raise ValueError(f"expected sizes of at least 1, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+Pair = Annotated[tuple[int, int], BeforeValidator(_pair)]
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class _Section(BaseModel):
+    # strict: "32" is not 32, and true is not 1. forbid: a misspelt key is an error.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --- layers: Keras's own names, arguments and defaults ---------------------------------------
+
+
+class Conv2D(_Section):
+    type: Literal["Conv2D"]
+    filters: int = Field(ge=1)
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    activation: Activation | None = None
+
+
+class MaxPooling2D(_Section):
+    type: Literal["MaxPooling2D"]
+    pool_size: Pair = (2, 2)
+    strides: Pair | None = None  # None: Keras uses pool_size
+    padding: Padding = "valid"
+
+
+class AveragePooling2D(_Section):
+    type: Literal["AveragePooling2D"]
+    pool_size: Pair = (2, 2)
+    strides: Pair | None = None
+    padding: Padding = "valid"
+
+
+class Dropout(_Section):
+    type: Literal["Dropout"]
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class Flatten(_Section):
+    type: Literal["Flatten"]
+
+
+class GlobalAveragePooling2D(_Section):
+    type: Literal["GlobalAveragePooling2D"]
+
+
+class BatchNormalization(_Section):
+    type: Literal["BatchNormalization"]
+    momentum: float = Field(default=0.99, gt=0.0, lt=1.0)
+    epsilon: float = Field(default=0.001, gt=0.0)
+
+
+class Dense(_Section):
+    type: Literal["Dense"]
+    units: int = Field(ge=1)
+    activation: Activation | None = None
+
+
+LAYER_TYPES = (
+    Conv2D, MaxPooling2D, AveragePooling2D, Dropout, Flatten, GlobalAveragePooling2D,
+    BatchNormalization, Dense,
+)
+LAYER_NAMES = tuple(cls.__name__ for cls in LAYER_TYPES)
+Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]
+
+
+def _lecture_layers() -> list[Layer]:
+    """The lecture's model (COMP2211, "Build the model"): 1,199,882 parameters."""
+    return [
+        Conv2D(type="Conv2D", filters=32, kernel_size=(3, 3), activation="relu"),
+        Conv2D(type="Conv2D", filters=64, kernel_size=(3, 3), activation="relu"),
+        MaxPooling2D(type="MaxPooling2D", pool_size=(2, 2)),
+        Dropout(type="Dropout", rate=0.25),
+        Flatten(type="Flatten"),
+        Dense(type="Dense", units=128, activation="relu"),
+        Dropout(type="Dropout", rate=0.5),
+        Dense(type="Dense", units=10, activation="softmax"),
+    ]
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+class DataConfig(_Section):
+    # None: $CNN_MNIST_DATA, else Keras's download-and-cache.
+    path: str | None = None
+    # The lecture fed raw 0-255 pixels (0.9777 after 1 epoch); scaling to [0, 1] trains better.
+    normalize: bool = True
+    # Take the first N images, for quick runs.
+    limit_train: int | None = Field(default=None, ge=1)
+    limit_test: int | None = Field(default=None, ge=1)
+
+
+class ModelConfig(_Section):
+    name: str = "digits_recognition_cnn"
+    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_as_tuple)] = (28, 28, 1)
+    layers: list[Layer] = Field(default_factory=_lecture_layers, min_length=1)
+
+
+class ScheduleConfig(_Section):
+    """How the learning rate moves over all training steps; `compile.learning_rate` is its peak.
+
+    one_cycle: rises linearly from learning_rate x start_factor to learning_rate over the first
+    `warmup` of the steps, then falls along a cosine to learning_rate x end_factor.
+    cosine: falls along a cosine from learning_rate to learning_rate x end_factor.
+    Both are Keras's CosineDecay, so a saved model loads with plain Keras.
+    """
+
+    type: Literal["one_cycle", "cosine"]
+    warmup: float = Field(default=0.25, ge=0.0, lt=1.0)
+    start_factor: float = Field(default=0.04, gt=0.0, le=1.0)
+    end_factor: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class CompileConfig(_Section):
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=0.001, gt=0.0)  # Adam's default, as in the lecture
+    schedule: ScheduleConfig | None = None  # null: a constant learning rate
+    # Labels are one-hot, as in the lecture (to_categorical).
+    loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
+    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
+    # "auto" uses what helps on the hardware found (see model.accelerator_plan): on a GPU, XLA,
+    # 32 steps per call and float16 compute (with tensor cores); on a CPU, bfloat16 compute
+    # where it has AMX units, and no XLA (it made an epoch 5x slower on a 2-core CPU).
+    jit_compile: Literal["auto"] | bool = "auto"
+    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    mixed_precision: Literal["auto"] | bool = "auto"
+
+
+Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
+    monitor: Monitor = "val_loss"
+    patience: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    restore_best_weights: bool = True  # end with the best epoch's weights, not the last
+
+
+class CheckpointConfig(_Section):
+    """Keep the best model by `monitor` as best.h5 in the run folder, updated each epoch."""
+
+    monitor: Monitor = "val_accuracy"
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    # None: a fresh seed each run, written to run.json so the run can be repeated.
+    seed: int | None = Field(default=None, ge=0)
+    # The lecture validates on the test set after each epoch; "none" skips that.
+    validation: Literal["test", "none"] = "test"
+    shuffle: bool = True
+    early_stopping: EarlyStoppingConfig | None = None  # null: off
+    checkpoint: CheckpointConfig | None = None  # null: off
+    # tf.distribute: "mirrored" trains on all local GPUs (no GPU: `cpu_devices` logical CPU
+    # devices); "multi_worker" on the cluster in TF_CONFIG, with `cnn train` run on each worker.
+    # batch_size stays the global batch, shared among the replicas.
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    cpu_devices: int = Field(default=2, ge=1)
+    # Seconds a worker waits on the others (joining, each collective, heartbeats) before it
+    # stops with an error instead of hanging; a step on this model takes well under a second.
+    collective_timeout: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _monitors_need_validation(self) -> "TrainingConfig":
+        for name in ("early_stopping", "checkpoint"):
+            section = getattr(self, name)
+            if section and section.monitor.startswith("val_") and self.validation == "none":
+                raise ValueError(f"{name}.monitor {section.monitor!r} needs validation data, but "
+                                 "validation is 'none'; monitor 'loss' or 'accuracy' instead")
+        return self
+
+
+class TensorBoardConfig(_Section):
+    enabled: bool = True
+    log_dir: str = paths.LOG_DIR
+    # Weight histograms every N epochs (0: none); the lecture used 1.
+    histogram_freq: int = Field(default=1, ge=0)
+    # Loss and accuracy every N batches too: with 1 epoch, epoch-level curves are single dots.
+    update_freq: int = Field(default=50, ge=1)
+    write_graph: bool = True
+
+
+class OutputConfig(_Section):
+    model_path: str = paths.MODEL_PATH  # the lecture's name
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_suffix(cls, value: str) -> str:
+        if Path(value).suffix not in (".h5", ".keras"):
+            raise ValueError(f"expected a file name ending in .h5 or .keras, got {value!r}")
+        return value
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    compile: CompileConfig = Field(default_factory=CompileConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _distribution_runs_float32(self) -> "Config":
+        if self.training.distribution != "none" and self.compile.mixed_precision is True:
+            raise ValueError(f"compile.mixed_precision: true does not work with "
+                             f"training.distribution {self.training.distribution!r} (Keras's loss "
+                             "scaling fails under tf.distribute); set it to auto or false")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists, not tuples), ready for YAML or JSON."""
+        return self.model_dump(mode="json")
+
+    def with_values(self, values: dict[str, Any]) -> "Config":
+        """A copy with `section.key` values replaced, e.g. {"training.seed": 7}; the values
+        are the program's own, already valid (user input goes through config.load_config)."""
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            sections.setdefault(section, {})[name] = value
+        return self.model_copy(update={section: getattr(self, section).model_copy(update=update)
+                                       for section, update in sections.items()})
