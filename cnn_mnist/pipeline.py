@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import logging
 import math
 import os
@@ -189,8 +188,8 @@ def _import_stages(verbose: bool):
     from cnn_mnist.runtime import import_tensorflow
 
     tf = import_tensorflow(verbose)
-    for stage in ("data", "model", "train", "distribute", "evaluate", "save"):
-        importlib.import_module(f"cnn_mnist.{stage}")
+    from cnn_mnist import data, distribute, evaluate, model, save, train  # noqa: F401
+
     return tf
 
 

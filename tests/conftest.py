@@ -49,31 +49,40 @@ def tiny_mnist() -> Mnist:
     return Mnist(x_train, y_train, x_test, y_test, source="synthetic")
 
 
+def write_idx_folder(folder: Path, mnist: Mnist) -> Path:
+    """The four IDX files (gzipped) of `mnist` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, stem in IDX_FILES.items():
+        write_idx(folder / f"{stem}.gz", getattr(mnist, role))
+    return folder
+
+
+def tiny_config(folder: Path, data: Path) -> Path:
+    """A config for a quick run on the synthetic digits in `data`, writing under `folder`."""
+    import yaml
+
+    config = {
+        "data": {"path": str(data)},
+        "model": {"layers": TINY_LAYERS},
+        "training": {"epochs": 2, "batch_size": 32, "seed": 7},
+        "tensorboard": {"log_dir": str(folder / "logs"), "update_freq": 4},
+        "output": {"model_path": str(folder / "models" / "tiny.h5")},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.fixture
 def idx_folder(tmp_path: Path, tiny_mnist: Mnist) -> Path:
     """A folder with the four IDX files (gzipped) holding the synthetic digits."""
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    for role, stem in IDX_FILES.items():
-        write_idx(folder / f"{stem}.gz", getattr(tiny_mnist, role))
-    return folder
+    return write_idx_folder(tmp_path / "mnist", tiny_mnist)
 
 
 @pytest.fixture
 def tiny_config_file(tmp_path: Path, idx_folder: Path) -> Path:
     """A config for a quick run on the synthetic digits, writing under tmp_path."""
-    import yaml
-
-    config = {
-        "data": {"path": str(idx_folder)},
-        "model": {"layers": TINY_LAYERS},
-        "training": {"epochs": 2, "batch_size": 32, "seed": 7},
-        "tensorboard": {"log_dir": str(tmp_path / "logs"), "update_freq": 4},
-        "output": {"model_path": str(tmp_path / "models" / "tiny.h5")},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return tiny_config(tmp_path, idx_folder)
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +122,16 @@ def paper_picture(digit: np.ndarray, rng: np.random.Generator, scale: float = 6.
     return Image.fromarray(sheet.astype(np.uint8)).convert("RGB")
 
 
-@pytest.fixture
-def tiny_trained(tiny_config_file, idx_folder):
-    """A tiny model trained by the pipeline on the synthetic digits: (model path, result)."""
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """A tiny model trained once by the pipeline on the synthetic digits (the same digits as
+    `tiny_mnist` and `idx_folder`): (model path, result). Read it; copy it to change it."""
     from cnn_mnist.config import load_config
     from cnn_mnist.pipeline import train
 
-    result = train(load_config(tiny_config_file), progress=0)
+    folder = tmp_path_factory.mktemp("tiny-trained")
+    x_train, y_train = synthetic_digits(512, seed=1)
+    x_test, y_test = synthetic_digits(128, seed=2)
+    data = write_idx_folder(folder / "mnist", Mnist(x_train, y_train, x_test, y_test, "synthetic"))
+    result = train(load_config(tiny_config(folder, data)), progress=0)
     return result.model_path, result

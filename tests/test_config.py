@@ -163,3 +163,11 @@ def test_shipped_config_by_name(tmp_path, monkeypatch):
         load_config("speedrn")
     (tmp_path / "speedrun.yaml").write_text("training: {epochs: 4}\n")
     assert load_config("speedrun.yaml").training.epochs == 4  # a file here wins
+
+
+def test_monitor_without_validation_is_rejected(tiny_config_file):
+    from cnn_mnist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs validation data"):
+        load_config(tiny_config_file, sets=["training.validation=none",
+                                            "training.checkpoint={}"])

@@ -159,6 +159,7 @@ def single_process(real_mnist_path, tmp_path_factory):
     return record(folder)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpu_devices(real_mnist_path, tmp_path, single_process):
     code, out, err = finish(cnn("--distribution", "mirrored", "--data", str(real_mnist_path),
                                 "--epochs", "2", *SLICE, cwd=tmp_path))
@@ -176,6 +177,7 @@ def test_mirrored_on_two_logical_cpu_devices(real_mnist_path, tmp_path, single_p
     assert "Distributed   mirrored: 2 replicas" in out
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_path,
                                                            single_process):
     ports = free_ports(2)
@@ -214,6 +216,7 @@ def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_
     assert abs(evaluation.accuracy - single_process["metrics"]["test_accuracy"]) <= 0.01
 
 
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, tmp_path):
     ports = free_ports(2)
     folders = [tmp_path / "chief", tmp_path / "other"]
@@ -258,6 +261,7 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
     assert list(folders[1].iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_worker_that_never_joins_is_a_clear_error_in_bounded_time(real_mnist_path, tmp_path):
     started = time.time()
     code, out, err = finish(cnn("--distribution", "multi_worker", "--data", str(real_mnist_path),

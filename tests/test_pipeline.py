@@ -1,0 +1,165 @@
+"""The whole training run (cnn_mnist/pipeline.py): artifacts, run record, seeds, stopping,
+checkpoints, the stable model path, and what happens when outputs cannot be written."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_mnist.config import load_config
+from cnn_mnist.data import prepare
+from tests.test_train import event_tags
+
+
+def test_same_seed_same_metrics(tiny_config_file):
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false"])
+    first = train(config, progress=0)
+    second = train(config, progress=0)
+    assert first.run_id != second.run_id
+    assert first.evaluation.loss == second.evaluation.loss
+    np.testing.assert_array_equal(first.evaluation.probabilities, second.evaluation.probabilities)
+    other = train(load_config(tiny_config_file, sets=["training.seed=8",
+                                                      "tensorboard.enabled=false"]), progress=0)
+    assert other.evaluation.loss != first.evaluation.loss
+
+
+def test_pipeline_writes_every_artifact(tiny_config_file):
+    import json
+
+    import keras
+
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file)
+    result = train(config, config_source=str(tiny_config_file), progress=0)
+    record = json.loads(result.record_path.read_text())
+    assert record["run_id"] == result.run_id and record["status"] == "completed"
+    assert record["seed"] == 7 and record["config"]["training"]["seed"] == 7
+    assert record["metrics"]["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
+    assert len(record["metrics"]["history"]["loss"]) == 2
+    assert set(record["timings_s"]) >= {"load_data", "fit", "evaluate", "save", "total"}
+    assert record["data"]["num_train"] == 512 and len(record["data"]["sha256"]) == 4
+    assert record["versions"]["keras"] == keras.__version__
+    for key in ("model", "config", "confusion_matrix_png", "confusion_matrix_json"):
+        assert Path(record["paths"][key]).is_file(), key
+    assert load_config(record["paths"]["config"]) == config  # the resolved config, reloadable
+    assert "confusion_matrix" in event_tags(result.run_dir / "evaluation")
+    model = keras.models.load_model(result.model_path)
+    x = prepare(__import__("cnn_mnist.data", fromlist=["load_mnist"]).load_mnist(
+        config.data.path)).x_test
+    accuracy = (model.predict(x, verbose=0).argmax(1) == result.evaluation.labels).mean()
+    assert accuracy == pytest.approx(result.evaluation.accuracy)
+
+
+def test_unwritable_model_path_fails_before_training(tmp_path, tiny_config_file):
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.pipeline import train
+
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    config = load_config(tiny_config_file, sets=[f"output.model_path={tmp_path}/blocked/m.h5"])
+    with pytest.raises(OutputError, match="cannot write the model"):
+        train(config, progress=0)
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*/run.json"))
+
+
+def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
+    import json
+
+    from cnn_mnist.pipeline import train
+
+    # A learning rate of ~0 never improves val_loss by min_delta: stop after patience + 1 epochs.
+    config = load_config(tiny_config_file, sets=[
+        "training.epochs=10", "compile.learning_rate=1e-12",
+        "training.early_stopping={monitor: val_loss, patience: 1, min_delta: 0.5}"])
+    result = train(config, progress=0)
+    record = json.loads(result.record_path.read_text())
+    assert result.epochs_run == 2 and len(record["metrics"]["history"]["loss"]) == 2
+
+
+def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
+    import json
+
+    from cnn_mnist.save import load_model, read_metadata
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=3",
+                                                 "training.checkpoint={monitor: val_accuracy}"])
+    result = train(config, progress=0)
+    best = result.run_dir / "best.h5"
+    assert best.is_file() and load_model(best) is not None
+    history = json.loads(result.record_path.read_text())["metrics"]["history"]["val_accuracy"]
+    saved = read_metadata(best)
+    assert saved["val_accuracy"] == pytest.approx(max(history))
+    assert saved["epoch"] == history.index(max(history))
+
+
+def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
+    from cnn_mnist.pipeline import train
+    from cnn_mnist.save import read_metadata
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    first = train(config, progress=0)
+    second = train(config, progress=0)
+    assert second.replaced_run == first.run_id
+    assert read_metadata(second.model_path)["run_id"] == second.run_id
+    assert read_metadata(first.run_dir / "model.h5")["run_id"] == first.run_id  # not lost
+    assert not (first.run_dir / "backup").exists()
+
+
+def test_foreign_model_is_not_replaced_without_overwrite(tmp_path, tiny_config_file):
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    target = tmp_path / "models" / "tiny.h5"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"someone else's model")
+    with pytest.raises(OutputError, match="not saved by `cnn train`; pass --overwrite"):
+        train(config, progress=0)
+    assert target.read_bytes() == b"someone else's model"
+    assert not list((tmp_path / "logs").glob("*"))
+    train(config, progress=0, overwrite=True)
+    assert target.read_bytes()[:4] == b"\x89HDF"
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cnn_mnist", "train", "--quiet", "--config",
+               str(tiny_config_file)]
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    records = [json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*/run.json")]
+    assert len({r["run_id"] for r in records}) == 2
+    assert all(r["status"] == "completed" for r in records)
+    for record in records:
+        run_model = record["paths"]["run_model"]
+        assert run_model.startswith(record["paths"]["logs"])
+    from cnn_mnist.save import load_model, read_metadata
+
+    assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
+    load_model(tmp_path / "models" / "tiny.h5")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.h5", "tiny.tflite"]
+
+
+def test_run_record_says_how_it_ran(tiny_trained):
+    """run.json's `accelerator`: this machine's plan, with XLA as Keras resolved it."""
+    import tensorflow as tf
+
+    from cnn_mnist.model import cpu_flags
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("the CPU plan is checked here; the GPU plan in test_model.py")
+    _, result = tiny_trained
+    record = json.loads(result.record_path.read_text())
+    expected = "mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32"
+    assert record["accelerator"] == {"device": "cpu", "jit_compile": False,
+                                     "steps_per_execution": 1, "dtype_policy": expected}
