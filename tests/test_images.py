@@ -1,8 +1,12 @@
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn_mnist.images import ImageError, load_digit, save_digit_png, to_mnist
+from cnn_mnist.images import MAX_PIXELS, ImageError, load_digit, save_digit_png, to_mnist
 from tests.conftest import paper_picture, synthetic_digits
 
 
@@ -90,3 +94,58 @@ def test_save_digit_png(tmp_path):
     path = save_digit_png(digit, tmp_path / "out" / "seen.png")
     saved = np.asarray(Image.open(path))
     assert saved.shape == (28, 28) and saved.max() == 255
+
+
+def _bilevel_png(width, height):
+    """A valid all-black 1-bit PNG of any size, written row by row: a few kB on disk or in memory."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then 8 pixels a byte
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row * 500) for _ in range(height // 500))
+    idat += packer.compress(row * (height % 500)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if Pillow decodes any pixels."""
+    from PIL import ImageFile
+
+    def load(self):
+        raise AssertionError("the picture was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_a_large_picture_is_refused_before_it_is_decoded(tmp_path, no_decoding):
+    data = _bilevel_png(8000, 6000)  # 48 megapixels, 14 kB
+    (tmp_path / "scan.png").write_bytes(data)
+    assert 8000 * 6000 > MAX_PIXELS and len(data) < 100_000
+    with pytest.raises(ImageError, match=r"scan.png: picture too large .*8000x6000.* limit is 40 "
+                                         r"megapixels: shrink it"):
+        load_digit(tmp_path / "scan.png")
+    with pytest.raises(ImageError, match=r"upload: picture too large .*8000x6000"):
+        load_digit(data)
+
+
+def test_a_decompression_bomb_is_an_error_not_a_traceback(tmp_path, no_decoding):
+    # 225 megapixels: Pillow's own check refuses it in Image.open (DecompressionBombError).
+    (tmp_path / "bomb.png").write_bytes(_bilevel_png(15000, 15000))
+    with pytest.raises(ImageError, match=r"bomb.png: picture too large to read \(225 megapixels\); "
+                                         r"the limit is 40 megapixels: shrink it"):
+        load_digit(tmp_path / "bomb.png")
+
+
+def test_bytes_are_read_like_the_file(tmp_path):
+    _drawn_one().save(tmp_path / "one.png")
+    data = (tmp_path / "one.png").read_bytes()
+    np.testing.assert_array_equal(load_digit(data), load_digit(tmp_path / "one.png"))
+    with pytest.raises(ImageError, match="upload: not an image"):
+        load_digit(b"not a picture")
+    buffer = io.BytesIO()
+    Image.new("L", (50, 50), 240).save(buffer, "PNG")
+    with pytest.raises(ImageError, match="photo.png: no digit found"):
+        load_digit(buffer.getvalue(), name="photo.png")
