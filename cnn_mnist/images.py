@@ -35,7 +35,6 @@ PART_FRACTION = 0.05  # ... unless they are smaller than this fraction of the di
 LARGE_FRACTION = 0.25  # parts at least this fraction of the largest stroke belong to it wherever they are
 
 
-
 def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Any image Pillow reads (PNG, JPEG, ...) as float32 0-255 luminance, upright.
 
