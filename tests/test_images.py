@@ -1,8 +1,12 @@
+import io
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn_mnist.images import ImageError, load_digit, save_digit_png, to_mnist
+from cnn_mnist.images import MAX_PIXELS, ImageError, load_digit, save_digit_png, to_mnist
 from tests.conftest import paper_picture, synthetic_digits
 
 
@@ -45,8 +49,36 @@ def test_position_and_size_do_not_matter(tmp_path):
     large = _drawn_one(size=(400, 400), box=(10, 10, 110, 360))
     small.save(tmp_path / "small.png")
     large.save(tmp_path / "large.png")
+    # Both crops are a uniform box (11x36 and 101x351 pixels) that scales to the same solid 6x20
+    # box, so the two results are identical (measured difference 0.0): any change in how the digit
+    # is cropped, scaled or centred breaks this. (It allowed 0.35 per pixel, which nothing failed.)
     np.testing.assert_allclose(load_digit(tmp_path / "small.png"), load_digit(tmp_path / "large.png"),
-                               atol=0.35)
+                               atol=1e-6)
+
+
+def _seven(scale, size, at):
+    image = Image.new("L", size, 235)
+    x, y = at
+    ImageDraw.Draw(image).line([(x, y), (x + 50 * scale, y), (x + 15 * scale, y + 70 * scale)],
+                               fill=20, width=round(9 * scale))
+    return np.asarray(image, np.float32)
+
+
+def _aligned_difference(a, b):
+    """(mean, max) absolute difference after the best shift by up to a pixel each way: where the
+    centre of mass falls near a half pixel, rounding may place the same digit a pixel apart."""
+    return min(((d := np.abs(np.roll(a, (dy, dx), (0, 1)) - b)).mean(), d.max())
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+@pytest.mark.parametrize("scale, size, at", [(1, (300, 200), (10, 10)), (2, (400, 300), (100, 50)),
+                                             (3, (600, 300), (300, 10))])
+def test_a_drawn_digit_looks_the_same_at_any_size_and_place(scale, size, at):
+    reference = to_mnist(_seven(4, (400, 400), (20, 40)))
+    mean, worst = _aligned_difference(to_mnist(_seven(scale, size, at)), reference)
+    # Measured: mean <= 0.008, max <= 0.21 (edges resampled differently). The same 7 squashed
+    # by 15% (aspect ratio lost) gives mean 0.037, max 0.99; the bounds sit between.
+    assert mean < 0.015 and worst < 0.3
 
 
 def test_real_digit_survives_the_round_trip(tmp_path):
@@ -90,3 +122,134 @@ def test_save_digit_png(tmp_path):
     path = save_digit_png(digit, tmp_path / "out" / "seen.png")
     saved = np.asarray(Image.open(path))
     assert saved.shape == (28, 28) and saved.max() == 255
+
+
+def _bilevel_png(width, height):
+    """A valid all-black 1-bit PNG of any size, written row by row: a few kB on disk or in memory."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte, then 8 pixels a byte
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row * 500) for _ in range(height // 500))
+    idat += packer.compress(row * (height % 500)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if Pillow decodes any pixels."""
+    from PIL import ImageFile
+
+    def load(self):
+        raise AssertionError("the picture was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+def test_a_large_picture_is_refused_before_it_is_decoded(tmp_path, no_decoding):
+    data = _bilevel_png(8000, 6000)  # 48 megapixels, 14 kB
+    (tmp_path / "scan.png").write_bytes(data)
+    assert 8000 * 6000 > MAX_PIXELS and len(data) < 100_000
+    with pytest.raises(ImageError, match=r"scan.png: picture too large .*8000x6000.* limit is 40 "
+                                         r"megapixels: shrink it"):
+        load_digit(tmp_path / "scan.png")
+    with pytest.raises(ImageError, match=r"upload: picture too large .*8000x6000"):
+        load_digit(data)
+
+
+def test_a_decompression_bomb_is_an_error_not_a_traceback(tmp_path, no_decoding):
+    # 225 megapixels: Pillow's own check refuses it in Image.open (DecompressionBombError).
+    (tmp_path / "bomb.png").write_bytes(_bilevel_png(15000, 15000))
+    with pytest.raises(ImageError, match=r"bomb.png: picture too large to read \(225 megapixels\); "
+                                         r"the limit is 40 megapixels: shrink it"):
+        load_digit(tmp_path / "bomb.png")
+
+
+def test_bytes_are_read_like_the_file(tmp_path):
+    _drawn_one().save(tmp_path / "one.png")
+    data = (tmp_path / "one.png").read_bytes()
+    np.testing.assert_array_equal(load_digit(data), load_digit(tmp_path / "one.png"))
+    with pytest.raises(ImageError, match="upload: not an image"):
+        load_digit(b"not a picture")
+    buffer = io.BytesIO()
+    Image.new("L", (50, 50), 240).save(buffer, "PNG")
+    with pytest.raises(ImageError, match="photo.png: no digit found"):
+        load_digit(buffer.getvalue(), name="photo.png")
+
+
+# Digits drawn with thick strokes in a 50x70 box; the 5's top bar and the i's dot are detached.
+STROKES = {
+    "7": [("line", [(0, 0), (50, 0), (15, 70)])],
+    "1": [("line", [(10, 12), (25, 0), (25, 70)])],
+    "0": [("ellipse", (0, 0, 50, 70))],
+    "4": [("line", [(35, 0), (0, 48), (50, 48)]), ("line", [(38, 20), (38, 70)])],
+    "5": [("line", [(8, 0), (50, 0)]), ("line", [(6, 12), (4, 34)]), ("arc", (0, 26, 48, 70, 200, 140))],
+    "=": [("line", [(0, 20), (50, 20)]), ("line", [(0, 50), (50, 50)])],
+    "i": [("ellipse", (19, 0, 31, 12)), ("line", [(25, 24), (25, 70)])],
+}
+
+
+def _scan(digit, seed=0, specks=300):
+    """A digit 70 px tall on 320x240 grey paper (225 +- 25) with scattered darker specks."""
+    rng = np.random.default_rng(seed)
+    sheet = Image.new("L", (320, 240), 255)
+    draw = ImageDraw.Draw(sheet)
+    for kind, spec in STROKES.get(digit, []):
+        if kind == "line":
+            draw.line([(130 + x, 90 + y) for x, y in spec], fill=0, width=9, joint="curve")
+        else:
+            box = (130 + spec[0], 90 + spec[1], 130 + spec[2], 90 + spec[3])
+            if kind == "ellipse":
+                draw.ellipse(box, fill=0 if digit == "i" else None, outline=0, width=9)
+            else:
+                draw.arc(box, spec[4], spec[5], fill=0, width=9)
+    paper = 225 + rng.uniform(-25, 25, (240, 320))
+    for _ in range(specks):  # 1 to 3 pixels square, 90-170 dark
+        y, x, side = rng.integers(0, 237), rng.integers(0, 317), rng.integers(1, 4)
+        paper[y:y + side, x:x + side] = rng.uniform(90, 170)
+    ink = np.asarray(sheet, np.float32) / 255  # 0 on the strokes
+    return (40 + (paper - 40) * ink).astype(np.float32)
+
+
+@pytest.mark.parametrize("digit", ["7", "1", "0", "4"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_specks_on_the_paper_are_left_out(digit, seed):
+    result = to_mnist(_scan(digit, seed))
+    rows, cols = np.nonzero(result > 0.1)
+    # Cropped to the specks as well, the digit was 5-6 pixels tall; cropped to it, 20.
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 >= 19
+    cy, cx = _centre_of_mass(result)
+    assert abs(cy - 14) < 1 and abs(cx - 14) < 1
+    from scipy import ndimage
+
+    clean = to_mnist(_scan(digit, seed, specks=0))
+    where = ndimage.binary_dilation(clean > 0.1)  # the same digit on clean paper, a pixel of slack
+    # Measured: at most 3.3% of the ink falls outside. A speck touching a stroke is taken for
+    # part of it and widens the crop by a pixel or two, which moves the strokes' edges a little.
+    assert result[~where].sum() < 0.05 * result.sum()
+
+
+def _parts(digit):
+    """The sizes of the separate strokes in a 28x28 digit, smallest first."""
+    from scipy import ndimage
+
+    labels = ndimage.label(digit > 0.3, structure=np.ones((3, 3)))[0]
+    return sorted(np.bincount(labels.ravel())[1:])
+
+
+@pytest.mark.parametrize("digit", ["5", "=", "i"])  # a large detached part, two equal, a small dot
+@pytest.mark.parametrize("seed", [0, 1])
+def test_detached_parts_of_a_digit_are_kept(digit, seed):
+    result, clean = _parts(to_mnist(_scan(digit, seed))), _parts(to_mnist(_scan(digit, seed, specks=0)))
+    assert len(result) == len(clean) == 2
+    # Measured: each part keeps at least 75% of its size on clean paper (the rest is where the
+    # strokes' edges fall on the 28x28 grid); a part left out, or a crop widened by specks, fails.
+    assert all(part >= 0.6 * whole for part, whole in zip(result, clean))
+
+
+def test_a_blank_page_with_specks_has_no_digit():
+    for seed in range(3):
+        with pytest.raises(ImageError, match="scan: no digit found, only specks"):
+            to_mnist(_scan("", seed), source="scan")
