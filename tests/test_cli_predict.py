@@ -61,6 +61,39 @@ def test_predict_own_pictures(runner, tiny_trained, tmp_path, idx_folder):
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _bars(folder, count):
+    """`count` pictures of a dark bar at different heights, named in order."""
+    folder.mkdir(exist_ok=True)
+    for n in range(count):
+        image = Image.new("L", (200, 120), 230)
+        ImageDraw.Draw(image).rectangle((20, 20 + 20 * n, 180, 32 + 20 * n), fill=10)
+        image.save(folder / f"bar-{n}.png")
+    return sorted(folder.glob("*.png"))
+
+
+def test_several_paths_after_one_image_option_as_a_shell_glob_gives_them(runner, tiny_trained,
+                                                                         tmp_path):
+    model_path, _ = tiny_trained
+    pictures = [str(p) for p in _bars(tmp_path / "digits", 3)]
+    result = runner.invoke(cli, ["predict", "--image", *pictures, "-m", str(model_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [item["image"] for item in json.loads(result.output)] == pictures
+
+
+def test_a_folder_gives_its_pictures_in_name_order(runner, tiny_trained, tmp_path):
+    model_path, _ = tiny_trained
+    pictures = _bars(tmp_path / "digits", 3)
+    (tmp_path / "digits" / "notes.txt").write_text("not a picture")
+    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "digits"),
+                                 "-m", str(model_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [item["image"] for item in json.loads(result.output)] == [str(p) for p in pictures]
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(cli, ["predict", "--image", str(tmp_path / "empty"),
+                                "-m", str(model_path)])
+    assert empty.exit_code == 1 and "no pictures in this folder" in empty.output
+
+
 @pytest.mark.parametrize("args, code, expected", [
     (["predict"], 2, "nothing to predict"),
     (["predict", "--index", "128"], 2, "valid indices are 0 to 127"),
