@@ -302,12 +302,9 @@ def _png(plt, fig) -> bytes:
 
 def _grid_axes(plt, ax, tiled, maps_shape, cmap, symmetric, colorbar_label, fig):
     """One imshow of the tiled maps (one colour scale), each tile numbered by its channel."""
-    import copy
-
     h, w, c = maps_shape
     vmin, vmax = _limits(tiled, symmetric)
-    colours = copy.copy(plt.get_cmap(cmap))
-    colours.set_bad("0.6")
+    colours = plt.get_cmap(cmap).with_extremes(bad="0.6")  # borders grey
     image = ax.imshow(np.ma.masked_invalid(tiled), cmap=colours, vmin=vmin, vmax=vmax,
                       interpolation="nearest")
     ax.set_xticks([])
