@@ -588,15 +588,17 @@ def explain_at(model, digit: np.ndarray, layer_index: int, row: int, col: int, c
 
 
 def _matrix(m: np.ndarray, fmt: str = "{:8.4f}") -> list[str]:
-    return ["  ".join("     pad" if np.isnan(v) else fmt.format(v) for v in r) for r in m]
+    return ["  ".join("     pad" if np.isnan(v) else fmt.format(v if abs(v) >= 5e-5 else 0.0)
+                      for v in r) for r in m]
 
 
 def format_explanation(e: ConvExplanation | PoolExplanation) -> str:
     """The computation as the lecture writes it by hand, ending with Keras's own value."""
     where = f"layer {e.layer_index} ({e.layer_type}), row {e.row}, column {e.col}, channel {e.channel}"
-    span = (f"input rows {e.input_rows[0]}-{e.input_rows[-1]}, columns "
-            f"{e.input_cols[0]}-{e.input_cols[-1]}")
-    lines = [f"Value at {where}", f"Window: {span} (outside 0..size-1 is zero padding)"]
+    span = (f"rows {e.input_rows[0]} to {e.input_rows[-1]}, columns {e.input_cols[0]} to "
+            f"{e.input_cols[-1]}")
+    lines = [f"Value at {where}",
+             f"Window on the layer's input: {span} (below 0 or past the end: padding)"]
     if isinstance(e, PoolExplanation):
         lines += ["Window:", *_matrix(e.window)]
         if e.winner is not None:
