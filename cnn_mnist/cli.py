@@ -294,6 +294,40 @@ def evaluate(model_path, data_path, out_dir, verbose, quiet):
                    f"{files['confusion_matrix_json']}\nWorst mistakes    {files['mistakes_png']}")
 
 
+@cli.command()
+@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
+              type=click.Path(), help="A model saved by `cnn train`.")
+@click.option("-i", "--index", type=int, metavar="N", help="A test image, with its true label.")
+@click.option("--image", type=click.Path(), metavar="PATH", help="Your own picture of a digit.")
+@click.option("--data", "data_path", metavar="PATH",
+              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help=f"Where to write the pictures [default: {paths.INSPECT_DIR}/<time>].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--at", metavar="LAYER:ROW,COL,CHANNEL",
+              help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.")
+@output_options
+@user_errors
+def inspect(model_path, index, image, data_path, out_dir, as_json, at, verbose, quiet):
+    """Look inside the network for one digit: kernels, feature maps, saliency.
+
+    \b
+    cnn inspect --index 10
+    cnn inspect --image my-seven.png --at 0:13,13,5
+    """
+    _setup_logging(verbose, quiet)
+    if (index is None) == (image is None):
+        raise click.UsageError("give one digit: --index N (a test image) or --image PATH")
+    import json
+
+    from cnn_mnist import inspect as look
+
+    result = look.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
+                                data_path=data_path, at=at, verbose=verbose)
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json
+               else look.format_inspection(result))
+
+
 def main() -> None:
     """The console script. Once TensorFlow is loaded, its interpreter teardown takes ~0.6 s and
     does nothing for us (every file is written and closed by then), so the process ends at once."""
@@ -314,3 +348,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

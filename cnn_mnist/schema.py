@@ -220,6 +220,11 @@ class TensorBoardConfig(_Section):
     # Loss and accuracy every N batches too: with 1 epoch, epoch-level curves are single dots.
     update_freq: int = Field(default=50, ge=1)
     write_graph: bool = True
+    # Once per epoch, in the Images tab: the first convolution's kernels, and every convolution's
+    # feature maps for test digit `sample_index` (10, the lecture's example): the same pictures
+    # as `cnn inspect`.
+    feature_maps: bool = True
+    sample_index: int = Field(default=10, ge=0)
 
 
 class OutputConfig(_Section):

@@ -293,7 +293,24 @@ def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorB
         validation = None
     elif validation is None:
         validation = TestValidation(data.x_test, data.labels_test)
-    return callbacks(training, tensorboard, run_dir, metadata, timer, validation)
+    listed = callbacks(training, tensorboard, run_dir, metadata, timer, validation)
+    if run_dir is not None and tensorboard.enabled and tensorboard.feature_maps:
+        listed.append(feature_maps(data, tensorboard, run_dir))
+    return listed
+
+
+def feature_maps(data: Prepared, tensorboard: TensorBoardConfig,
+                 run_dir: Path) -> keras.callbacks.Callback:
+    """Kernels and feature maps for test digit `tensorboard.sample_index`, once per epoch."""
+    from cnn_mnist.errors import ConfigError
+    from cnn_mnist.inspect import feature_map_callback
+
+    index, count = tensorboard.sample_index, len(data.images_test)
+    if index >= count:
+        raise ConfigError(f"tensorboard.sample_index: {index} is past the {count:,} test images "
+                          f"in use; pick 0 to {count - 1}, or set tensorboard.feature_maps: false")
+    return feature_map_callback(run_dir, data.images_test[index] / np.float32(255),
+                                normalize=data.normalize)
 
 
 def fit_history(model: keras.Model, history: dict, tensorboard: TensorBoardConfig,

@@ -28,7 +28,32 @@ def test_fit_learns_and_logs_to_tensorboard(tmp_path, tiny_config_file, tiny_mni
     train_tags = event_tags(tmp_path / "run" / "train")
     assert {"epoch_loss", "epoch_accuracy", "batch_loss", "batch_accuracy", "graph"} <= train_tags
     assert any(tag.endswith("kernel/histogram") for tag in train_tags)
+    # tensorboard.feature_maps: the kernels and the sample digit's maps, at every epoch
+    assert {"kernels/layer_0", "feature_maps/layer_0_conv2d"} <= train_tags
+    assert _steps(tmp_path / "run" / "train", "feature_maps/layer_0_conv2d") == [0, 1]
     assert {"epoch_loss", "epoch_accuracy"} <= event_tags(tmp_path / "run" / "validation")
+
+
+def _steps(folder: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return [e.step for e in accumulator.Tensors(tag)]
+
+
+def test_feature_maps_need_a_sample_in_the_test_set(tmp_path, tiny_config_file, tiny_mnist):
+    from cnn_mnist.errors import ConfigError
+
+    config = load_config(tiny_config_file, sets=["tensorboard.sample_index=128"])
+    model = compile_model(build_model(config.model), config.compile)
+    with pytest.raises(ConfigError, match="sample_index: 128 is past the 128 test images"):
+        fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    off = load_config(tiny_config_file, sets=["tensorboard.feature_maps=false",
+                                              "training.epochs=1"])
+    fit(model, prepare(tiny_mnist), off.training, off.tensorboard, tmp_path / "off", verbose=0)
+    assert not any(t.startswith(("kernels/", "feature_maps/"))
+                   for t in event_tags(tmp_path / "off" / "train"))
 
 
 def test_batch_logging_every_n_batches(tmp_path, tiny_config_file, tiny_mnist):
