@@ -15,14 +15,14 @@ from tests.test_train import event_tags
 def test_same_seed_same_metrics(tiny_config_file):
     from cnn_mnist.pipeline import train
 
-    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false"])
+    quick = ["tensorboard.enabled=false", "training.epochs=1"]
+    config = load_config(tiny_config_file, sets=quick)
     first = train(config, progress=0)
     second = train(config, progress=0)
     assert first.run_id != second.run_id
     assert first.evaluation.loss == second.evaluation.loss
     np.testing.assert_array_equal(first.evaluation.probabilities, second.evaluation.probabilities)
-    other = train(load_config(tiny_config_file, sets=["training.seed=8",
-                                                      "tensorboard.enabled=false"]), progress=0)
+    other = train(load_config(tiny_config_file, sets=["training.seed=8", *quick]), progress=0)
     assert other.evaluation.loss != first.evaluation.loss
 
 

@@ -51,6 +51,7 @@ def test_same_seed_same_draws():
     assert not np.array_equal(first[0], other[0])
 
 
+@pytest.mark.slow
 def test_import_is_quiet_unless_verbose():
     code = "from cnn_mnist.runtime import import_tensorflow; import_tensorflow(%s)"
     quiet = subprocess.run([sys.executable, "-c", code % "False"], capture_output=True, text=True)
