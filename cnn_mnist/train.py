@@ -46,6 +46,39 @@ class BatchScalars(keras.callbacks.Callback):
             self.writer.close()
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Each epoch's randomness as a function of the seed and the epoch alone, so that a run
+    resumed from a backup draws what the uninterrupted run drew.
+
+    The backup (Keras's BackupAndRestore) holds the weights and the optimizer, whose iteration
+    count drives the learning-rate schedule, but not the state of two random streams, which a
+    new process starts over: tf.data's reshuffling (a resumed run's second epoch saw the first
+    epoch's order again) and dropout's SeedGenerators (it got the first epoch's masks again).
+    So at the start of every epoch this sets `epoch`, from which `make_dataset` draws that
+    epoch's order, and moves each SeedGenerator's counter to `epoch * SEED_STRIDE`.
+    """
+
+    # Dropout draws per epoch, at most (one per step and layer). TensorFlow's kernels take the
+    # seed modulo 2**31 - 2, so epochs stay apart for the first 2,047.
+    SEED_STRIDE = 2**20
+
+    def __init__(self) -> None:
+        super().__init__()
+        with tf.device("/CPU:0"):  # read by the input pipeline, which runs on the host
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        for state in seed_states(self.model):
+            base = int(state.numpy()[0])  # the generator's seed: `next()` leaves it as it is
+            state.assign(np.array([base, epoch * self.SEED_STRIDE], dtype=np.int64))
+
+
+def seed_states(model: keras.Model) -> list:
+    """The state variables of the model's SeedGenerators (dropout's): not in `save_weights`."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
 class TestValidation(keras.callbacks.Callback):
     """Validation on the test set after each epoch, by the same code as the final evaluation.
 
@@ -219,11 +252,15 @@ def write_graph(model: keras.Model, log_dir: Path) -> None:
 
 def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir: Path | None,
               metadata: dict | None = None, timer: FitTimer | None = None,
-              validation: TestValidation | None = None) -> list[keras.callbacks.Callback]:
-    """Validation (first, so the others see its metrics), backup, history, TensorBoard, stopping."""
+              validation: TestValidation | None = None,
+              seeds: EpochSeeds | None = None) -> list[keras.callbacks.Callback]:
+    """Validation (first, so the others see its metrics), epoch seeds, backup, history,
+    TensorBoard, stopping."""
     out: list[keras.callbacks.Callback] = []
     if validation is not None:
         out.append(validation)
+    if seeds is not None:
+        out.append(seeds)
     if timer is not None:
         out.append(timer)
     if run_dir is not None:
@@ -252,12 +289,17 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: bool,
-                 shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
+                 shuffle: bool = False, seed: int | None = None,
+                 epoch: tf.Variable | int = 0) -> tf.data.Dataset:
     """uint8 images and digit labels -> batches of float32 (N, 28, 28, 1) and one-hot labels.
 
     Batches are gathered from a shuffled index, so only 47 MB of uint8 pixels are held, not a
     float32 copy. Autotuning is off with fixed parallelism: with it on, `fit` sometimes sat idle
     for about 36 s after its last epoch, waiting for tf.data's autotuning thread to wake up.
+
+    With `shuffle`, each pass's order is a permutation drawn from `seed` and `epoch` alone (a
+    variable, such as EpochSeeds.epoch, is read when a pass starts), not from a reshuffling
+    iterator's state, which a resumed process would start over.
     """
     pixels, digits = tf.constant(images), tf.constant(labels)
 
@@ -267,9 +309,15 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
             x = x / 255.0  # a division, as NumPy does it in data.prepare_images: same floats
         return tf.expand_dims(x, -1), tf.one_hot(tf.gather(digits, index), 10)
 
-    dataset = tf.data.Dataset.range(len(images))
+    count = len(images)
+    dataset = tf.data.Dataset.range(count)
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        def permutation(_):
+            key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
+            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
+
+        dataset = tf.data.Dataset.from_tensors(0).map(permutation).unbatch() \
+            .apply(tf.data.experimental.assert_cardinality(count))
     dataset = dataset.batch(batch_size).map(to_batch, num_parallel_calls=2).prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -286,8 +334,10 @@ def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
     With `training.validation: test`, pass a TestValidation (or one is made) to keep its
     last predictions.
     """
+    seeds = EpochSeeds()
     train = make_dataset(data.images_train, data.labels_train, training.batch_size,
-                         data.normalize, shuffle=training.shuffle, seed=training.seed)
+                         data.normalize, shuffle=training.shuffle, seed=training.seed,
+                         epoch=seeds.epoch)
     if training.validation == "test" and validation is None:
         validation = TestValidation(data.x_test, data.labels_test)
     history = model.fit(
@@ -295,7 +345,7 @@ def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
         callbacks=callbacks(training, tensorboard, run_dir, metadata, timer,
-                            validation if training.validation == "test" else None),
+                            validation if training.validation == "test" else None, seeds),
         verbose=verbose,
     )
     if tensorboard.enabled and tensorboard.write_graph and run_dir is not None:
