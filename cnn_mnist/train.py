@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,8 +33,11 @@ class BatchScalars(keras.callbacks.Callback):
         self.log_dir, self.every, self.step, self.writer = log_dir, every, 0, None
 
     def on_train_begin(self, logs=None):
-        self.step = int(self.model.optimizer.iterations.numpy())
         self.writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Here, not at train begin: the backup, the last callback, has been restored by now.
+        self.step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         # With steps_per_execution > 1 this is called once per call of several steps.
@@ -168,6 +174,37 @@ class EpochLog(keras.callbacks.Callback):
             os.fsync(fh.fileno())
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, written whole: Ctrl-C or SIGTERM while it writes the weights
+    and then the epoch number waits until both are written. Between the two, a resumed run
+    would have redone the epoch from weights that had already been trained on it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        with signals_deferred():
+            super().on_epoch_end(epoch, logs)
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """The block runs to its end; a signal among `signals` that came meanwhile is then raised
+    again, to its own handler. Outside the main thread (no handlers there), nothing is held."""
+    previous = {s: signal.getsignal(s) for s in signals}
+    if threading.current_thread() is not threading.main_thread() \
+            or None in previous.values():  # None: a handler not set from Python
+        yield
+        return
+    caught: list[int] = []
+    for s in signals:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 def read_epochs(path: Path) -> list[dict]:
     """The finished epochs in order (the last record of an epoch wins)."""
     epochs: dict[int, dict] = {}
@@ -254,8 +291,8 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
               metadata: dict | None = None, timer: FitTimer | None = None,
               validation: TestValidation | None = None,
               seeds: EpochSeeds | None = None) -> list[keras.callbacks.Callback]:
-    """Validation (first, so the others see its metrics), epoch seeds, backup, history,
-    TensorBoard, stopping."""
+    """Validation (first, so the others see its metrics), epoch seeds, history, TensorBoard,
+    stopping, and the backup last: an epoch in the backup is in the history too."""
     out: list[keras.callbacks.Callback] = []
     if validation is not None:
         out.append(validation)
@@ -264,11 +301,6 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
     if timer is not None:
         out.append(timer)
     if run_dir is not None:
-        # Kept after fit (delete_checkpoint=False): the pipeline removes it once the run is
-        # recorded as completed, so an interrupt during evaluation or saving still resumes.
-        out.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch",
-                                                    double_checkpoint=True,
-                                                    delete_checkpoint=False))
         out.append(EpochLog(run_dir / "epochs.jsonl"))
         if training.checkpoint:
             out.append(BestModel(training.checkpoint, run_dir / "best.h5", metadata or {},
@@ -285,6 +317,13 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
         out.append(keras.callbacks.EarlyStopping(
             monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
             restore_best_weights=stop.restore_best_weights, verbose=0))
+    if run_dir is not None:
+        # Last, so that an interrupt between two callbacks never leaves a backed-up epoch out
+        # of epochs.jsonl, best.h5 or TensorBoard: a resumed run redoes an unsaved epoch, the
+        # same way. Kept after fit (delete_checkpoint=False): the pipeline removes it once the
+        # run is recorded as completed, so an interrupt during evaluation or saving still resumes.
+        out.append(Backup(str(run_dir / "backup"), save_freq="epoch", double_checkpoint=True,
+                          delete_checkpoint=False))
     return out
 
 
