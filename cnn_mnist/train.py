@@ -64,8 +64,8 @@ class EpochSeeds(keras.callbacks.Callback):
     epoch's order, and moves each SeedGenerator's counter to `epoch * SEED_STRIDE`.
     """
 
-    # Dropout draws per epoch, at most (one per step and layer). TensorFlow's kernels take the
-    # seed modulo 2**31 - 2, so epochs stay apart for the first 2,047.
+    # A generator's draws per epoch, at most (a dropout layer draws once a step). Keras's
+    # TensorFlow backend takes seeds modulo 2**31 - 2, so epochs draw apart for the first 2,047.
     SEED_STRIDE = 2**20
 
     def __init__(self) -> None:
