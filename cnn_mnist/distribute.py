@@ -26,7 +26,9 @@ from cnn_mnist.cluster import chief_task, read_tf_config
 from cnn_mnist.schema import TensorBoardConfig, TrainingConfig
 from cnn_mnist.data import Prepared
 from cnn_mnist.errors import ClusterError
-from cnn_mnist.train import FitTimer, TestValidation, fit_callbacks, fit_history, train_dataset
+from cnn_mnist.train import (
+    EpochSeeds, FitTimer, TestValidation, fit_callbacks, fit_history, train_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,10 +226,12 @@ def _any_worker(cluster: Cluster, flag: bool) -> bool:
     return bool(cluster.strategy.experimental_local_results(result)[0].numpy() > 0)
 
 
-def distributed_dataset(cluster: Cluster, data: Prepared, training: TrainingConfig):
+def distributed_dataset(cluster: Cluster, data: Prepared, training: TrainingConfig,
+                        epoch: tf.Variable | int = 0):
     """Global batches, each split among the replicas. Every worker reads the same shuffled
-    order and keeps its share of each batch (DATA sharding: there are no files to split)."""
-    dataset = train_dataset(data, training)
+    order (that of `epoch`, see make_dataset) and keeps its share of each batch (DATA
+    sharding: there are no files to split)."""
+    dataset = train_dataset(data, training, epoch)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return cluster.strategy.experimental_distribute_dataset(dataset.with_options(options))
@@ -274,9 +278,11 @@ def fit(cluster: Cluster, model: keras.Model, data: Prepared, training: Training
     with cluster.strategy.scope():
         model.optimizer.build(model.trainable_variables)  # mirrored, before a backup loads
     steps = math.ceil(len(data.labels_train) / training.batch_size)
-    train = distributed_dataset(cluster, data, training)
+    seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
+    train = distributed_dataset(cluster, data, training, seeds.epoch)
     step = make_train_step(cluster, model, loss)
-    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation)
+    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation,
+                           seeds)
     hooks = keras.callbacks.CallbackList(listed, add_history=True, add_progbar=verbose != 0,
                                          model=model, verbose=verbose, epochs=training.epochs,
                                          steps=steps)

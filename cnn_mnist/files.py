@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -75,3 +76,17 @@ def ensure_writable_dir(folder: str | Path, what: str) -> Path:
         raise OutputError(f"cannot write the {what} to {folder}/ ({reason}); "
                           f"choose another path or fix its permissions") from None
     return folder
+
+
+def write_error(exc: BaseException, path: str | Path | None, what: str) -> OutputError:
+    """An OSError (or h5py's, which says less) while writing `what` to `path`, for the user:
+    what was being written, where, and why (a full disk above all)."""
+    text = str(exc)
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text \
+            or "errno = 28" in text:
+        reason = "no space left on the device"
+    else:
+        reason = getattr(exc, "strerror", None) or (text.splitlines()[0][:200] if text
+                                                     else type(exc).__name__)
+    where = f" to {path}" if path else ""
+    return OutputError(f"could not write {what}{where}: {reason}")

@@ -155,16 +155,41 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
 
 
 def _run(run: RunInputs) -> RunResult:
-    """The lecture's procedure, stage by stage."""
+    """The lecture's procedure, stage by stage; run.json says how far it got."""
     watch = _Stopwatch()
     with watch("import"):
         tf = _import_stages(run.verbose)
     cluster = _connect(run.config, watch)
     run = _settle(run, cluster)
     record = _start_record(run, cluster, tf)
+    finished = lambda: len(_read_epochs(run.epochs_file))  # noqa: E731
+    epochs = run.config.training.epochs
+    try:
+        with record.recording_failures(finished, watch.timings):
+            return _stages(run, cluster, watch, record, tf)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted: run {run.run_id} stopped after {finished()} of {epochs} epoch(s), "
+            f"which are kept.\nResume it with: cnn train --resume {run.run_id}") from None
+    except ClusterError as exc:
+        raise ClusterError(
+            f"{exc}.\nRun {run.run_id} keeps its last finished epoch ({finished()} of {epochs}): "
+            f"restart `cnn train --resume {run.run_id}` on the chief and `cnn train --resume` "
+            "on the other workers.") from None
+    except (OSError, OutputError) as exc:
+        error = exc if isinstance(exc, OutputError) else \
+            files.write_error(exc, getattr(exc, "filename", None), "the run's files")
+        raise OutputError(
+            f"{error}.\nRun {run.run_id} is marked failed and keeps its last finished epoch "
+            f"({finished()} of {epochs}): make room, then `cnn train --resume {run.run_id}`"
+        ) from None
+
+
+def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
     data = _prepare_data(run.config, watch, record)
     model, accelerator = _build_and_compile(run, cluster, data, watch, record, tf)
-    timer, validation = _fit(run, cluster, model, data, watch, record)
+    with watch("fit"):
+        timer, validation = _fit(run, cluster, model, data)
     epochs = _read_epochs(run.epochs_file)
     with watch("evaluate"):
         # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
@@ -310,9 +335,9 @@ def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: boo
                  config.training.batch_size / cluster.replicas, config.compile.learning_rate)
 
 
-def _fit(run: RunInputs, cluster, model, data, watch, record: RunRecord):
+def _fit(run: RunInputs, cluster, model, data):
     """Step 5: train, with validation, TensorBoard, backups and the epoch log; returns
-    (timer, validation). An interrupt or a failure is recorded, keeping the finished epochs."""
+    (timer, validation)."""
     from cnn_mnist import train as stage
 
     config = run.config
@@ -320,24 +345,11 @@ def _fit(run: RunInputs, cluster, model, data, watch, record: RunRecord):
     timer = stage.FitTimer()
     validation = (stage.TestValidation(data.x_test, data.labels_test)
                   if config.training.validation == "test" else None)
-    finished = lambda: len(_read_epochs(run.epochs_file))  # noqa: E731
-    try:
-        with record.recording_failures(finished, watch.timings), watch("fit"):
-            if cluster is None:
-                stage.fit(model, data, config.training, config.tensorboard, run.run_dir,
-                          run.progress, metadata, timer, validation)
-            else:
-                _fit_distributed(run, cluster, model, data, metadata, timer, validation)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted: run {run.run_id} stopped after {finished()} of "
-            f"{config.training.epochs} epoch(s), which are kept.\n"
-            f"Resume it with: cnn train --resume {run.run_id}") from None
-    except ClusterError as exc:
-        raise ClusterError(
-            f"{exc}.\nRun {run.run_id} keeps its last finished epoch ({finished()} of "
-            f"{config.training.epochs}): restart `cnn train --resume {run.run_id}` on the chief "
-            "and `cnn train --resume` on the other workers.") from None
+    if cluster is None:
+        stage.fit(model, data, config.training, config.tensorboard, run.run_dir, run.progress,
+                  metadata, timer, validation)
+    else:
+        _fit_distributed(run, cluster, model, data, metadata, timer, validation)
     return timer, validation
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from cnn_mnist import files
 from cnn_mnist.config import load_config
 from cnn_mnist.errors import ConfigError
 from cnn_mnist.schema import Config
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
@@ -82,10 +85,25 @@ class RunRecord:
         self.data.update(status="completed", finished_at=now(), **fields)
         return self.write()
 
-    def stop(self, status: str, **fields) -> Path:
-        """`interrupted` or `failed`, with when and, for a failure, why."""
+    def stop(self, status: str, **fields) -> Path | None:
+        """`interrupted` or `failed`, with when and, for a failure, why. On a full disk this
+        may not be written either: the last run.json written stays (a resumable status)."""
         self.data.update(status=status, stopped_at=now(), **fields)
-        return self.write()
+        try:
+            return self.write()
+        except OSError:
+            pass
+        # A full disk has no room for a new file beside the old one: rewrite the old one in
+        # its own blocks (not atomic, but a run still marked `running` would be worse).
+        try:
+            with self.path.open("r+", encoding="utf-8") as fh:
+                fh.truncate(0)
+                fh.write(json.dumps(self.data, indent=2) + "\n")
+            return self.path
+        except OSError as exc:
+            log.warning("could not record the run as %s in %s (%s)", status, self.path,
+                        exc.strerror or exc)
+            return None
 
     @contextlib.contextmanager
     def recording_failures(self, epochs_done: Callable[[], int],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnn_mnist import files
 from cnn_mnist.schema import CheckpointConfig, TensorBoardConfig, TrainingConfig
 from cnn_mnist.data import Prepared
 
@@ -30,8 +34,11 @@ class BatchScalars(keras.callbacks.Callback):
         self.log_dir, self.every, self.step, self.writer = log_dir, every, 0, None
 
     def on_train_begin(self, logs=None):
-        self.step = int(self.model.optimizer.iterations.numpy())
         self.writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Here, not at train begin: the backup, the last callback, has been restored by now.
+        self.step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         # With steps_per_execution > 1 this is called once per call of several steps.
@@ -44,6 +51,39 @@ class BatchScalars(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.writer is not None:
             self.writer.close()
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Each epoch's randomness as a function of the seed and the epoch alone, so that a run
+    resumed from a backup draws what the uninterrupted run drew.
+
+    The backup (Keras's BackupAndRestore) holds the weights and the optimizer, whose iteration
+    count drives the learning-rate schedule, but not the state of two random streams, which a
+    new process starts over: tf.data's reshuffling (a resumed run's second epoch saw the first
+    epoch's order again) and dropout's SeedGenerators (it got the first epoch's masks again).
+    So at the start of every epoch this sets `epoch`, from which `make_dataset` draws that
+    epoch's order, and moves each SeedGenerator's counter to `epoch * SEED_STRIDE`.
+    """
+
+    # A generator's draws per epoch, at most (a dropout layer draws once a step). Keras's
+    # TensorFlow backend takes seeds modulo 2**31 - 2, so epochs draw apart for the first 2,047.
+    SEED_STRIDE = 2**20
+
+    def __init__(self) -> None:
+        super().__init__()
+        with tf.device("/CPU:0"):  # read by the input pipeline, which runs on the host
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        for state in seed_states(self.model):
+            base = int(state.numpy()[0])  # the generator's seed: `next()` leaves it as it is
+            state.assign(np.array([base, epoch * self.SEED_STRIDE], dtype=np.int64))
+
+
+def seed_states(model: keras.Model) -> list:
+    """The state variables of the model's SeedGenerators (dropout's): not in `save_weights`."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 class TestValidation(keras.callbacks.Callback):
@@ -127,12 +167,74 @@ class EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.path = path
 
+    def on_train_begin(self, logs=None):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
     def on_epoch_end(self, epoch, logs=None):
         line = json.dumps({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise files.write_error(exc, self.path, f"the record of epoch {epoch + 1}") from None
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, written whole: Ctrl-C or SIGTERM while it writes the weights
+    and then the epoch number waits until both are written. Between the two, a resumed run
+    would have redone the epoch from weights that had already been trained on it."""
+
+    NEXT_WEIGHTS, NEXT_METADATA = "next.weights.h5", "next_training_metadata.json"
+
+    def on_epoch_end(self, epoch, logs=None):
+        with signals_deferred():
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        """Whole or not at all: the weights and the epoch number are written to new files,
+        which then replace the backup (the previous one kept as .bkp) by renaming. A write that
+        fails (a full disk) leaves the last complete backup as it was, and nothing partial."""
+        folder = Path(self.backup_dir)
+        weights, metadata = folder / self.NEXT_WEIGHTS, folder / self.NEXT_METADATA
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(str(weights), overwrite=True)
+            metadata.write_text(json.dumps({"epoch": self._current_epoch,
+                                            "batch": self._last_batch_seen}))
+        except (OSError, RuntimeError) as exc:  # h5py raises both
+            weights.unlink(missing_ok=True)
+            metadata.unlink(missing_ok=True)
+            raise files.write_error(exc, folder, f"the backup of epoch {self._current_epoch}") \
+                from None
+        for latest, previous in ((self._weights_path, self._prev_weights_path),
+                                 (self._training_metadata_path, self._prev_training_metadata_path)):
+            if os.path.exists(latest):
+                os.replace(latest, previous)
+        os.replace(weights, self._weights_path)
+        os.replace(metadata, self._training_metadata_path)
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """The block runs to its end; a signal among `signals` that came meanwhile is then raised
+    again, to its own handler. Outside the main thread (no handlers there), nothing is held."""
+    previous = {s: signal.getsignal(s) for s in signals}
+    if threading.current_thread() is not threading.main_thread() \
+            or None in previous.values():  # None: a handler not set from Python
+        yield
+        return
+    caught: list[int] = []
+    for s in signals:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def read_epochs(path: Path) -> list[dict]:
@@ -219,19 +321,19 @@ def write_graph(model: keras.Model, log_dir: Path) -> None:
 
 def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir: Path | None,
               metadata: dict | None = None, timer: FitTimer | None = None,
-              validation: TestValidation | None = None) -> list[keras.callbacks.Callback]:
-    """Validation (first, so the others see its metrics), backup, history, TensorBoard, stopping."""
+              validation: TestValidation | None = None, seeds: EpochSeeds | None = None,
+              images: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
+    """Validation (first, so the others see its metrics), epoch seeds, history, TensorBoard
+    (with `images`, the feature maps, if given), stopping, and the backup last: an epoch in
+    the backup is in the history too."""
     out: list[keras.callbacks.Callback] = []
     if validation is not None:
         out.append(validation)
+    if seeds is not None:
+        out.append(seeds)
     if timer is not None:
         out.append(timer)
     if run_dir is not None:
-        # Kept after fit (delete_checkpoint=False): the pipeline removes it once the run is
-        # recorded as completed, so an interrupt during evaluation or saving still resumes.
-        out.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch",
-                                                    double_checkpoint=True,
-                                                    delete_checkpoint=False))
         out.append(EpochLog(run_dir / "epochs.jsonl"))
         if training.checkpoint:
             out.append(BestModel(training.checkpoint, run_dir / "best.h5", metadata or {},
@@ -243,21 +345,35 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
             out.append(BatchScalars(run_dir, tensorboard.update_freq))
             if tensorboard.histogram_freq:
                 out.append(Histograms(run_dir, tensorboard.histogram_freq))
+            if images is not None:
+                out.append(images)
     if training.early_stopping:
         stop = training.early_stopping
         out.append(keras.callbacks.EarlyStopping(
             monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
             restore_best_weights=stop.restore_best_weights, verbose=0))
+    if run_dir is not None:
+        # Last, so that an interrupt between two callbacks never leaves a backed-up epoch out
+        # of epochs.jsonl, best.h5 or TensorBoard: a resumed run redoes an unsaved epoch, the
+        # same way. Kept after fit (delete_checkpoint=False): the pipeline removes it once the
+        # run is recorded as completed, so an interrupt during evaluation or saving still resumes.
+        out.append(Backup(str(run_dir / "backup"), save_freq="epoch", double_checkpoint=True,
+                          delete_checkpoint=False))
     return out
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: bool,
-                 shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
+                 shuffle: bool = False, seed: int | None = None,
+                 epoch: tf.Variable | int = 0) -> tf.data.Dataset:
     """uint8 images and digit labels -> batches of float32 (N, 28, 28, 1) and one-hot labels.
 
     Batches are gathered from a shuffled index, so only 47 MB of uint8 pixels are held, not a
     float32 copy. Autotuning is off with fixed parallelism: with it on, `fit` sometimes sat idle
     for about 36 s after its last epoch, waiting for tf.data's autotuning thread to wake up.
+
+    With `shuffle`, each pass's order is a permutation drawn from `seed` and `epoch` alone (a
+    variable, such as EpochSeeds.epoch, is read when a pass starts), not from a reshuffling
+    iterator's state, which a resumed process would start over.
     """
     pixels, digits = tf.constant(images), tf.constant(labels)
 
@@ -267,9 +383,15 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
             x = x / 255.0  # a division, as NumPy does it in data.prepare_images: same floats
         return tf.expand_dims(x, -1), tf.one_hot(tf.gather(digits, index), 10)
 
-    dataset = tf.data.Dataset.range(len(images))
+    count = len(images)
+    dataset = tf.data.Dataset.range(count)
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        def permutation(_):
+            key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
+            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
+
+        dataset = tf.data.Dataset.from_tensors(0).map(permutation).unbatch() \
+            .apply(tf.data.experimental.assert_cardinality(count))
     dataset = dataset.batch(batch_size).map(to_batch, num_parallel_calls=2).prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -277,26 +399,28 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     return dataset.with_options(options)
 
 
-def train_dataset(data: Prepared, training: TrainingConfig) -> tf.data.Dataset:
-    """The training images in batches of `training.batch_size`, shuffled by its seed."""
+def train_dataset(data: Prepared, training: TrainingConfig,
+                  epoch: tf.Variable | int = 0) -> tf.data.Dataset:
+    """The training images in batches of `training.batch_size`, in the order that the seed
+    and `epoch` give (EpochSeeds.epoch moves it on each epoch)."""
     return make_dataset(data.images_train, data.labels_train, training.batch_size,
-                        data.normalize, shuffle=training.shuffle, seed=training.seed)
+                        data.normalize, shuffle=training.shuffle, seed=training.seed, epoch=epoch)
 
 
 def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorBoardConfig,
                   run_dir: Path | None, metadata: dict | None = None,
-                  timer: FitTimer | None = None,
-                  validation: TestValidation | None = None) -> list[keras.callbacks.Callback]:
+                  timer: FitTimer | None = None, validation: TestValidation | None = None,
+                  seeds: EpochSeeds | None = None) -> list[keras.callbacks.Callback]:
     """The callbacks of either fit loop; with `training.validation: test`, a TestValidation is
     made if none is given (pass one to keep its last predictions)."""
     if training.validation != "test":
         validation = None
     elif validation is None:
         validation = TestValidation(data.x_test, data.labels_test)
-    listed = callbacks(training, tensorboard, run_dir, metadata, timer, validation)
+    images = None
     if run_dir is not None and tensorboard.enabled and tensorboard.feature_maps:
-        listed.append(feature_maps(data, tensorboard, run_dir))
-    return listed
+        images = feature_maps(data, tensorboard, run_dir)
+    return callbacks(training, tensorboard, run_dir, metadata, timer, validation, seeds, images)
 
 
 def feature_maps(data: Prepared, tensorboard: TensorBoardConfig,
@@ -326,12 +450,13 @@ def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         metadata: dict | None = None, timer: FitTimer | None = None,
         validation: TestValidation | None = None) -> dict:
     """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history."""
+    seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
     history = model.fit(
-        train_dataset(data, training),
+        train_dataset(data, training, seeds.epoch),
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
         callbacks=fit_callbacks(data, training, tensorboard, run_dir, metadata, timer,
-                                validation),
+                                validation, seeds),
         verbose=verbose,
     )
     return fit_history(model, history.history, tensorboard, run_dir)

@@ -68,9 +68,11 @@ def test_peer_failures_become_one_readable_line():
 # --- the custom step, in this process ----------------------------------------------------------
 
 
-def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_path):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_path, shuffle):
     """Same seed, data and model (dropout included): the custom step (strategy.run, a loss over
-    the global batch) trains like `Model.fit`, and drives the same callbacks."""
+    the global batch) trains like `Model.fit`, and drives the same callbacks. Shuffled, both
+    read each epoch's order drawn from the seed and the epoch number."""
     import tensorflow as tf
 
     from cnn_mnist import distribute, train
@@ -80,9 +82,8 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     from cnn_mnist.runtime import seed_everything
     from tests.conftest import TINY_LAYERS
 
-    # No shuffling: Keras and tf.distribute draw the second epoch's order differently.
     config = load_config(sets=["training.epochs=2", "training.batch_size=50", "training.seed=3",
-                               "training.shuffle=false",
+                               f"training.shuffle={str(shuffle).lower()}",
                                "tensorboard.update_freq=3"])
     layers = [*TINY_LAYERS[:3], {"type": "Dropout", "rate": 0.25}, TINY_LAYERS[3]]
     model_config = ModelConfig.model_validate({"layers": layers})

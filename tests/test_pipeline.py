@@ -163,3 +163,120 @@ def test_run_record_says_how_it_ran(tiny_trained):
     expected = "mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32"
     assert record["accelerator"] == {"device": "cpu", "jit_compile": False,
                                      "steps_per_execution": 1, "dtype_policy": expected}
+
+
+# --- a full disk: one clear message, the run marked failed, no partial backup ------------------
+
+
+def _no_space(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_write_error_in_training_fails_the_run_cleanly(tiny_config_file, monkeypatch):
+    """Without root: the backup of epoch 2 cannot be written (ENOSPC from the writer)."""
+    import keras
+
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=3"])
+    model_path = Path(config.output.model_path)
+    earlier = train(load_config(tiny_config_file, sets=["training.epochs=1"]), progress=0)
+    before = model_path.read_bytes()
+    save_weights, calls = keras.Model.save_weights, []
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(args)
+        return _no_space() if len(calls) == 2 else save_weights(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", second_fails)
+    with pytest.raises(OutputError) as caught:
+        train(config, progress=0)
+    message = str(caught.value)
+    assert "could not write the backup of epoch 2 to " in message and "no space left" in message
+    assert "is marked failed and keeps its last finished epoch" in message
+    (run_dir,) = [p.parent for p in Path(config.tensorboard.log_dir).glob("*/run.json")
+                  if p.parent != earlier.run_dir]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "no space left" in record["error"]
+    backup = sorted(p.name for p in (run_dir / "backup").iterdir())
+    assert backup == ["latest.weights.h5", "training_metadata.json"]  # epoch 1's, whole
+    assert json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    assert model_path.read_bytes() == before  # the earlier model is untouched
+
+
+def test_the_backup_file_writer_failing_leaves_the_last_backup(tmp_path, tiny_mnist):
+    from cnn_mnist.errors import OutputError
+    from cnn_mnist.model import build_model, compile_model
+    from cnn_mnist.train import Backup
+
+    config = load_config(sets=["model.layers=[{type: Flatten}, {type: Dense, units: 10, "
+                               "activation: softmax}]"])
+    model = compile_model(build_model(config.model), config.compile)
+    backup = Backup(str(tmp_path / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    backup.set_model(model)
+    backup.on_epoch_end(0)
+    good = (tmp_path / "backup" / "latest.weights.h5").read_bytes()
+    model.save_weights = _no_space
+    with pytest.raises(OutputError, match=r"backup of epoch 2 to .*backup: no space left"):
+        backup.on_epoch_end(1)
+    assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == good
+    assert not list((tmp_path / "backup").glob("next*"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_for_real(tmp_path, idx_folder):
+    """A small tmpfs, nearly full after epoch 1 (root only: skipped with a message elsewhere)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): the write-error "
+                    "path is tested without root above")
+    try:
+        config = {"data": {"path": str(idx_folder)}, "training": {"epochs": 4, "seed": 1},
+                  "model": {"layers": [{"type": "Flatten"},
+                                       {"type": "Dense", "units": 256, "activation": "relu"},
+                                       {"type": "Dense", "units": 10, "activation": "softmax"}]},
+                  "tensorboard": {"log_dir": str(disk / "logs")},
+                  "output": {"model_path": str(disk / "models" / "m.h5")}}
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "cnn_mnist", "train", "-q", "--config", "run.yaml"]
+        assert subprocess.run(command + ["--epochs", "1"], cwd=tmp_path,
+                              capture_output=True).returncode == 0
+        earlier = (disk / "models" / "m.h5").read_bytes()
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not [p for p in (disk / "logs").glob("*/backup/latest.weights.h5")
+                   if not (p.parent.parent / "model.h5").exists()]:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGSTOP)
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * max(0, free - 200_000))  # 200 kB left
+        process.send_signal(signal.SIGCONT)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 1, err
+        assert "Traceback" not in err and "could not write" in err and "no space left" in err
+        assert "cnn train --resume" in err and len(err.strip().splitlines()) <= 3, err
+        (run_dir,) = [p.parent for p in (disk / "logs").glob("*/run.json")
+                      if not (p.parent / "model.h5").exists()]
+        record = json.loads((run_dir / "run.json").read_text())
+        assert record["status"] == "failed", err
+        assert not list((run_dir / "backup").glob("next*"))  # nothing partial to trust
+        assert (disk / "models" / "m.h5").read_bytes() == earlier
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])

@@ -12,6 +12,8 @@ import yaml
 from cnn_mnist.data import IDX_FILES
 from tests.conftest import synthetic_digits, write_idx
 
+pytestmark = pytest.mark.slow  # every test here starts real training processes
+
 EPOCHS = 3
 
 
@@ -113,3 +115,92 @@ def test_resume_with_nothing_to_resume(slow_run):
                              "--resume", "--epochs", "5"], cwd=slow_run, capture_output=True,
                             text=True)
     assert result.returncode == 2 and "drop --epochs" in result.stderr
+
+
+# Dropout and a learning-rate schedule: the state that a resumed run must carry on with.
+DROPOUT_LAYERS = [
+    {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+    {"type": "MaxPooling2D", "pool_size": 2},
+    {"type": "Dropout", "rate": 0.25},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 32, "activation": "relu"},
+    {"type": "Dropout", "rate": 0.5},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
+TRAIN, BATCH = 1600, 32
+STEPS = TRAIN // BATCH  # 50 per epoch
+
+
+def same_run_folder(tmp_path, name):
+    """Synthetic digits and a shuffled, seeded run with dropout and a one-cycle schedule,
+    logging batch scalars every step (so the test can see a run get into its second epoch)."""
+    cwd = tmp_path / name
+    folder = cwd / "mnist"
+    folder.mkdir(parents=True)
+    x_train, y_train = synthetic_digits(TRAIN, seed=1)
+    x_test, y_test = synthetic_digits(200, seed=2)
+    for role, array in zip(IDX_FILES.values(), (x_train, y_train, x_test, y_test)):
+        write_idx(folder / f"{role}.gz", array)
+    config = {
+        "data": {"path": str(folder)},
+        "model": {"layers": DROPOUT_LAYERS},
+        "compile": {"learning_rate": 0.003, "schedule": {"type": "one_cycle"}},
+        "training": {"epochs": EPOCHS, "batch_size": BATCH, "seed": 11, "shuffle": True},
+        "tensorboard": {"log_dir": str(cwd / "logs"), "update_freq": 1, "histogram_freq": 0,
+                        "write_graph": False},
+        "output": {"model_path": str(cwd / "models" / "m.h5")},
+    }
+    (cwd / "run.yaml").write_text(yaml.safe_dump(config))
+    return cwd
+
+
+def batches_logged(run_dir) -> int:
+    """The optimizer step of the last per-batch scalar written so far (-1: none yet)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir / "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    if "batch_loss" not in accumulator.Tags().get("tensors", []):
+        return -1
+    return max(event.step for event in accumulator.Tensors("batch_loss"))
+
+
+def epoch_records(run_dir) -> list[dict]:
+    from cnn_mnist.train import read_epochs
+
+    return read_epochs(run_dir / "epochs.jsonl")
+
+
+def test_resumed_run_repeats_the_uninterrupted_run(tmp_path):
+    """Stopped by SIGTERM a few batches into epoch 2 and resumed, a seeded run reports the
+    uninterrupted run's every epoch and test accuracy: the data order, dropout's masks and the
+    learning rate carry on from the last finished epoch (TensorFlow runs deterministically on
+    the CPU here, so the numbers are equal, not close)."""
+    straight = same_run_folder(tmp_path, "straight")
+    result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml"],
+                            cwd=straight, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (expected_dir,) = (straight / "logs").iterdir()
+
+    resumed = same_run_folder(tmp_path, "resumed")
+    process = start(resumed)
+    run_dir = wait_for_epochs(resumed, 1, process)
+    deadline = time.time() + 120
+    while batches_logged(run_dir) < STEPS + 8:  # into epoch 2; the writer flushes every 10
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert len(epoch_records(run_dir)) == 1  # stopped inside the second epoch
+    finish_by_resuming(resumed, run_dir)
+
+    expected, got = epoch_records(expected_dir), epoch_records(run_dir)
+    assert [e["epoch"] for e in got] == [e["epoch"] for e in expected] == list(range(EPOCHS))
+    for want, have in zip(expected, got):
+        assert set(have) == set(want) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+        for key in want:
+            assert have[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), (want, have)
+    metrics = [json.loads((d / "run.json").read_text())["metrics"] for d in (expected_dir, run_dir)]
+    assert metrics[1]["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"], abs=1e-6)
+    assert metrics[1]["test_loss"] == pytest.approx(metrics[0]["test_loss"], rel=1e-6)
