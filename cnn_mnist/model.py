@@ -26,7 +26,8 @@ class Accelerator:
     device: str  # "cpu" or "gpu"
     jit_compile: bool | str  # "auto": Keras decides (XLA on a GPU, unless under tf.distribute)
     steps_per_execution: int
-    dtype_policy: str  # "float32", "mixed_float16" (GPUs) or "mixed_bfloat16" (CPUs with AMX)
+    dtype_policy: str  # "float32", "mixed_float16" (GPUs) or "mixed_bfloat16" (CPUs)
+    reason: str = ""  # why this compute dtype, for the runtime line and run.json
 
     @property
     def mixed_precision(self) -> bool:
@@ -34,6 +35,23 @@ class Accelerator:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# CPU flags (as in /proc/cpuinfo) of instructions that compute in bfloat16 natively. Measured,
+# one epoch of the lecture's model, float32 -> bfloat16: AMX (amx_bf16, Intel Xeon) 21.5 s ->
+# 11 s; AVX-512 BF16 (avx512_bf16, AMD EPYC Zen 4) 34.7 s -> 24.1 s of training steps; AVX2
+# only (AMD EPYC Zen 3) 25 s -> 230 s on 15,360 images: oneDNN emulates bfloat16 there, ten
+# times slower. Same accuracy in all three (bench/RESULTS.md).
+BF16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}
+
+
+def _cpu_dtype(cpu_flags: frozenset[str]) -> tuple[bool, str]:
+    """Whether bfloat16 is faster on this CPU, and why."""
+    for flag, name in BF16_FLAGS.items():
+        if flag in cpu_flags:
+            return True, f"auto: this CPU has {name} ({flag})"
+    return False, ("auto: no amx_bf16 or avx512_bf16 on this CPU, where bfloat16 is emulated "
+                   "and about 10x slower")
 
 
 def accelerator_plan(config: CompileConfig, gpus: list[tuple[str, tuple[int, int] | None]],
@@ -44,25 +62,32 @@ def accelerator_plan(config: CompileConfig, gpus: list[tuple[str, tuple[int, int
 
     On a GPU: XLA, 32 steps per call, and float16 compute when every GPU has tensor cores
     (compute capability 7.0 or newer). On a CPU: one step per call, no XLA (it made an epoch 5x
-    slower on the 2-core CPU we measured), and bfloat16 compute where the CPU has AMX units for
-    it (`amx_bf16`: the lecture's epoch took 11 s instead of 21.5 s, same accuracy). Under
-    tf.distribute our own step runs one step per call, in float32: Keras's LossScaleOptimizer
-    fails inside `strategy.run` (Keras 3.15), and Keras turns XLA off there.
+    slower on the 2-core CPU we measured), and bfloat16 compute where the CPU has instructions
+    for it (BF16_FLAGS). Under tf.distribute our own step runs one step per call, in float32:
+    Keras's LossScaleOptimizer fails inside `strategy.run` (Keras 3.15), and Keras turns XLA
+    off there.
     """
     on_gpu = bool(gpus)
     if on_gpu:
         fast = all(cc is not None and cc >= (7, 0) for _, cc in gpus)
         mixed = "mixed_float16"
+        why = ("auto: every GPU has tensor cores" if fast
+               else "auto: a GPU without tensor cores (compute capability < 7.0)")
     else:
-        fast, mixed = "amx_bf16" in cpu_flags, "mixed_bfloat16"
+        (fast, why), mixed = _cpu_dtype(cpu_flags), "mixed_bfloat16"
     steps = (config.steps_per_execution if config.steps_per_execution != "auto"
              else GPU_STEPS_PER_EXECUTION if on_gpu else 1)
     wanted = fast if config.mixed_precision == "auto" else config.mixed_precision
+    if config.mixed_precision != "auto":
+        why = f"compile.mixed_precision: {str(config.mixed_precision).lower()}"
+    if distributed:
+        why = "tf.distribute runs float32"
     return Accelerator(
         device="gpu" if on_gpu else "cpu",
         jit_compile=config.jit_compile,  # "auto" is Keras's own rule, the one above
         steps_per_execution=1 if distributed else steps,
         dtype_policy=mixed if wanted and not distributed else "float32",
+        reason=why,
     )
 
 

@@ -317,10 +317,10 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
 
 def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: bool) -> None:
     config = run.config
-    log.info("Runtime: %s, %s compute, XLA %s, %d step(s) per call", accelerator.device.upper(),
-             accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
-             if accelerator.mixed_precision else "float32", "on" if xla else "off",
-             accelerator.steps_per_execution)
+    log.info("Runtime: %s, %s compute (%s), XLA %s, %d step(s) per call",
+             accelerator.device.upper(), accelerator.dtype_policy.replace("mixed_", "") +
+             " (mixed)" if accelerator.mixed_precision else "float32", accelerator.reason,
+             "on" if xla else "off", accelerator.steps_per_execution)
     if run.resumed:
         log.info("Resuming run %s after epoch %d of %d", run.run_id,
                  len(_read_epochs(run.epochs_file)), config.training.epochs)

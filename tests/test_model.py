@@ -79,8 +79,14 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
     cpu = accelerator_plan(auto, [], frozenset({"avx2", "fma"}))
     assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.dtype_policy) == \
         ("cpu", "auto", 1, "float32")
+    assert "no amx_bf16 or avx512_bf16" in cpu.reason
     amx = accelerator_plan(auto, [], frozenset({"avx512f", "amx_tile", "amx_bf16"}))
     assert (amx.steps_per_execution, amx.dtype_policy) == (1, "mixed_bfloat16")
+    assert amx.reason == "auto: this CPU has AMX (amx_bf16)"
+    zen4 = accelerator_plan(auto, [], frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert zen4.dtype_policy == "mixed_bfloat16" and "AVX-512 BF16" in zen4.reason
+    avx512 = accelerator_plan(auto, [], frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    assert avx512.dtype_policy == "float32"  # AVX-512 without BF16 emulates it too
     h100 = accelerator_plan(auto, [("NVIDIA H100", (9, 0))])
     assert (h100.device, h100.steps_per_execution, h100.dtype_policy) == \
         ("gpu", 32, "mixed_float16")
@@ -92,6 +98,7 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
     assert (mine.jit_compile, mine.steps_per_execution, mine.dtype_policy) == (False, 4, "float32")
     forced = load_config(sets=["compile.mixed_precision=true"]).compile
     assert accelerator_plan(forced, []).dtype_policy == "mixed_bfloat16"
+    assert accelerator_plan(forced, []).reason == "compile.mixed_precision: true"
 
 
 def test_cpu_flags_reads_this_machine():

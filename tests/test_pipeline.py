@@ -160,9 +160,12 @@ def test_run_record_says_how_it_ran(tiny_trained):
         pytest.skip("the CPU plan is checked here; the GPU plan in test_model.py")
     _, result = tiny_trained
     record = json.loads(result.record_path.read_text())
-    expected = "mixed_bfloat16" if "amx_bf16" in cpu_flags() else "float32"
+    native = {"amx_bf16", "avx512_bf16"} & cpu_flags()
+    expected = "mixed_bfloat16" if native else "float32"
+    reason = record["accelerator"].pop("reason")
     assert record["accelerator"] == {"device": "cpu", "jit_compile": False,
                                      "steps_per_execution": 1, "dtype_policy": expected}
+    assert reason.startswith("auto: ") and (not native or sorted(native)[0] in reason)
 
 
 # --- a full disk: one clear message, the run marked failed, no partial backup ------------------
