@@ -73,7 +73,8 @@ def main() -> int:
     reference = lambda folder, r: json.loads(r["out"].strip().splitlines()[-1])["test_accuracy"]
     ours = lambda folder, r: accuracy_of_run(folder)
 
-    print(f"Benchmark: {args.reps} repetitions, {args.seeds} speed-run seeds; data {data}")
+    print(f"Benchmark on {cpu_name()} ({machine_class()}): {args.reps} repetitions, "
+          f"{args.seeds} speed-run seeds; data {data}")
     for rep in range(args.reps):
         record("lecture script (reference)", [PY, str(ROOT / "bench" / "reference.py")], reference)
         record("cnn train (default)", [*CNN, "train", "--quiet", "--seed", str(rep)], ours)
@@ -89,6 +90,12 @@ def main() -> int:
         result["prediction"] = json.loads(result["out"])[0]["predicted"] if result["code"] == 0 else None
         results.setdefault("cnn predict --index 10", []).append(result)
         results.setdefault("cnn --help", []).append(peak_mb_of([*CNN, "--help"], folder))
+    for _ in range(3):
+        folder = Path(tempfile.mkdtemp(dir=scratch))
+        (folder / "models").symlink_to(model_dir / "models")
+        result = peak_mb_of([*CNN, "inspect", "--index", "10", "--quiet"], folder)
+        result["accuracy"] = None
+        results.setdefault("cnn inspect --index 10", []).append(result)
 
     table = report(results, args)
     versions = library_versions()
@@ -98,7 +105,8 @@ def main() -> int:
         f"Made by `python bench/run.py --reps {args.reps} --seeds {args.seeds}` on "
         f"{datetime.date.today().isoformat()}.",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}; {versions}.",
+        f"Machine: {cpu_name()}, class **{machine_class()}**, {os.cpu_count()} cores, "
+        f"{platform.platform()}; {versions}.",
         "",
         table,
         "",
@@ -141,6 +149,8 @@ def report(results: dict[str, list[dict]], args) -> str:
         ("predict --index 10: median <= 1.0 s",
          statistics.median(r["wall"] for r in results["cnn predict --index 10"]) <= 1.0),
         ("--help: median <= 0.3 s", statistics.median(r["wall"] for r in results["cnn --help"]) <= 0.3),
+        ("inspect --index 10: median <= 6 s",
+         statistics.median(r["wall"] for r in results["cnn inspect --index 10"]) <= 6.0),
     ]
     lines += ["", "| target | met |", "| --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in checks]
@@ -190,6 +200,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def machine_class() -> str:
+    """What decides this CPU's speed here: its bfloat16 and vector instructions. Figures from
+    two classes are never one series."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "unknown (no /proc/cpuinfo)"
+    if "amx_bf16" in flags:
+        return "AMX (amx_bf16)"
+    if "avx512_bf16" in flags:
+        return "AVX-512 BF16 (avx512_bf16, no AMX)"
+    if "avx512f" in flags:
+        return "AVX-512 without BF16 (avx512f)"
+    return "AVX2 only (no AVX-512, no AMX)" if "avx2" in flags else "no AVX2"
 
 
 def library_versions() -> str:
