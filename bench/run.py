@@ -1,6 +1,6 @@
 """Benchmark: `cnn` against the lecture's script, as whole processes, in one run.
 
-    python bench/run.py [--reps 3] [--seeds 5] [--out bench/RESULTS.md]
+    python bench/run.py [--reps 3] [--seeds 5] [--out FILE]
 
 Repetitions alternate (reference, ours, reference, ours, ...) so that machine noise falls on
 both alike. Each job is a fresh process in a fresh folder; wall time is measured around it and
@@ -50,7 +50,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each training job")
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the speed-run config")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--out", help="also write the report to this file (bench/RESULTS.md "
+                        "keeps one section per machine class: paste it there)")
     args = parser.parse_args()
 
     data = os.environ.get("CNN_MNIST_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
@@ -112,7 +113,8 @@ def main() -> int:
         "",
         stage_breakdown(results),
     ])
-    Path(args.out).write_text(text + "\n")
+    if args.out:
+        Path(args.out).write_text(text + "\n")
     print("\n" + text)
     return 0
 

@@ -1,6 +1,6 @@
 """Benchmark: `cnn inspect --index 10` as a whole process, TensorFlow's import included.
 
-    python bench/inspect.py [--model M.h5] [--reps 3] [--data PATH]
+    python bench/inspect_time.py [--model M.h5] [--reps 3] [--data PATH]
 
 Without --model, a quick model is trained first (`cnn train --set data.limit_train=2000`, one
 epoch) in a temporary folder; its time is not part of the table. Each run is a fresh process in a
