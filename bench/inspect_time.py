@@ -20,19 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import cpu_name  # noqa: E402 - bench/run.py, beside this file
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TARGET_S = 6.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def timed(argv: list[str], cwd: Path, env: dict) -> float:
@@ -73,7 +65,7 @@ def main() -> int:
 
     walls = [r[0] for r in rows]
     imports = [r[1] for r in rows]
-    print(f"\nCPU: {cpu_model()}, {os.cpu_count()} cores; load average during the runs "
+    print(f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; load average during the runs "
           f"{min(r[2] for r in rows):.1f}-{max(r[2] for r in rows):.1f}")
     print(f"Command: cnn inspect --index {args.index} --model {model.name} (whole process)\n")
     print("| job | median (s) | fastest | slowest | target |")

@@ -712,32 +712,19 @@ def feature_map_callback(log_dir: str | Path, sample: np.ndarray, normalize: boo
     Images tab): the first conv layer's kernels tiled into one image (`kernels/layer_<i>`), and
     for the fixed `sample` digit (28x28 in [0, 1]) each conv layer's feature maps tiled into one
     image (`feature_maps/layer_<i>_<type>`). One forward pass of one image per epoch."""
-    import keras
     import tensorflow as tf
+
+    from cnn_mnist.train import EpochWriter
 
     x = model_input(sample, normalize)
 
-    class FeatureMaps(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.log_dir, self.every, self.writer = Path(log_dir), max(1, every), None
-
-        def on_train_begin(self, logs=None):
-            self.writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
-
-        def on_train_end(self, logs=None):
-            if self.writer is not None:
-                self.writer.close()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch % self.every or not any(_type(l) in CONV_TYPES for l in self.model.layers):
-                return
-            for tag, image in tensorboard_images(self.model, x).items():
-                with self.writer.as_default(step=epoch):
+    class FeatureMaps(EpochWriter):
+        def write(self, epoch: int) -> None:
+            if any(_type(layer) in CONV_TYPES for layer in self.model.layers):
+                for tag, image in tensorboard_images(self.model, x).items():
                     tf.summary.image(tag, image[None], step=epoch)
-            self.writer.flush()
 
-    return FeatureMaps()
+    return FeatureMaps(Path(log_dir), every)
 
 
 def tensorboard_images(model, x: np.ndarray) -> dict[str, np.ndarray]:

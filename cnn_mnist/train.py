@@ -115,19 +115,12 @@ class TestValidation(keras.callbacks.Callback):
         self.last = (epoch, evaluation)
 
 
-class Histograms(keras.callbacks.Callback):
-    """Weight histograms every `every` epochs, in TensorBoard's histogram format.
+class EpochWriter(keras.callbacks.Callback):
+    """Writes to the run's `train` event files every `every` epochs: subclasses say what."""
 
-    Keras's callback builds them with `tf.summary.histogram`, which one-hot encodes every
-    value into 30 buckets: about 290 MB at once for the lecture's 1.2M-weight Dense kernel.
-    NumPy's histogram gives the same 30 buckets in a few milliseconds and no extra memory.
-    """
-
-    BUCKETS = 30  # TensorBoard's default
-
-    def __init__(self, log_dir: Path, every: int) -> None:
+    def __init__(self, log_dir: Path, every: int = 1) -> None:
         super().__init__()
-        self.log_dir, self.every, self.writer = log_dir, every, None
+        self.log_dir, self.every, self.writer = Path(log_dir), max(1, every), None
 
     def on_train_begin(self, logs=None):
         self.writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
@@ -139,21 +132,38 @@ class Histograms(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch % self.every:
             return
+        with self.writer.as_default(step=epoch):
+            self.write(epoch)
+        self.writer.flush()
+
+    def write(self, epoch: int) -> None:
+        raise NotImplementedError
+
+
+class Histograms(EpochWriter):
+    """Weight histograms every `every` epochs, in TensorBoard's histogram format.
+
+    Keras's callback builds them with `tf.summary.histogram`, which one-hot encodes every
+    value into 30 buckets: about 290 MB at once for the lecture's 1.2M-weight Dense kernel.
+    NumPy's histogram gives the same 30 buckets in a few milliseconds and no extra memory.
+    """
+
+    BUCKETS = 30  # TensorBoard's default
+
+    def write(self, epoch: int) -> None:
         from tensorboard.plugins.histogram import metadata
 
-        with self.writer.as_default(step=epoch):
-            for weight in self.model.weights:
-                values = np.asarray(weight.numpy(), dtype=np.float64).ravel()
-                if values.size and values.min() < values.max():
-                    counts, edges = np.histogram(values, bins=self.BUCKETS)
-                    buckets = np.stack([edges[:-1], edges[1:], counts], axis=1)
-                else:  # empty or constant (a bias at zero): one bucket
-                    value = float(values[0]) if values.size else 0.0
-                    buckets = np.array([[value - 0.5, value + 0.5, float(values.size)]])
-                tag = f"{weight.path.replace(':', '_')}/histogram"
-                tf.summary.write(tag, tf.constant(buckets, tf.float64),
-                                 metadata=metadata.create_summary_metadata(tag, None))
-        self.writer.flush()
+        for weight in self.model.weights:
+            values = np.asarray(weight.numpy(), dtype=np.float64).ravel()
+            if values.size and values.min() < values.max():
+                counts, edges = np.histogram(values, bins=self.BUCKETS)
+                buckets = np.stack([edges[:-1], edges[1:], counts], axis=1)
+            else:  # empty or constant (a bias at zero): one bucket
+                value = float(values[0]) if values.size else 0.0
+                buckets = np.array([[value - 0.5, value + 0.5, float(values.size)]])
+            tag = f"{weight.path.replace(':', '_')}/histogram"
+            tf.summary.write(tag, tf.constant(buckets, tf.float64),
+                             metadata=metadata.create_summary_metadata(tag, None))
 
 
 class EpochLog(keras.callbacks.Callback):
