@@ -91,10 +91,10 @@ def accelerator_plan(config: CompileConfig, gpus: list[tuple[str, tuple[int, int
     )
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux); empty where /proc/cpuinfo cannot be read."""
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where `cpuinfo` cannot be read."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
+        with open(cpuinfo, encoding="utf-8") as info:
             for line in info:
                 if line.startswith("flags"):
                     return frozenset(line.split(":", 1)[1].split())

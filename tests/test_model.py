@@ -101,12 +101,17 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
     assert accelerator_plan(forced, []).reason == "compile.mixed_precision: true"
 
 
-def test_cpu_flags_reads_this_machine():
+def test_cpu_flags_reads_cpuinfo(tmp_path):
     from cnn_mnist.model import cpu_flags
 
-    flags = cpu_flags()
-    if Path("/proc/cpuinfo").exists():
-        assert "fpu" in flags or "sse2" in flags or "fp" in flags or "asimd" in flags
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
+                    "flags\t\t: fpu sse2 avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(info)) == frozenset({"fpu", "sse2", "avx2", "avx512_bf16"})
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+    if Path("/proc/cpuinfo").is_file() and "flags" in Path("/proc/cpuinfo").read_text():
+        assert cpu_flags() and cpu_flags() <= frozenset(
+            Path("/proc/cpuinfo").read_text().split())  # this machine's, parsed the same way
 
 
 def test_compile_passes_the_plan_to_keras():
