@@ -224,7 +224,7 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
     for folder in folders:
         folder.mkdir()
     common = ["--distribution", "multi_worker", "--data", str(real_mnist_path)]
-    start = [*common, "--epochs", "4", *SLICE, "--set", "training.collective_timeout=10"]
+    start = [*common, "--epochs", "4", *SLICE, "--set", "training.collective_timeout=30"]
     chief = cnn(*start, cwd=folders[0], env={"TF_CONFIG": tf_config(ports, 0)})
     other = cnn(*start, cwd=folders[1], env={"TF_CONFIG": tf_config(ports, 1)})
     deadline = time.time() + 180
@@ -250,7 +250,7 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
     resumed = [cnn(*common, "--resume", cwd=folder, env={"TF_CONFIG": tf_config(ports, i)})
                for i, folder in enumerate(folders)]
     (code0, out0, err0), (code1, out1, err1) = [finish(p) for p in resumed]
-    assert code0 == 0, err0
+    assert code0 == 0, f"{err0}\n--- worker 1 ({code1}):\n{err1}"
     assert code1 == 0, err1
     assert "differs from the chief's" not in err1  # it was told to follow the chief
     run = record(folders[0])
