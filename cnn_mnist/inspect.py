@@ -4,7 +4,8 @@ For one digit, `inspect_digit` writes pictures of what each convolution and pool
 of it (the lecture's feature maps), the first layer's kernels, and which pixels the prediction
 depends on; `explain_at` recomputes one value of one feature map the way the lecture does by
 hand (patch x kernel, summed, plus bias, then ReLU) and checks it against what Keras produced.
-`feature_map_callback` logs kernels and feature maps to TensorBoard's Images tab while training.
+`tensorboard_images` makes the kernel and feature-map images that training logs to TensorBoard
+(train.FeatureMaps).
 
 Plain values in and out: numpy arrays, dataclasses, paths. Keras and TensorFlow are imported
 inside the functions, so `cnn --help` never loads them. Nothing here prints or exits.
@@ -704,27 +705,6 @@ def format_inspection(result: Inspection) -> str:
 
 
 # --- TensorBoard: kernels and feature maps once per epoch -------------------------------------
-
-
-def feature_map_callback(log_dir: str | Path, sample: np.ndarray, normalize: bool = True,
-                         every: int = 1):
-    """A Keras callback that, every `every` epochs, logs to `log_dir/train` (TensorBoard's
-    Images tab): the first conv layer's kernels tiled into one image (`kernels/layer_<i>`), and
-    for the fixed `sample` digit (28x28 in [0, 1]) each conv layer's feature maps tiled into one
-    image (`feature_maps/layer_<i>_<type>`). One forward pass of one image per epoch."""
-    import tensorflow as tf
-
-    from cnn_mnist.train import EpochWriter
-
-    x = model_input(sample, normalize)
-
-    class FeatureMaps(EpochWriter):
-        def write(self, epoch: int) -> None:
-            if any(_type(layer) in CONV_TYPES for layer in self.model.layers):
-                for tag, image in tensorboard_images(self.model, x).items():
-                    tf.summary.image(tag, image[None], step=epoch)
-
-    return FeatureMaps(Path(log_dir), every)
 
 
 def tensorboard_images(model, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -433,18 +433,36 @@ def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorB
     return callbacks(training, tensorboard, run_dir, metadata, timer, validation, seeds, images)
 
 
-def feature_maps(data: Prepared, tensorboard: TensorBoardConfig,
-                 run_dir: Path) -> keras.callbacks.Callback:
+class FeatureMaps(EpochWriter):
+    """Once per epoch, to the Images tab: the first convolution's kernels tiled into one image
+    (`kernels/layer_<i>`), and every convolution's feature maps for one fixed digit (28x28 in
+    [0, 1]), one image per layer (`feature_maps/layer_<i>_<type>`); drawn by inspect.py, as
+    `cnn inspect` draws them. One forward pass of one image per epoch."""
+
+    def __init__(self, log_dir: Path, sample: np.ndarray, normalize: bool = True,
+                 every: int = 1) -> None:
+        from cnn_mnist.inspect import model_input
+
+        super().__init__(log_dir, every)
+        self.x = model_input(sample, normalize)
+
+    def write(self, epoch: int) -> None:
+        from cnn_mnist.inspect import CONV_TYPES, tensorboard_images
+
+        if any(type(layer).__name__ in CONV_TYPES for layer in self.model.layers):
+            for tag, image in tensorboard_images(self.model, self.x).items():
+                tf.summary.image(tag, image[None], step=epoch)
+
+
+def feature_maps(data: Prepared, tensorboard: TensorBoardConfig, run_dir: Path) -> FeatureMaps:
     """Kernels and feature maps for test digit `tensorboard.sample_index`, once per epoch."""
     from cnn_mnist.errors import ConfigError
-    from cnn_mnist.inspect import feature_map_callback
 
     index, count = tensorboard.sample_index, len(data.images_test)
     if index >= count:
         raise ConfigError(f"tensorboard.sample_index: {index} is past the {count:,} test images "
                           f"in use; pick 0 to {count - 1}, or set tensorboard.feature_maps: false")
-    return feature_map_callback(run_dir, data.images_test[index] / np.float32(255),
-                                normalize=data.normalize)
+    return FeatureMaps(run_dir, data.images_test[index] / np.float32(255), data.normalize)
 
 
 def fit_history(model: keras.Model, history: dict, tensorboard: TensorBoardConfig,

@@ -351,7 +351,9 @@ def test_callback_logs_kernels_and_feature_maps_every_epoch(tmp_path):
                    {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     images, labels = synthetic_digits(64, seed=4)
-    callback = look.feature_map_callback(tmp_path, images[0] / 255.0)
+    from cnn_mnist.train import FeatureMaps
+
+    callback = FeatureMaps(tmp_path, images[0] / 255.0)
     model.fit(images[..., None] / 255.0, labels, epochs=2, batch_size=32, verbose=0,
               callbacks=[callback])
 
