@@ -217,7 +217,10 @@ def _storage(url: str):
     import optuna
     from sqlalchemy.exc import DBAPIError
 
+    given = url
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if url.startswith("postgresql://"):  # psycopg 3, the driver we install (SQLAlchemy 2.0
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # would want psycopg2)
     last: Exception | None = None
     for _ in range(5):  # two workers creating the tables at once: one of them retries
         try:
@@ -230,7 +233,8 @@ def _storage(url: str):
             last = exc
             break
     detail = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
-    raise StorageError(f"cannot open the sweep storage {_redact(url)}: {detail}")
+    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}"
+                       ) from None
 
 
 def _redact(url: str) -> str:
