@@ -160,9 +160,11 @@ def _check_parameter(raw: dict, key: str, parameter, source: str) -> None:
 
 
 def _with_values(raw: dict, values: dict[str, Any]) -> Config:
-    """The config without its sweep, with `values` at their key paths; schema-checked."""
+    """The config without its sweep, with `values` at their key paths; schema-checked. The
+    paths reach the defaults too (model.layers[3].rate in the lecture's layers)."""
     trial = copy.deepcopy(raw)
     trial.pop("sweep", None)
+    trial = validate(trial).to_dict()
     for key, value in values.items():
         apply_override(trial, key, value)
     return validate(trial)
@@ -206,9 +208,11 @@ def open_study(sweep: Sweep, create: bool = True):
             return optuna.create_study(study_name=sweep.study, storage=storage, sampler=sampler,
                                        pruner=pruner, direction=section.direction,
                                        load_if_exists=True)
-        except Exception:  # noqa: BLE001 - an integrity error from the race; raised at the end
+        except Exception as exc:  # noqa: BLE001 - an integrity error from the race
             if attempt == 4:
-                raise
+                detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise StorageError(f"cannot open study {sweep.study!r} in "
+                                   f"{_redact(sweep.storage)}: {detail}") from None
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
 
 

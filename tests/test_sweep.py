@@ -356,3 +356,26 @@ def test_ctrl_c_marks_the_trial_and_the_same_command_continues(tmp_path, real_mn
         ("FAIL", "interrupted"), ("COMPLETE", None), ("COMPLETE", None)]
     assert "2 of 2 trial(s)" in out and "interrupted" in out
     assert [r["status"] for r in runs(tmp_path)] == ["interrupted", "completed", "completed"]
+
+
+def test_the_shipped_sweep_searches_the_lecture_model():
+    from cnn_mnist.config import default_config_path
+    from cnn_mnist.schema import Config
+    from cnn_mnist.sweep import plan, trial_config
+
+    shipped = default_config_path().parent / "sweep.yaml"
+    assert shipped.read_text() == (REPO / "configs" / "sweep.yaml").read_text()
+    sweep = plan("sweep")
+    assert sweep.study == "sweep" and sweep.trials == 12
+    assert set(sweep.config.sweep.parameters) == {
+        "compile.learning_rate", "training.batch_size", "model.layers[3].rate",
+        "model.layers[5].units", "model.layers[6].rate"}
+    config = trial_config(sweep, {"compile.learning_rate": 0.004, "training.batch_size": 32,
+                                  "model.layers[3].rate": 0.1, "model.layers[5].units": 64,
+                                  "model.layers[6].rate": 0.3})
+    lecture = Config().model.layers  # the key paths reach into the default layers
+    assert [layer.type for layer in config.model.layers] == [layer.type for layer in lecture]
+    assert (config.model.layers[3].rate, config.model.layers[5].units,
+            config.model.layers[6].rate) == (0.1, 64, 0.3)
+    assert (config.compile.learning_rate, config.training.batch_size) == (0.004, 32)
+    assert config.sweep is None and config.training.seed == 1
