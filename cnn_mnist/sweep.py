@@ -288,8 +288,10 @@ def run(sweep: Sweep, progress: int = 1, verbose: bool = False) -> SweepReport:
         except (KeyboardInterrupt, CnnError) as exc:
             if isinstance(exc, CnnError) and exc.exit_code != 130:  # 130: interrupted
                 raise
+            which = "before a trial started" if objective.number is None else \
+                f"trial {objective.number} is marked failed (interrupted)"
             raise SweepInterrupted(
-                f"interrupted: trial {objective.number} is marked failed (interrupted); "
+                f"interrupted: {which}; "
                 f"{counted(study)} of {sweep.trials} trial(s) count so far. Run the same "
                 "command again to continue the study.") from None
     return report(sweep, study)

@@ -379,3 +379,44 @@ def test_the_shipped_sweep_searches_the_lecture_model():
             config.model.layers[6].rate) == (0.1, 64, 0.3)
     assert (config.compile.learning_rate, config.training.batch_size) == (0.004, 32)
     assert config.sweep is None and config.training.seed == 1
+
+
+@pytest.mark.parametrize("args", [["sweep", "--help"], ["sweep", "--config", "CONFIG", "--status"]])
+def test_help_and_status_do_not_import_tensorflow(tmp_path, args):
+    config = write_sweep(tmp_path, tmp_path, SEARCH)
+    args = [str(config) if a == "CONFIG" else a for a in args]
+    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+            "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+            "assert not heavy, heavy" % args)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr
+    if "--help" in args:
+        assert "Usage: cnn sweep" in result.stdout and "--storage URL" in result.stdout
+    else:  # no study yet: a one-line error, still without TensorFlow
+        assert "exit 1" in result.stdout and "error: no study 'search'" in result.stderr
+
+
+def test_which_trials_count_toward_the_total():
+    import optuna
+
+    from cnn_mnist.sweep import counted
+
+    study = optuna.create_study()
+    outcomes = [("complete", None), ("pruned", None), ("failed", "the loss became nan"),
+                ("failed", "interrupted"), ("failed", "surplus"), ("failed", None),  # abandoned
+                ("running", None)]
+    for state, reason in outcomes:
+        trial = study.ask()
+        if reason:
+            trial.set_user_attr("reason", reason)
+        if state == "complete":
+            study.tell(trial, 0.9)
+        elif state == "pruned":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif state == "failed":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    # Completed, pruned, failed with a reason, and running; not interrupted, surplus, abandoned.
+    assert counted(study) == 4
+    assert counted(study, before=3) == 3
