@@ -172,6 +172,40 @@ def _stop_on_sigterm() -> None:
 
 @cli.command()
 @config_options
+@click.option("--trials", type=click.IntRange(min=1),
+              help="sweep.trials: the study's total, counted over every process that joins it.")
+@click.option("--storage", metavar="URL",
+              help="Optuna storage to run or join: sqlite:///FILE.db, or "
+                   "postgresql://USER:PASSWORD@HOST/DB [default: logs/sweeps/<study>.db].")
+@click.option("--study", metavar="NAME", help="The study [default: the config file's name].")
+@click.option("--status", is_flag=True, help="Show the study's trials and best trial; train nothing.")
+@output_options
+@user_errors
+def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
+    """Search hyperparameters: each trial trains the config with values from its sweep: section.
+
+    \b
+    cnn sweep --config sweep              (the shipped search; logs/sweeps/sweep.db)
+    cnn sweep --config sweep --status     (the trials so far, and the best config)
+    cnn sweep --config my.yaml --storage postgresql://user:pw@db-host/sweeps   (on each machine)
+    """
+    _setup_logging(verbose, quiet)
+    if not config_path:
+        raise click.UsageError("give the config with the sweep: section: --config FILE")
+    from cnn_mnist import sweep as search
+
+    plan = search.plan(config_path, sets, trials, storage, study)
+    if status:
+        report = search.status(plan)
+    else:
+        _stop_on_sigterm()
+        report = search.run(plan, progress=0 if quiet else (1 if sys.stdout.isatty() else 2),
+                            verbose=verbose)
+    click.echo(search.format_report(report))
+
+
+@cli.command()
+@config_options
 @output_options
 @user_errors
 def summary(config_path, sets, verbose, quiet):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,12 @@ def _clean_loc(loc: tuple) -> list[str | int]:
     clean: list[str | int] = []
     for i, part in enumerate(loc):
         after_index = i > 0 and isinstance(loc[i - 1], int)
+        if i == 2 and tuple(loc[:2]) == ("sweep", "parameters"):
+            clean.append(part)  # a key path such as model.layers[3].rate, not a tag
+            continue
         if isinstance(part, str) and (
             (after_index and part in LAYER_NAMES) or "[" in part
-            or part in ("none", "bool", "int", "constrained-int", "float")
+            or part in ("none", "bool", "int", "constrained-int", "float", "str")
         ):
             continue
         clean.append(part)
@@ -172,10 +176,31 @@ def _section_at(loc: list[str | int], raw: Any) -> type[BaseModel] | None:
                 cls = next((c for c in LAYER_TYPES if c.__name__ == node.get("type")), None)
             continue
         node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(cls, _Values):  # a key of a mapping (sweep.parameters): its value's class
+            cls = cls.cls
+            continue
         field = cls.model_fields.get(part) if cls else None
-        annotation = field.annotation if field else None
-        cls = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        cls = _model_class(field.annotation) if field else None
     return cls
+
+
+class _Values:
+    """The class of a mapping's values, for keys that the user names (dict[str, X])."""
+
+    def __init__(self, cls: type[BaseModel]) -> None:
+        self.cls = cls
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | _Values | None:
+    """The schema class in `X`, `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is dict and len(args) == 2:
+        inner = _model_class(args[1])
+        return _Values(inner) if isinstance(inner, type) else None
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
@@ -185,7 +210,7 @@ def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
     given = err.get("input")
     if kind == "extra_forbidden":
         cls = _section_at(loc, raw)
-        valid = [k for k in cls.model_fields if k != "type"] if cls else []
+        valid = [k for k in cls.model_fields if k != "type" or cls not in LAYER_TYPES] if cls else []
         hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         msg = f"{where}: unknown key"
         if hint:

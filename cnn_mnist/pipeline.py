@@ -83,6 +83,8 @@ class RunInputs:
     previous_run: str | None = None  # the run whose model is at model_path now
     chief: bool = True  # the process that writes the model, the record and the logs
     warn_differs: bool = True  # a worker warns if its config differs from the chief's
+    callbacks: tuple = ()  # more Keras callbacks for fit, after the run's own (a sweep's)
+    tags: dict = field(default_factory=dict)  # more run.json fields, e.g. {"sweep": {...}}
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -107,6 +109,10 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
     the files may have moved, and the batch is global on any hardware)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     config = load_config(config_path, sets=sets, overrides=overrides)
+    if config.sweep is not None:
+        log.info("note: this config has a sweep: section; cnn train trains it as it is, and "
+                 "`cnn sweep` runs the search")
+        config = config.model_copy(update={"sweep": None})
     if resume is None:
         return TrainRequest(config)
     if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
@@ -121,16 +127,19 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
 
 def train(config: Config, *, config_source: str = "default", progress: int = 1,
           verbose: bool = False, resume: Path | None = None, overwrite: bool = False,
-          own_config: bool = True) -> RunResult:
+          own_config: bool = True, callbacks: tuple = (), tags: dict | None = None,
+          run_id: str | None = None) -> RunResult:
     """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
 
     `resume` is a run folder to continue from its last finished epoch (see
     runs.find_run_to_resume). With `training.distribution: multi_worker`, every worker calls
     this; the chief's run id, config and backups rule, and the other workers write only to
     temporary folders (one with `own_config=False` does not warn that its config differs).
+    `callbacks` are more Keras callbacks for fit, `tags` more run.json fields, and `run_id`
+    the new run's id (default: a fresh one).
     """
     common = dict(config=config, config_source=config_source, progress=progress,
-                  verbose=verbose)
+                  verbose=verbose, callbacks=tuple(callbacks), tags=dict(tags or {}))
     if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
         with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
             (Path(scratch) / "run").mkdir()
@@ -138,7 +147,7 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
             return _run(RunInputs(run_id=new_run_id(), run_dir=Path(scratch) / "run",
                                   model_path=Path(scratch) / f"model{suffix}", chief=False,
                                   warn_differs=own_config, **common))
-    run_id = resume.name if resume else new_run_id()
+    run_id = resume.name if resume else (run_id or new_run_id())
     run = RunInputs(run_id=run_id, run_dir=resume or Path(config.tensorboard.log_dir) / run_id,
                     model_path=Path(config.output.model_path), resumed=resume is not None,
                     **common)
@@ -257,7 +266,7 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
             "platform": platform.platform()},
-        argv=sys.argv)
+        argv=sys.argv, **run.tags)
     if run.resumed:
         record.add("resumed_from_epoch", len(_read_epochs(run.epochs_file)))
     if cluster is not None:
@@ -347,7 +356,7 @@ def _fit(run: RunInputs, cluster, model, data):
                   if config.training.validation == "test" else None)
     if cluster is None:
         stage.fit(model, data, config.training, config.tensorboard, run.run_dir, run.progress,
-                  metadata, timer, validation)
+                  metadata, timer, validation, run.callbacks)
     else:
         _fit_distributed(run, cluster, model, data, metadata, timer, validation)
     return timer, validation

@@ -1,6 +1,7 @@
 """The typed config schema: every key, its type and its default, in one place.
 
-A config has six sections: data, model, compile, training, tensorboard and output. Sections are
+A config has six sections: data, model, compile, training, tensorboard and output, and an
+optional seventh, sweep, the search that `cnn sweep` runs over the other six. Sections are
 strict and frozen: unknown keys, wrong types and out-of-range values are rejected, and
 `config.py` turns pydantic's errors into messages with the key path
 (for example `model.layers[2].pool_size`). `configs/*.yaml` only hold values.
@@ -238,6 +239,90 @@ class OutputConfig(_Section):
         return value
 
 
+# --- the search `cnn sweep` runs -----------------------------------------------------------
+
+Choice = Union[bool, int, float, str, None]  # what Optuna can store as a categorical choice
+
+
+class SweepParameter(_Section):
+    """One key path's search space: `values` to choose from, or a `low`..`high` range (both
+    ends included; `log: true` samples its logarithm evenly; `type` int or float, by default
+    int when both ends are integers)."""
+
+    values: list[Choice] | None = Field(default=None, min_length=1)
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    type: Literal["int", "float"] | None = None
+
+    @model_validator(mode="after")
+    def _values_or_range(self) -> "SweepParameter":
+        ranged = self.low is not None or self.high is not None
+        if (self.values is None) == (not ranged):
+            raise ValueError("give either values: [...] or low and high")
+        if self.values is not None:
+            if self.log or self.type:
+                raise ValueError("log and type go with low and high, not with values")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high")
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high, got low {self.low!r}, high {self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low above 0, got {self.low!r}")
+        if self.type == "int" and not all(isinstance(v, int) for v in (self.low, self.high)):
+            raise ValueError("type: int needs integer low and high")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """"values", "int" or "float"."""
+        if self.values is not None:
+            return "values"
+        return self.type or ("int" if isinstance(self.low, int) and isinstance(self.high, int)
+                             else "float")
+
+
+class SweepConfig(_Section):
+    """The search: each trial trains the rest of the config with the parameters' key paths
+    (the same paths as --set) set to values drawn by `method`."""
+
+    parameters: dict[str, SweepParameter] = Field(min_length=1)
+    # The Keras log reported after each epoch (to the pruner). A trial's value is the final
+    # model's test accuracy or loss for val_accuracy/val_loss (validation is on the test set),
+    # the last epoch's value for accuracy/loss.
+    metric: Monitor = "val_accuracy"
+    goal: Literal["maximize", "minimize"] | None = None  # None: minimize a loss, else maximize
+    # The study's total, counted over every process that joins it: trials that completed,
+    # were pruned, failed or are running; not those interrupted.
+    trials: int = Field(default=10, ge=1)
+    method: Literal["tpe", "random", "grid"] = "tpe"  # grid: every combination of the values
+    pruning: bool = True  # Optuna's median rule, after each epoch
+    pruning_startup_trials: int = Field(default=2, ge=0)  # finished trials before it prunes
+
+    @field_validator("parameters")
+    @classmethod
+    def _not_the_sweep(cls, value: dict[str, SweepParameter]) -> dict[str, SweepParameter]:
+        for key in value:
+            if key.split(".")[0].split("[")[0] not in Config.model_fields or \
+                    key.startswith("sweep"):
+                sections = ", ".join(k for k in Config.model_fields if k != "sweep")
+                raise ValueError(f"{key!r} is not a key path in a section ({sections})")
+        return value
+
+    @model_validator(mode="after")
+    def _grid_needs_values(self) -> "SweepConfig":
+        ranged = [key for key, p in self.parameters.items() if p.values is None]
+        if self.method == "grid" and ranged:
+            raise ValueError(f"method grid needs values: [...] for every parameter; "
+                             f"{', '.join(ranged)} has low/high")
+        return self
+
+    @property
+    def direction(self) -> str:
+        return self.goal or ("minimize" if self.metric.endswith("loss") else "maximize")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -245,9 +330,12 @@ class Config(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    sweep: SweepConfig | None = None  # null: `cnn sweep` has nothing to search
 
     @model_validator(mode="after")
     def _distribution_runs_float32(self) -> "Config":
+        if self.sweep is not None:
+            _check_sweep(self)
         if self.training.distribution != "none" and self.compile.mixed_precision is True:
             raise ValueError(f"compile.mixed_precision: true does not work with "
                              f"training.distribution {self.training.distribution!r} (Keras's loss "
@@ -255,8 +343,9 @@ class Config(_Section):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (lists, not tuples), ready for YAML or JSON."""
-        return self.model_dump(mode="json")
+        """Plain values (lists, not tuples), ready for YAML or JSON; no `sweep` key unless
+        there is a sweep (a run's config.yaml never has one)."""
+        return self.model_dump(mode="json", exclude={"sweep"} if self.sweep is None else None)
 
     def with_values(self, values: dict[str, Any]) -> "Config":
         """A copy with `section.key` values replaced, e.g. {"training.seed": 7}; the values
@@ -267,3 +356,14 @@ class Config(_Section):
             sections.setdefault(section, {})[name] = value
         return self.model_copy(update={section: getattr(self, section).model_copy(update=update)
                                        for section, update in sections.items()})
+
+
+def _check_sweep(config: Config) -> None:
+    """A sweep's trials each train in this process, and its metric must be logged."""
+    if config.sweep.metric.startswith("val_") and config.training.validation == "none":
+        raise ValueError(f"sweep.metric {config.sweep.metric!r} needs validation data, but "
+                         "training.validation is 'none'; use metric 'accuracy' or 'loss'")
+    if config.training.distribution != "none":
+        raise ValueError("a sweep trains each trial in its own process; set "
+                         "training.distribution: none (run `cnn sweep` on several machines to "
+                         "share a study instead)")

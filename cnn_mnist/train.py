@@ -476,15 +476,16 @@ def fit_history(model: keras.Model, history: dict, tensorboard: TensorBoardConfi
 def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         tensorboard: TensorBoardConfig, run_dir: Path | None, verbose: int = 1,
         metadata: dict | None = None, timer: FitTimer | None = None,
-        validation: TestValidation | None = None) -> dict:
-    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history."""
+        validation: TestValidation | None = None, extra_callbacks=()) -> dict:
+    """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history.
+    `extra_callbacks` run after the others (they see the validation metrics)."""
     seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
     history = model.fit(
         train_dataset(data, training, seeds.epoch),
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
-        callbacks=fit_callbacks(data, training, tensorboard, run_dir, metadata, timer,
-                                validation, seeds),
+        callbacks=[*fit_callbacks(data, training, tensorboard, run_dir, metadata, timer,
+                                  validation, seeds), *extra_callbacks],
         verbose=verbose,
     )
     return fit_history(model, history.history, tensorboard, run_dir)
