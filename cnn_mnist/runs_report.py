@@ -66,8 +66,7 @@ def format_list(listed: list[RunSummary]) -> str:
                      _epochs(run), _number(run.test_accuracy), Path(run.config).name,
                      _differs(run) if run.problem is None or run.status == "failed"
                      else run.problem, model])
-    published = sorted({run.published for run in listed if run.published})
-    notes = [f"* the model at {path}" for path in published]
+    notes = [f"* {run.published} is run {run.id}'s model" for run in listed if run.published]
     return "\n".join([table(rows), *notes])
 
 
@@ -108,8 +107,8 @@ def format_show(run_dir: Path) -> str:
     """`cnn runs show`: how it went, its settings, metrics per epoch, timings and files."""
     run, (data, _) = summarize(run_dir), read_record(run_dir)
     lines = [f"Run       {run.id} ({run.status})",
-             f"Started   {run.started or '-'}, took {seconds(run.duration_s)}, "
-             f"epochs {_epochs(run)}"]
+             f"Started   {(run.started or '-').replace('T', ' ')}, took "
+             f"{seconds(run.duration_s)}, epochs {_epochs(run)}"]
     if run.problem:
         lines.append(f"Problem   {run.problem}")
     if data and data.get("config"):

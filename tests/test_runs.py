@@ -263,7 +263,7 @@ def test_cnn_runs_rm_asks_first_and_keeps_the_published_model(log_dir):
     refused = _cnn("runs", "rm", MID, "--yes")
     assert refused.exit_code == 2 and "is the one at models/digits_recognition_cnn.h5" in \
         refused.output and (log_dir / MID).is_dir()
-    assert "the model at models/digits_recognition_cnn.h5" in _cnn("runs").output
+    assert f"* models/digits_recognition_cnn.h5 is run {MID}'s model" in _cnn("runs").output
     assert _cnn("runs", "rm", MID, "--yes", "--force").exit_code == 0
     assert not (log_dir / MID).exists() and stable.read_bytes().startswith(b"not really")
     assert _cnn("runs", "rm", "20261106", "--yes").exit_code == 2  # marked running
