@@ -127,17 +127,39 @@ def recorded_hparams(log_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
+def choices() -> dict[str, list[str]]:
+    """The text hparams whose every value the schema knows, with those values."""
+    import typing
+
+    from cnn_mnist.schema import CompileConfig, DataConfig, ScheduleConfig
+
+    def options(model, field: str, default: tuple = ()) -> list[str]:
+        info = model.model_fields.get(field)
+        return [str(v) for v in typing.get_args(info.annotation)] if info else list(default)
+
+    return {"compile.optimizer": options(CompileConfig, "optimizer"),
+            "compile.schedule": ["constant", *options(ScheduleConfig, "type")],
+            "compute_dtype": ["float32", "bfloat16", "float16"],
+            "data.dataset": options(DataConfig, "dataset", ("mnist",)) or ["mnist"]}
+
+
 def _domains(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each hparam's domain over the runs: the values seen (text) or their range (numbers).
-    The dashboard reads one run's list (whichever it finds first), so every run writes every
-    hparam; a domain is only what its filters offer, never a filter itself."""
+    """Each hparam's domain: the schema's choices; no list for open text (a config's name, the
+    layer stack), which one run cannot know; for numbers, the range over the runs.
+
+    The dashboard reads the columns of one run (whichever it finds first, often the oldest), so
+    every run writes all of them, and a list of values must hold all there can be: its filter
+    offers only those. A range filters nothing: TensorBoard 2.21 starts its filters open."""
     from tensorboard.plugins.hparams import api as hp
 
+    known = choices()
     domains = {}
     for name, kind in HPARAMS.items():
         seen = [run[name] for run in runs if isinstance(run.get(name), (int, float, str))]
         if kind is str:
-            domains[name] = hp.Discrete(sorted({str(v) for v in seen}) or [""])
+            values = known.get(name, [])
+            domains[name] = hp.Discrete(values + sorted({str(v) for v in seen} - set(values))
+                                        if values else [], dtype=str)
         elif kind is int:
             ints = [int(v) for v in seen] or [0]
             domains[name] = hp.IntInterval(min(ints), max(ints))

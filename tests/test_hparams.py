@@ -120,7 +120,17 @@ def test_tensorboard_lists_every_run_with_its_test_metrics(tiny_trained, tmp_pat
     assert theirs[0]["compile.learning_rate"].number_value == 0.01
     assert theirs[0]["sweep"].string_value == "lr-search"
     assert mine[0]["compile.learning_rate"].number_value == 0.001
-    # The second run's columns span both runs' values.
+    # The second run's columns: numbers span both runs' values; text lists every value there
+    # can be (the schema's choices), or none for open text.
+    from tensorboard.plugins.hparams import api_pb2 as hp_pb2
+
     _, experiment = _session_and_experiment(other)
-    rate = next(h for h in experiment.hparam_infos if h.name == "compile.learning_rate")
+    columns = {h.name: h for h in experiment.hparam_infos}
+    rate = columns["compile.learning_rate"]
     assert (rate.domain_interval.min_value, rate.domain_interval.max_value) == (0.001, 0.01)
+    assert {v.string_value for v in columns["compile.optimizer"].domain_discrete.values} == {
+        "adam", "adamw", "sgd", "rmsprop"}
+    assert {v.string_value for v in columns["compile.schedule"].domain_discrete.values} == {
+        "constant", "one_cycle", "cosine"}
+    assert columns["config"].type == hp_pb2.DATA_TYPE_STRING
+    assert not columns["config"].domain_discrete.values
