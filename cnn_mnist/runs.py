@@ -229,10 +229,12 @@ def summarize(run_dir: Path, bases: dict | None = None) -> RunSummary:
             return _summary(run_dir, data, {} if bases is None else bases)
         except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
             problem = f"run.json has unexpected contents ({type(exc).__name__}: {exc})"
+    model = _run_model(run_dir)
     return RunSummary(id=run_dir.name, status=NO_RECORD if data is None and
                       not (run_dir / "run.json").exists() else CORRUPT, started=None,
-                      test_accuracy=None, config="?", model_path=_run_model(run_dir),
-                      run_dir=run_dir, epochs_done=_epochs_logged(run_dir) or None,
+                      test_accuracy=None, config="?", model_path=model, run_dir=run_dir,
+                      epochs_done=_epochs_logged(run_dir) or None,
+                      published=_published(model, {}, {} if bases is None else bases),
                       problem=problem)
 
 
@@ -397,6 +399,9 @@ def _at(config, path: str):
     return value
 
 
+UNKNOWN = "?"  # a setting of a run whose record is unreadable
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Runs side by side: the settings where any of them differs (key path: value per run),
@@ -409,15 +414,22 @@ class Comparison:
 
 def compare_runs(run_dirs: list[Path]) -> Comparison:
     summaries = tuple(summarize(run_dir) for run_dir in run_dirs)
-    configs = [(read_record(run_dir)[0] or {}).get("config") or {} for run_dir in run_dirs]
-    keys = _in_order(dict.fromkeys(key for other in configs[1:]
-                                   for key in changed_settings(configs[0], other)))
+    configs = [_config_of(run_dir) for run_dir in run_dirs]
+    known = [config for config in configs if config is not None]  # a corrupt record has none
+    keys = _in_order(dict.fromkeys(key for other in known[1:]
+                                   for key in changed_settings(known[0], other)))
     # A list that changed as a whole (the layer stack) needs no rows for its items too.
     keys = [k for k in keys if not any(k.startswith(f"{whole}[") for whole in keys)]
-    settings = {key: tuple(_at(config, key) for config in configs) for key in keys}
+    settings = {key: tuple(_at(config, key) if config is not None else UNKNOWN
+                           for config in configs) for key in keys}
     if len({s.config for s in summaries}) > 1:
         settings = {"config": tuple(s.config for s in summaries), **settings}
     return Comparison(summaries, settings, tuple(per_class_f1(d) for d in run_dirs))
+
+
+def _config_of(run_dir: Path) -> dict | None:
+    config = (read_record(run_dir)[0] or {}).get("config")
+    return config if isinstance(config, dict) else None
 
 
 def per_class_f1(run_dir: Path) -> tuple[float, ...] | None:

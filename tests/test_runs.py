@@ -324,3 +324,18 @@ def test_a_resumed_run_keeps_the_config_it_was_started_from(log_dir):
     speedrun = write_run_record(log_dir.parent / "more", OLD, source="speedrun")
     assert runs.recorded_source(speedrun) == "speedrun"
     assert runs.recorded_source(log_dir / "20261107-080000-0000") is None
+
+
+def test_a_corrupt_run_shows_compares_and_keeps_a_published_model(log_dir):
+    corrupt = log_dir / "20261107-080000-0000"
+    shown = _cnn("runs", "show", "20261107")
+    assert shown.exit_code == 0 and "Problem   run.json is not valid JSON" in shown.output
+    compared = _cnn("runs", "compare", OLD, NEW, "20261107").output.splitlines()
+    assert compared[1].split() == ["config", "default", "default", "?"]
+    assert compared[2].split() == ["model.layers[3].rate", "0.25", "0.3", "?"]
+    assert compared[3].split() == ["compile.learning_rate", "0.001", "0.003", "?"]
+    assert compared[4].split()[0] == "status"  # the other settings are the same
+    (corrupt / "model.h5").write_bytes(b"a model")
+    Path("models").mkdir()
+    os.link(corrupt / "model.h5", "models/digits_recognition_cnn.h5")  # the default stable path
+    assert _cnn("runs", "rm", "20261107", "--yes").exit_code == 2 and corrupt.is_dir()
