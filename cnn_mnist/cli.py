@@ -362,6 +362,132 @@ def inspect(model_path, index, image, data_path, out_dir, as_json, at, verbose, 
                else look.format_inspection(result))
 
 
+def logdir_option(command):
+    return click.option("--logdir", type=click.Path(file_okay=False), default=None,
+                        metavar="DIR", help=f"Folder holding the runs [default: "
+                                            f"{paths.LOG_DIR}].")(command)
+
+
+def _logdir(logdir: str | None) -> str:
+    """A subcommand's --logdir, else the group's (`cnn runs --logdir DIR show RUN`)."""
+    group = click.get_current_context().find_root().meta.get("cnn.runs.logdir")
+    return logdir or group or paths.LOG_DIR
+
+
+@cli.group(invoke_without_command=True)
+@logdir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list.")
+@output_options
+@click.pass_context
+@user_errors
+def runs(ctx, logdir, as_json, verbose, quiet):
+    """List the training runs, newest first; show, compare, pick the best, remove.
+
+    \b
+    cnn runs                      (id, status, time, test accuracy, what differs, model)
+    cnn runs show 20261201        (a unique prefix of a run id will do)
+    cnn runs compare RUN RUN ...
+    cnn runs best --metric test_loss
+    cnn runs rm RUN
+    """
+    ctx.meta["cnn.runs.logdir"] = logdir
+    if ctx.invoked_subcommand is not None:
+        return
+    _setup_logging(verbose, quiet)
+    from cnn_mnist import runs as record
+    from cnn_mnist.runs_report import format_json, format_list
+
+    listed = record.list_runs(_logdir(logdir))
+    if not listed:
+        raise record.no_runs(_logdir(logdir))
+    click.echo(format_json(listed) if as_json else
+               "\n".join(run.id for run in listed) if quiet else format_list(listed))
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@logdir_option
+@output_options
+@user_errors
+def runs_show(run_id, logdir, verbose, quiet):
+    """One run: how it went, its settings, metrics per epoch, timings, files."""
+    _setup_logging(verbose, quiet)
+    from cnn_mnist.runs import find_run
+    from cnn_mnist.runs_report import format_show
+
+    click.echo(format_show(find_run(_logdir(logdir), run_id)))
+
+
+@runs.command("compare")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN RUN [RUN]...")
+@logdir_option
+@output_options
+@user_errors
+def runs_compare(run_ids, logdir, verbose, quiet):
+    """Runs side by side: the settings that differ, test accuracy and loss, F1 per digit,
+    time."""
+    _setup_logging(verbose, quiet)
+    if len(run_ids) < 2:
+        raise click.UsageError("give two runs or more to compare")
+    from cnn_mnist.runs import compare_runs, find_run
+    from cnn_mnist.runs_report import format_comparison
+
+    folders = list(dict.fromkeys(find_run(_logdir(logdir), run_id) for run_id in run_ids))
+    if len(folders) < 2:
+        raise click.UsageError("those ids name one run; give two runs or more to compare")
+    click.echo(format_comparison(compare_runs(folders)))
+
+
+@runs.command("best")
+@click.option("--metric", type=click.Choice(["test_accuracy", "test_loss"]),
+              default="test_accuracy", show_default=True,
+              help="test_accuracy: highest wins; test_loss: lowest wins.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@logdir_option
+@output_options
+@user_errors
+def runs_best(metric, as_json, logdir, verbose, quiet):
+    """The completed run with the best test accuracy (or test loss)."""
+    _setup_logging(verbose, quiet)
+    import json
+
+    from cnn_mnist.runs import best_run
+    from cnn_mnist.runs_report import format_best
+
+    best = best_run(_logdir(logdir), metric)
+    click.echo(json.dumps(best.to_dict(), indent=2) if as_json
+               else best.id if quiet else format_best(best, metric))
+
+
+@runs.command("rm")
+@click.argument("run_id", metavar="RUN")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask first.")
+@click.option("--force", is_flag=True,
+              help="Also remove a run whose model the stable model path holds, or one marked "
+                   "running.")
+@logdir_option
+@output_options
+@user_errors
+def runs_rm(run_id, yes, force, logdir, verbose, quiet):
+    """Remove a run's folder: its logs, record and model (asks first)."""
+    _setup_logging(verbose, quiet)
+    from cnn_mnist import runs as record
+    from cnn_mnist.runs_report import seconds
+
+    folder = record.find_run(_logdir(logdir), run_id)
+    run = record.summarize(folder)
+    record.check_removable(run, force)
+    what = (f"run {run.id} ({run.status}, test accuracy {run.test_accuracy:.4f})"
+            if run.test_accuracy is not None else f"run {run.id} ({run.status})")
+    size = record.folder_size(folder) / 1e6
+    if not yes and not click.confirm(f"Remove {what}, took {seconds(run.duration_s)}: "
+                                     f"{folder}/ ({size:.1f} MB)?", default=False):
+        _fail("nothing removed", 1)
+    record.remove_run(folder, force)
+    if not quiet:
+        click.echo(f"Removed {folder}/")
+
+
 def main() -> None:
     """The console script. Once TensorFlow is loaded, its interpreter teardown takes ~0.6 s and
     does nothing for us (every file is written and closed by then), so the process ends at once."""

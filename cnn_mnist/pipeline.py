@@ -34,7 +34,8 @@ from cnn_mnist import files
 from cnn_mnist.cluster import chief_task, read_tf_config
 from cnn_mnist.config import load_config
 from cnn_mnist.errors import ClusterError, CnnError, OutputError
-from cnn_mnist.runs import RunRecord, find_run_to_resume, load_run_config, new_run_id
+from cnn_mnist.runs import (RunRecord, find_run_to_resume, load_run_config, new_run_id,
+                            recorded_source)
 from cnn_mnist.schema import Config
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         if not run.chief:  # the chief saves the results and the model
             return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
         plots = _report(run, evaluation, len(epochs))
+        _log_hparams(run, record, model, accelerator)
     with watch("save"):
         paths = {**_save(run, saved), **plots}
     return _complete(run, record, model, evaluation, epochs, watch, timer, validation, paths,
@@ -260,8 +262,11 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
     import numpy
 
     config = run.config
+    # A resumed run keeps the config name it started with (`--resume` takes no --config).
+    source = recorded_source(run.run_dir) if run.resumed else None
     record = RunRecord(
-        run.run_dir, run.run_id, config_source=run.config_source, config=config.to_dict(),
+        run.run_dir, run.run_id, config_source=source or run.config_source,
+        config=config.to_dict(),
         seed=config.training.seed, versions={
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
@@ -399,6 +404,18 @@ def _report(run: RunInputs, evaluation, epochs: int) -> dict[str, str]:
         stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run.run_dir,
                                  step=epochs)
     return {name: str(path) for name, path in plots.items()}
+
+
+def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
+    """The run's settings in run.json and, with the test metrics, in TensorBoard's HParams
+    dashboard (the chief's alone: the other workers write no logs)."""
+    from cnn_mnist.hparams import hparams_of, write_hparams
+
+    values = hparams_of(run.config.to_dict(), model.count_params(), accelerator.dtype_policy,
+                        record.data.get("config_source"), record.data.get("sweep"))
+    record.add("hparams", values)
+    if run.config.tensorboard.enabled:
+        write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
 
 
 def _save(run: RunInputs, saved) -> dict[str, str]:

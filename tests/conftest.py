@@ -135,3 +135,45 @@ def tiny_trained(tmp_path_factory):
     data = write_idx_folder(folder / "mnist", Mnist(x_train, y_train, x_test, y_test, "synthetic"))
     result = train(load_config(tiny_config(folder, data)), progress=0)
     return result.model_path, result
+
+
+def write_run_record(log_dir: Path, run_id: str, status: str = "completed",
+                     accuracy: float | None = 0.98, loss: float | None = 0.06,
+                     source: str = "default", changes: dict | None = None, f1: float = 0.9,
+                     **fields) -> Path:
+    """A run folder as `cnn train` leaves it (run.json, config.yaml, epochs.jsonl,
+    confusion_matrix.json, a model file), for `cnn runs` to read. `changes` are key paths set
+    in the resolved config of `source`; `fields` go into run.json as they are."""
+    import json
+
+    import yaml
+
+    from cnn_mnist.config import load_config
+
+    config = load_config(None if source == "default" else source,
+                         overrides={"training.seed": 42, **(changes or {})}).to_dict()
+    folder = log_dir / run_id
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    epochs = config["training"]["epochs"] if status == "completed" else 1
+    history = [{"epoch": e, "loss": 0.2 / (e + 1), "accuracy": 0.9 + e / 100,
+                "val_loss": 0.1 / (e + 1), "val_accuracy": 0.95 + e / 100} for e in range(epochs)]
+    (folder / "epochs.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    day, clock = run_id.split("-")[:2]
+    started = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}+00:00"
+    record = {"run_id": run_id, "status": status, "started_at": started,
+              "config_source": source, "config": config, "seed": 42,
+              "accelerator": {"device": "cpu", "dtype_policy": "float32"}}
+    if status == "completed":
+        record.update(finished_at=started, metrics={
+            "test_loss": loss, "test_accuracy": accuracy, "params": 1199882,
+            "epochs_completed": epochs,
+            "history": {k: [h[k] for h in history] for k in history[0] if k != "epoch"}},
+            timings_s={"import": 2.3, "fit": 40.0, "total": 51.5})
+        per_class = {str(d): {"precision": f1, "recall": f1, "f1": f1 - d / 100, "support": 100}
+                     for d in range(10)}
+        (folder / "confusion_matrix.json").write_text(json.dumps({"per_class": per_class}))
+        (folder / "model.h5").write_bytes(b"not really a model: " + run_id.encode())
+    record.update(fields)
+    (folder / "run.json").write_text(json.dumps(record, indent=2))
+    return folder

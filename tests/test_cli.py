@@ -14,7 +14,8 @@ def runner():
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["summary", "--help"],
-                                  ["tensorboard", "--help"]])
+                                  ["tensorboard", "--help"], ["runs", "--help"],
+                                  ["runs", "compare", "--help"]])
 def test_help_does_not_import_tensorflow(args):
     code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
             "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"

@@ -196,6 +196,10 @@ def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_
     assert list(folders[1].iterdir()) == []  # the other worker wrote nothing here
     run = record(folders[0])
     assert run["status"] == "completed"
+    # The chief alone wrote the run's hparams for TensorBoard (one event file in the run folder).
+    (run_dir,) = (folders[0] / "logs" / "fit").iterdir()
+    assert run["hparams"]["training.batch_size"] == 128
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     d = run["distribution"]
     assert (d["strategy"], d["replicas"], d["workers"], d["global_batch_size"]) == \
         ("multi_worker", 2, 2, 128)

@@ -283,3 +283,22 @@ def test_a_full_disk_for_real(tmp_path, idx_folder):
         assert (disk / "models" / "m.h5").read_bytes() == earlier
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config_file):
+    """`cnn train --resume` takes no --config (its source reads `default`): the run record keeps
+    the config the run was started from, which `cnn runs` compares against."""
+    from cnn_mnist.pipeline import request, train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    first = train(config, config_source=str(tiny_config_file), progress=0)
+    record = json.loads(first.record_path.read_text())
+    assert record["hparams"]["config"] == "tiny.yaml" and record["hparams"]["training.epochs"] == 1
+    record["status"] = "interrupted"  # as if stopped: resumable
+    first.record_path.write_text(json.dumps(record))
+    wanted = request(str(tiny_config_file), resume=first.run_id)
+    train(wanted.config, config_source="default", progress=0, resume=wanted.resume)
+    resumed = json.loads(first.record_path.read_text())
+    assert resumed["status"] == "completed"
+    assert resumed["config_source"] == str(tiny_config_file)
+    assert resumed["hparams"]["config"] == "tiny.yaml"

@@ -1,0 +1,36 @@
+"""What `cnn runs` prints (cnn_mnist/runs_report.py), from realistic run folders."""
+
+from __future__ import annotations
+
+from cnn_mnist import runs
+from cnn_mnist.runs_report import format_comparison, format_list, format_show, seconds, table
+from tests.conftest import write_run_record
+
+
+def test_seconds_and_tables():
+    assert [seconds(s) for s in (None, 4.23, 92, 7500)] == ["-", "4.2s", "1m32s", "2h05m"]
+    assert table([["A", "BB"], ["ccc", "d"]]) == "A    BB\nccc  d"
+
+
+def test_the_list_has_a_line_per_run_and_cuts_long_differences(tmp_path):
+    logs = tmp_path / "fit"
+    write_run_record(logs, "20261101-090000-aaaa", changes={
+        "compile.learning_rate": 0.003, "model.layers[3].rate": 0.3,
+        "data.limit_train": 2000, "data.limit_test": 1000})
+    write_run_record(logs, "20261102-090000-bbbb", status="failed", error="loss is NaN")
+    lines = format_list(runs.list_runs(logs)).splitlines()
+    assert lines[1].startswith("20261102-090000-bbbb  failed     2026-11-02 09:00")
+    assert "model.layers[3].rate=0.3, compile.learning_rate=0.003, da..." in lines[2]
+    assert lines[2].index("0.9800") == lines[0].index("TEST ACC")
+
+
+def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
+    logs = tmp_path / "fit"
+    a = write_run_record(logs, "20261101-090000-aaaa")
+    b = write_run_record(logs, "20261102-090000-bbbb", source="speedrun")
+    shown = format_show(a)
+    assert "layers=C32-C64-P2-D0.25-F-U128-D0.5-U10" in shown and "params=1199882" in shown
+    compared = format_comparison(runs.compare_runs([a, b])).splitlines()
+    assert compared[1].split() == ["config", "default", "speedrun"]
+    assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
+                                   "C32k5-P2-C64k5-P2-F-U256-U10"]
