@@ -319,9 +319,10 @@ def _published(model: Path | None, config: dict, cache: dict) -> str | None:
 
 # --- what differs: from the config a run came from, or between runs -------------------------
 
-# Where the data lives is not a setting; a seed drawn at random (the config has none) always
-# differs from null.
-_NOT_SETTINGS = ("data.path",)
+# Where the data lives is not a setting, nor the sweep: section a sweep's trials came from (their
+# settings are the differences); a seed drawn at random (the config has none) always differs
+# from null.
+_NOT_SETTINGS = ("data.path", "sweep")
 _ORDER = ("model", "compile", "training", "data")  # differences list the model's first
 
 

@@ -63,11 +63,17 @@ def format_list(listed: list[RunSummary]) -> str:
     for run in listed:
         model = f"{run.model_path}{' *' if run.published else ''}" if run.model_path else "-"
         rows.append([run.id, run.status, when(run.started), seconds(run.duration_s),
-                     _epochs(run), _number(run.test_accuracy), Path(run.config).name,
+                     _epochs(run), _number(run.test_accuracy), _config_name(run),
                      _differs(run) if run.problem is None or run.status == "failed"
                      else run.problem, model])
     notes = [f"* {run.published} is run {run.id}'s model" for run in listed if run.published]
     return "\n".join([table(rows), *notes])
+
+
+def _config_name(run: RunSummary) -> str:
+    """The config's name, and the sweep and trial a sweep's run came from."""
+    name = Path(run.config).name
+    return f"{name} ({run.sweep} #{run.trial})" if run.sweep else name
 
 
 def format_json(listed: list[RunSummary]) -> str:

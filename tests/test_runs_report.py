@@ -34,3 +34,13 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
     assert compared[1].split() == ["config", "default", "speedrun"]
     assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
                                    "C32k5-P2-C64k5-P2-F-U256-U10"]
+
+
+def test_a_sweeps_trial_is_listed_with_its_sweep_and_not_its_sweep_section(tmp_path):
+    logs = tmp_path / "fit"
+    write_run_record(logs, "20261103-090000-cccc", source="sweep",
+                     changes={"compile.learning_rate": 0.003}, sweep={"name": "lr", "trial": 4})
+    listed = format_list(runs.list_runs(logs))
+    assert "sweep (lr #4)" in listed
+    assert "compile.learning_rate=0.003" in listed
+    assert "sweep=" not in listed  # the trial's config has no sweep: section, its source does
