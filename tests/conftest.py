@@ -99,6 +99,38 @@ def real_mnist_path() -> Path:
     return path
 
 
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.fixture(scope="session")
+def real_fashion_path() -> Path:
+    """Fashion-MNIST's four files (Debian's copy); skipped when absent, a failure under CI."""
+    path = Path(os.environ.get("CNN_FASHION_DATA") or DEBIAN_FASHION).resolve()
+    if not (path / "t10k-labels-idx1-ubyte.gz").exists():
+        message = (f"Fashion-MNIST not found at {path} (set CNN_FASHION_DATA, or "
+                   "apt-get install dataset-fashion-mnist)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def known_table(mnist: Mnist) -> dict:
+    """A datasets.KNOWN entry for `mnist`'s four files: their record counts and content
+    checksums, so that data made in a test can stand for a known dataset."""
+    import hashlib
+
+    from cnn_mnist.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
+    from cnn_mnist.datasets import KnownFile
+
+    table = {}
+    for role, stem in IDX_FILES.items():
+        array = getattr(mnist, role)
+        raw = to_idx(array, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
+        table[stem] = KnownFile(len(array), hashlib.sha256(raw).hexdigest())
+    return table
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tensorflow():
     """Import TensorFlow once, quietly, as the CLI does."""
