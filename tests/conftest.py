@@ -131,6 +131,27 @@ def known_table(mnist: Mnist) -> dict:
     return table
 
 
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                 "Sneaker", "Bag", "Ankle boot"]
+
+
+def relabelled_model(model_path: Path, dest: Path, dataset: str = "fashion_mnist",
+                     names: list[str] | None = None) -> Path:
+    """A copy of a model saved by `cnn train`, its metadata saying it was trained on `dataset`
+    (with Fashion-MNIST's class names by default): the weights need not know."""
+    import shutil
+
+    from cnn_mnist import save
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, dest)
+    metadata = save.read_metadata(dest)
+    metadata.pop("litert_sha256", None)
+    metadata.update(dataset=dataset, class_names=names or FASHION_NAMES)
+    save._write_metadata(dest, metadata)
+    return dest
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tensorflow():
     """Import TensorFlow once, quietly, as the CLI does."""
