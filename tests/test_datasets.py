@@ -35,11 +35,13 @@ def test_identify_by_content_or_by_the_published_gz_checksum():
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
-def test_real_files_match_the_known_checksums(dataset, real_mnist_path, real_fashion_path):
-    """The table itself: every real file is identified as its dataset, by content."""
+def test_real_files_match_the_known_checksums(dataset, request):
+    """The table itself: every real file unpacks to the published size and is identified as
+    its dataset, by content."""
     from cnn_mnist.data import idx_bytes
 
-    folder = real_mnist_path if dataset == "mnist" else real_fashion_path
+    folder = request.getfixturevalue("real_mnist_path" if dataset == "mnist"
+                                     else "real_fashion_path")
     for stem, spec in datasets.KNOWN[dataset].items():
         raw, packed = idx_bytes(folder / f"{stem}.gz")
         assert len(raw) == 16 + spec.records * 784 if "images" in stem else 8 + spec.records
