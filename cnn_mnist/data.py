@@ -245,6 +245,9 @@ def load_keras(dataset: str = "mnist", test_only: bool = False,
                cache_dir: str | Path | None = None) -> Mnist:
     """Keras's download-and-cache: mnist.npz (its checksum verified by Keras), or
     Fashion-MNIST's four files (which Keras does not verify: they are checked here)."""
+    from cnn_mnist.runtime import import_tensorflow
+
+    import_tensorflow()  # quietly, unless a command already did (with or without --verbose)
     if dataset == "fashion_mnist":
         return load_keras_fashion(test_only, cache_dir)
     from keras.datasets import mnist
@@ -283,8 +286,9 @@ def load_keras_fashion(test_only: bool = False, cache_dir: str | Path | None = N
                                    cache_subdir=FASHION_CACHE,
                                    cache_dir=None if cache_dir is None else str(cache_dir))).parent
         except Exception as exc:  # Keras raises a bare Exception on a failed download
+            how = how_to_get("fashion_mnist")
             raise DataError(f"could not download Fashion-MNIST ({_reason(exc)}).\nOffline? "
-                            f"{how_to_get('fashion_mnist').capitalize()}.") from None
+                            f"{how[0].upper()}{how[1:]}.") from None
     try:
         loaded = load_idx_folder(folder, test_only, "fashion_mnist", known)
     except DataError as exc:
