@@ -202,6 +202,7 @@ def load_idx_folder(folder: Path, test_only: bool = False, dataset: str = "mnist
         raw, data = idx_bytes(path)
         array = parse_idx(raw, path, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
         sums[path.name] = hashlib.sha256(data).hexdigest()
+        # A .gz also by its own checksums: the authors publish those of their .gz files.
         wrapper = datasets.wrapper_digests(data) if data is not raw else set()
         verify(path, stem, len(array), hashlib.sha256(raw).hexdigest(), dataset, wrapper, known)
         arrays[role] = array

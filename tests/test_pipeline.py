@@ -303,6 +303,14 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
     assert result.evaluation.class_names == names
     saved = json.loads(Path(result.paths["confusion_matrix_json"]).read_text())
     assert saved["class_names"] == names
+    # TensorBoard's confusion-matrix table (beside its image, drawn from the same PNG).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(result.run_dir / "evaluation"), size_guidance={"tensors": 0})
+    events.Reload()
+    text = events.Tensors("confusion_matrix_table")[-1].tensor_proto.string_val[0].decode()
+    assert "0 kana 0" in text and "9 kana 9" in text
+    assert "confusion_matrix" in events.Tags()["tensors"]
 
 
 def test_an_mnist_run_records_mnist(tiny_trained):
