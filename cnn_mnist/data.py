@@ -46,7 +46,6 @@ KNOWN_SHA256 = {
     **{f"{stem}.gz": spec.published[0] for stem, spec in KNOWN["mnist"].items()},
     **{stem: spec.sha256 for stem, spec in KNOWN["mnist"].items()},
 }
-FULL_COUNTS = {"x_train": 60000, "y_train": 60000, "x_test": 10000, "y_test": 10000}
 
 HOW_TO_GET = (
     "download the four MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
