@@ -14,6 +14,7 @@ import sys
 import click
 
 from cnn_mnist import __version__, paths
+from cnn_mnist.datasets import DATASETS
 from cnn_mnist.errors import CnnError
 
 log = logging.getLogger("cnn_mnist")
@@ -62,6 +63,15 @@ def output_options(command):
     return command
 
 
+def dataset_option(help: str):
+    """--dataset, for the commands that read data."""
+    return click.option("--dataset", type=click.Choice(DATASETS), help=help)
+
+
+MODEL_DATASET = ("The test data's dataset [default: the model's]; data of another dataset than "
+                 "the model's is refused.")
+
+
 def config_options(command):
     """--config and --set, shared by train and summary."""
     command = click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
@@ -69,7 +79,7 @@ def config_options(command):
                                 "(repeatable).")(command)
     command = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                            help="YAML config file, or the name of a shipped one (default, "
-                                "speedrun) [default: the lecture's model].")(command)
+                                "speedrun, fashion) [default: the lecture's model].")(command)
     return command
 
 
@@ -88,8 +98,10 @@ def cli() -> None:
 @cli.command()
 @config_options
 @click.option("--data", "data_path", metavar="PATH",
-              help="MNIST folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
-                   "else download].")
+              help="Data folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
+                   "$CNN_FASHION_DATA for fashion_mnist, else download].")
+@dataset_option("data.dataset: mnist, fashion_mnist (both checked by checksum) or custom "
+                "(any 28x28 ten-class set; names in data.class_names).")
 @click.option("--epochs", type=click.IntRange(min=1), help="training.epochs")
 @click.option("--batch-size", type=click.IntRange(min=1), help="training.batch_size")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
@@ -107,15 +119,16 @@ def cli() -> None:
               help="Replace a model file at the model path that `cnn train` did not save.")
 @output_options
 @user_errors
-def train(config_path, sets, data_path, epochs, batch_size, learning_rate, seed, model_path,
-          distribution, resume, overwrite, verbose, quiet):
-    """Load MNIST, build the model from a config, train, evaluate and save it."""
+def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_rate, seed,
+          model_path, distribution, resume, overwrite, verbose, quiet):
+    """Load the data (MNIST by default), build the model from a config, train, evaluate and
+    save it."""
     _setup_logging(verbose, quiet)
     from cnn_mnist import pipeline
 
     options = {"training.epochs": epochs, "training.batch_size": batch_size,
                "compile.learning_rate": learning_rate, "training.seed": seed,
-               "output.model_path": model_path}
+               "output.model_path": model_path, "data.dataset": dataset}
     given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in options.items()
              if v is not None] + (["--set"] if sets else [])
     if resume is not None and given:
@@ -264,7 +277,9 @@ def tensorboard(logdir, port, host, verbose, quiet):
 @click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
               type=click.Path(), help="A model saved by `cnn train`.")
 @click.option("--data", "data_path", metavar="PATH",
-              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
+                   "for a Fashion-MNIST model, else download].")
+@dataset_option(MODEL_DATASET)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--save-image", type=click.Path(dir_okay=False), metavar="PATH",
               help="Write a PNG of the digit(s) with prediction and true label.")
@@ -275,7 +290,7 @@ def tensorboard(logdir, port, host, verbose, quiet):
               help="Draw the digit in the terminal [default: when there is one input].")
 @output_options
 @user_errors
-def predict(indices, images, more_images, model_path, data_path, as_json, save_image,
+def predict(indices, images, more_images, model_path, data_path, dataset, as_json, save_image,
             save_preprocessed, show, draw, verbose, quiet):
     """Predict test digits by index, or digits in your own pictures.
 
@@ -291,7 +306,7 @@ def predict(indices, images, more_images, model_path, data_path, as_json, save_i
     from cnn_mnist import predict as use
 
     done = use.predict(indices, images + more_images, model_path, data_path, verbose,
-                       save_image, save_preprocessed)
+                       save_image, save_preprocessed, dataset)
     for message in done.failed:
         click.echo(f"error: {message}", err=True)
     if done.items:
@@ -307,17 +322,19 @@ def predict(indices, images, more_images, model_path, data_path, as_json, save_i
 @click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
               type=click.Path(), help="A model saved by `cnn train`.")
 @click.option("--data", "data_path", metavar="PATH",
-              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
+                   "for a Fashion-MNIST model, else download].")
+@dataset_option(MODEL_DATASET)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].")
 @output_options
 @user_errors
-def evaluate(model_path, data_path, out_dir, verbose, quiet):
+def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
     _setup_logging(verbose, quiet)
     from cnn_mnist.evaluate import evaluate_model, format_report
 
-    report = evaluate_model(model_path, data_path, out_dir, verbose)
+    report = evaluate_model(model_path, data_path, out_dir, verbose, dataset)
     if not quiet:
         click.echo(f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
                    f"from {report.source}\n")
@@ -334,7 +351,9 @@ def evaluate(model_path, data_path, out_dir, verbose, quiet):
 @click.option("-i", "--index", type=int, metavar="N", help="A test image, with its true label.")
 @click.option("--image", type=click.Path(), metavar="PATH", help="Your own picture of a digit.")
 @click.option("--data", "data_path", metavar="PATH",
-              help="MNIST folder or .npz [default: $CNN_MNIST_DATA, else download].")
+              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
+                   "for a Fashion-MNIST model, else download].")
+@dataset_option(MODEL_DATASET)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help=f"Where to write the pictures [default: {paths.INSPECT_DIR}/<time>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -342,7 +361,7 @@ def evaluate(model_path, data_path, out_dir, verbose, quiet):
               help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.")
 @output_options
 @user_errors
-def inspect(model_path, index, image, data_path, out_dir, as_json, at, verbose, quiet):
+def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, verbose, quiet):
     """Look inside the network for one digit: kernels, feature maps, saliency.
 
     \b
@@ -357,7 +376,7 @@ def inspect(model_path, index, image, data_path, out_dir, as_json, at, verbose, 
     from cnn_mnist import inspect as look
 
     result = look.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
-                                data_path=data_path, at=at, verbose=verbose)
+                                data_path=data_path, at=at, verbose=verbose, dataset=dataset)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json
                else look.format_inspection(result))
 

@@ -27,3 +27,11 @@ class OutputError(CnnError):
 
 class ClusterError(CnnError):
     """Distributed training lost a worker, or could not form the cluster in time."""
+
+
+class WrongDataset(DataError):
+    """Files that are a known dataset (found by checksum), but not the one asked for."""
+
+    def __init__(self, message: str, found: str, expected: str, where: str = "") -> None:
+        super().__init__(message)
+        self.found, self.expected, self.where = found, expected, where

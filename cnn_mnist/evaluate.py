@@ -1,8 +1,11 @@
-"""Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall."""
+"""Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall.
+
+Classes are named as the model's dataset names them (save.class_names); for MNIST they are the
+digits, and every table and picture is as it always was."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +14,18 @@ from cnn_mnist import files
 from cnn_mnist.figures import Tile, digits_png, png_bytes, pyplot
 
 DIGITS = list(range(10))
+DIGIT_NAMES = [str(d) for d in DIGITS]
+
+
+def _digits(names: list[str] | None) -> bool:
+    """MNIST's classes are its digits: its tables and pictures stay as they always were."""
+    return not names or list(names) == DIGIT_NAMES
 
 
 @dataclass
 class Evaluation:
-    """Everything measured on the test set; `confusion[i, j]` counts digit i predicted as j."""
+    """Everything measured on the test set; `confusion[i, j]` counts class i predicted as j;
+    `class_names` names classes 0 to 9 (the digits for MNIST)."""
 
     loss: float
     accuracy: float
@@ -26,18 +36,21 @@ class Evaluation:
     support: np.ndarray
     probabilities: np.ndarray
     labels: np.ndarray
+    class_names: list[str] = field(default_factory=lambda: list(DIGIT_NAMES))
 
     @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
     def to_dict(self) -> dict:
+        what = "digit" if _digits(self.class_names) else "class"
         return {
             "test_loss": self.loss,
             "test_accuracy": self.accuracy,
             "num_test_images": int(self.confusion.sum()),
+            "class_names": list(self.class_names),
             "confusion_matrix": {
-                "rows": "true digit", "columns": "predicted digit",
+                "rows": f"true {what}", "columns": f"predicted {what}",
                 "labels": DIGITS, "counts": self.confusion.tolist(),
             },
             "per_class": {
@@ -100,12 +113,15 @@ def traced(model):
     return tf.function(lambda x, training=False: model(x, training=False), reduce_retracing=True)
 
 
-def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = BATCH) -> Evaluation:
+def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = BATCH,
+             class_names: list[str] | None = None) -> Evaluation:
     """One pass over the test set gives loss, accuracy and the confusion matrix together."""
-    return from_probabilities(predict_probabilities(traced(model), x, batch_size), labels)
+    return from_probabilities(predict_probabilities(traced(model), x, batch_size), labels,
+                              class_names)
 
 
-def from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Evaluation:
+def from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
+                       class_names: list[str] | None = None) -> Evaluation:
     """The evaluation of predictions already made (by `evaluate`, or during training)."""
     predicted = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predicted)
@@ -115,14 +131,23 @@ def from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> Evaluat
         accuracy=float((predicted == labels).mean()),
         confusion=confusion, precision=precision, recall=recall, f1=f1, support=support,
         probabilities=probabilities, labels=labels,
+        class_names=list(class_names or DIGIT_NAMES),
     )
 
 
-def format_confusion(confusion: np.ndarray) -> str:
-    """The 10x10 matrix as an aligned table: rows true digit, columns predicted."""
+def format_confusion(confusion: np.ndarray, class_names: list[str] | None = None) -> str:
+    """The 10x10 matrix as an aligned table: rows true class, columns predicted (by number,
+    where the classes have names)."""
     width = max(4, len(str(confusion.max())) + 1)
-    head = "true\\pred" + "".join(f"{d:>{width}}" for d in DIGITS)
-    rows = [f"{d:>9}" + "".join(f"{n:>{width}}" for n in confusion[d]) for d in DIGITS]
+    if _digits(class_names):
+        head = "true\\pred" + "".join(f"{d:>{width}}" for d in DIGITS)
+        rows = [f"{d:>9}" + "".join(f"{n:>{width}}" for n in confusion[d]) for d in DIGITS]
+        return "\n".join([head, *rows])
+    labels = [f"{d} {name}" for d, name in zip(DIGITS, class_names)]
+    left = max(9, *map(len, labels))
+    head = "true\\pred".ljust(left) + "".join(f"{d:>{width}}" for d in DIGITS)
+    rows = [f"{label:<{left}}" + "".join(f"{n:>{width}}" for n in confusion[d])
+            for d, label in zip(DIGITS, labels)]
     return "\n".join([head, *rows])
 
 
@@ -133,26 +158,42 @@ def format_report(evaluation: Evaluation, tables: bool = True) -> str:
             f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
     if not tables:
         return line
-    return (f"Confusion matrix (rows: true digit, columns: predicted)\n"
-            f"{format_confusion(ev.confusion)}\n\n{format_per_class(ev)}\n\n{line}")
+    what = ("rows: true digit, columns: predicted" if _digits(ev.class_names)
+            else "rows: true class, columns: predicted class, by number")
+    return (f"Confusion matrix ({what})\n"
+            f"{format_confusion(ev.confusion, ev.class_names)}\n\n{format_per_class(ev)}\n\n{line}")
 
 
 def format_per_class(evaluation: Evaluation) -> str:
-    """Precision, recall and F1 per digit, aligned."""
-    lines = ["digit  precision  recall      f1  support"]
-    for d in DIGITS:
-        lines.append(f"{d:>5}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
+    """Precision, recall and F1 per class (per digit for MNIST), aligned."""
+    names = evaluation.class_names
+    if _digits(names):
+        labels, left, lines = [str(d) for d in DIGITS], 5, ["digit  precision  recall      f1  support"]
+    else:
+        labels = [f"{d} {name}" for d, name in zip(DIGITS, names)]
+        left = max(5, *map(len, labels))
+        lines = [f"{'class':<{left}}  precision  recall      f1  support"]
+    for d, label in zip(DIGITS, labels):
+        label = f"{label:>{left}}" if _digits(names) else f"{label:<{left}}"
+        lines.append(f"{label}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
                      f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}")
     return "\n".join(lines)
 
 
-def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix") -> bytes:
+def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix",
+                  class_names: list[str] | None = None) -> bytes:
     """A labelled heat map with the counts in the cells, as PNG bytes."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    digits = _digits(class_names)
+    fig, ax = plt.subplots(figsize=(7, 6) if digits else (8.5, 7.5), dpi=100)
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax)
-    ax.set(xticks=DIGITS, yticks=DIGITS, xlabel="Predicted digit", ylabel="True digit", title=title)
+    what = "digit" if digits else "class"
+    ax.set(xticks=DIGITS, yticks=DIGITS, xlabel=f"Predicted {what}", ylabel=f"True {what}",
+           title=title)
+    if not digits:
+        ax.set_xticklabels(class_names, rotation=45, ha="right", rotation_mode="anchor")
+        ax.set_yticklabels(class_names)
     threshold = confusion.max() / 2
     for i in DIGITS:
         for j in DIGITS:
@@ -169,18 +210,22 @@ def worst_mistakes(labels: np.ndarray, probs: np.ndarray, count: int = 25) -> np
     return wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
 
 
-def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, count: int = 25) -> bytes:
+def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, count: int = 25,
+                 class_names: list[str] | None = None) -> bytes:
     """A grid of the most confident mistakes: image, true label, prediction, confidence."""
+    names = list(class_names or DIGIT_NAMES)
     predicted = probs.argmax(axis=1)
-    return digits_png([Tile(images[i], f"#{i}: predicted {predicted[i]} "
-                                       f"({probs[i, predicted[i]]:.0%})\ntrue label {labels[i]}",
+    return digits_png([Tile(images[i], f"#{i}: predicted {names[predicted[i]]} "
+                                       f"({probs[i, predicted[i]]:.0%})\ntrue label "
+                                       f"{names[labels[i]]}",
                             wrong=True) for i in worst_mistakes(labels, probs, count)],
                       empty="no mistakes")
 
 
 def save_results(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     """confusion_matrix.png and confusion_matrix.json (with per-class metrics) in `folder`."""
-    png = files.write_bytes(folder / "confusion_matrix.png", confusion_png(evaluation.confusion))
+    png = files.write_bytes(folder / "confusion_matrix.png",
+                            confusion_png(evaluation.confusion, class_names=evaluation.class_names))
     data = files.write_json(folder / "confusion_matrix.json", evaluation.to_dict())
     return {"confusion_matrix_png": png, "confusion_matrix_json": data}
 
@@ -195,7 +240,8 @@ def log_to_tensorboard(evaluation: Evaluation, png: Path, log_dir: Path, step: i
         tf.summary.scalar("test_loss", evaluation.loss, step=step)
         tf.summary.scalar("test_accuracy", evaluation.accuracy, step=step)
         tf.summary.text("confusion_matrix_table",
-                        "```\n" + format_confusion(evaluation.confusion) + "\n```", step=step)
+                        "```\n" + format_confusion(evaluation.confusion, evaluation.class_names)
+                        + "\n```", step=step)
 
 
 @dataclass
@@ -209,28 +255,30 @@ class Report:
 
 
 def evaluate_model(model_path: str | Path, data_path: str | None = None,
-                   out_dir: str | Path | None = None, verbose: bool = False) -> Report:
+                   out_dir: str | Path | None = None, verbose: bool = False,
+                   dataset: str | None = None) -> Report:
     """The saved model on the whole test set, fed as it was trained (see
-    save.model_normalize); files go to `out_dir` (default logs/evaluate/<time>/)."""
-    from cnn_mnist import paths
-    from cnn_mnist.data import load_mnist, prepare_images
+    save.model_normalize), its classes named as its dataset names them; files go to `out_dir`
+    (default logs/evaluate/<time>/). The test data is read as the model's dataset (or
+    `dataset`); test data of another dataset than the model's is refused."""
+    from cnn_mnist import paths, save
+    from cnn_mnist.data import load_for_model, prepare_images
     from cnn_mnist.runs import new_run_id
-    from cnn_mnist.save import check_model_path, model_normalize
 
-    check_model_path(model_path)  # the cheap checks come before TensorFlow is imported
-    mnist = load_mnist(data_path, test_only=True)
+    save.check_model_path(model_path)  # the cheap checks come before TensorFlow is imported
+    names = save.class_names(model_path)
+    mnist = load_for_model(data_path, save.dataset(model_path), dataset, f"model {model_path}")
     out_dir = files.ensure_writable_dir(out_dir or Path(paths.EVALUATE_DIR) / new_run_id(),
                                         "evaluation results")
     from cnn_mnist.runtime import import_tensorflow
 
     import_tensorflow(verbose)
-    from cnn_mnist.save import load_model
-
-    model = load_model(model_path)
+    model = save.load_model(model_path)
     labels = mnist.y_test.astype("int64")
-    ev = evaluate(model, prepare_images(mnist.x_test, normalize=model_normalize(model_path)),
-                  labels)
+    ev = evaluate(model, prepare_images(mnist.x_test, normalize=save.model_normalize(model_path)),
+                  labels, class_names=names)
     written = save_results(ev, out_dir)
     written["mistakes_png"] = files.write_bytes(
-        out_dir / "mistakes.png", mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities))
+        out_dir / "mistakes.png", mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities,
+                                               class_names=names))
     return Report(ev, written, Path(model_path), mnist.source)

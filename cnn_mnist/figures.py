@@ -68,7 +68,11 @@ def show(tiles: list[Tile]) -> bool:
 def _grid(plt, tiles: list[Tile]):
     columns = min(len(tiles), 8)
     rows = -(-len(tiles) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
+    # A column fits a caption of 27 characters ("#9999: predicted 7 (100%)"); longer class
+    # names ("predicted Ankle boot (100%)") widen the columns rather than overlap.
+    longest = max(len(line) for tile in tiles for line in tile.title.splitlines())
+    width = 2.2 * max(1.0, longest / 27)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -232,11 +232,19 @@ class Inspection:
     files: dict[str, Path]
     source: str = ""  # "index 10" or the picture's path
     explanation: ConvExplanation | PoolExplanation | None = None
+    class_names: list[str] = field(default_factory=lambda: [str(d) for d in range(10)])
+
+    def name(self, label: int) -> str:
+        return self.class_names[label]
 
     def to_dict(self) -> dict:
         out = {"predicted": self.predicted, "probability": round(self.probability, 6),
                "label": self.label, "layers": [v.to_dict() for v in self.layers],
                "files": {k: str(v) for k, v in self.files.items()}}
+        if self.class_names != [str(d) for d in range(10)]:  # named classes, not MNIST's digits
+            out["class_name"] = self.name(self.predicted)
+            if self.label is not None:
+                out["label_class_name"] = self.name(self.label)
         if self.explanation is not None:  # only with --at
             out["at"] = self.explanation.to_dict()
         return out
@@ -250,9 +258,11 @@ def _summarise(maps: np.ndarray) -> tuple[int, list[int]]:
 
 
 def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | None = None,
-                  normalize: bool = True, source: str = "") -> Inspection:
+                  normalize: bool = True, source: str = "",
+                  class_names: list[str] | None = None) -> Inspection:
     """Write input.png, one layer-<i>-<type>.png per conv/pool layer, kernels.png and
-    saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show."""
+    saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show.
+    `class_names` names the classes 0 to 9 (default: the digits)."""
     from cnn_mnist import files
 
     check_has_convolution(model)
@@ -261,6 +271,7 @@ def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | No
     outs, sal = forward(model, x, gradient=True)
     probs = outs[-1][0]
     predicted, probability = int(probs.argmax()), float(probs.max())
+    names = list(class_names or [str(d) for d in range(10)])
 
     views = []
     for i in conv_pool_layers(model):
@@ -276,12 +287,12 @@ def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | No
 
     written = {"dir": out_dir}
     written["input"] = files.write_bytes(out_dir / "input.png", _png(_input_picture(
-        digit, predicted, probability, label, source)))
+        digit, names[predicted], probability, None if label is None else names[label], source)))
     written["kernels"] = files.write_bytes(out_dir / "kernels.png",
                                            _png(_kernels_picture(model)))
     written["saliency"] = files.write_bytes(out_dir / "saliency.png", _png(_saliency_picture(
-        digit, sal, predicted)))
-    return Inspection(predicted, probability, label, views, written, source)
+        digit, sal, names[predicted])))
+    return Inspection(predicted, probability, label, views, written, source, class_names=names)
 
 
 def first_kernels(model) -> tuple[int, np.ndarray]:
@@ -642,11 +653,14 @@ def default_out_dir() -> Path:
 
 def inspect_model(model_path: str | Path, index: int | None = None, image: str | Path | None = None,
                   out_dir: str | Path | None = None, data_path: str | Path | None = None,
-                  at: str | None = None, verbose: bool = False) -> Inspection:
-    """`cnn inspect`: one test digit (by index, with its label) or your own picture, through a
-    saved model. Everything the user typed is checked before TensorFlow is imported."""
+                  at: str | None = None, verbose: bool = False,
+                  dataset: str | None = None) -> Inspection:
+    """`cnn inspect`: one test item (by index, with its label; read as the model's dataset, or
+    `dataset`) or your own picture, through a saved model. Everything the user typed is
+    checked before TensorFlow is imported."""
     from cnn_mnist import files
-    from cnn_mnist.save import check_model_path, model_normalize
+    from cnn_mnist.save import check_model_path, class_names, model_normalize
+    from cnn_mnist.save import dataset as model_dataset
 
     position = parse_at(at) if at is not None else None
     check_model_path(model_path)
@@ -654,10 +668,10 @@ def inspect_model(model_path: str | Path, index: int | None = None, image: str |
         raise BadPosition("give exactly one digit: --index N (a test image) or --image PATH")
     label = None
     if index is not None:
-        from cnn_mnist.data import load_mnist
+        from cnn_mnist.data import load_for_model
         from cnn_mnist.predict import check_indices
 
-        mnist = load_mnist(data_path, test_only=True)
+        mnist = load_for_model(data_path, model_dataset(model_path), dataset, f"model {model_path}")
         check_indices([index], len(mnist.x_test))
         digit = mnist.x_test[index].astype(np.float32) / np.float32(255)
         label, source = int(mnist.y_test[index]), f"index {index}"
@@ -676,7 +690,8 @@ def inspect_model(model_path: str | Path, index: int | None = None, image: str |
     check_has_convolution(model, str(model_path))
     if position is not None:
         check_position(model, *position)
-    result = inspect_digit(model, digit, out_dir, label=label, normalize=normalize, source=source)
+    result = inspect_digit(model, digit, out_dir, label=label, normalize=normalize, source=source,
+                           class_names=class_names(model_path))
     if position is not None:
         result.explanation = explain_at(model, digit, *position, normalize=normalize)
     return result
@@ -692,9 +707,9 @@ def format_inspection(result: Inspection) -> str:
                      f"most active (mean): {', '.join(str(t) for t in v.top_channels)}")
         lines.append(f"    {v.png}")
     guess = f"{result.source}: " if result.source else ""
-    guess += f"predicted {result.predicted} ({result.probability:.1%})"
+    guess += f"predicted {result.name(result.predicted)} ({result.probability:.1%})"
     if result.label is not None:
-        guess += f", true label {result.label}" + ("" if result.label == result.predicted
+        guess += f", true label {result.name(result.label)}" + ("" if result.label == result.predicted
                                                     else "  <- wrong")
     lines.append(guess)
     lines.append(f"Input, kernels, saliency: {result.files['input']}, {result.files['kernels']}, "

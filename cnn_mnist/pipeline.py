@@ -205,6 +205,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
         # (made once here), else the model itself.
         saved, evaluation = _evaluate(run, model, data, validation, accelerator)
+        evaluation.class_names = run.config.data.names
         if cluster is not None:
             from cnn_mnist.distribute import weights_sha256
 
@@ -266,7 +267,7 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
     source = recorded_source(run.run_dir) if run.resumed else None
     record = RunRecord(
         run.run_dir, run.run_id, config_source=source or run.config_source,
-        config=config.to_dict(),
+        config=config.to_dict(), dataset=config.data.dataset,
         seed=config.training.seed, versions={
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
@@ -288,17 +289,18 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
 
 
 def _prepare_data(config: Config, watch, record: RunRecord):
-    """Steps 1-2: load MNIST, then scale and shape it as the config says."""
+    """Steps 1-2: load the dataset, then scale and shape it as the config says."""
     from cnn_mnist import data as stage
 
     with watch("load_data"):
-        mnist = stage.load_mnist(config.data.path)
+        mnist = stage.load_mnist(config.data.path, dataset=config.data.dataset)
     log.info("Data: %s training and %s test images from %s", f"{len(mnist.x_train):,}",
              f"{len(mnist.x_test):,}", mnist.source)
     with watch("prepare_data"):
         data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
                              config.data.limit_test)
     record.add("data", {
+        "dataset": config.data.dataset, "class_names": config.data.names,
         "source": mnist.source, "sha256": mnist.sha256,
         "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
         "normalize": config.data.normalize})
@@ -355,7 +357,8 @@ def _fit(run: RunInputs, cluster, model, data):
     from cnn_mnist import train as stage
 
     config = run.config
-    metadata = {"run_id": run.run_id, "config": config.to_dict()}
+    metadata = {"run_id": run.run_id, "config": config.to_dict(),
+                "dataset": config.data.dataset, "class_names": config.data.names}
     timer = stage.FitTimer()
     validation = (stage.TestValidation(data.x_test, data.labels_test)
                   if config.training.validation == "test" else None)
@@ -423,7 +426,8 @@ def _save(run: RunInputs, saved) -> dict[str, str]:
     `cnn predict`, then the stable model path pointed at them."""
     from cnn_mnist.save import export_litert, save_model
 
-    metadata = {"run_id": run.run_id, "config": run.config.to_dict()}
+    metadata = {"run_id": run.run_id, "config": run.config.to_dict(),
+                "dataset": run.config.data.dataset, "class_names": run.config.data.names}
     try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
         run_lite = export_litert(saved, run.run_dir / f"{RUN_MODEL}.tflite")
         metadata["litert_sha256"] = files.sha256(run_lite)

@@ -1,4 +1,6 @@
-"""Stage 7: use the model: predict test digits by index, or your own pictures."""
+"""Stage 7: use the model: predict test digits by index, or your own pictures.
+
+Predictions are named by the model's class names (save.class_names): the digits for MNIST."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 
 # What a folder given to --image is searched for (Pillow reads them all).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+DIGIT_NAMES = [str(d) for d in range(10)]
 
 
 class BadIndex(CnnError):
@@ -35,6 +38,7 @@ class Prediction:
     index: int | None = None
     image: str | None = None
     label: int | None = None
+    class_names: list[str] = field(default_factory=lambda: list(DIGIT_NAMES))  # label 0 to 9
 
     @property
     def predicted(self) -> int:
@@ -50,15 +54,22 @@ class Prediction:
         return [(int(d), float(self.probabilities[d])) for d in order]
 
     @property
+    def class_name(self) -> str:
+        return self.class_names[self.predicted]
+
+    @property
     def name(self) -> str:
         return f"index {self.index}" if self.index is not None else str(self.image)
 
     def to_dict(self) -> dict:
         out: dict = {"index": self.index} if self.index is not None else {"image": self.image}
-        out.update(predicted=self.predicted, probability=round(self.probability, 6),
-                   top3=[{"digit": d, "probability": round(p, 6)} for d, p in self.top3])
+        out.update(predicted=self.predicted, class_name=self.class_name,
+                   probability=round(self.probability, 6),
+                   top3=[{"digit": d, "class_name": self.class_names[d], "probability": round(p, 6)}
+                         for d, p in self.top3])
         if self.label is not None:
             out["label"] = self.label
+            out["label_class_name"] = self.class_names[self.label]
         return out
 
 
@@ -161,22 +172,23 @@ def _percent(q: float) -> str:
 
 def describe(p: Prediction) -> str:
     """One line: what it is, what the model says, how sure, runners-up, the truth."""
-    others = ", ".join(f"{d} {_percent(q)}" for d, q in p.top3[1:])
-    line = f"{p.name}: predicted {p.predicted} ({_percent(p.probability)}; then {others})"
+    names = p.class_names
+    others = ", ".join(f"{names[d]} {_percent(q)}" for d, q in p.top3[1:])
+    line = f"{p.name}: predicted {p.class_name} ({_percent(p.probability)}; then {others})"
     if p.label is not None:
-        line += f", true label {p.label}" + ("" if p.label == p.predicted else "  <- wrong")
+        line += f", true label {names[p.label]}" + ("" if p.label == p.predicted else "  <- wrong")
     return line
 
 
 def tile(p: Prediction) -> Tile:
     """The digit with its prediction and true label, for a picture."""
-    title = f"predicted {p.predicted} ({p.probability:.0%})"
+    title = f"predicted {p.class_name} ({p.probability:.0%})"
     if p.index is not None:
         title = f"#{p.index}: {title}"
     elif p.image is not None:
         title = f"{Path(p.image).name}\n{title}"
     if p.label is not None:
-        title += f"\ntrue label {p.label}"
+        title += f"\ntrue label {p.class_names[p.label]}"
     return Tile(p.digit, title, wrong=p.label not in (None, p.predicted))
 
 
@@ -218,34 +230,39 @@ class Predictions:
 
 def predict(indices=(), images=(), model_path: str | Path = "", data_path: str | None = None,
             verbose: bool = False, save_image: str | None = None,
-            save_preprocessed: str | None = None) -> Predictions:
-    """Test digits by index (`indices` as typed: "10", "10:20") and the user's pictures (files
-    or folders), through the model at `model_path`. Everything typed is checked before
+            save_preprocessed: str | None = None, dataset: str | None = None) -> Predictions:
+    """Test items by index (`indices` as typed: "10", "10:20") and the user's pictures (files
+    or folders), through the model at `model_path`. The test data is read as the model's
+    dataset (or `dataset`), and refused if it is another. Everything typed is checked before
     TensorFlow is imported; an unreadable picture is reported and the others go on."""
+    from cnn_mnist import save
     from cnn_mnist.images import ImageError, load_digit
-    from cnn_mnist.save import check_model_path, model_normalize
 
     wanted = parse_indices(indices)
     items: list[Prediction] = []
+    names = save.class_names(model_path) if Path(model_path).is_file() else list(DIGIT_NAMES)
     if wanted:
-        from cnn_mnist.data import load_mnist
+        from cnn_mnist.data import load_for_model
 
-        mnist = load_mnist(data_path, test_only=True)
+        model_dataset = save.dataset(model_path) if Path(model_path).is_file() else "mnist"
+        mnist = load_for_model(data_path, model_dataset, dataset, f"model {model_path}")
         check_indices(wanted, len(mnist.x_test))
         items += [Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
-                             index=i, label=int(mnist.y_test[i])) for i in wanted]
-    check_model_path(model_path)
+                             index=i, label=int(mnist.y_test[i]), class_names=names)
+                  for i in wanted]
+    save.check_model_path(model_path)
     failed = []
     for path in expand_images(images):
         try:
-            items.append(Prediction(digit=load_digit(path), probabilities=None, image=path))
+            items.append(Prediction(digit=load_digit(path), probabilities=None, image=path,
+                                    class_names=names))
         except ImageError as exc:
             failed.append(str(exc))
     if items:
         model, backend = open_model(model_path, verbose)
         log.debug("Predicting with %s", backend)
         rows = probabilities(model, np.stack([p.digit for p in items]),
-                             normalize=model_normalize(model_path))
+                             normalize=save.model_normalize(model_path))
         for p, row in zip(items, rows):
             p.probabilities = row
         save_pictures(items, save_image, save_preprocessed)

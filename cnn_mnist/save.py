@@ -2,8 +2,8 @@
 
 The resolved config travels inside the model file (an HDF5 attribute in `.h5`, a `cnn_mnist.json`
 entry in the `.keras` zip), so `cnn predict` and `cnn evaluate` prepare inputs the way the model
-was trained (for example raw 0-255 pixels when `data.normalize` was false). Plain
-`keras.models.load_model` ignores it.
+was trained (for example raw 0-255 pixels when `data.normalize` was false), and name its
+classes as its dataset does (`dataset`, `class_names`). Plain `keras.models.load_model` ignores it.
 """
 
 from __future__ import annotations
@@ -106,6 +106,22 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 def model_normalize(path: str | Path) -> bool:
     """How the model was trained to see pixels: [0, 1], unless its config says raw 0-255."""
     return read_metadata(path).get("config", {}).get("data", {}).get("normalize", True)
+
+
+def dataset(path: str | Path) -> str:
+    """The dataset the model was trained on: mnist, fashion_mnist or custom ("mnist" for a
+    model saved before datasets were recorded, or by other means)."""
+    metadata = read_metadata(path)
+    return metadata.get("dataset") or metadata.get("config", {}).get("data", {}).get(
+        "dataset", "mnist")
+
+
+def class_names(path: str | Path) -> list[str]:
+    """The model's ten class names, label 0 to 9 (the digits for a model without them)."""
+    names = read_metadata(path).get("class_names")
+    if isinstance(names, list) and len(names) == 10:
+        return [str(n) for n in names]
+    return [str(i) for i in range(10)]
 
 
 def check_model_path(path: str | Path) -> Path:

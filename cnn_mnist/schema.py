@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from cnn_mnist import paths
+from cnn_mnist.datasets import CLASS_NAMES, default_class_names
 
 Activation = Literal["relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish"]
 Padding = Literal["valid", "same"]
@@ -121,13 +122,37 @@ def _lecture_layers() -> list[Layer]:
 
 
 class DataConfig(_Section):
-    # None: $CNN_MNIST_DATA, else Keras's download-and-cache.
+    # None: the dataset's variable ($CNN_MNIST_DATA, $CNN_FASHION_DATA), else Keras's
+    # download-and-cache (a custom dataset needs a path).
     path: str | None = None
+    # mnist and fashion_mnist are checked by checksum; custom is any 28x28 ten-class set.
+    dataset: Literal["mnist", "fashion_mnist", "custom"] = "mnist"
+    # Ten names, for label 0 to 9: fixed for mnist (the digits) and fashion_mnist; a custom
+    # dataset's default is the digits.
+    class_names: list[str] | None = None
     # The lecture fed raw 0-255 pixels (0.9777 after 1 epoch); scaling to [0, 1] trains better.
     normalize: bool = True
     # Take the first N images, for quick runs.
     limit_train: int | None = Field(default=None, ge=1)
     limit_test: int | None = Field(default=None, ge=1)
+
+    @field_validator("class_names")
+    @classmethod
+    def _ten_names(cls, value: list[str] | None, info) -> list[str] | None:
+        if value is None:
+            return value
+        if len(value) != 10 or len(set(value)) != 10 or not all(v.strip() for v in value):
+            raise ValueError(f"expected 10 different names (label 0 to 9), got {value!r}")
+        fixed = CLASS_NAMES.get(info.data.get("dataset", "mnist"))
+        if fixed is not None and value != fixed:
+            raise ValueError(f"the names of {info.data.get('dataset')} are fixed "
+                             f"({', '.join(fixed)}); leave class_names out, or use dataset custom")
+        return value
+
+    @property
+    def names(self) -> list[str]:
+        """The class names: given, or the dataset's (the digits for a custom one)."""
+        return list(self.class_names) if self.class_names else default_class_names(self.dataset)
 
 
 class ModelConfig(_Section):

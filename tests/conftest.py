@@ -99,6 +99,59 @@ def real_mnist_path() -> Path:
     return path
 
 
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+@pytest.fixture(scope="session")
+def real_fashion_path() -> Path:
+    """Fashion-MNIST's four files (Debian's copy); skipped when absent, a failure under CI."""
+    path = Path(os.environ.get("CNN_FASHION_DATA") or DEBIAN_FASHION).resolve()
+    if not (path / "t10k-labels-idx1-ubyte.gz").exists():
+        message = (f"Fashion-MNIST not found at {path} (set CNN_FASHION_DATA, or "
+                   "apt-get install dataset-fashion-mnist)")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def known_table(mnist: Mnist) -> dict:
+    """A datasets.KNOWN entry for `mnist`'s four files: their record counts and content
+    checksums, so that data made in a test can stand for a known dataset."""
+    import hashlib
+
+    from cnn_mnist.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
+    from cnn_mnist.datasets import KnownFile
+
+    table = {}
+    for role, stem in IDX_FILES.items():
+        array = getattr(mnist, role)
+        raw = to_idx(array, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
+        table[stem] = KnownFile(len(array), hashlib.sha256(raw).hexdigest())
+    return table
+
+
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                 "Sneaker", "Bag", "Ankle boot"]
+
+
+def relabelled_model(model_path: Path, dest: Path, dataset: str = "fashion_mnist",
+                     names: list[str] | None = None) -> Path:
+    """A copy of a model saved by `cnn train`, its metadata saying it was trained on `dataset`
+    (with Fashion-MNIST's class names by default): the weights need not know."""
+    import shutil
+
+    from cnn_mnist import save
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, dest)
+    metadata = save.read_metadata(dest)
+    metadata.pop("litert_sha256", None)
+    metadata.update(dataset=dataset, class_names=names or FASHION_NAMES)
+    save._write_metadata(dest, metadata)
+    return dest
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tensorflow():
     """Import TensorFlow once, quietly, as the CLI does."""

@@ -167,3 +167,47 @@ def test_bad_index_does_not_import_tensorflow(idx_folder):
             "assert 'tensorflow' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- class names from the model file ----------------------------------------------------------
+
+from tests.conftest import FASHION_NAMES, relabelled_model  # noqa: E402
+
+
+def test_predict_names_classes_from_the_model(runner, tiny_trained, idx_folder, tiny_mnist,
+                                              tmp_path):
+    model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
+    result = invoke(runner, ["predict", "-i", "5", "-m", str(model), "--save-image",
+                             str(tmp_path / "p.png")], idx_folder)
+    assert result.exit_code == 0, result.output
+    assert f"true label {FASHION_NAMES[tiny_mnist.y_test[5]]}" in result.output
+    line = result.output.splitlines()[-1]
+    assert line.startswith("index 5: predicted ") and line.split("predicted ")[1].split(" (")[0] \
+        in FASHION_NAMES
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    items = json.loads(invoke(runner, ["predict", "-i", "0:4", "--json", "-m", str(model)],
+                              idx_folder).output)
+    for item, label in zip(items, tiny_mnist.y_test[:4]):
+        assert item["class_name"] == FASHION_NAMES[item["predicted"]]
+        assert item["label_class_name"] == FASHION_NAMES[label]
+
+
+def test_mnist_predict_json_names_are_digits(runner, tiny_trained, idx_folder):
+    items = json.loads(invoke(runner, ["predict", "-i", "0:3", "--json", "-m",
+                                       str(tiny_trained[0])], idx_folder).output)
+    assert all(item["class_name"] == str(item["predicted"]) for item in items)
+
+
+def test_evaluate_names_classes_and_refuses_another_dataset(runner, tiny_trained, idx_folder,
+                                                            tmp_path):
+    model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
+    result = invoke(runner, ["evaluate", "-m", str(model), "--out", str(tmp_path / "ev")],
+                    idx_folder)
+    assert result.exit_code == 0, result.output
+    assert "rows: true class" in result.output and "\n0 T-shirt/top " in result.output
+    assert "\n9 Ankle boot " in result.output
+    refused = invoke(runner, ["evaluate", "-m", str(model), "--dataset", "mnist"], idx_folder)
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"error: model {model} was trained on Fashion-MNIST, not "
+                                     "MNIST")
+    assert "Traceback" not in refused.output

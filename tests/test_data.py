@@ -152,3 +152,168 @@ def test_altered_standard_file_fails_checksum(real_mnist_path, tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum does not match"):
         data.load_mnist(tmp_path)
+
+
+# --- datasets: known ones checked by content, custom ones by structure -----------------------
+
+from tests.conftest import known_table, synthetic_digits, write_idx_folder  # noqa: E402
+from cnn_mnist.data import Mnist  # noqa: E402
+from cnn_mnist.errors import WrongDataset  # noqa: E402
+
+
+@pytest.fixture
+def two_sets():
+    """Two small synthetic sets standing for MNIST and Fashion-MNIST, and a table of their
+    checksums in place of datasets.KNOWN (the real checksums are of the real files)."""
+    sets = {}
+    for name, seed in (("mnist", 10), ("fashion_mnist", 20)):
+        x_train, y_train = synthetic_digits(64, seed=seed)
+        x_test, y_test = synthetic_digits(32, seed=seed + 1)
+        sets[name] = Mnist(x_train, y_train, x_test, y_test, source=name)
+    return sets, {name: known_table(m) for name, m in sets.items()}
+
+
+def _npz(path, mnist):
+    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test,
+             y_test=mnist.y_test)
+    return path
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_known_dataset_with_its_checksums_loads(tmp_path, two_sets, dataset):
+    sets, known = two_sets
+    folder = write_idx_folder(tmp_path / dataset, sets[dataset])
+    loaded = data.load_mnist(folder, dataset=dataset, known=known)
+    assert loaded.dataset == dataset
+    np.testing.assert_array_equal(loaded.y_test, sets[dataset].y_test)
+    from_npz = data.load_mnist(_npz(tmp_path / "set.npz", sets[dataset]), dataset=dataset,
+                               known=known)
+    np.testing.assert_array_equal(from_npz.x_train, sets[dataset].x_train)
+
+
+def test_altered_file_of_a_known_dataset_is_refused(tmp_path, two_sets):
+    sets, known = two_sets
+    folder = write_idx_folder(tmp_path / "fashion", sets["fashion_mnist"])
+    labels = sets["fashion_mnist"].y_test.copy()
+    labels[0] = (labels[0] + 1) % 10
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum does not match the "
+                                        "original Fashion-MNIST file"):
+        data.load_mnist(folder, dataset="fashion_mnist", known=known)
+    altered = Mnist(**{**vars(sets["fashion_mnist"]), "y_test": labels})
+    with pytest.raises(DataError, match=r"\(y_test\): checksum does not match the original "
+                                        "Fashion-MNIST"):
+        data.load_mnist(_npz(tmp_path / "f.npz", altered), dataset="fashion_mnist", known=known)
+
+
+@pytest.mark.parametrize("asked, files", [("mnist", "fashion_mnist"), ("fashion_mnist", "mnist"),
+                                          ("custom", "fashion_mnist")])
+def test_a_known_dataset_under_another_name_is_named(tmp_path, two_sets, asked, files):
+    sets, known = two_sets
+    title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[files]
+    folder = write_idx_folder(tmp_path / files, sets[files])
+    with pytest.raises(WrongDataset, match=f"this is {title} .*found by checksum.*"
+                                           f"--dataset {files}") as caught:
+        data.load_mnist(folder, dataset=asked, known=known)
+    assert caught.value.found == files and "corrupt" not in str(caught.value)
+    with pytest.raises(WrongDataset, match=f"this is {title} "):
+        data.load_mnist(_npz(tmp_path / "s.npz", sets[files]), dataset=asked, known=known)
+
+
+def test_regzipped_or_raw_files_are_checked_by_content(tmp_path, two_sets):
+    """Other gzip settings, a stored file name, no gzip at all: the same data is accepted."""
+    sets, known = two_sets
+    original = write_idx_folder(tmp_path / "original", sets["mnist"])
+    regz, raw = tmp_path / "regz", tmp_path / "raw"
+    regz.mkdir(), raw.mkdir()
+    for stem in data.IDX_FILES.values():
+        content = gzip.decompress((original / f"{stem}.gz").read_bytes())
+        with gzip.GzipFile(stem, "wb", compresslevel=1, fileobj=(regz / f"{stem}.gz").open("wb"),
+                           mtime=12345) as out:
+            out.write(content)
+        (raw / stem).write_bytes(content)
+        assert (regz / f"{stem}.gz").read_bytes() != (original / f"{stem}.gz").read_bytes()
+    for folder in (regz, raw):
+        assert data.load_mnist(folder, known=known).dataset == "mnist"
+
+
+def test_regzipped_real_mnist_is_accepted(real_mnist_path, tmp_path):
+    """`zcat f.gz | gzip -6`: other .gz bytes, the same MNIST."""
+    for stem in data.IDX_FILES.values():
+        content = gzip.decompress((real_mnist_path / f"{stem}.gz").read_bytes())
+        (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(content, compresslevel=6))
+        assert files_sha(tmp_path / f"{stem}.gz") != data.KNOWN_SHA256[f"{stem}.gz"]
+    loaded = data.load_mnist(tmp_path, test_only=True)
+    assert loaded.y_test[[10, 20, 30]].tolist() == [0, 9, 3]
+
+
+def files_sha(path):
+    from cnn_mnist.files import sha256
+
+    return sha256(path)
+
+
+def test_real_fashion_mnist_loads_and_mnist_is_named(real_fashion_path, real_mnist_path):
+    fashion = data.load_mnist(real_fashion_path, dataset="fashion_mnist")
+    assert fashion.x_train.shape == (60000, 28, 28) and fashion.x_test.shape == (10000, 28, 28)
+    assert np.bincount(fashion.y_test).tolist() == [1000] * 10
+    with pytest.raises(WrongDataset, match="this is Fashion-MNIST .*not MNIST: set data.dataset: "
+                                           "fashion_mnist"):
+        data.load_mnist(real_fashion_path, test_only=True)
+    with pytest.raises(WrongDataset, match="this is MNIST .*not Fashion-MNIST"):
+        data.load_mnist(real_mnist_path, test_only=True, dataset="fashion_mnist")
+
+
+def test_custom_is_checked_by_structure_with_a_note(tmp_path, tiny_mnist, caplog):
+    folder = write_idx_folder(tmp_path / "kmnist", tiny_mnist)
+    with caplog.at_level("INFO", logger="cnn_mnist.data"):
+        loaded = data.load_mnist(folder, dataset="custom")
+    assert loaded.dataset == "custom"
+    notes = [r.getMessage() for r in caplog.records if "no checksum is known" in r.getMessage()]
+    assert len(notes) == 1 and "\n" not in notes[0]
+    bad = tiny_mnist.y_test.copy()
+    bad[3] = 10
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", bad)
+    with pytest.raises(DataError, match="labels from 0 to 10, expected labels 0-9"):
+        data.load_mnist(folder, dataset="custom")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", tiny_mnist.y_test[:-1])
+    with pytest.raises(DataError, match="127 labels for 128 images"):
+        data.load_mnist(folder, dataset="custom")
+
+
+def test_custom_needs_a_path(monkeypatch):
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    with pytest.raises(DataError, match="data.dataset custom needs its files: pass a folder"):
+        data.load_mnist(None, dataset="custom")
+
+
+def test_fashion_env_var_is_fashion_mnists_own(monkeypatch, idx_folder, tmp_path):
+    monkeypatch.setenv("CNN_FASHION_DATA", str(idx_folder))
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "not-here"))
+    assert data.load_mnist(None, dataset="fashion_mnist").source == str(idx_folder)
+
+
+def test_keras_fashion_download_is_checked_in_its_cache(tmp_path, two_sets):
+    """Keras's get_file finds the files already in its cache (no network needed) and hands
+    them over; their checksums are then checked like a folder's."""
+    sets, known = two_sets
+    cache = write_idx_folder(tmp_path / "keras" / "datasets" / "fashion-mnist",
+                             sets["fashion_mnist"])
+    loaded = data.load_keras_fashion(cache_dir=tmp_path / "keras", known=known)
+    assert loaded.source.startswith("keras.datasets.fashion_mnist") and str(cache) in loaded.source
+    np.testing.assert_array_equal(loaded.x_test, sets["fashion_mnist"].x_test)
+    images = sets["fashion_mnist"].x_train.copy()
+    images[0, 0, 0] ^= 1
+    write_idx(cache / "train-images-idx3-ubyte.gz", images)
+    with pytest.raises(DataError, match="checksum does not match the original Fashion-MNIST "
+                                        "file.*\n.*Keras's cache"):
+        data.load_keras_fashion(cache_dir=tmp_path / "keras", known=known)
+
+
+def test_keras_fashion_cache_of_debians_files(real_fashion_path, tmp_path):
+    cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    cache.mkdir(parents=True)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (cache / f"{stem}.gz").symlink_to(real_fashion_path / f"{stem}.gz")
+    loaded = data.load_keras(dataset="fashion_mnist", test_only=True, cache_dir=tmp_path / "keras")
+    assert loaded.dataset == "fashion_mnist" and len(loaded.x_test) == 10000

@@ -67,3 +67,75 @@ def test_table_and_files(tmp_path):
     saved = json.loads(paths["confusion_matrix_json"].read_text())
     assert np.array(saved["confusion_matrix"]["counts"]).sum() == 30
     assert saved["per_class"]["3"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
+
+
+# --- class names ------------------------------------------------------------------------------
+
+from tests.conftest import FASHION_NAMES, known_table, relabelled_model  # noqa: E402
+
+
+def _named_evaluation(names):
+    labels = np.repeat(np.arange(10), 3)
+    probabilities = np.eye(10)[labels] * 0.9 + 0.01
+    probabilities[0] = np.eye(10)[6] * 0.9 + 0.01  # a T-shirt taken for a shirt
+    return evaluate.from_probabilities(probabilities, labels, names)
+
+
+def test_class_names_in_the_tables_and_json(tmp_path):
+    ev = _named_evaluation(FASHION_NAMES)
+    report = evaluate.format_report(ev)
+    assert "Confusion matrix (rows: true class, columns: predicted class, by number)" in report
+    table = evaluate.format_confusion(ev.confusion, FASHION_NAMES).splitlines()
+    assert len(table) == 11 and len({len(line) for line in table}) == 1  # aligned
+    assert table[1].startswith("0 T-shirt/top") and table[10].startswith("9 Ankle boot")
+    assert table[1].split()[-10:] == ["2", "0", "0", "0", "0", "0", "1", "0", "0", "0"]  # one as 6
+    per_class = evaluate.format_per_class(ev).splitlines()
+    assert per_class[0].startswith("class") and per_class[7].startswith("6 Shirt")
+    assert len({len(line) for line in per_class[1:]}) == 1
+    saved = json.loads(evaluate.save_results(ev, tmp_path)["confusion_matrix_json"].read_text())
+    assert saved["class_names"] == FASHION_NAMES
+    assert saved["confusion_matrix"]["rows"] == "true class"
+    assert saved["per_class"]["6"]["precision"] == pytest.approx(0.75)
+
+
+def test_mnist_tables_stay_digits():
+    ev = _named_evaluation(None)
+    assert ev.class_names == [str(d) for d in range(10)]
+    assert evaluate.format_confusion(ev.confusion).splitlines()[0].startswith("true\\pred   0")
+    assert "rows: true digit, columns: predicted)" in evaluate.format_report(ev)
+    assert evaluate.format_per_class(ev).splitlines()[0] == "digit  precision  recall      f1  support"
+    assert ev.to_dict()["confusion_matrix"]["rows"] == "true digit"
+
+
+def test_mistakes_are_captioned_with_class_names(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(evaluate, "digits_png", lambda tiles, empty: drawn.extend(tiles) or b"")
+    ev = _named_evaluation(FASHION_NAMES)
+    evaluate.mistakes_png(np.zeros((30, 28, 28)), ev.labels, ev.probabilities,
+                          class_names=FASHION_NAMES)
+    assert [t.title for t in drawn] == ["#0: predicted Shirt (91%)\ntrue label T-shirt/top"]
+
+
+def test_evaluate_model_names_classes_from_the_model_file(tiny_trained, idx_folder, tmp_path):
+    model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
+    report = evaluate.evaluate_model(model, str(idx_folder), tmp_path / "ev")
+    assert report.evaluation.class_names == FASHION_NAMES
+    saved = json.loads(report.paths["confusion_matrix_json"].read_text())
+    assert saved["class_names"] == FASHION_NAMES
+
+
+def test_evaluate_refuses_test_data_of_another_dataset(tiny_trained, idx_folder, tiny_mnist,
+                                                        tmp_path, monkeypatch):
+    from cnn_mnist import data
+    from cnn_mnist.errors import WrongDataset
+
+    model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
+    with pytest.raises(WrongDataset, match=r"fashion.h5 was trained on Fashion-MNIST, not MNIST"):
+        evaluate.evaluate_model(model, str(idx_folder), tmp_path / "ev", dataset="mnist")
+    # The files found by checksum to be MNIST's (the test's own table stands for the real one).
+    monkeypatch.setattr(data, "KNOWN", {"mnist": known_table(tiny_mnist)})
+    with pytest.raises(WrongDataset, match=r"fashion.h5 was trained on Fashion-MNIST, but "
+                                           r".*t10k-images-idx3-ubyte.gz is MNIST \(found by "
+                                           "checksum\\)"):
+        evaluate.evaluate_model(model, str(idx_folder), tmp_path / "ev")
+    assert not (tmp_path / "ev").exists()  # refused before anything was written

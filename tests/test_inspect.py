@@ -409,3 +409,15 @@ def test_inspect_as_a_process(tiny_trained, idx_folder, tmp_path):
     data = json.loads(done.stdout)
     assert Path(data["files"]["dir"]).parent == Path("logs/inspect")
     assert (tmp_path / data["files"]["kernels"]).is_file()
+
+
+def test_class_names_in_the_inspection(window_model, digit, tmp_path):
+    from tests.conftest import FASHION_NAMES
+
+    result = look.inspect_digit(window_model, digit, tmp_path, label=4,
+                                class_names=FASHION_NAMES)
+    data = result.to_dict()
+    assert data["class_name"] == FASHION_NAMES[data["predicted"]]
+    assert data["label_class_name"] == "Coat"
+    assert f"predicted {FASHION_NAMES[data['predicted']]} (" in look.format_inspection(result)
+    assert "true label Coat" in look.format_inspection(result)

@@ -302,3 +302,40 @@ def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config
     assert resumed["status"] == "completed"
     assert resumed["config_source"] == str(tiny_config_file)
     assert resumed["hparams"]["config"] == "tiny.yaml"
+
+
+def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file):
+    """The dataset and its class names go into run.json, the model file and the reports."""
+    from cnn_mnist import save
+    from cnn_mnist.pipeline import train
+
+    names = [f"kana {k}" for k in range(10)]
+    config = load_config(tiny_config_file, sets=["data.dataset=custom",
+                                                 f"data.class_names={json.dumps(names)}",
+                                                 "training.epochs=1"])
+    result = train(config, progress=0)
+    record = json.loads(result.record_path.read_text())
+    assert record["dataset"] == "custom" and record["config"]["data"]["dataset"] == "custom"
+    assert record["data"]["dataset"] == "custom" and record["data"]["class_names"] == names
+    assert save.dataset(result.model_path) == "custom"
+    assert save.class_names(result.model_path) == names
+    assert result.evaluation.class_names == names
+    saved = json.loads(Path(result.paths["confusion_matrix_json"]).read_text())
+    assert saved["class_names"] == names
+    # TensorBoard's confusion-matrix table (beside its image, drawn from the same PNG).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(result.run_dir / "evaluation"), size_guidance={"tensors": 0})
+    events.Reload()
+    text = events.Tensors("confusion_matrix_table")[-1].tensor_proto.string_val[0].decode()
+    assert "0 kana 0" in text and "9 kana 9" in text
+    assert "confusion_matrix" in events.Tags()["tensors"]
+
+
+def test_an_mnist_run_records_mnist(tiny_trained):
+    from cnn_mnist import save
+
+    model_path, result = tiny_trained
+    assert json.loads(result.record_path.read_text())["dataset"] == "mnist"
+    assert save.dataset(model_path) == "mnist"
+    assert save.class_names(model_path) == [str(d) for d in range(10)]

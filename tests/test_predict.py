@@ -103,3 +103,22 @@ def test_open_model_uses_litert_only_when_it_matches(tmp_path, trained_tiny):
     assert predict.open_model(tmp_path / "m.h5")[1] == "keras"
     save_model(model, tmp_path / "plain.h5")
     assert predict.open_model(tmp_path / "plain.h5")[1] == "keras"
+
+
+def test_prediction_named_by_class_names():
+    from tests.conftest import FASHION_NAMES
+
+    p = _prediction(label=5)
+    p.class_names = FASHION_NAMES
+    line = predict.describe(p)
+    assert line.startswith("index 7: predicted Dress (") and "then Sandal" in line
+    assert "true label Sandal  <- wrong" in line
+    data = p.to_dict()
+    assert data["class_name"] == "Dress" and data["label_class_name"] == "Sandal"
+    assert [t["class_name"] for t in data["top3"]] == ["Dress", "Sandal", "Bag"]
+    assert predict.tile(p).title == "#7: predicted Dress (80%)\ntrue label Sandal"
+
+
+def test_mnist_prediction_names_are_its_digits():
+    p = _prediction(label=3)
+    assert p.to_dict()["class_name"] == "3" and "predicted 3 (" in predict.describe(p)

@@ -94,3 +94,18 @@ def test_empty_model_file(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
     with pytest.raises(ModelFileError, match="the file is empty"):
         load_model(tmp_path / "empty.h5")
+
+
+def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
+    from cnn_mnist import save
+
+    old = save_model(tiny_model, tmp_path / "old.h5")  # no metadata: an older model
+    assert save.class_names(old) == [str(d) for d in range(10)]
+    assert save.dataset(old) == "mnist"
+    names = [f"kana {k}" for k in range(10)]
+    new = save_model(tiny_model, tmp_path / "new.keras", {"dataset": "custom", "class_names": names})
+    assert save.class_names(new) == names and save.dataset(new) == "custom"
+    # Only the config (a best.h5 from an earlier version): its dataset still counts.
+    best = save_model(tiny_model, tmp_path / "best.h5",
+                      {"config": {"data": {"dataset": "fashion_mnist"}}})
+    assert save.dataset(best) == "fashion_mnist"

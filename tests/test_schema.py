@@ -43,3 +43,22 @@ def test_every_layer_type_has_a_shape_rule():
     from cnn_mnist.shapes import RULES
 
     assert set(RULES) == set(LAYER_NAMES)
+
+
+def test_dataset_and_class_names():
+    from cnn_mnist.schema import DataConfig
+
+    assert DataConfig().dataset == "mnist" and DataConfig().names == [str(d) for d in range(10)]
+    fashion = DataConfig(dataset="fashion_mnist")
+    assert fashion.names[0] == "T-shirt/top" and fashion.names[9] == "Ankle boot"
+    assert DataConfig(dataset="custom").names == [str(d) for d in range(10)]
+    names = [f"kana {k}" for k in range(10)]
+    assert DataConfig(dataset="custom", class_names=names).names == names
+    with pytest.raises(pydantic.ValidationError, match="expected 10 different names"):
+        DataConfig(dataset="custom", class_names=names[:9])
+    with pytest.raises(pydantic.ValidationError, match="expected 10 different names"):
+        DataConfig(dataset="custom", class_names=["a"] * 10)
+    with pytest.raises(pydantic.ValidationError, match="names of fashion_mnist are fixed"):
+        DataConfig(dataset="fashion_mnist", class_names=names)
+    with pytest.raises(pydantic.ValidationError):
+        DataConfig(dataset="kmnist")

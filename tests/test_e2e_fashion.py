@@ -1,0 +1,72 @@
+"""Fashion-MNIST end to end, as a user runs it: `cnn train --config fashion` on the real files
+(Debian's dataset-fashion-mnist, or $CNN_FASHION_DATA), then `cnn predict` and `cnn evaluate`
+as subprocesses, which learn the dataset and its class names from the model file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FASHION_NAMES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def run_cnn(args, cwd, timeout=900):
+    env = {k: v for k, v in os.environ.items() if k not in ("CNN_MNIST_DATA", "CNN_FASHION_DATA")}
+    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory, real_fashion_path):
+    """The shipped fashion config, on a slice: 1 epoch over 3,000 images."""
+    cwd = tmp_path_factory.mktemp("fashion-run")
+    result = run_cnn(["train", "--config", "fashion", "--data", str(real_fashion_path),
+                      "--epochs", "1", "--seed", "3", "--set", "data.limit_train=3000",
+                      "--set", "data.limit_test=1000"], cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list((cwd / "logs" / "fit").glob("*/run.json"))
+    assert len(records) == 1
+    return cwd, result, json.loads(records[0].read_text())
+
+
+def test_train_reports_fashion_mnists_classes(fashion_run):
+    cwd, result, record = fashion_run
+    assert record["dataset"] == "fashion_mnist" and record["data"]["class_names"] == FASHION_NAMES
+    assert record["data"]["num_train"] == 3000 and record["data"]["num_test"] == 1000
+    assert record["metrics"]["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert "rows: true class" in result.stdout
+    for k, name in enumerate(FASHION_NAMES):
+        assert f"\n{k} {name} " in result.stdout
+    saved = json.loads((cwd / record["paths"]["confusion_matrix_json"]).read_text())
+    assert saved["class_names"] == FASHION_NAMES
+
+
+def test_predict_a_test_item_by_index_shows_its_class_name(fashion_run, real_fashion_path):
+    cwd, _, _ = fashion_run
+    # No --dataset: the model file says Fashion-MNIST. Test item 0 is an ankle boot.
+    shown = run_cnn(["predict", "--index", "0", "--model", "models/fashion.h5", "--data",
+                     str(real_fashion_path)], cwd)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    line = shown.stdout.strip().splitlines()[-1]
+    assert line.startswith("index 0: predicted ") and line.split("predicted ")[1].split(" (")[0] \
+        in FASHION_NAMES
+    assert "true label Ankle boot" in line
+    as_json = run_cnn(["predict", "--index", "0", "--json", "--model", "models/fashion.h5",
+                       "--data", str(real_fashion_path)], cwd)
+    item = json.loads(as_json.stdout)[0]
+    assert item["label"] == 9 and item["label_class_name"] == "Ankle boot"
+    assert item["class_name"] == FASHION_NAMES[item["predicted"]]
+
+
+def test_evaluate_refuses_mnist_for_a_fashion_model(fashion_run, real_mnist_path):
+    cwd, _, _ = fashion_run
+    refused = run_cnn(["evaluate", "--model", "models/fashion.h5", "--data",
+                       str(real_mnist_path)], cwd)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: model models/fashion.h5 was trained on "
+                                     "Fashion-MNIST, but ")
+    assert "is MNIST (found by checksum)" in refused.stderr and "Traceback" not in refused.stderr
