@@ -157,6 +157,7 @@ class RunSummary:
     compared_to: str | None = None
     sweep: str | None = None
     trial: int | None = None
+    dataset: str = "mnist"
     published: str | None = None  # the stable model path that holds this run's model
     problem: str | None = None  # a failure's reason, or what is wrong with run.json
 
@@ -254,6 +255,7 @@ def _summary(run_dir: Path, data: dict, bases: dict) -> RunSummary:
         epochs_done=int(done) if done is not None else _epochs_logged(run_dir),
         epochs=config.get("training", {}).get("epochs"), differences=differences,
         compared_to=compared_to, sweep=sweep.get("name"), trial=sweep.get("trial"),
+        dataset=str((config.get("data") or {}).get("dataset") or data.get("dataset") or "mnist"),
         published=_published(model, config, bases), problem=data.get("error"))
 
 
@@ -434,13 +436,26 @@ def _config_of(run_dir: Path) -> dict | None:
 
 
 def per_class_f1(run_dir: Path) -> tuple[float, ...] | None:
-    """F1 per digit from the run's confusion_matrix.json."""
+    """F1 per class from the run's confusion_matrix.json."""
     try:
         data = json.loads((Path(run_dir) / "confusion_matrix.json").read_text(encoding="utf-8"))
         per_class = data["per_class"]
         return tuple(float(per_class[str(d)]["f1"]) for d in range(len(per_class)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def class_names(run_dir: Path) -> list[str]:
+    """The run's class names, from its confusion_matrix.json; the digits for MNIST and for runs
+    recorded before other datasets."""
+    try:
+        data = json.loads((Path(run_dir) / "confusion_matrix.json").read_text(encoding="utf-8"))
+        names = data["class_names"]
+        if isinstance(names, list) and len(names) == 10:
+            return [str(n) for n in names]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return [str(d) for d in range(10)]
 
 
 def best_run(log_dir: str | Path, metric: str = "test_accuracy") -> RunSummary:

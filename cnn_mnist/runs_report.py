@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from cnn_mnist.hparams import hparams_of
-from cnn_mnist.runs import (Comparison, RunSummary, folder_size, per_class_f1, read_record,
-                            show_value, summarize)
+from cnn_mnist.runs import (Comparison, RunSummary, class_names, folder_size, per_class_f1,
+                            read_record, show_value, summarize)
 
 DIFFERS_WIDTH = 60  # the list's `differs` column; `cnn runs show` and --json give them all
 
@@ -58,12 +58,12 @@ def table(rows: list[list[str]]) -> str:
 
 def format_list(listed: list[RunSummary]) -> str:
     """`cnn runs`: newest first, one line each."""
-    rows = [["ID", "STATUS", "STARTED", "TIME", "EPOCHS", "TEST ACC", "CONFIG", "DIFFERS",
-             "MODEL"]]
+    rows = [["ID", "STATUS", "STARTED", "TIME", "EPOCHS", "TEST ACC", "DATASET", "CONFIG",
+             "DIFFERS", "MODEL"]]
     for run in listed:
         model = f"{run.model_path}{' *' if run.published else ''}" if run.model_path else "-"
         rows.append([run.id, run.status, when(run.started), seconds(run.duration_s),
-                     _epochs(run), _number(run.test_accuracy), _config_name(run),
+                     _epochs(run), _number(run.test_accuracy), run.dataset, _config_name(run),
                      _differs(run) if run.problem is None or run.status == "failed"
                      else run.problem, model])
     notes = [f"* {run.published} is run {run.id}'s model" for run in listed if run.published]
@@ -127,7 +127,8 @@ def format_show(run_dir: Path) -> str:
                      f"{_number(run.test_loss)}")
     f1 = per_class_f1(run_dir)
     if f1:
-        lines.append("F1        " + "  ".join(f"{d}: {v:.3f}" for d, v in enumerate(f1)))
+        names = class_names(run_dir)
+        lines.append("F1        " + "  ".join(f"{names[d]}: {v:.3f}" for d, v in enumerate(f1)))
     epochs = _epoch_table(data or {})
     if epochs:
         lines += ["", epochs]
@@ -153,9 +154,10 @@ def format_comparison(comparison: Comparison) -> str:
     rows += [["status", *(run.status for run in runs)],
              ["test accuracy", *(_number(run.test_accuracy) for run in runs)],
              ["test loss", *(_number(run.test_loss) for run in runs)]]
+    names = class_names(runs[0].run_dir) if runs else [str(d) for d in range(10)]
     for digit in range(10):
-        rows.append([f"F1 {digit}", *(_number(f1[digit], 3) if f1 and digit < len(f1) else "-"
-                                      for f1 in comparison.f1)])
+        rows.append([f"F1 {names[digit]}", *(_number(f1[digit], 3) if f1 and digit < len(f1)
+                                             else "-" for f1 in comparison.f1)])
     rows += [["epochs", *(_epochs(run) for run in runs)],
              ["time", *(seconds(run.duration_s) for run in runs)]]
     return table(rows)

@@ -44,3 +44,22 @@ def test_a_sweeps_trial_is_listed_with_its_sweep_and_not_its_sweep_section(tmp_p
     assert "sweep (lr #4)" in listed
     assert "compile.learning_rate=0.003" in listed
     assert "sweep=" not in listed  # the trial's config has no sweep: section, its source does
+
+
+def test_a_fashion_run_shows_its_dataset_and_class_names(tmp_path):
+    import json
+
+    logs = tmp_path / "fit"
+    folder = write_run_record(logs, "20261104-090000-dddd", source="fashion")
+    matrix = json.loads((folder / "confusion_matrix.json").read_text())
+    from cnn_mnist.datasets import CLASS_NAMES
+
+    names = list(CLASS_NAMES["fashion_mnist"])
+    (folder / "confusion_matrix.json").write_text(json.dumps({**matrix, "class_names": names}))
+    write_run_record(logs, "20261105-090000-eeee")
+    listed = format_list(runs.list_runs(logs)).splitlines()
+    assert "DATASET" in listed[0]
+    assert " fashion_mnist " in listed[2] and " mnist " in listed[1]
+    assert "T-shirt/top: 0.900" in format_show(folder) and "Ankle boot: 0.810" in format_show(folder)
+    comparison = format_comparison(runs.compare_runs([folder, logs / "20261105-090000-eeee"]))
+    assert "F1 Ankle boot" in comparison
