@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnn_mnist import files
@@ -118,3 +119,37 @@ class RunRecord:
         except Exception as exc:
             self.stop("failed", error=str(exc), epochs_completed=epochs_done())
             raise
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run folder at a glance, from its run.json."""
+
+    id: str
+    status: str
+    started: str | None
+    test_accuracy: float | None
+    config: str  # the config's name: "default", "speedrun", or a file's stem
+    model_path: Path | None  # the run's own model, when it has one
+    run_dir: Path
+
+
+def list_runs(log_dir: str | Path) -> list[RunSummary]:
+    """Every run in `log_dir`, newest first (run ids sort by time)."""
+    runs = []
+    for run_dir in sorted((p for p in Path(log_dir).glob("*") if p.is_dir()), reverse=True):
+        try:
+            record = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            if not (run_dir / "config.yaml").is_file():
+                continue  # not a run folder
+            record = {}
+        model = next((p for p in (run_dir / "model.h5", run_dir / "model.keras") if p.is_file()),
+                     None)
+        accuracy = (record.get("metrics") or {}).get("test_accuracy")
+        runs.append(RunSummary(id=run_dir.name, status=record.get("status", "running"),
+                               started=record.get("started_at"),
+                               test_accuracy=float(accuracy) if accuracy is not None else None,
+                               config=Path(str(record.get("config_source") or "?")).stem,
+                               model_path=model, run_dir=run_dir))
+    return runs

@@ -143,3 +143,9 @@ def load_model(path: str | Path):
         raise ModelFileError(f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
                              "(one probability per digit)")
     return model
+
+
+def class_names(path: str | Path) -> list[str]:
+    """The names of the model's classes, by output index: stored with the model, else the
+    digits "0" to "9"."""
+    return read_metadata(path).get("class_names") or [str(i) for i in range(10)]

@@ -87,3 +87,21 @@ def test_run_config_comes_back_with_a_new_data_path(tmp_path):
         load_config(sets=["training.seed=5"]).to_dict()))
     config = runs.load_run_config(tmp_path, "/elsewhere/mnist")
     assert config.training.seed == 5 and config.data.path == "/elsewhere/mnist"
+
+
+def test_list_runs_newest_first_with_their_results(tmp_path):
+    old = _run(tmp_path, "20260101-000000-aaaa", "completed")
+    (old / "run.json").write_text(json.dumps({
+        "status": "completed", "started_at": "2026-01-01T00:00:00+00:00",
+        "config_source": "configs/speedrun.yaml", "metrics": {"test_accuracy": 0.99}}))
+    (old / "model.h5").write_bytes(b"model")
+    _run(tmp_path, "20260102-000000-bbbb")  # killed before its first record
+    (tmp_path / "not-a-run").mkdir()
+    found = runs.list_runs(tmp_path)
+    assert [r.id for r in found] == ["20260102-000000-bbbb", "20260101-000000-aaaa"]
+    new, done = found
+    assert (new.status, new.test_accuracy, new.model_path) == ("running", None, None)
+    assert (done.status, done.started, done.test_accuracy, done.config, done.model_path,
+            done.run_dir) == ("completed", "2026-01-01T00:00:00+00:00", 0.99, "speedrun",
+                              old / "model.h5", old)
+    assert runs.list_runs(tmp_path / "missing") == []

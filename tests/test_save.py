@@ -94,3 +94,12 @@ def test_empty_model_file(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
     with pytest.raises(ModelFileError, match="the file is empty"):
         load_model(tmp_path / "empty.h5")
+
+
+def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
+    from cnn_mnist.save import class_names
+
+    plain = save_model(tiny_model, tmp_path / "plain.h5", {"run_id": "x"})
+    assert class_names(plain) == [str(i) for i in range(10)]
+    named = save_model(tiny_model, tmp_path / "named.h5", {"class_names": list("abcdefghij")})
+    assert class_names(named) == list("abcdefghij")
