@@ -373,8 +373,8 @@ function drawMaps(layers, input) {
     img.alt = `layer ${layer.index} ${layer.type}: ${c} feature maps of ${h}x${w}`;
     img.src = layer.png;
     img.addEventListener("load", () => {
-      const scale = Math.max(1, Math.round(320 / img.naturalWidth));
-      img.style.width = `${img.naturalWidth * scale}px`;
+      const scale = Math.max(1, Math.round(320 / img.naturalWidth)); // whole pixels: crisp
+      figure.style.width = `${img.naturalWidth * scale}px`;
     });
     img.addEventListener("click", (event) => pick(event, img, layer, input));
     img.addEventListener("mousemove", (event) => hover(event, img, layer, figure));
