@@ -687,6 +687,38 @@ def test_upload_a_picture(browser, server, tmp_path):
     browser.save_screenshot(str(tmp_path / "upload.png"))
     assert Image.open(tmp_path / "upload.png").size[0] > 300
 
+    # The same picture dropped on the pad.
+    dropped = drawn_png("0", size=400)
+    previous = shown["answer"]
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        document.getElementById("pad").dispatchEvent(new DragEvent("drop",
+            {dataTransfer: transfer, bubbles: true, cancelable: true}));""",
+                           base64.b64encode(dropped).decode())
+    shown = _shown(browser, previous)
+    assert "dropped.png" in browser.find_element(By.ID, "source").text
+    _check_against_api(server, shown, dropped)
+
+
+def test_the_downloads_are_the_input_the_model_saw(browser, server, tmp_path):
+    from cnn_mnist.images import save_digit_png
+
+    pad = _open(browser, server)
+    _stroke(browser, pad, [(0.35, 0.3), (0.65, 0.3), (0.4, 0.75)])
+    _shown(browser)
+    digit = np.array(browser.execute_script("return state.answer.input"))
+    # The PNG button saves the 28x28 canvas: the same pixels as --save-preprocessed writes.
+    url = browser.execute_script("return document.getElementById('seen').toDataURL('image/png')")
+    page_png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L"))
+    expected = np.asarray(Image.open(save_digit_png(digit, tmp_path / "seen.png")))
+    assert page_png.shape == (28, 28) and np.array_equal(page_png, expected)
+    (tmp_path / "values.csv").write_text(browser.execute_script(
+        "return valuesCSV(state.answer.input)"))
+    assert np.allclose(np.loadtxt(tmp_path / "values.csv", delimiter=","), digit, atol=1e-6)
+    assert browser.find_element("id", "download-png").is_enabled()
+
 
 def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains

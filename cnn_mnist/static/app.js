@@ -316,6 +316,11 @@ function download(blob, name) {
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
+function valuesCSV(digit) {
+  // The 784 values: 28 lines of 28, as numpy.loadtxt(path, delimiter=",") reads them.
+  return digit.map((row) => row.map((v) => v.toFixed(6)).join(",")).join("\n") + "\n";
+}
+
 function inputName() {
   if (state.source === "test") return `test-${state.testIndex}-28x28`;
   return "digit-28x28";
@@ -680,8 +685,7 @@ function start() {
     $("#seen").toBlob((blob) => download(blob, `${inputName()}.png`), "image/png");
   });
   $("#download-values").addEventListener("click", () => {
-    const text = state.answer.input.map((row) => row.map((v) => v.toFixed(6)).join(",")).join("\n");
-    download(new Blob([text + "\n"], {type: "text/csv"}), `${inputName()}.csv`);
+    download(new Blob([valuesCSV(state.answer.input)], {type: "text/csv"}), `${inputName()}.csv`);
   });
   $("#model-select").addEventListener("change", (event) => chooseModel(event.target.value));
   loadModel().catch((error) => say(error.message, true));
