@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -85,6 +86,7 @@ class Served:
     info: dict
     lock: threading.Lock = field(default_factory=threading.Lock)  # an interpreter is one-at-a-time
     keras: object = None
+    keras_lock: threading.Lock = field(default_factory=threading.Lock)  # feature maps: one at a time
     mistakes: np.ndarray | None = None  # test indices the model gets wrong, once computed
 
 
@@ -112,7 +114,7 @@ def count_params(path: Path) -> int | None:
 
 def read_record(log_dir: Path, run_id: str | None) -> dict:
     """A run's run.json, or {} where there is none."""
-    if not run_id:
+    if not isinstance(run_id, str) or not re.fullmatch(r"[\w-]+", run_id):  # a folder name
         return {}
     try:
         return json.loads((Path(log_dir) / run_id / "run.json").read_text())
@@ -187,8 +189,6 @@ class App:
 
     def model(self) -> dict:
         served = self.current
-        import sys
-
         return {"id": served.id, **served.info, "backend": served.backend,
                 "normalize": served.normalize, "class_names": served.class_names,
                 "keras_loaded": served.keras is not None,
@@ -202,7 +202,8 @@ class App:
         candidates = [Path(self.default_id)]
         if self.models_dir.is_dir():
             candidates += sorted(p for p in self.models_dir.iterdir()
-                                 if p.suffix in (".h5", ".keras") and p.is_file())
+                                 if p.suffix in (".h5", ".keras") and p.is_file()
+                                 and not p.name.startswith("."))  # not a save in progress
         candidates += [run.model_path for run in list_runs(self.log_dir)
                        if run.status == "completed" and run.model_path is not None]
         seen, out = set(), []
@@ -318,7 +319,7 @@ class App:
         model = self._keras(served)
         inspect.check_has_convolution(model, str(served.path))
         x = inspect.model_input(digit, served.normalize)
-        with served.lock:
+        with served.keras_lock:
             outs = inspect.activations(model, x)
         layers = []
         for i in inspect.conv_pool_layers(model):
@@ -335,7 +336,7 @@ class App:
         position = inspect.parse_at(at)
         served = self.current
         model = self._keras(served)
-        with served.lock:
+        with served.keras_lock:
             e = inspect.explain_at(model, digit, *position, normalize=served.normalize)
         size = [int(s) for s in model.layers[position[0]].input.shape[1:3]]
         out = {"model": served.id, "at": "{}:{},{},{}".format(*position), **_plain(e.to_dict()),
