@@ -427,6 +427,28 @@ def test_a_blank_picture_is_422(server):
     still_serving(server)
 
 
+def test_an_internal_error_is_a_500_in_json_and_the_server_goes_on(server, monkeypatch):
+    import logging
+
+    def broken():
+        raise RuntimeError("the disk fell off")
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the CLI's logger does not propagate: listen on serve's own
+    serve.log.addHandler(handler)
+    monkeypatch.setattr(server.app, "model", broken)
+    try:
+        status, answer = call_json(server, "GET", "/api/model")
+    finally:
+        serve.log.removeHandler(handler)
+    assert status == 500 and "RuntimeError: the disk fell off" in answer["error"]
+    # Logged with its traceback, for whoever runs the server.
+    assert [r.getMessage() for r in records] == ["GET /api/model failed"] and records[0].exc_info
+    monkeypatch.undo()
+    still_serving(server)
+
+
 def test_wrong_method_says_which_are_allowed(server):
     status, headers, _ = call(server, "GET", "/api/predict")
     assert status == 405 and headers["Allow"] == "POST"
@@ -761,3 +783,37 @@ def test_a_test_digit_with_its_true_label(browser, server, tiny_mnist):
     label = int(tiny_mnist.y_test[5])
     assert browser.find_element(By.ID, "truth").text.startswith(f"True label {label}")
     assert "Test digit 5" in browser.find_element(By.ID, "source").text
+
+
+def test_choose_a_model_and_see_a_mistake_on_the_page(browser, tiny, tiny_mnist, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
+    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
+                                (tiny_mnist.y_test + 1) % 10)
+    running = start(serve.App(model_path, data_path=str(wrong), log_dir=folder / "logs",
+                              models_dir=models))
+    try:
+        _open(browser, running)
+        choice = Select(browser.find_element(By.ID, "model-select"))
+        assert [o.get_attribute("value") for o in choice.options] == [str(model_path),
+                                                                    str(models / "copy.h5")]
+        choice.select_by_value(str(models / "copy.h5"))
+        WebDriverWait(browser, 30).until(
+            lambda b: call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5"))
+        browser.find_element(By.ID, "test-mistake").click()
+        WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "truth").text)
+        truth = browser.find_element(By.ID, "truth")
+        assert truth.text.endswith(": wrong") and truth.get_attribute("class") == "wrong"
+        index = int(browser.find_element(By.ID, "test-index").get_attribute("value"))
+        label = (int(tiny_mnist.y_test[index]) + 1) % 10
+        assert truth.text.startswith(f"True label {label}")
+        browser.save_screenshot(str(tmp_path / "mistake.png"))
+    finally:
+        stop(running)
