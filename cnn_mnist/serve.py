@@ -256,7 +256,10 @@ class App:
             if self._mnist is None:
                 from cnn_mnist.data import load_mnist
 
-                self._mnist = load_mnist(self.data_path, test_only=True)
+                try:
+                    self._mnist = load_mnist(self.data_path, test_only=True)
+                except DataError as exc:
+                    raise DataError(f"no test digits to show: {exc}") from None
             return self._mnist
 
     def _test_answer(self, served: Served, index: int) -> dict:
@@ -446,7 +449,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, self._api(path))
         except Exception as exc:  # noqa: BLE001 - every failure is an answer; the server goes on
             status = error_status(exc)
-            if status >= 500:
+            if not isinstance(exc, CnnError):  # a bug, not a request we cannot answer
                 log.exception("%s %s failed", self.command, path)
                 message = f"internal error ({type(exc).__name__}: {exc}); the server goes on"
             else:

@@ -449,6 +449,18 @@ def test_an_internal_error_is_a_500_in_json_and_the_server_goes_on(server, monke
     still_serving(server)
 
 
+def test_no_test_set_is_a_503_that_says_how_to_give_one(tiny, tmp_path):
+    model_path, folder, _ = tiny
+    running = start(serve.App(model_path, data_path=str(tmp_path / "none"), log_dir=folder))
+    try:
+        status, answer = call_json(running, "GET", "/api/test/0")
+        assert status == 503 and answer["error"].startswith("no test digits to show: ")
+        assert "internal error" not in answer["error"]
+        still_serving(running)
+    finally:
+        stop(running)
+
+
 def test_wrong_method_says_which_are_allowed(server):
     status, headers, _ = call(server, "GET", "/api/predict")
     assert status == 405 and headers["Allow"] == "POST"
