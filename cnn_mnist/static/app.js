@@ -468,6 +468,11 @@ function colour(value, scale, signed) {
   return value >= 0 ? `rgba(220, 38, 38, ${0.08 + 0.6 * t})` : `rgba(37, 99, 235, ${0.08 + 0.6 * t})`;
 }
 
+function tint(rgba) {
+  // Over the cell's own white (style.css), so the numbers read the same in dark mode.
+  return `linear-gradient(${rgba}, ${rgba})`;
+}
+
 function matrix(title, values, signed, winner) {
   const table = document.createElement("table");
   table.className = "matrix";
@@ -486,7 +491,7 @@ function matrix(title, values, signed, winner) {
       }
       const shown = Math.abs(value) < 5e-4 ? 0 : value; // no "-0.000"
       td.textContent = shown.toFixed(Math.abs(shown) >= 10 ? 1 : 3);
-      td.style.background = colour(value, scale, signed);
+      td.style.backgroundImage = tint(colour(value, scale, signed));
       if (winner && winner[0] === r && winner[1] === c) td.classList.add("win");
     });
   });
@@ -592,7 +597,7 @@ function channelSums(sums) {
   sums.forEach((s, k) => {
     const chip = document.createElement("span");
     chip.textContent = `${k}: ${(Math.abs(s) < 5e-4 ? 0 : s).toFixed(3)}`;
-    chip.style.background = colour(s, scale, true);
+    chip.style.backgroundImage = tint(colour(s, scale, true));
     chips.appendChild(chip);
   });
   wrap.append(note, chips);
