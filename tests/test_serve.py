@@ -212,8 +212,8 @@ def test_a_test_digit_with_its_label(server, tiny_mnist):
 
 
 def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    from conftest import write_idx
     from cnn_mnist.data import IDX_FILES
+    from tests.conftest import write_idx
 
     folder.mkdir(parents=True)
     for role, array in {"x_train": images, "y_train": labels, "x_test": images,
