@@ -507,6 +507,49 @@ def runs_rm(run_id, yes, force, logdir, verbose, quiet):
         click.echo(f"Removed {folder}/")
 
 
+@cli.command()
+@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
+              type=click.Path(), help="The model to serve first (the page can switch).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets other machines in.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--data", "data_path", metavar="PATH",
+              help="MNIST folder or .npz, for the test digits [default: $CNN_MNIST_DATA, "
+                   "else download].")
+@click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
+              help="Folder of runs whose models the page offers.")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
+@output_options
+@user_errors
+def serve(model_path, host, port, data_path, logdir, open_page, verbose, quiet):
+    """Draw a digit in the browser and watch the model read it (a local web page and JSON API).
+
+    \b
+    cnn serve                       then open http://127.0.0.1:8000/
+    cnn serve --model logs/fit/<run-id>/model.h5 --port 8080 --open
+    """
+    _setup_logging(verbose, quiet)
+    from cnn_mnist import serve as web
+
+    server = web.make_server(web.App(model_path, data_path, logdir, verbose=verbose), host, port)
+    if not web.is_loopback(host):
+        log.warning("listening on %s: anyone who can reach this machine can use the page, "
+                    "which has no authentication", host)
+    click.echo(f"Serving {model_path} at {web.url(server)}  (Ctrl-C to stop)")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(web.url(server))
+    _stop_on_sigterm()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.")
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """The console script. Once TensorFlow is loaded, its interpreter teardown takes ~0.6 s and
     does nothing for us (every file is written and closed by then), so the process ends at once."""

@@ -24,6 +24,18 @@ class ImageError(CnnError):
     """A picture that cannot be read, or that has no digit on it."""
 
 
+class NotAPicture(ImageError):
+    """Bytes or a file that Pillow cannot read as a picture."""
+
+
+class PictureTooLarge(ImageError):
+    """More than MAX_PIXELS pixels: refused from the header, before anything is decoded."""
+
+
+class NoDigit(ImageError):
+    """A readable picture with no digit on it: blank, too little contrast, or only specks."""
+
+
 MAX_PIXELS = 40_000_000  # width x height; larger pictures are refused before they are decoded
 MAX_SIDE = 1024  # larger photos are shrunk first: the digit ends up 20 pixels tall anyway
 MIN_CONTRAST = 40  # of 255: less than this between paper and ink is a blank picture
@@ -70,16 +82,16 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
         # Over Pillow's own limit (179 megapixels), Image.open refuses before we see the size.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
-        raise ImageError(_too_large(name, size)) from None
+        raise PictureTooLarge(_too_large(name, size)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: not an image Pillow can read ({type(exc).__name__}); "
+        raise NotAPicture(f"{name}: not an image Pillow can read ({type(exc).__name__}); "
                          "expected a PNG or JPEG picture of a digit") from None
 
 
 def _check_size(size: tuple[int, int], name: str) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
-        raise ImageError(_too_large(name, f"{width}x{height} = {width * height / 1e6:.0f} megapixels"))
+        raise PictureTooLarge(_too_large(name, f"{width}x{height} = {width * height / 1e6:.0f} megapixels"))
 
 
 def _too_large(name: str, size: str) -> str:
@@ -133,7 +145,7 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     side = max(s.stop - s.start for s in box)
     min_side = max(MIN_DIGIT_SIDE, MIN_DIGIT_RATIO * max(ink.shape))
     if side < min_side:
-        raise ImageError(f"{source}: no digit found, only specks or dust; expected a digit at least "
+        raise NoDigit(f"{source}: no digit found, only specks or dust; expected a digit at least "
                          f"{MIN_DIGIT_RATIO:.0%} of the picture's size (and {MIN_DIGIT_SIDE} pixels) tall, "
                          "dark on light or light on dark: crop the picture closer around it")
 
@@ -162,7 +174,7 @@ def to_mnist(gray: np.ndarray, source: str = "image") -> np.ndarray:
     paper = np.percentile(border, 90)  # the background level, above most of the paper's noise
     ink = np.clip(gray - paper, 0, None)
     if ink.max() < MIN_CONTRAST:
-        raise ImageError(f"{source}: no digit found (the picture is blank or has too little "
+        raise NoDigit(f"{source}: no digit found (the picture is blank or has too little "
                          "contrast); expected a dark digit on light paper, or light on dark")
     ink = np.where(digit_mask(ink, source), ink, 0).astype(np.float32)
     rows, cols = np.nonzero(ink)

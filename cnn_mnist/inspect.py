@@ -250,7 +250,8 @@ class Inspection:
         return out
 
 
-def _summarise(maps: np.ndarray) -> tuple[int, list[int]]:
+def channel_summary(maps: np.ndarray) -> tuple[int, list[int]]:
+    """How many channels of (h, w, c) maps are all zero, and the (up to) three most active."""
     zero = int((np.abs(maps).reshape(-1, maps.shape[-1]).max(axis=0) == 0).sum())
     means = maps.reshape(-1, maps.shape[-1]).mean(axis=0)
     top = [int(c) for c in np.argsort(-means, kind="stable")[:3]]
@@ -278,7 +279,7 @@ def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | No
         layer = model.layers[i]
         maps = outs[i][0]
         in_shape = (outs[i - 1] if i else x)[0].shape
-        zero, top = _summarise(maps)
+        zero, top = channel_summary(maps)
         view = LayerView(i, layer.name, _type(layer), tuple(int(s) for s in maps.shape),
                          arithmetic(layer, in_shape), zero, top,
                          out_dir / f"layer-{i}-{_type(layer).lower()}.png")

@@ -211,3 +211,19 @@ def test_evaluate_names_classes_and_refuses_another_dataset(runner, tiny_trained
     assert refused.output.startswith(f"error: model {model} was trained on Fashion-MNIST, not "
                                      "MNIST")
     assert "Traceback" not in refused.output
+
+
+def test_a_15000_by_15000_picture_is_a_clear_error(runner, tiny_trained, tmp_path):
+    # Once a DecompressionBombError traceback from Pillow; now one line, and the others go on.
+    model_path, _ = tiny_trained
+    Image.new("1", (15000, 15000), 1).save(tmp_path / "huge.png")  # 225 megapixels, a few kB
+    Image.new("L", (200, 200), 255).save(tmp_path / "one.png")
+    draw = ImageDraw.Draw(image := Image.open(tmp_path / "one.png").copy())
+    draw.line([(100, 30), (100, 170)], fill=0, width=14)
+    image.save(tmp_path / "one.png")
+    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "huge.png"),
+                                 str(tmp_path / "one.png"), "-m", str(model_path)])
+    assert result.exit_code == 1
+    assert (f"error: {tmp_path / 'huge.png'}: picture too large to read (225 megapixels); the limit "
+            "is 40 megapixels") in result.output
+    assert "one.png: predicted" in result.output and "Traceback" not in result.output

@@ -253,3 +253,16 @@ def test_a_blank_page_with_specks_has_no_digit():
     for seed in range(3):
         with pytest.raises(ImageError, match="scan: no digit found, only specks"):
             to_mnist(_scan("", seed), source="scan")
+
+
+def test_each_kind_of_bad_picture_has_its_own_error(tmp_path):
+    from cnn_mnist.images import NoDigit, NotAPicture, PictureTooLarge
+
+    Image.new("L", (200, 200), 240).save(tmp_path / "blank.png")
+    cases = [(b"not a picture", NotAPicture), (_bilevel_png(8000, 6000), PictureTooLarge),
+             (_bilevel_png(15000, 15000), PictureTooLarge),
+             ((tmp_path / "blank.png").read_bytes(), NoDigit)]
+    for data, kind in cases:
+        with pytest.raises(kind) as caught:
+            load_digit(data)
+        assert isinstance(caught.value, ImageError)  # what `cnn predict` reports

@@ -109,3 +109,12 @@ def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
     best = save_model(tiny_model, tmp_path / "best.h5",
                       {"config": {"data": {"dataset": "fashion_mnist"}}})
     assert save.dataset(best) == "fashion_mnist"
+
+
+def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
+    from cnn_mnist.save import class_names
+
+    plain = save_model(tiny_model, tmp_path / "plain.h5", {"run_id": "x"})
+    assert class_names(plain) == [str(i) for i in range(10)]
+    named = save_model(tiny_model, tmp_path / "named.h5", {"class_names": list("abcdefghij")})
+    assert class_names(named) == list("abcdefghij")

@@ -1,0 +1,831 @@
+"""`cnn serve`: the JSON API over a real socket on 127.0.0.1, bad input of every kind, path
+traversal, the command as a process, and the page in a real headless Chromium (Selenium)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from cnn_mnist import inspect, serve
+from cnn_mnist.images import load_digit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- pictures made in the test (never MNIST digits) -------------------------------------------
+
+
+def drawn_png(kind: str = "1", size: int = 280, fmt: str = "PNG") -> bytes:
+    """A digit drawn with lines: dark ink on white, like the page's pad."""
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    s = size / 280
+    if kind == "1":
+        draw.line([(150 * s, 50 * s), (140 * s, 230 * s)], fill=0, width=int(20 * s))
+    elif kind == "0":
+        draw.ellipse([(80 * s, 50 * s), (200 * s, 230 * s)], outline=0, width=int(20 * s))
+    else:  # a 7
+        draw.line([(80 * s, 60 * s), (200 * s, 60 * s), (120 * s, 230 * s)], fill=0,
+                  width=int(20 * s))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def bilevel_png(width: int, height: int) -> bytes:
+    """A huge picture in a few kB: 1 bit per pixel, all white, compresses to almost nothing."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# --- a server on 127.0.0.1 ------------------------------------------------------------------
+
+
+def start(app: serve.App):
+    server = serve.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server
+
+
+def stop(server) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_trained):
+    """The session's tiny model: its path, folder (mnist/, logs/, models/) and run result."""
+    model_path, result = tiny_trained
+    return model_path, Path(model_path).parent.parent, result
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    model_path, folder, _ = tiny
+    app = serve.App(model_path, data_path=str(folder / "mnist"), log_dir=folder / "logs")
+    running = start(app)
+    yield running
+    stop(running)
+
+
+def call(server, method: str, path: str, body: bytes | None = None,
+         headers: dict | None = None) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def call_json(server, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **(headers or {})}
+    status, answer_headers, data = call(server, method, path, body, headers)
+    assert answer_headers["Content-Type"] == "application/json", (status, data[:200])
+    return status, json.loads(data)
+
+
+def raw(server, request: bytes) -> tuple[int, bytes]:
+    """Bytes on a socket exactly as given (no client library tidying the path)."""
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=30) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def still_serving(server) -> None:
+    status, answer = call_json(server, "GET", "/api/model")
+    assert status == 200 and answer["backend"] == "litert"
+
+
+# --- the page's files -----------------------------------------------------------------------
+
+
+def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
+    status, headers, body = call(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    assert '<canvas id="pad"' in page and 'src="/static/app.js"' in page
+    for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css"),
+                       ("icon.svg", "image/svg+xml")]:
+        status, headers, body = call(server, "GET", f"/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith(kind)
+        assert body == (REPO / "cnn_mnist" / "static" / name).read_bytes()
+        external = body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")  # a name, not a fetch
+        assert not re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", external), name  # no CDN
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+def test_the_static_files_are_package_data():
+    text = (REPO / "pyproject.toml").read_text()
+    assert '"static/*"' in text
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_predict_answers_as_cnn_predict_image_does(server, tiny, tmp_path):
+    from cnn_mnist.predict import predict
+
+    picture = tmp_path / "one.png"
+    picture.write_bytes(drawn_png("1"))
+    status, answer = call_json(server, "POST", "/api/predict", picture.read_bytes(),
+                               {"Content-Type": "image/png"})
+    assert status == 200
+    assert set(answer) >= {"predicted", "class_name", "probability", "top3", "probabilities",
+                           "input"}
+    probs = np.array(answer["probabilities"])
+    assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-4
+    assert answer["predicted"] == int(probs.argmax()) and answer["class_name"] == str(
+        answer["predicted"])
+    assert [t["digit"] for t in answer["top3"]] == list(np.argsort(-probs, kind="stable")[:3])
+    assert answer["top3"][0] == {"digit": answer["predicted"], "class_name": answer["class_name"],
+                                 "probability": answer["probability"]}
+    seen = np.array(answer["input"])
+    assert seen.shape == (28, 28) and seen.min() >= 0 and seen.max() == 1
+    # The same preprocessing and model as `cnn predict --image`:
+    assert np.allclose(seen, load_digit(picture), atol=1e-6)
+    expected = predict(images=[str(picture)], model_path=tiny[0]).items[0]
+    assert np.allclose(probs, expected.probabilities, atol=1e-5)
+    assert answer["predicted"] == expected.predicted
+
+
+def test_predict_takes_jpeg_too(server):
+    status, answer = call_json(server, "POST", "/api/predict", drawn_png("7", fmt="JPEG"))
+    assert status == 200 and len(answer["probabilities"]) == 10
+
+
+def test_model_says_what_is_loaded(server, tiny):
+    model_path, folder, result = tiny
+    status, info = call_json(server, "GET", "/api/model")
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert status == 200
+    assert info["id"] == str(model_path) and info["run_id"] == result.run_id
+    assert info["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
+    assert info["params"] == record["metrics"]["params"] == serve.count_params(Path(model_path))
+    assert info["backend"] == "litert" and info["class_names"] == [str(i) for i in range(10)]
+    assert info["layers"] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+
+
+def test_models_lists_each_file_once(server, tiny):
+    status, answer = call_json(server, "GET", "/api/models")
+    assert status == 200
+    # models/tiny.h5 and the run's model.h5 are one file (a hard link): listed once.
+    assert [m["id"] for m in answer["models"]] == [str(tiny[0])]
+    assert answer["models"][0]["current"] is True
+
+
+def test_a_test_digit_with_its_label(server, tiny_mnist):
+    status, answer = call_json(server, "GET", "/api/test/3")
+    assert status == 200 and answer["index"] == 3
+    assert answer["label"] == int(tiny_mnist.y_test[3]) and answer["label_name"] == str(
+        answer["label"])
+    assert answer["correct"] == (answer["predicted"] == answer["label"])
+    assert np.allclose(answer["input"], tiny_mnist.x_test[3] / 255.0, atol=1e-6)
+    status, answer = call_json(server, "GET", "/api/test/128")
+    assert status == 404 and "valid indices are 0 to 127" in answer["error"]
+
+
+def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+    from cnn_mnist.data import IDX_FILES
+    from tests.conftest import write_idx
+
+    folder.mkdir(parents=True)
+    for role, array in {"x_train": images, "y_train": labels, "x_test": images,
+                        "y_test": labels}.items():
+        write_idx(folder / f"{IDX_FILES[role]}.gz", array)
+    return folder
+
+
+def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
+    from cnn_mnist.predict import LiteRTModel, probabilities
+
+    model_path, folder, _ = tiny
+    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
+                                (tiny_mnist.y_test + 1) % 10)  # every label off by one
+    lite = LiteRTModel(Path(model_path).with_suffix(".tflite"))
+    own = probabilities(lite, tiny_mnist.x_test / np.float32(255)).argmax(axis=1)
+    right = _folder_with_labels(tmp_path / "right", tiny_mnist.x_test, own.astype(np.uint8))
+    for data, expected in [(wrong, 200), (right, 404)]:
+        running = start(serve.App(model_path, data_path=str(data), log_dir=folder / "logs"))
+        try:
+            status, answer = call_json(running, "GET", "/api/test/mistake")
+        finally:
+            stop(running)
+        assert status == expected, answer
+        if expected == 200:
+            assert answer["correct"] is False and answer["label"] != answer["predicted"]
+            assert answer["label"] == (tiny_mnist.y_test[answer["index"]] + 1) % 10
+        else:
+            assert "every test digit right" in answer["error"]
+
+
+def test_selecting_another_model(tiny, tmp_path):
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".h5", ".tflite"):  # a copy, not a link: another file to choose
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
+    running = start(serve.App(model_path, log_dir=folder / "logs", models_dir=models))
+    try:
+        status, answer = call_json(running, "GET", "/api/models")
+        ids = [m["id"] for m in answer["models"]]
+        assert ids == [str(model_path), str(models / "copy.h5")]
+        status, info = call_json(running, "POST", "/api/model", {"id": str(models / "copy.h5")})
+        assert status == 200 and info["id"] == str(models / "copy.h5")
+        assert call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5")
+        for wrong in ["/etc/passwd", "../README.md", 3, None]:
+            status, answer = call_json(running, "POST", "/api/model", {"id": wrong})
+            assert status == 404 and "GET /api/models" in answer["error"]
+        status, answer = call_json(running, "POST", "/api/model", b"not json")
+        assert status == 400
+        assert call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5")
+    finally:
+        stop(running)
+
+
+def test_feature_maps_are_cnn_inspects(server, tiny):
+    from cnn_mnist.save import load_model
+
+    status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
+    digit = np.array(answer["input"], dtype=np.float32)
+    status, maps = call_json(server, "POST", "/api/features", {"input": answer["input"]})
+    assert status == 200
+    assert [(m["index"], m["type"], m["shape"]) for m in maps["layers"]] == [
+        (0, "Conv2D", [26, 26, 8]), (1, "MaxPooling2D", [13, 13, 8])]
+    model = load_model(tiny[0])
+    outs = inspect.activations(model, inspect.model_input(digit))
+    for layer in maps["layers"]:
+        png = base64.b64decode(layer["png"].split(",", 1)[1])
+        shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        expected = inspect.to_rgb8(inspect.tile(outs[layer["index"]][0]), "viridis")
+        assert np.abs(shown.astype(int) - expected).max() <= 1
+        assert layer["grid"] == {"rows": 3, "columns": 3, "tile": layer["shape"][:2], "border": 1}
+        assert layer["arithmetic"] == inspect.arithmetic(model.layers[layer["index"]],
+                                                         (28, 28, 1) if layer["index"] == 0
+                                                         else (26, 26, 8))
+
+
+def test_explain_is_cnn_inspect_at(server, tiny):
+    from cnn_mnist.save import load_model
+
+    status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
+    digit = np.array(answer["input"], dtype=np.float32)
+    model = load_model(tiny[0])
+    for at in ["0:13,13,5", "0:0,25,7", "1:6,6,2"]:
+        status, e = call_json(server, "POST", "/api/explain", {"input": answer["input"], "at": at})
+        assert status == 200, e
+        position = inspect.parse_at(at)
+        expected = inspect.explain_at(model, digit, *position)
+        assert e["text"] == inspect.format_explanation(expected)
+        assert e["at"] == at and e["value"] == pytest.approx(e["actual"], abs=1e-4)
+        assert e["input_size"] == ([28, 28] if position[0] == 0 else [26, 26])
+        if e["type"] == "Conv2D":
+            assert np.allclose(e["products"], np.array(e["patch"]) * np.array(e["kernel"]),
+                               atol=1e-5)
+            assert e["total"] == pytest.approx(np.sum(e["products"]) + e["bias"], abs=1e-5)
+        else:
+            assert e["winner"] is not None and e["value"] == max(
+                v for row in e["window"] for v in row if v is not None)
+
+
+def test_many_clients_at_once_get_the_same_answer(server):
+    picture = drawn_png("7")
+    answers, errors = [], []
+
+    def client():
+        for _ in range(5):
+            try:
+                status, answer = call_json(server, "POST", "/api/predict", picture)
+                answers.append((status, answer["probabilities"]))
+            except Exception as exc:  # noqa: BLE001 - collected and reported below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(answers) == 60
+    assert all(status == 200 and probs == answers[0][1] for status, probs in answers)
+
+
+# --- bad input: a JSON error with the right status, and the server goes on --------------------
+
+
+def _missing_length(server):
+    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def _chunked(server):
+    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                       b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+
+
+def _huge_declared(server):  # 1 GB announced, nothing sent: refused without reading
+    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+                       b"\r\n")
+
+
+def _bad_length(server):
+    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n"
+                       b"Connection: close\r\n\r\n")
+
+
+def _unknown_method(server):
+    return raw(server, b"BREW /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def _garbage(server):
+    return raw(server, b"\x16\x03\x01 hello this is not http\r\n\r\n")
+
+
+def _truncated_png():
+    return drawn_png("1")[:300]
+
+
+BAD_REQUESTS = [
+    # name, method, path, body, status, words in the error
+    ("over 5 MB", "POST", "/api/predict", b"\0" * (serve.MAX_BODY + 1), 413, "limit is 5 MB"),
+    ("over 40 megapixels", "POST", "/api/predict", bilevel_png(8000, 6000), 400,
+     "(8000x6000 = 48 megapixels); the limit is 40 megapixels"),
+    ("a decompression bomb", "POST", "/api/predict", bilevel_png(15000, 15000), 400,
+     "225 megapixels"),
+    ("not an image", "POST", "/api/predict", b"hello, world", 415, "not an image"),
+    ("a truncated PNG", "POST", "/api/predict", _truncated_png(), 415, "not an image"),
+    ("no body", "POST", "/api/predict", b"", 400, "empty body"),
+    ("an unknown path", "GET", "/nope", None, 404, "no such page"),
+    ("an unknown API path", "GET", "/api/nope", None, 404, "/api/predict"),
+    ("GET on predict", "GET", "/api/predict", None, 405, "takes POST"),
+    ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
+    ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),
+    ("PUT on a static file", "PUT", "/static/app.js", b"x", 405, "read with GET"),
+    ("a negative test index", "GET", "/api/test/-1", None, 404, "no such page"),
+    ("a test index past the end", "GET", "/api/test/99999", None, 404, "0 to 127"),
+    ("features without JSON", "POST", "/api/features", b"{not json", 400, "JSON object"),
+    ("features of a 27x28 input", "POST", "/api/features",
+     json.dumps({"input": [[0.0] * 28] * 27}).encode(), 400, "28 rows of 28 numbers"),
+    ("features of values over 1", "POST", "/api/features",
+     json.dumps({"input": [[2.0] * 28] * 28}).encode(), 400, "from 0 to 1"),
+    ("features of NaN", "POST", "/api/features", b'{"input": ' + b"[" + b",".join(
+        [b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}", 400, "from 0 to 1"),
+    ("features of text", "POST", "/api/features", json.dumps({"input": "seven"}).encode(), 400,
+     "28 rows"),
+    ("explain a bad position", "POST", "/api/explain",
+     json.dumps({"input": [[0.0] * 28] * 28, "at": "0:13,13"}).encode(), 400,
+     "expected LAYER:ROW,COL,CHANNEL"),
+    ("explain a layer that is not conv", "POST", "/api/explain",
+     json.dumps({"input": [[0.0] * 28] * 28, "at": "3:0,0,0"}).encode(), 400,
+     "not a convolution or pooling layer"),
+    ("explain out of range", "POST", "/api/explain",
+     json.dumps({"input": [[0.0] * 28] * 28, "at": "0:26,0,0"}).encode(), 400, "ROW is 0 to 25"),
+    ("explain without at", "POST", "/api/explain",
+     json.dumps({"input": [[0.0] * 28] * 28}).encode(), 400, '"at" must be a string'),
+]
+
+
+@pytest.mark.parametrize("name, method, path, body, status, words", BAD_REQUESTS,
+                         ids=[r[0] for r in BAD_REQUESTS])
+def test_bad_requests_get_a_json_error_and_the_server_goes_on(server, name, method, path, body,
+                                                               status, words):
+    got, answer = call_json(server, method, path, body)
+    assert (got, answer["status"]) == (status, status), answer
+    assert words in answer["error"]
+    still_serving(server)
+
+
+def test_a_blank_picture_is_422(server):
+    buffer = io.BytesIO()
+    Image.new("RGB", (280, 280), "white").save(buffer, "PNG")
+    status, answer = call_json(server, "POST", "/api/predict", buffer.getvalue())
+    assert status == 422 and "no digit found" in answer["error"]
+    still_serving(server)
+
+
+def test_an_internal_error_is_a_500_in_json_and_the_server_goes_on(server, monkeypatch):
+    import logging
+
+    def broken():
+        raise RuntimeError("the disk fell off")
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # the CLI's logger does not propagate: listen on serve's own
+    serve.log.addHandler(handler)
+    monkeypatch.setattr(server.app, "model", broken)
+    try:
+        status, answer = call_json(server, "GET", "/api/model")
+    finally:
+        serve.log.removeHandler(handler)
+    assert status == 500 and "RuntimeError: the disk fell off" in answer["error"]
+    # Logged with its traceback, for whoever runs the server.
+    assert [r.getMessage() for r in records] == ["GET /api/model failed"] and records[0].exc_info
+    monkeypatch.undo()
+    still_serving(server)
+
+
+def test_no_test_set_is_a_503_that_says_how_to_give_one(tiny, tmp_path):
+    model_path, folder, _ = tiny
+    running = start(serve.App(model_path, data_path=str(tmp_path / "none"), log_dir=folder))
+    try:
+        status, answer = call_json(running, "GET", "/api/test/0")
+        assert status == 503 and answer["error"].startswith("no test digits to show: ")
+        assert "internal error" not in answer["error"]
+        still_serving(running)
+    finally:
+        stop(running)
+
+
+def test_wrong_method_says_which_are_allowed(server):
+    status, headers, _ = call(server, "GET", "/api/predict")
+    assert status == 405 and headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("send, status, words", [
+    (_missing_length, 411, "Content-Length"), (_chunked, 411, "Content-Length"),
+    (_huge_declared, 413, "1,000,000,000 bytes"), (_bad_length, 400, "not a number"),
+    (_unknown_method, 501, "'BREW' not supported"), (_garbage, 400, "Bad request"),
+], ids=["no Content-Length", "chunked", "1 GB announced", "a bad Content-Length",
+        "an unknown method", "not HTTP"])
+def test_malformed_requests_get_a_json_error_and_the_server_goes_on(server, send, status, words):
+    got, body = send(server)
+    assert got == status
+    answer = json.loads(body)
+    assert answer["status"] == status and words.lower() in answer["error"].lower(), answer
+    still_serving(server)
+
+
+TRAVERSALS = [
+    "/../README.md", "/static/../serve.py", "/static/../../README.md",
+    "/static/..%2fserve.py", "/static/%2e%2e/serve.py", "/static/%2e%2e%2fserve.py",
+    "/static/%2E%2E/%2E%2E/README.md", "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/static/%252e%252e/serve.py", "/static/..%5cserve.py", "/static/..\\serve.py",
+    "/static/....//serve.py", "/static//etc/passwd", "//etc/passwd", "/etc/passwd",
+    "/static/app.js/../../serve.py", "/static/app.js%00.png", "/static/%c0%ae%c0%ae/serve.py",
+    "/static/./app.js", "/static", "/static/", "/cnn_mnist/serve.py", "/index.html",
+    "http://127.0.0.1/../cnn_mnist/serve.py",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_no_path_reaches_files_outside_the_page(server, path):
+    status, body = raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       .encode())
+    assert status == 404, body[:200]
+    answer = json.loads(body)
+    assert answer["status"] == 404 and "root:" not in body.decode() and "import" not in body.decode()
+    still_serving(server)
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_is_loopback():
+    assert serve.is_loopback("127.0.0.1") and serve.is_loopback("localhost")
+    assert serve.is_loopback("::1") and serve.is_loopback("127.0.0.5")
+    assert not serve.is_loopback("0.0.0.0") and not serve.is_loopback("no-such-host.invalid")
+
+
+def _serve_process(model_path, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist", "serve", "--model",
+                                str(model_path), "--port", "0", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    line = process.stdout.readline()
+    found = re.search(r"at (http://[^ ]+/) ", line)
+    assert found, (line, process.stderr.read() if process.poll() is not None else "")
+    return process, found.group(1)
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_the_command_serves_warns_off_loopback_and_stops_on_ctrl_c(tiny, host, warned):
+    import urllib.request
+
+    model_path, folder, _ = tiny
+    process, url = _serve_process(model_path, "--host", host, "--data", str(folder / "mnist"))
+    try:
+        port = url.rsplit(":", 1)[1].strip("/")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=30) as r:
+            info = json.load(r)
+        # The page's predictions ran on LiteRT: TensorFlow was never imported.
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/predict", data=drawn_png("1")), timeout=30) as r:
+            assert json.load(r)["probabilities"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/test/0", timeout=30) as r:
+            assert json.load(r)["index"] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=30) as r:
+            assert json.load(r)["tensorflow_imported"] is False
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert info["backend"] == "litert" and info["tensorflow_imported"] is False
+    assert process.returncode == 0, err
+    assert "Stopped." in out and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    if warned:
+        assert len(lines) == 1 and lines[0].startswith("warning: listening on 0.0.0.0")
+        assert "no authentication" in lines[0]
+    else:
+        assert lines == []
+
+
+def test_the_command_reports_a_missing_model_and_a_busy_port(tiny, tmp_path):
+    from click.testing import CliRunner
+
+    from cnn_mnist.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "none.h5")])
+    assert result.exit_code == 1 and result.output.startswith("error: model file not found")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--model", str(tiny[0]), "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_help_does_not_import_tensorflow():
+    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'serve', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert result.returncode == 0, result.stderr
+    assert "--host" in result.stdout and "--open" in result.stdout
+
+
+# --- the page in a real browser ---------------------------------------------------------------
+
+
+def _unavailable(message: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser test cannot run: {message}")
+    pytest.skip(f"browser test cannot run: {message}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Selenium; a skip with the reason (a failure under CI)."""
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is not installed (pip install -e '.[test]')")
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (os.path.exists(chromium) and os.path.exists(driver_path)):
+        _unavailable("no chromium or chromedriver (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000"):
+        options.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    except WebDriverException as exc:
+        _unavailable(f"chromium did not start ({exc.msg})")
+    yield driver
+    driver.quit()
+
+
+def _open(browser, server, size=(1280, 1000)):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(*size)
+    browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "model-info").text)
+    return browser.find_element(By.ID, "pad")
+
+
+def _stroke(browser, pad, points, kind="mouse"):
+    """One stroke through `points` (fractions of the pad) with a mouse, finger or pen."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    kinds = {"mouse": interaction.POINTER_MOUSE, "touch": interaction.POINTER_TOUCH,
+             "pen": interaction.POINTER_PEN}
+    actions = ActionBuilder(browser, mouse=PointerInput(kinds[kind], kind), duration=30)
+    width, height = pad.rect["width"], pad.rect["height"]
+    at = [(int((x - 0.5) * width), int((y - 0.5) * height)) for x, y in points]
+    actions.pointer_action.move_to(pad, *at[0]).pointer_down()
+    for x, y in at[1:]:
+        actions.pointer_action.move_to(pad, x, y)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def _shown(browser, previous: str | None = None) -> dict:
+    """What the page shows once its prediction settles: the big digit and the ten bars."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 30).until(
+        lambda b: b.find_element(By.ID, "predicted").text not in ("", "?")
+        and b.execute_script("return !state.inFlight") and
+        b.execute_script("return state.answer && JSON.stringify(state.answer.probabilities)")
+        != previous)
+    time.sleep(0.3)  # the debounce: a last request may follow the stroke's end
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return !state.inFlight"))
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    return {"predicted": browser.find_element(By.ID, "predicted").text,
+            "bars": [float(b.get_attribute("data-probability")) for b in bars],
+            "widths": [b.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style")
+                       for b in bars],
+            "top": [b.get_attribute("class") for b in bars],
+            "answer": browser.execute_script("return JSON.stringify(state.answer.probabilities)")}
+
+
+def _pad_png(browser) -> bytes:
+    url = browser.execute_script("return document.getElementById('pad').toDataURL('image/png')")
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def _check_against_api(server, shown: dict, picture: bytes) -> None:
+    status, answer = call_json(server, "POST", "/api/predict", picture)
+    assert status == 200
+    assert shown["predicted"] == answer["class_name"]
+    assert np.allclose(shown["bars"], answer["probabilities"], atol=1e-6)
+    assert len(shown["bars"]) == 10 and abs(sum(shown["bars"]) - 1) < 1e-3
+    assert shown["top"][answer["predicted"]] == "top" and shown["top"].count("top") == 1
+    top_width = float(re.search(r"width: ([\d.]+)%", shown["widths"][answer["predicted"]]).group(1))
+    assert top_width == pytest.approx(answer["probability"] * 100, abs=0.01)
+
+
+def test_draw_a_one_and_a_zero(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    pad = _open(browser, server)
+    _stroke(browser, pad, [(0.52, 0.18), (0.51, 0.4), (0.5, 0.6), (0.49, 0.82)])
+    one = _shown(browser)
+    _check_against_api(server, one, _pad_png(browser))
+    browser.save_screenshot(str(tmp_path / "one.png"))
+
+    browser.find_element(By.ID, "clear").click()
+    assert browser.find_element(By.ID, "predicted").text == "?"
+    # A "0" with a finger, at a phone's width: the page must not scroll while drawing.
+    pad = _open(browser, server, (390, 844))
+    browser.execute_script("window.scrollTo(0, 60)")
+    scrolled = browser.execute_script("return window.scrollY")
+    ring = [(0.5 + 0.22 * np.sin(t), 0.5 - 0.32 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 25)]
+    pad = browser.find_element(By.ID, "pad")
+    _stroke(browser, pad, ring, kind="touch")
+    zero = _shown(browser)
+    assert browser.execute_script("return window.scrollY") == scrolled
+    _check_against_api(server, zero, _pad_png(browser))
+    browser.save_screenshot(str(tmp_path / "zero.png"))
+    for name in ("one.png", "zero.png"):
+        assert Image.open(tmp_path / name).size[0] > 300
+
+
+def test_upload_a_picture(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(drawn_png("7", size=500))
+    _open(browser, server)
+    browser.find_element(By.ID, "upload").send_keys(str(picture))
+    shown = _shown(browser)
+    assert "seven.png" in browser.find_element(By.ID, "source").text
+    _check_against_api(server, shown, picture.read_bytes())  # the file itself, not the pad
+    browser.save_screenshot(str(tmp_path / "upload.png"))
+    assert Image.open(tmp_path / "upload.png").size[0] > 300
+
+    # The same picture dropped on the pad.
+    dropped = drawn_png("0", size=400)
+    previous = shown["answer"]
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        document.getElementById("pad").dispatchEvent(new DragEvent("drop",
+            {dataTransfer: transfer, bubbles: true, cancelable: true}));""",
+                           base64.b64encode(dropped).decode())
+    shown = _shown(browser, previous)
+    assert "dropped.png" in browser.find_element(By.ID, "source").text
+    _check_against_api(server, shown, dropped)
+
+
+def test_the_downloads_are_the_input_the_model_saw(browser, server, tmp_path):
+    from cnn_mnist.images import save_digit_png
+
+    pad = _open(browser, server)
+    _stroke(browser, pad, [(0.35, 0.3), (0.65, 0.3), (0.4, 0.75)])
+    _shown(browser)
+    digit = np.array(browser.execute_script("return state.answer.input"))
+    # The PNG button saves the 28x28 canvas: the same pixels as --save-preprocessed writes.
+    url = browser.execute_script("return document.getElementById('seen').toDataURL('image/png')")
+    page_png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L"))
+    expected = np.asarray(Image.open(save_digit_png(digit, tmp_path / "seen.png")))
+    assert page_png.shape == (28, 28) and np.array_equal(page_png, expected)
+    (tmp_path / "values.csv").write_text(browser.execute_script(
+        "return valuesCSV(state.answer.input)"))
+    assert np.allclose(np.loadtxt(tmp_path / "values.csv", delimiter=","), digit, atol=1e-6)
+    assert browser.find_element("id", "download-png").is_enabled()
+
+
+def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pad = _open(browser, server)
+    _stroke(browser, pad, [(0.3, 0.3), (0.7, 0.3), (0.45, 0.8)], kind="pen")
+    _shown(browser)
+    WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".map img")) == 2)
+    image = browser.find_elements(By.CSS_SELECTOR, ".map img")[0]
+    WebDriverWait(browser, 10).until(lambda b: image.size["width"] > 82)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
+    # Channel 5, row 13, column 20 of layer 0: where inspect.tile put it, in screen pixels.
+    top, left = inspect.tile_origin(5, (26, 26), 8)
+    scale = image.size["width"] / 82  # the tiled picture is 1 + 3 * (26 + 1) pixels wide
+    x, y = (left + 20 + 0.5) * scale, (top + 13 + 0.5) * scale
+    ActionChains(browser).move_to_element_with_offset(
+        image, int(x - image.size["width"] / 2), int(y - image.size["height"] / 2)).click().perform()
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#explain pre"))
+    heading = browser.find_element(By.CSS_SELECTOR, "#explain h3").text
+    assert heading == "Layer 0 (Conv2D), row 13, column 20, channel 5"
+    text = browser.execute_script("return document.querySelector('#explain pre').textContent")
+    digit = browser.execute_script("return state.answer.input")
+    status, e = call_json(server, "POST", "/api/explain", {"input": digit, "at": "0:13,20,5"})
+    assert text == e["text"] and "(agrees)" in text
+    browser.save_screenshot(str(tmp_path / "explain.png"))
+
+
+def test_a_test_digit_with_its_true_label(browser, server, tiny_mnist):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _open(browser, server)
+    box = browser.find_element(By.ID, "test-index")
+    box.clear()
+    box.send_keys("5")
+    browser.find_element(By.ID, "test-show").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "truth").text)
+    label = int(tiny_mnist.y_test[5])
+    assert browser.find_element(By.ID, "truth").text.startswith(f"True label {label}")
+    assert "Test digit 5" in browser.find_element(By.ID, "source").text
+
+
+def test_choose_a_model_and_see_a_mistake_on_the_page(browser, tiny, tiny_mnist, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
+    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
+                                (tiny_mnist.y_test + 1) % 10)
+    running = start(serve.App(model_path, data_path=str(wrong), log_dir=folder / "logs",
+                              models_dir=models))
+    try:
+        _open(browser, running)
+        choice = Select(browser.find_element(By.ID, "model-select"))
+        assert [o.get_attribute("value") for o in choice.options] == [str(model_path),
+                                                                    str(models / "copy.h5")]
+        choice.select_by_value(str(models / "copy.h5"))
+        WebDriverWait(browser, 30).until(
+            lambda b: call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5"))
+        browser.find_element(By.ID, "test-mistake").click()
+        WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "truth").text)
+        truth = browser.find_element(By.ID, "truth")
+        assert truth.text.endswith(": wrong") and truth.get_attribute("class") == "wrong"
+        index = int(browser.find_element(By.ID, "test-index").get_attribute("value"))
+        label = (int(tiny_mnist.y_test[index]) + 1) % 10
+        assert truth.text.startswith(f"True label {label}")
+        browser.save_screenshot(str(tmp_path / "mistake.png"))
+    finally:
+        stop(running)
