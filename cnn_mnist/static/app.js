@@ -354,11 +354,15 @@ async function loadMaps() {
   }
 }
 
+function textElement(tag, className, text) {
+  const element = document.createElement(tag);
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
 function busy(text) {
-  const p = document.createElement("p");
-  p.className = "busy";
-  p.textContent = text;
-  return p;
+  return textElement("p", "busy", text);
 }
 
 function drawMaps(layers, input) {
@@ -511,10 +515,7 @@ function withPadding(e, values) {
 }
 
 function op(text) {
-  const span = document.createElement("span");
-  span.className = "op";
-  span.textContent = text;
-  return span;
+  return textElement("span", "op", text);
 }
 
 function windowView(e, input) {
