@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist import paths
-from cnn_mnist.errors import CnnError, DataError, ModelFileError
+from cnn_mnist.errors import CnnError, DataError, ModelFileError, WrongDataset
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Served:
     normalize: bool
     class_names: list[str]
     info: dict
+    dataset: str = "mnist"  # what it was trained on: the test digits shown are that set's
     lock: threading.Lock = field(default_factory=threading.Lock)  # an interpreter is one-at-a-time
     keras: object = None
     keras_lock: threading.Lock = field(default_factory=threading.Lock)  # feature maps: one at a time
@@ -144,12 +145,12 @@ def model_info(path: Path, log_dir: Path) -> dict:
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
     """Load a model for serving: its LiteRT export where there is one, and warm it up."""
     from cnn_mnist.predict import open_model
-    from cnn_mnist.save import check_model_path, class_names, model_normalize
+    from cnn_mnist.save import check_model_path, class_names, dataset, model_normalize
 
     check_model_path(path)
     predictor, backend = open_model(path, verbose, threads=1)  # one digit at a time
     served = Served(model_id, path, predictor, backend, model_normalize(path), class_names(path),
-                    model_info(path, log_dir))
+                    model_info(path, log_dir), dataset(path))
     if backend == "keras":
         served.keras = predictor
     served.predictor(np.zeros((1, 28, 28, 1), np.float32))  # the interpreter's tensors, now
@@ -175,7 +176,7 @@ class App:
         self.loaded: dict[str, Served] = {}
         self.default_id = str(Path(model_path))
         self.current = self._load(self.default_id, Path(model_path))
-        self._mnist = None
+        self._test_sets: dict = {}  # by dataset: models of several datasets can be served
         self._random = np.random.default_rng()
 
     def _load(self, model_id: str, path: Path) -> Served:
@@ -251,19 +252,28 @@ class App:
         with self.busy:
             return self._answer(self.current, load_digit(body, name="upload"))
 
-    def _test_set(self):
+    def _test_set(self, served: Served):
+        """The test set of the dataset `served` was trained on: from --data, else (a model of
+        another dataset than --data holds) where `cnn predict` finds it without --data."""
         with self.setup_lock:
-            if self._mnist is None:
-                from cnn_mnist.data import load_mnist
+            if served.dataset not in self._test_sets:
+                from cnn_mnist.data import load_for_model
 
+                model = f"model {served.id}"
                 try:
-                    self._mnist = load_mnist(self.data_path, test_only=True)
+                    try:
+                        test = load_for_model(self.data_path, served.dataset, model=model)
+                    except WrongDataset:
+                        if self.data_path is None:
+                            raise
+                        test = load_for_model(None, served.dataset, model=model)
                 except DataError as exc:
                     raise DataError(f"no test digits to show: {exc}") from None
-            return self._mnist
+                self._test_sets[served.dataset] = test
+            return self._test_sets[served.dataset]
 
     def _test_answer(self, served: Served, index: int) -> dict:
-        mnist = self._test_set()
+        mnist = self._test_set(served)
         label = int(mnist.y_test[index])
         answer = self._answer(served, mnist.x_test[index].astype(np.float32) / np.float32(255))
         return {"index": index, "label": label, "label_name": served.class_names[label],
@@ -272,14 +282,14 @@ class App:
     def test_digit(self, index: int) -> dict:
         from cnn_mnist.predict import check_indices
 
-        check_indices([index], len(self._test_set().x_test))
+        check_indices([index], len(self._test_set(self.current).x_test))
         return self._test_answer(self.current, index)
 
     def mistake(self) -> dict:
         """A random test digit that the model gets wrong."""
         served = self.current
         if served.mistakes is None:
-            mnist = self._test_set()
+            mnist = self._test_set(served)
             with self.setup_lock:  # once per model, and LiteRT's set-up hides stderr meanwhile
                 if served.mistakes is None:
                     served.mistakes = self._find_mistakes(served, mnist)

@@ -245,6 +245,28 @@ def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
             assert "every test digit right" in answer["error"]
 
 
+def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mnist, idx_folder,
+                                                                   tmp_path, monkeypatch):
+    # The test's digits stand for Fashion-MNIST (found by checksum), and so does the model's
+    # record: the page shows them with its class names, not "this is not MNIST".
+    from cnn_mnist import data
+    from tests.conftest import FASHION_NAMES, known_table, relabelled_model
+
+    monkeypatch.setattr(data, "KNOWN", {"fashion_mnist": known_table(tiny_mnist)})
+    model = relabelled_model(tiny[0], tmp_path / "models" / "fashion.h5")
+    running = start(serve.App(model, data_path=str(idx_folder), log_dir=tmp_path / "logs"))
+    try:
+        status, answer = call_json(running, "GET", "/api/test/5")
+        assert status == 200, answer
+        assert answer["label"] == tiny_mnist.y_test[5]
+        assert answer["label_name"] == FASHION_NAMES[answer["label"]]
+        assert answer["class_name"] == FASHION_NAMES[answer["predicted"]]
+        status, answer = call_json(running, "GET", "/api/model")
+        assert answer["class_names"] == FASHION_NAMES
+    finally:
+        stop(running)
+
+
 def test_selecting_another_model(tiny, tmp_path):
     model_path, folder, _ = tiny
     models = tmp_path / "models"
