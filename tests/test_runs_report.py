@@ -62,4 +62,8 @@ def test_a_fashion_run_shows_its_dataset_and_class_names(tmp_path):
     assert " fashion_mnist " in listed[2] and " mnist " in listed[1]
     assert "T-shirt/top: 0.900" in format_show(folder) and "Ankle boot: 0.810" in format_show(folder)
     comparison = format_comparison(runs.compare_runs([folder, logs / "20261105-090000-eeee"]))
-    assert "F1 Ankle boot" in comparison
+    # Label 9 is an ankle boot in one run and the digit 9 in the other: the row names both.
+    assert "F1 Ankle boot / 9 " in comparison and "F1 T-shirt/top / 0 " in comparison
+    other = write_run_record(logs, "20261106-090000-ffff", changes={"compile.learning_rate": 0.003})
+    same = format_comparison(runs.compare_runs([logs / "20261105-090000-eeee", other]))
+    assert "F1 9 " in same and "F1 9 /" not in same  # two MNIST runs: the digits alone
