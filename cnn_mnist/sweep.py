@@ -195,14 +195,15 @@ def open_study(sweep: Sweep, create: bool = True):
                if section.method == "grid" else samplers[section.method]())
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=section.pruning_startup_trials)
               if section.pruning else optuna.pruners.NopPruner())
+    if not create and _missing_sqlite_file(sweep.storage):  # --status leaves no empty file
+        raise _no_study(sweep)
     storage = _storage(sweep.storage)
     if not create:
         try:
             return optuna.load_study(study_name=sweep.study, storage=storage, sampler=sampler,
                                      pruner=pruner)
         except KeyError:
-            raise StorageError(f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; "
-                               f"start it with: cnn sweep --config {sweep.source}") from None
+            raise _no_study(sweep) from None
     for attempt in range(5):  # workers started together race to create it: the others load it
         try:
             return optuna.create_study(study_name=sweep.study, storage=storage, sampler=sampler,
@@ -214,6 +215,22 @@ def open_study(sweep: Sweep, create: bool = True):
                 raise StorageError(f"cannot open study {sweep.study!r} in "
                                    f"{_redact(sweep.storage)}: {detail}") from None
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    path = url.removeprefix("sqlite:///")
+    return url.startswith("sqlite:///") and path not in ("", ":memory:") and not Path(path).exists()
+
+
+def _no_study(sweep: Sweep) -> StorageError:
+    """No such study yet: the command that starts it, with this --study and --storage."""
+    command = f"cnn sweep --config {sweep.source}"
+    if sweep.study != Path(sweep.source).stem:
+        command += f" --study {sweep.study}"
+    if sweep.storage != f"sqlite:///{sweep.folder.resolve()}/{sweep.study}.db":
+        command += f" --storage {_redact(sweep.storage)}"
+    return StorageError(f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; "
+                        f"start it with: {command}")
 
 
 def _storage(url: str):
@@ -237,7 +254,9 @@ def _storage(url: str):
             last = exc
             break
     detail = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
-    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}"
+    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}\n"
+                       f"expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST[:PORT]/DB"
+                       " (a server that is up and reachable from here): check --storage"
                        ) from None
 
 
