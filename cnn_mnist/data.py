@@ -392,6 +392,11 @@ def prepare_images(images: np.ndarray, normalize: bool = True) -> np.ndarray:
 def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
             limit_test: int | None = None) -> Prepared:
     """Optionally take the first N images; the network's view is made batch by batch."""
+    if normalize and mnist.x_train.dtype.kind == "f" and len(mnist.x_train) \
+            and mnist.x_train.max() <= 1.0:  # scaled twice, it would train on near-black images
+        raise DataError(f"{mnist.source}: the images hold values 0 to 1 (already scaled); "
+                        "expected pixel values 0-255, which data.normalize scales: save "
+                        "(x * 255).round().astype('uint8'), or set data.normalize: false")
     return Prepared(
         images_train=mnist.x_train[:limit_train],
         labels_train=mnist.y_train[:limit_train].astype(np.int64),

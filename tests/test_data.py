@@ -123,6 +123,21 @@ def test_prepare_shapes_scaling_and_one_hot(tiny_mnist):
     assert raw.x_train.max() == 255.0 and len(raw.x_train) == 512
 
 
+def test_float_images_already_scaled_are_refused_not_scaled_again(tmp_path, tiny_mnist):
+    scaled = {"x_train": tiny_mnist.x_train / 255.0, "y_train": tiny_mnist.y_train,
+              "x_test": tiny_mnist.x_test / 255.0, "y_test": tiny_mnist.y_test}
+    np.savez(tmp_path / "scaled.npz", **scaled)
+    loaded = data.load_mnist(tmp_path / "scaled.npz", dataset="custom")
+    with pytest.raises(DataError, match="scaled.npz: the images hold values 0 to 1 "
+                                        r"\(already scaled\); expected pixel values 0-255"):
+        data.prepare(loaded, normalize=True)
+    assert data.prepare(loaded, normalize=False).x_train.max() == 1.0  # as given
+    np.savez(tmp_path / "floats.npz", **{**scaled, "x_train": tiny_mnist.x_train * 1.0,
+                                         "x_test": tiny_mnist.x_test * 1.0})
+    prepared = data.prepare(data.load_mnist(tmp_path / "floats.npz", dataset="custom"))
+    assert prepared.x_train.max() == 1.0  # floats of 0-255 are scaled like bytes
+
+
 def test_one_hot_matches_keras():
     import keras
 
