@@ -89,9 +89,12 @@ def _settings(data: dict) -> str:
     """The run's hparams (as the HParams dashboard has them) on one line."""
     values = data.get("hparams")
     if not isinstance(values, dict):  # a run from before hparams were recorded
-        values = hparams_of(data["config"], (data.get("metrics") or {}).get("params"),
-                            (data.get("accelerator") or {}).get("dtype_policy"),
-                            data.get("config_source"), data.get("sweep"))
+        try:
+            values = hparams_of(data["config"], (data.get("metrics") or {}).get("params"),
+                                (data.get("accelerator") or {}).get("dtype_policy"),
+                                data.get("config_source"), data.get("sweep"))
+        except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record
+            return "? (run.json's config is incomplete)"
     return ", ".join(f"{key.split('.', 1)[-1] if key != 'data.dataset' else 'dataset'}="
                      f"{show_value(value)}" for key, value in values.items() if key != "config")
 

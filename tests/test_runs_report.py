@@ -35,6 +35,9 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
     assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
                                    "C32k5-P2-C64k5-P2-F-U256-U10"]
 
+    (b / "run.json").write_text('{"status": "completed", "config": {"model": 3}}')
+    assert "Settings  ? (run.json's config is incomplete)" in format_show(b)  # no traceback
+
 
 def test_a_sweeps_trial_is_listed_with_its_sweep_and_not_its_sweep_section(tmp_path):
     logs = tmp_path / "fit"
