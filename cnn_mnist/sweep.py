@@ -47,6 +47,7 @@ SURPLUS = "surplus"  # a trial past the study's total, stopped before it trained
 # A worker that stops beating for GRACE_S seconds (killed, its machine down) has its trial
 # marked failed by the next worker to start a trial, and that trial does not count.
 HEARTBEAT_S, GRACE_S = 10, 60
+CONNECT_TIMEOUT_S = 10  # seconds to reach a PostgreSQL server
 
 
 class StorageError(CnnError):
@@ -242,6 +243,8 @@ def _storage(url: str):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("postgresql://"):  # psycopg 3, the driver we install (SQLAlchemy 2.0
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # would want psycopg2)
+        # A host that takes the connection but never answers would hang here for good.
+        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     last: Exception | None = None
     for _ in range(5):  # two workers creating the tables at once: one of them retries
         try:
@@ -249,6 +252,8 @@ def _storage(url: str):
                                               heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
         except DBAPIError as exc:  # the database's own error: a race, or down for now
             last = exc
+            if "timeout" in str(exc).lower():  # no answer: waiting again would not help
+                break
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver: reported below
             last = exc

@@ -330,6 +330,23 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_a_postgresql_server_that_never_answers_is_an_error(tmp_path, monkeypatch):
+    from cnn_mnist import sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT_S", 1)
+    config = write_sweep(tmp_path, tmp_path, SEARCH)
+    with socket.socket() as silent:  # takes connections, says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql://u:secret@127.0.0.1:{silent.getsockname()[1]}/sweeps"
+        result = CliRunner().invoke(cli, ["sweep", "--config", str(config), "--storage", url,
+                                          "--status"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: cannot open the sweep storage "
+                                    f"postgresql://u:***@{url.split('@')[1]}: ")
+    assert "timeout" in result.output and "secret" not in result.output
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_postgresql_study(tmp_path, real_mnist_path, postgres):
     config = write_sweep(tmp_path, real_mnist_path, SHARED)
