@@ -302,14 +302,20 @@ def check(mnist: Mnist) -> Mnist:
     """Shapes, dtypes, matching counts and labels 0-9, naming the source on failure."""
     for split in ("train", "test"):
         x, y = getattr(mnist, f"x_{split}"), getattr(mnist, f"y_{split}")
+        if x.dtype.kind not in "uif" or y.dtype.kind not in "uif":  # an .npz of strings, objects
+            raise DataError(f"{mnist.source}: x_{split} and y_{split} hold {x.dtype} and "
+                            f"{y.dtype}; expected numbers (pixel values 0-255, labels 0-9)")
+        if split == "test" and not len(x):  # train may be empty: test_only skips its files
+            raise DataError(f"{mnist.source}: x_test has no images; expected at least one")
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise DataError(f"{mnist.source}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(f"{mnist.source}: {len(x):,} {split} images but y_{split} has shape "
                             f"{y.shape}; expected one label per image")
-        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES or np.any(y != np.round(y))):
             what = "digits" if mnist.dataset == "mnist" else "labels"
-            raise DataError(f"{mnist.source}: y_{split} has labels from {y.min()} to {y.max()}, "
+            raise DataError(f"{mnist.source}: y_{split} has labels from {y.min()} to {y.max()}"
+                            f"{'' if np.all(y == np.round(y)) else ', not all whole'}, "
                             f"expected {what} 0-9")
         if x.dtype != np.uint8 and len(x) and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{mnist.source}: x_{split} has pixel values outside 0-255")
@@ -392,6 +398,13 @@ def prepare_images(images: np.ndarray, normalize: bool = True) -> np.ndarray:
 def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
             limit_test: int | None = None) -> Prepared:
     """Optionally take the first N images; the network's view is made batch by batch."""
+    if not len(mnist.x_train):
+        raise DataError(f"{mnist.source}: x_train has no images; expected at least one to train on")
+    if normalize and mnist.x_train.dtype.kind == "f" and len(mnist.x_train) \
+            and mnist.x_train.max() <= 1.0:  # scaled twice, it would train on near-black images
+        raise DataError(f"{mnist.source}: the images hold values 0 to 1 (already scaled); "
+                        "expected pixel values 0-255, which data.normalize scales: save "
+                        "(x * 255).round().astype('uint8'), or set data.normalize: false")
     return Prepared(
         images_train=mnist.x_train[:limit_train],
         labels_train=mnist.y_train[:limit_train].astype(np.int64),

@@ -89,9 +89,12 @@ def _settings(data: dict) -> str:
     """The run's hparams (as the HParams dashboard has them) on one line."""
     values = data.get("hparams")
     if not isinstance(values, dict):  # a run from before hparams were recorded
-        values = hparams_of(data["config"], (data.get("metrics") or {}).get("params"),
-                            (data.get("accelerator") or {}).get("dtype_policy"),
-                            data.get("config_source"), data.get("sweep"))
+        try:
+            values = hparams_of(data["config"], (data.get("metrics") or {}).get("params"),
+                                (data.get("accelerator") or {}).get("dtype_policy"),
+                                data.get("config_source"), data.get("sweep"))
+        except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record
+            return "? (run.json's config is incomplete)"
     return ", ".join(f"{key.split('.', 1)[-1] if key != 'data.dataset' else 'dataset'}="
                      f"{show_value(value)}" for key, value in values.items() if key != "config")
 
@@ -154,10 +157,12 @@ def format_comparison(comparison: Comparison) -> str:
     rows += [["status", *(run.status for run in runs)],
              ["test accuracy", *(_number(run.test_accuracy) for run in runs)],
              ["test loss", *(_number(run.test_loss) for run in runs)]]
-    names = class_names(runs[0].run_dir) if runs else [str(d) for d in range(10)]
+    # Runs of different datasets: label i is a different class in each ("T-shirt/top / 0").
+    names = [class_names(run.run_dir) for run in runs] or [[str(d) for d in range(10)]]
     for digit in range(10):
-        rows.append([f"F1 {names[digit]}", *(_number(f1[digit], 3) if f1 and digit < len(f1)
-                                             else "-" for f1 in comparison.f1)])
+        label = " / ".join(dict.fromkeys(n[digit] for n in names))
+        rows.append([f"F1 {label}", *(_number(f1[digit], 3) if f1 and digit < len(f1)
+                                      else "-" for f1 in comparison.f1)])
     rows += [["epochs", *(_epochs(run) for run in runs)],
              ["time", *(seconds(run.duration_s) for run in runs)]]
     return table(rows)

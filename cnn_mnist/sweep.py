@@ -47,6 +47,7 @@ SURPLUS = "surplus"  # a trial past the study's total, stopped before it trained
 # A worker that stops beating for GRACE_S seconds (killed, its machine down) has its trial
 # marked failed by the next worker to start a trial, and that trial does not count.
 HEARTBEAT_S, GRACE_S = 10, 60
+CONNECT_TIMEOUT_S = 10  # seconds to reach a PostgreSQL server
 
 
 class StorageError(CnnError):
@@ -195,14 +196,15 @@ def open_study(sweep: Sweep, create: bool = True):
                if section.method == "grid" else samplers[section.method]())
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=section.pruning_startup_trials)
               if section.pruning else optuna.pruners.NopPruner())
+    if not create and _missing_sqlite_file(sweep.storage):  # --status leaves no empty file
+        raise _no_study(sweep)
     storage = _storage(sweep.storage)
     if not create:
         try:
             return optuna.load_study(study_name=sweep.study, storage=storage, sampler=sampler,
                                      pruner=pruner)
         except KeyError:
-            raise StorageError(f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; "
-                               f"start it with: cnn sweep --config {sweep.source}") from None
+            raise _no_study(sweep) from None
     for attempt in range(5):  # workers started together race to create it: the others load it
         try:
             return optuna.create_study(study_name=sweep.study, storage=storage, sampler=sampler,
@@ -216,6 +218,22 @@ def open_study(sweep: Sweep, create: bool = True):
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
 
 
+def _missing_sqlite_file(url: str) -> bool:
+    path = url.removeprefix("sqlite:///")
+    return url.startswith("sqlite:///") and path not in ("", ":memory:") and not Path(path).exists()
+
+
+def _no_study(sweep: Sweep) -> StorageError:
+    """No such study yet: the command that starts it, with this --study and --storage."""
+    command = f"cnn sweep --config {sweep.source}"
+    if sweep.study != Path(sweep.source).stem:
+        command += f" --study {sweep.study}"
+    if sweep.storage != f"sqlite:///{sweep.folder.resolve()}/{sweep.study}.db":
+        command += f" --storage {_redact(sweep.storage)}"
+    return StorageError(f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; "
+                        f"start it with: {command}")
+
+
 def _storage(url: str):
     """Optuna's database storage with heartbeats, so that a killed worker's trial is failed."""
     import optuna
@@ -225,6 +243,8 @@ def _storage(url: str):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("postgresql://"):  # psycopg 3, the driver we install (SQLAlchemy 2.0
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")  # would want psycopg2)
+        # A host that takes the connection but never answers would hang here for good.
+        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     last: Exception | None = None
     for _ in range(5):  # two workers creating the tables at once: one of them retries
         try:
@@ -232,12 +252,16 @@ def _storage(url: str):
                                               heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
         except DBAPIError as exc:  # the database's own error: a race, or down for now
             last = exc
+            if "timeout" in str(exc).lower():  # no answer: waiting again would not help
+                break
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
         except Exception as exc:  # noqa: BLE001 - a bad URL, a missing driver: reported below
             last = exc
             break
     detail = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
-    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}"
+    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}\n"
+                       f"expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST[:PORT]/DB"
+                       " (a server that is up and reachable from here): check --storage"
                        ) from None
 
 

@@ -123,6 +123,41 @@ def test_prepare_shapes_scaling_and_one_hot(tiny_mnist):
     assert raw.x_train.max() == 255.0 and len(raw.x_train) == 512
 
 
+def test_float_images_already_scaled_are_refused_not_scaled_again(tmp_path, tiny_mnist):
+    scaled = {"x_train": tiny_mnist.x_train / 255.0, "y_train": tiny_mnist.y_train,
+              "x_test": tiny_mnist.x_test / 255.0, "y_test": tiny_mnist.y_test}
+    np.savez(tmp_path / "scaled.npz", **scaled)
+    loaded = data.load_mnist(tmp_path / "scaled.npz", dataset="custom")
+    with pytest.raises(DataError, match="scaled.npz: the images hold values 0 to 1 "
+                                        r"\(already scaled\); expected pixel values 0-255"):
+        data.prepare(loaded, normalize=True)
+    assert data.prepare(loaded, normalize=False).x_train.max() == 1.0  # as given
+    np.savez(tmp_path / "floats.npz", **{**scaled, "x_train": tiny_mnist.x_train * 1.0,
+                                         "x_test": tiny_mnist.x_test * 1.0})
+    prepared = data.prepare(data.load_mnist(tmp_path / "floats.npz", dataset="custom"))
+    assert prepared.x_train.max() == 1.0  # floats of 0-255 are scaled like bytes
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros((0,), np.uint8)},
+     "x_train has no images; expected at least one to train on"),
+    ({"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros((0,), np.uint8)},
+     "x_test has no images; expected at least one"),
+    ({"x_train": np.full((2, 28, 28), "a")},
+     "x_train and y_train hold <U1 and uint8; expected numbers"),
+    ({"y_test": np.full(128, 2.5)}, "y_test has labels from 2.5 to 2.5, not all whole, expected"),
+])
+def test_empty_or_non_numeric_npz_arrays_are_refused(tmp_path, tiny_mnist, change, message):
+    arrays = {role: getattr(tiny_mnist, role) for role in data.IDX_FILES}
+    np.savez(tmp_path / "odd.npz", **{**arrays, **change})
+    with pytest.raises(DataError, match=message):
+        data.prepare(data.load_mnist(tmp_path / "odd.npz", dataset="custom"))
+    whole = {**arrays, "y_test": tiny_mnist.y_test.astype(np.float64)}  # 3.0 is label 3
+    np.savez(tmp_path / "whole.npz", **whole)
+    assert data.prepare(data.load_mnist(tmp_path / "whole.npz", dataset="custom")).y_test.shape \
+        == (128, 10)
+
+
 def test_one_hot_matches_keras():
     import keras
 

@@ -35,6 +35,9 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
     assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
                                    "C32k5-P2-C64k5-P2-F-U256-U10"]
 
+    (b / "run.json").write_text('{"status": "completed", "config": {"model": 3}}')
+    assert "Settings  ? (run.json's config is incomplete)" in format_show(b)  # no traceback
+
 
 def test_a_sweeps_trial_is_listed_with_its_sweep_and_not_its_sweep_section(tmp_path):
     logs = tmp_path / "fit"
@@ -62,4 +65,8 @@ def test_a_fashion_run_shows_its_dataset_and_class_names(tmp_path):
     assert " fashion_mnist " in listed[2] and " mnist " in listed[1]
     assert "T-shirt/top: 0.900" in format_show(folder) and "Ankle boot: 0.810" in format_show(folder)
     comparison = format_comparison(runs.compare_runs([folder, logs / "20261105-090000-eeee"]))
-    assert "F1 Ankle boot" in comparison
+    # Label 9 is an ankle boot in one run and the digit 9 in the other: the row names both.
+    assert "F1 Ankle boot / 9 " in comparison and "F1 T-shirt/top / 0 " in comparison
+    other = write_run_record(logs, "20261106-090000-ffff", changes={"compile.learning_rate": 0.003})
+    same = format_comparison(runs.compare_runs([logs / "20261105-090000-eeee", other]))
+    assert "F1 9 " in same and "F1 9 /" not in same  # two MNIST runs: the digits alone

@@ -124,10 +124,18 @@ def test_sweep_needs_a_sweep_section_and_a_started_study(tmp_path):
     assert result.exit_code == 1
     assert "error: no study 'search' in sqlite:///" in result.output
     assert "start it with: cnn sweep --config" in result.output
+    assert not list((tmp_path / "logs" / "sweeps").glob("*.db"))  # --status made no empty study
+    result = CliRunner().invoke(cli, ["sweep", "--config", str(config), "--status", "--study", "x",
+                                      "--storage", f"sqlite:///{tmp_path}/other.db"])
+    assert result.exit_code == 1 and not (tmp_path / "other.db").exists()
+    assert result.output.rstrip().endswith(
+        f"--study x --storage sqlite:///{tmp_path}/other.db")  # the command that starts it
     result = CliRunner().invoke(cli, ["sweep"])
     assert result.exit_code == 2 and "--config FILE" in result.output
     result = CliRunner().invoke(cli, ["sweep", "--config", str(config), "--storage", "nosuch://x"])
     assert result.exit_code == 1 and "error: cannot open the sweep storage nosuch://x" in result.output
+    assert "expected sqlite:///FILE.db or postgresql://" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 2
 
 
 def test_defaults_and_what_cnn_train_makes_of_a_sweep_section(tmp_path):
@@ -320,6 +328,23 @@ def postgres():
         subprocess.run([*user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_postgresql_server_that_never_answers_is_an_error(tmp_path, monkeypatch):
+    from cnn_mnist import sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT_S", 1)
+    config = write_sweep(tmp_path, tmp_path, SEARCH)
+    with socket.socket() as silent:  # takes connections, says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql://u:secret@127.0.0.1:{silent.getsockname()[1]}/sweeps"
+        result = CliRunner().invoke(cli, ["sweep", "--config", str(config), "--storage", url,
+                                          "--status"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: cannot open the sweep storage "
+                                    f"postgresql://u:***@{url.split('@')[1]}: ")
+    assert "timeout" in result.output and "secret" not in result.output
 
 
 @pytest.mark.slow
