@@ -294,17 +294,23 @@ def _prepare_data(config: Config, watch, record: RunRecord):
 
     with watch("load_data"):
         mnist = stage.load_mnist(config.data.path, dataset=config.data.dataset)
-    log.info("Data: %s training and %s test images from %s", f"{len(mnist.x_train):,}",
-             f"{len(mnist.x_test):,}", mnist.source)
     with watch("prepare_data"):
         data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
                              config.data.limit_test)
+    log.info("Data: %s training and %s test images from %s",
+             _of(len(data.labels_train), len(mnist.x_train)),
+             _of(len(data.labels_test), len(mnist.x_test)), mnist.source)
     record.add("data", {
         "dataset": config.data.dataset, "class_names": config.data.names,
         "source": mnist.source, "sha256": mnist.sha256,
         "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
         "normalize": config.data.normalize})
     return data
+
+
+def _of(used: int, there: int) -> str:
+    """'60,000', or '2,000 of 60,000' where data.limit_* takes a slice."""
+    return f"{used:,}" if used == there else f"{used:,} of {there:,}"
 
 
 def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, tf):

@@ -339,3 +339,23 @@ def test_an_mnist_run_records_mnist(tiny_trained):
     assert json.loads(result.record_path.read_text())["dataset"] == "mnist"
     assert save.dataset(model_path) == "mnist"
     assert save.class_names(model_path) == [str(d) for d in range(10)]
+
+
+def test_the_data_line_gives_the_slice_taken(tiny_config_file, caplog):
+    import logging
+
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false", "training.epochs=1",
+                                                 "data.limit_train=100", "data.limit_test=50"])
+    logger = logging.getLogger("cnn_mnist")  # caplog's own handler: the CLI stops propagation
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="cnn_mnist"):
+            result = train(config, progress=0)
+    finally:
+        logger.removeHandler(caplog.handler)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Data: "))
+    total = json.loads(result.record_path.read_text())["data"]
+    assert (total["num_train"], total["num_test"]) == (100, 50)
+    assert line.startswith("Data: 100 of 512 training and 50 of 128 test images from ")
