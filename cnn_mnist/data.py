@@ -395,11 +395,16 @@ def prepare_images(images: np.ndarray, normalize: bool = True) -> np.ndarray:
     return x / np.float32(255.0) if normalize else x
 
 
+def check_trainable(mnist: Mnist) -> Mnist:
+    """Training needs training images (a test-only load, for predict and evaluate, has none)."""
+    if not len(mnist.x_train):
+        raise DataError(f"{mnist.source}: x_train has no images; expected at least one to train on")
+    return mnist
+
+
 def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
             limit_test: int | None = None) -> Prepared:
     """Optionally take the first N images; the network's view is made batch by batch."""
-    if not len(mnist.x_train):
-        raise DataError(f"{mnist.source}: x_train has no images; expected at least one to train on")
     if normalize and mnist.x_train.dtype.kind == "f" and len(mnist.x_train) \
             and mnist.x_train.max() <= 1.0:  # scaled twice, it would train on near-black images
         raise DataError(f"{mnist.source}: the images hold values 0 to 1 (already scaled); "

@@ -293,7 +293,8 @@ def _prepare_data(config: Config, watch, record: RunRecord):
     from cnn_mnist import data as stage
 
     with watch("load_data"):
-        mnist = stage.load_mnist(config.data.path, dataset=config.data.dataset)
+        mnist = stage.check_trainable(stage.load_mnist(config.data.path,
+                                                       dataset=config.data.dataset))
     with watch("prepare_data"):
         data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
                              config.data.limit_test)

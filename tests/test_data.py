@@ -151,7 +151,7 @@ def test_empty_or_non_numeric_npz_arrays_are_refused(tmp_path, tiny_mnist, chang
     arrays = {role: getattr(tiny_mnist, role) for role in data.IDX_FILES}
     np.savez(tmp_path / "odd.npz", **{**arrays, **change})
     with pytest.raises(DataError, match=message):
-        data.prepare(data.load_mnist(tmp_path / "odd.npz", dataset="custom"))
+        data.prepare(data.check_trainable(data.load_mnist(tmp_path / "odd.npz", dataset="custom")))
     whole = {**arrays, "y_test": tiny_mnist.y_test.astype(np.float64)}  # 3.0 is label 3
     np.savez(tmp_path / "whole.npz", **whole)
     assert data.prepare(data.load_mnist(tmp_path / "whole.npz", dataset="custom")).y_test.shape \
@@ -352,3 +352,12 @@ def test_keras_fashion_cache_of_debians_files(real_fashion_path, tmp_path):
         (cache / f"{stem}.gz").symlink_to(real_fashion_path / f"{stem}.gz")
     loaded = data.load_keras(dataset="fashion_mnist", test_only=True, cache_dir=tmp_path / "keras")
     assert loaded.dataset == "fashion_mnist" and len(loaded.x_test) == 10000
+
+
+def test_test_only_data_prepares_for_evaluation(idx_folder):
+    # predict, evaluate and the tests read the test files alone: no training images to check.
+    loaded = data.load_mnist(idx_folder, test_only=True)
+    assert len(loaded.x_train) == 0
+    assert data.prepare(loaded, True, None, 10).images_test.shape[0] == 10
+    with pytest.raises(DataError, match="x_train has no images; expected at least one to train"):
+        data.check_trainable(loaded)
