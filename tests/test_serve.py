@@ -851,3 +851,47 @@ def test_choose_a_model_and_see_a_mistake_on_the_page(browser, tiny, tiny_mnist,
         browser.save_screenshot(str(tmp_path / "mistake.png"))
     finally:
         stop(running)
+
+
+def test_a_fashion_model_shows_its_class_names_on_the_page(browser, tiny, tmp_path):
+    # The bars were made once with the digits 0-9 and kept when the names changed.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.conftest import FASHION_NAMES, relabelled_model
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    fashion = relabelled_model(model_path, models / "fashion.h5")
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"digits{suffix}")
+    names = "return [...document.querySelectorAll('#bars .name')].map((n) => n.textContent)"
+    running = start(serve.App(fashion, log_dir=folder / "logs", models_dir=models))
+    try:
+        _open(browser, running)
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(names) == FASHION_NAMES)
+        picture = tmp_path / "seven.png"
+        picture.write_bytes(drawn_png("7"))
+        browser.find_element(By.ID, "upload").send_keys(str(picture))
+        shown = _shown(browser)
+        _check_against_api(running, shown, picture.read_bytes())
+        assert shown["predicted"] in FASHION_NAMES and browser.execute_script(names) == FASHION_NAMES
+        assert browser.find_element(By.ID, "confidence").text.split("; then ")[1].split(" ")[0] in {
+            name.split(" ")[0] for name in FASHION_NAMES}
+        browser.save_screenshot(str(tmp_path / "fashion.png"))
+        browser.set_window_size(390, 844)  # a phone: long names fit, the verdict does not overlap
+        assert browser.execute_script(
+            "return [...document.querySelectorAll('#bars .name')].every("
+            "(n) => n.scrollWidth <= n.clientWidth + 1)")
+        assert browser.execute_script("""
+            const a = document.getElementById('predicted').getBoundingClientRect();
+            const b = document.getElementById('confidence').getBoundingClientRect();
+            return a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top""")
+        browser.save_screenshot(str(tmp_path / "fashion-phone.png"))
+        Select(browser.find_element(By.ID, "model-select")).select_by_value(
+            str(models / "digits.h5"))
+        WebDriverWait(browser, 30).until(
+            lambda b: b.execute_script(names) == [str(k) for k in range(10)])
+    finally:
+        stop(running)
