@@ -267,6 +267,31 @@ def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mn
         stop(running)
 
 
+def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
+    from cnn_mnist import predict
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
+    opened = []
+    real = predict.open_model
+    monkeypatch.setattr(predict, "open_model", lambda path, *a, **k: opened.append(str(path))
+                        or real(path, *a, **k))
+    running = start(serve.App(model_path, log_dir=folder / "logs", models_dir=models))
+    try:
+        for model in [None, str(models / "copy.h5"), str(model_path), str(models / "copy.h5")]:
+            if model is not None:
+                assert call_json(running, "POST", "/api/model", {"id": model})[0] == 200
+            for _ in range(3):
+                assert call_json(running, "POST", "/api/predict", drawn_png("1"))[0] == 200
+            call_json(running, "GET", "/api/models")
+    finally:
+        stop(running)
+    assert opened == [str(model_path), str(models / "copy.h5")]
+
+
 def test_selecting_another_model(tiny, tmp_path):
     model_path, folder, _ = tiny
     models = tmp_path / "models"
