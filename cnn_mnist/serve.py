@@ -280,9 +280,10 @@ class App:
                 "correct": answer["predicted"] == label, **answer}
 
     def test_digit(self, index: int) -> dict:
-        from cnn_mnist.predict import check_indices
-
-        check_indices([index], len(self._test_set(self.current).x_test))
+        count = len(self._test_set(self.current).x_test)
+        if not 0 <= index < count:  # said for the page, not as `cnn predict`'s --index
+            raise ApiError(404, f"no test digit {index}: the test set has {count:,} images, so "
+                                f"valid indices are 0 to {count - 1}")
         return self._test_answer(self.current, index)
 
     def mistake(self) -> dict:
@@ -426,7 +427,7 @@ ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
     (re.compile(r"/api/model"), {"GET": "model", "POST": "select"}),
     (re.compile(r"/api/models"), {"GET": "models"}),
     (re.compile(r"/api/test/mistake"), {"GET": "mistake"}),
-    (re.compile(r"/api/test/(\d{1,9})"), {"GET": "test"}),
+    (re.compile(r"/api/test/(-?\d{1,9})"), {"GET": "test"}),
     (re.compile(r"/api/features"), {"POST": "features"}),
     (re.compile(r"/api/explain"), {"POST": "explain"}),
 ]

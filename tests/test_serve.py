@@ -432,7 +432,8 @@ BAD_REQUESTS = [
     ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
     ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),
     ("PUT on a static file", "PUT", "/static/app.js", b"x", 405, "read with GET"),
-    ("a negative test index", "GET", "/api/test/-1", None, 404, "no such page"),
+    ("a negative test index", "GET", "/api/test/-1", None, 404, "no test digit -1: the test set "
+     "has 128 images, so valid indices are 0 to 127"),
     ("a test index past the end", "GET", "/api/test/99999", None, 404, "0 to 127"),
     ("features without JSON", "POST", "/api/features", b"{not json", 400, "JSON object"),
     ("features of a 27x28 input", "POST", "/api/features",
