@@ -196,15 +196,16 @@ class App:
                 "tensorflow_imported": "tensorflow" in sys.modules}
 
     def models(self) -> list[dict]:
-        """The models the page can switch to: files in the models folder, finished runs'
-        models in the log folder, and the one served at start; each file once."""
+        """The models the page can switch to: files in the models folder and beside the one
+        served at start, finished runs' models in the log folder, and that one; each file once."""
         from cnn_mnist.runs import list_runs
 
         candidates = [Path(self.default_id)]
-        if self.models_dir.is_dir():
-            candidates += sorted(p for p in self.models_dir.iterdir()
-                                 if p.suffix in (".h5", ".keras") and p.is_file()
-                                 and not p.name.startswith("."))  # not a save in progress
+        for folder in dict.fromkeys([self.models_dir, Path(self.default_id).parent]):
+            if folder.is_dir():
+                candidates += sorted(p for p in folder.iterdir()
+                                     if p.suffix in (".h5", ".keras") and p.is_file()
+                                     and not p.name.startswith("."))  # not a save in progress
         candidates += [run.model_path for run in list_runs(self.log_dir)
                        if run.status == "completed" and run.model_path is not None]
         seen, out = set(), []

@@ -267,6 +267,19 @@ def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mn
         stop(running)
 
 
+def test_models_beside_the_served_one_and_in_the_models_folder(tiny, tmp_path):
+    # `cnn serve --model logs/fit/<run>/model.h5` offers models/ too, and the other way round.
+    model_path, folder, _ = tiny
+    beside, models = tmp_path / "run", tmp_path / "models"
+    for where, name in [(beside, "served"), (beside, "other"), (models, "kept")]:
+        where.mkdir(exist_ok=True)
+        for suffix in (".h5", ".tflite"):
+            shutil.copy(Path(model_path).with_suffix(suffix), where / f"{name}{suffix}")
+    app = serve.App(beside / "served.h5", log_dir=tmp_path / "logs", models_dir=models)
+    assert [m["id"] for m in app.models()] == [str(beside / "served.h5"), str(models / "kept.h5"),
+                                               str(beside / "other.h5")]
+
+
 def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
     from cnn_mnist import predict
 
