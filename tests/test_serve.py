@@ -599,6 +599,8 @@ def test_the_command_serves_warns_off_loopback_and_stops_on_ctrl_c(tiny, host, w
             assert json.load(r)["probabilities"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/test/0", timeout=30) as r:
             assert json.load(r)["index"] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=30) as r:
+            assert json.load(r)["models"]  # the page asks for it on every load
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=30) as r:
             assert json.load(r)["tensorflow_imported"] is False
         process.send_signal(signal.SIGINT)
