@@ -533,7 +533,8 @@ def serve(model_path, host, port, data_path, logdir, open_page, verbose, quiet):
     _setup_logging(verbose, quiet)
     from cnn_mnist import serve as web
 
-    server = web.make_server(web.App(model_path, data_path, logdir, verbose=verbose), host, port)
+    app = web.App(model_path, data_path, logdir, os.path.dirname(paths.MODEL_PATH), verbose)
+    server = web.make_server(app, host, port)  # models/ is offered too (--model elsewhere)
     if not web.is_loopback(host):
         log.warning("listening on %s: anyone who can reach this machine can use the page, "
                     "which has no authentication", host)

@@ -196,15 +196,16 @@ class App:
                 "tensorflow_imported": "tensorflow" in sys.modules}
 
     def models(self) -> list[dict]:
-        """The models the page can switch to: files in the models folder, finished runs'
-        models in the log folder, and the one served at start; each file once."""
+        """The models the page can switch to: files in the models folder and beside the one
+        served at start, finished runs' models in the log folder, and that one; each file once."""
         from cnn_mnist.runs import list_runs
 
         candidates = [Path(self.default_id)]
-        if self.models_dir.is_dir():
-            candidates += sorted(p for p in self.models_dir.iterdir()
-                                 if p.suffix in (".h5", ".keras") and p.is_file()
-                                 and not p.name.startswith("."))  # not a save in progress
+        for folder in dict.fromkeys([self.models_dir, Path(self.default_id).parent]):
+            if folder.is_dir():
+                candidates += sorted(p for p in folder.iterdir()
+                                     if p.suffix in (".h5", ".keras") and p.is_file()
+                                     and not p.name.startswith("."))  # not a save in progress
         candidates += [run.model_path for run in list_runs(self.log_dir)
                        if run.status == "completed" and run.model_path is not None]
         seen, out = set(), []
@@ -280,9 +281,10 @@ class App:
                 "correct": answer["predicted"] == label, **answer}
 
     def test_digit(self, index: int) -> dict:
-        from cnn_mnist.predict import check_indices
-
-        check_indices([index], len(self._test_set(self.current).x_test))
+        count = len(self._test_set(self.current).x_test)
+        if not 0 <= index < count:  # said for the page, not as `cnn predict`'s --index
+            raise ApiError(404, f"no test digit {index}: the test set has {count:,} images, so "
+                                f"valid indices are 0 to {count - 1}")
         return self._test_answer(self.current, index)
 
     def mistake(self) -> dict:
@@ -426,7 +428,7 @@ ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
     (re.compile(r"/api/model"), {"GET": "model", "POST": "select"}),
     (re.compile(r"/api/models"), {"GET": "models"}),
     (re.compile(r"/api/test/mistake"), {"GET": "mistake"}),
-    (re.compile(r"/api/test/(\d{1,9})"), {"GET": "test"}),
+    (re.compile(r"/api/test/(-?\d{1,9})"), {"GET": "test"}),
     (re.compile(r"/api/features"), {"POST": "features"}),
     (re.compile(r"/api/explain"), {"POST": "explain"}),
 ]

@@ -267,6 +267,44 @@ def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mn
         stop(running)
 
 
+def test_models_beside_the_served_one_and_in_the_models_folder(tiny, tmp_path):
+    # `cnn serve --model logs/fit/<run>/model.h5` offers models/ too, and the other way round.
+    model_path, folder, _ = tiny
+    beside, models = tmp_path / "run", tmp_path / "models"
+    for where, name in [(beside, "served"), (beside, "other"), (models, "kept")]:
+        where.mkdir(exist_ok=True)
+        for suffix in (".h5", ".tflite"):
+            shutil.copy(Path(model_path).with_suffix(suffix), where / f"{name}{suffix}")
+    app = serve.App(beside / "served.h5", log_dir=tmp_path / "logs", models_dir=models)
+    assert [m["id"] for m in app.models()] == [str(beside / "served.h5"), str(models / "kept.h5"),
+                                               str(beside / "other.h5")]
+
+
+def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
+    from cnn_mnist import predict
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
+    opened = []
+    real = predict.open_model
+    monkeypatch.setattr(predict, "open_model", lambda path, *a, **k: opened.append(str(path))
+                        or real(path, *a, **k))
+    running = start(serve.App(model_path, log_dir=folder / "logs", models_dir=models))
+    try:
+        for model in [None, str(models / "copy.h5"), str(model_path), str(models / "copy.h5")]:
+            if model is not None:
+                assert call_json(running, "POST", "/api/model", {"id": model})[0] == 200
+            for _ in range(3):
+                assert call_json(running, "POST", "/api/predict", drawn_png("1"))[0] == 200
+            call_json(running, "GET", "/api/models")
+    finally:
+        stop(running)
+    assert opened == [str(model_path), str(models / "copy.h5")]
+
+
 def test_selecting_another_model(tiny, tmp_path):
     model_path, folder, _ = tiny
     models = tmp_path / "models"
@@ -407,7 +445,8 @@ BAD_REQUESTS = [
     ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
     ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),
     ("PUT on a static file", "PUT", "/static/app.js", b"x", 405, "read with GET"),
-    ("a negative test index", "GET", "/api/test/-1", None, 404, "no such page"),
+    ("a negative test index", "GET", "/api/test/-1", None, 404, "no test digit -1: the test set "
+     "has 128 images, so valid indices are 0 to 127"),
     ("a test index past the end", "GET", "/api/test/99999", None, 404, "0 to 127"),
     ("features without JSON", "POST", "/api/features", b"{not json", 400, "JSON object"),
     ("features of a 27x28 input", "POST", "/api/features",
@@ -560,6 +599,8 @@ def test_the_command_serves_warns_off_loopback_and_stops_on_ctrl_c(tiny, host, w
             assert json.load(r)["probabilities"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/test/0", timeout=30) as r:
             assert json.load(r)["index"] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models", timeout=30) as r:
+            assert json.load(r)["models"]  # the page asks for it on every load
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=30) as r:
             assert json.load(r)["tensorflow_imported"] is False
         process.send_signal(signal.SIGINT)
@@ -849,5 +890,49 @@ def test_choose_a_model_and_see_a_mistake_on_the_page(browser, tiny, tiny_mnist,
         label = (int(tiny_mnist.y_test[index]) + 1) % 10
         assert truth.text.startswith(f"True label {label}")
         browser.save_screenshot(str(tmp_path / "mistake.png"))
+    finally:
+        stop(running)
+
+
+def test_a_fashion_model_shows_its_class_names_on_the_page(browser, tiny, tmp_path):
+    # The bars were made once with the digits 0-9 and kept when the names changed.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.conftest import FASHION_NAMES, relabelled_model
+
+    model_path, folder, _ = tiny
+    models = tmp_path / "models"
+    fashion = relabelled_model(model_path, models / "fashion.h5")
+    for suffix in (".h5", ".tflite"):
+        shutil.copy(Path(model_path).with_suffix(suffix), models / f"digits{suffix}")
+    names = "return [...document.querySelectorAll('#bars .name')].map((n) => n.textContent)"
+    running = start(serve.App(fashion, log_dir=folder / "logs", models_dir=models))
+    try:
+        _open(browser, running)
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(names) == FASHION_NAMES)
+        picture = tmp_path / "seven.png"
+        picture.write_bytes(drawn_png("7"))
+        browser.find_element(By.ID, "upload").send_keys(str(picture))
+        shown = _shown(browser)
+        _check_against_api(running, shown, picture.read_bytes())
+        assert shown["predicted"] in FASHION_NAMES and browser.execute_script(names) == FASHION_NAMES
+        assert browser.find_element(By.ID, "confidence").text.split("; then ")[1].split(" ")[0] in {
+            name.split(" ")[0] for name in FASHION_NAMES}
+        browser.save_screenshot(str(tmp_path / "fashion.png"))
+        browser.set_window_size(390, 844)  # a phone: long names fit, the verdict does not overlap
+        assert browser.execute_script(
+            "return [...document.querySelectorAll('#bars .name')].every("
+            "(n) => n.scrollWidth <= n.clientWidth + 1)")
+        assert browser.execute_script("""
+            const a = document.getElementById('predicted').getBoundingClientRect();
+            const b = document.getElementById('confidence').getBoundingClientRect();
+            return a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top""")
+        browser.save_screenshot(str(tmp_path / "fashion-phone.png"))
+        Select(browser.find_element(By.ID, "model-select")).select_by_value(
+            str(models / "digits.h5"))
+        WebDriverWait(browser, 30).until(
+            lambda b: b.execute_script(names) == [str(k) for k in range(10)])
     finally:
         stop(running)

@@ -181,6 +181,7 @@ function show(answer) {
   const names = state.classNames;
   $("#predicted").textContent = answer.class_name;
   $("#predicted").classList.remove("empty");
+  $(".verdict").classList.toggle("long", answer.class_name.length > 2); // not a digit: a word
   const runnersUp = answer.top3.slice(1).map((t) => `${t.class_name} ${percent(t.probability)}`);
   $("#confidence").textContent = `${percent(answer.probability)} sure; then ${runnersUp.join(", ")}`;
   const truth = $("#truth");
@@ -203,6 +204,7 @@ function showNothing(message, isError = false) {
   state.answer = null;
   $("#predicted").textContent = "?";
   $("#predicted").classList.add("empty");
+  $(".verdict").classList.remove("long");
   $("#confidence").textContent = "Draw a digit to see what the model makes of it.";
   $("#truth").textContent = "";
   drawBars(null, null, state.classNames);
@@ -223,7 +225,8 @@ function percent(p) {
 
 function drawBars(probabilities, predicted, names) {
   const list = $("#bars");
-  if (list.children.length !== names.length) {
+  if (list.dataset.names !== JSON.stringify(names)) { // another model's classes: new rows
+    list.dataset.names = JSON.stringify(names);
     list.replaceChildren(...names.map((name) => {
       const item = document.createElement("li");
       item.innerHTML = '<span class="name"></span><span class="track"><span class="fill">' +
