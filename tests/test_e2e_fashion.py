@@ -22,10 +22,10 @@ def run_cnn(args, cwd, timeout=900):
 
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory, real_fashion_path):
-    """The shipped fashion config, on a slice: 1 epoch over 3,000 images."""
+    """The shipped fashion config as it is (2 epochs), on a slice of 6,000 images."""
     cwd = tmp_path_factory.mktemp("fashion-run")
     result = run_cnn(["train", "--config", "fashion", "--data", str(real_fashion_path),
-                      "--epochs", "1", "--seed", "3", "--set", "data.limit_train=3000",
+                      "--seed", "3", "--set", "data.limit_train=6000",
                       "--set", "data.limit_test=1000"], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     records = list((cwd / "logs" / "fit").glob("*/run.json"))
@@ -36,8 +36,10 @@ def fashion_run(tmp_path_factory, real_fashion_path):
 def test_train_reports_fashion_mnists_classes(fashion_run):
     cwd, result, record = fashion_run
     assert record["dataset"] == "fashion_mnist" and record["data"]["class_names"] == FASHION_NAMES
-    assert record["data"]["num_train"] == 3000 and record["data"]["num_test"] == 1000
-    assert record["metrics"]["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert record["data"]["num_train"] == 6000 and record["data"]["num_test"] == 1000
+    # Ten classes, chance is 0.1; this slice reached 0.845-0.854 (seeds 3-5, bfloat16 and
+    # float32), all 60,000 images 0.906-0.910 (bench/RESULTS.md).
+    assert record["metrics"]["test_accuracy"] > 0.75
     assert "rows: true class" in result.stdout
     for k, name in enumerate(FASHION_NAMES):
         assert f"\n{k} {name} " in result.stdout
