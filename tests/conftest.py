@@ -15,6 +15,35 @@ from cnn_mnist.data import IDX_FILES, Mnist
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
+def sigint_as_in_a_terminal() -> None:
+    """A child's preexec_fn: Ctrl-C (SIGINT) at its default, as a command typed in a terminal
+    has it. A process started in the background by a non-interactive shell (as a CI runner
+    may start pytest) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cnn_process(args, cwd, env: dict, timeout: float = 900):
+    """`cnn ARGS` as a user runs it: a real process in `cwd`, with the environment `env`."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def train_in(cwd: Path, args, env: dict):
+    """`cnn train ARGS` in `cwd`, which must succeed: (the process, the run's run.json)."""
+    import json
+
+    result = cnn_process(["train", *args], cwd, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list((cwd / "logs" / "fit").glob("*/run.json"))
+    assert len(records) == 1
+    return result, json.loads(records[0].read_text())
+
+
 # A model small enough to train in a second: the same layer kinds as the lecture's.
 TINY_LAYERS = [
     {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cnn_mnist.data import IDX_FILES
-from tests.conftest import synthetic_digits, write_idx
+from tests.conftest import sigint_as_in_a_terminal, synthetic_digits, write_idx
 
 pytestmark = pytest.mark.slow  # every test here starts real training processes
 
@@ -39,7 +39,7 @@ def slow_run(tmp_path):
 def start(cwd, *args):
     return subprocess.Popen([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
                              *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=sigint_as_in_a_terminal)
 
 
 def wait_for_epochs(cwd, count, process, timeout=180):

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from cnn_mnist import inspect, serve
 from cnn_mnist.images import load_digit
+from tests.conftest import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -576,7 +577,8 @@ def _serve_process(model_path, *args):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen([sys.executable, "-m", "cnn_mnist", "serve", "--model",
                                 str(model_path), "--port", "0", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=sigint_as_in_a_terminal)
     line = process.stdout.readline()
     found = re.search(r"at (http://[^ ]+/) ", line)
     assert found, (line, process.stderr.read() if process.poll() is not None else "")

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
 from cnn_mnist.errors import ConfigError
+from tests.conftest import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -257,7 +258,8 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, real_mnist_
 def cnn(*args: str, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
 
 
 def two_workers(config: Path, *args: str) -> None:
