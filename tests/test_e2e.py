@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import cnn_process, train_in
+
 pytestmark = pytest.mark.e2e
 
 NOISE = ("cuda", "onednn", "absl", "cpu_feature_guard", "initializelog", "traceback",
@@ -16,20 +18,16 @@ NOISE = ("cuda", "onednn", "absl", "cpu_feature_guard", "initializelog", "traceb
 
 
 def run_cnn(args, cwd, data_path, timeout=900):
-    env = dict(os.environ, CNN_MNIST_DATA=str(data_path))
-    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return cnn_process(args, cwd, dict(os.environ, CNN_MNIST_DATA=str(data_path)), timeout)
 
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory, real_mnist_path):
     """`cnn train` with the default config (the lecture's model, 1 epoch) on all of MNIST."""
     cwd = tmp_path_factory.mktemp("default-run")
-    result = run_cnn(["train", "--seed", "1"], cwd, real_mnist_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = list((cwd / "logs" / "fit").glob("*/run.json"))
-    assert len(records) == 1
-    return cwd, result, json.loads(records[0].read_text())
+    result, record = train_in(cwd, ["--seed", "1"],
+                              dict(os.environ, CNN_MNIST_DATA=str(real_mnist_path)))
+    return cwd, result, record
 
 
 def test_default_train_reaches_98_percent(default_run):

@@ -4,33 +4,31 @@ as subprocesses, which learn the dataset and its class names from the model file
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import FASHION_NAMES
+from tests.conftest import FASHION_NAMES, cnn_process, train_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def _env() -> dict:
+    """No data variables: the commands find the data from --data and the model file alone."""
+    return {k: v for k, v in os.environ.items() if k not in ("CNN_MNIST_DATA", "CNN_FASHION_DATA")}
+
+
 def run_cnn(args, cwd, timeout=900):
-    env = {k: v for k, v in os.environ.items() if k not in ("CNN_MNIST_DATA", "CNN_FASHION_DATA")}
-    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return cnn_process(args, cwd, _env(), timeout)
 
 
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory, real_fashion_path):
     """The shipped fashion config as it is (2 epochs), on a slice of 6,000 images."""
     cwd = tmp_path_factory.mktemp("fashion-run")
-    result = run_cnn(["train", "--config", "fashion", "--data", str(real_fashion_path),
-                      "--seed", "3", "--set", "data.limit_train=6000",
-                      "--set", "data.limit_test=1000"], cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = list((cwd / "logs" / "fit").glob("*/run.json"))
-    assert len(records) == 1
-    return cwd, result, json.loads(records[0].read_text())
+    result, record = train_in(cwd, ["--config", "fashion", "--data", str(real_fashion_path),
+                                    "--seed", "3", "--set", "data.limit_train=6000",
+                                    "--set", "data.limit_test=1000"], _env())
+    return cwd, result, record
 
 
 def test_train_reports_fashion_mnists_classes(fashion_run):
