@@ -139,16 +139,21 @@ def format_confusion(confusion: np.ndarray, class_names: list[str] | None = None
     """The 10x10 matrix as an aligned table: rows true class, columns predicted (by number,
     where the classes have names)."""
     width = max(4, len(str(confusion.max())) + 1)
-    if _digits(class_names):
-        head = "true\\pred" + "".join(f"{d:>{width}}" for d in DIGITS)
-        rows = [f"{d:>9}" + "".join(f"{n:>{width}}" for n in confusion[d]) for d in DIGITS]
-        return "\n".join([head, *rows])
-    labels = [f"{d} {name}" for d, name in zip(DIGITS, class_names)]
-    left = max(9, *map(len, labels))
+    labels, left = _row_labels(class_names, 9)
     head = "true\\pred".ljust(left) + "".join(f"{d:>{width}}" for d in DIGITS)
-    rows = [f"{label:<{left}}" + "".join(f"{n:>{width}}" for n in confusion[d])
+    rows = [label + "".join(f"{n:>{width}}" for n in confusion[d])
             for d, label in zip(DIGITS, labels)]
     return "\n".join([head, *rows])
+
+
+def _row_labels(class_names: list[str] | None, least: int) -> tuple[list[str], int]:
+    """A table's row labels and their width: the digit right-aligned for MNIST, as always;
+    "number name", left-aligned, for named classes."""
+    if _digits(class_names):
+        return [f"{d:>{least}}" for d in DIGITS], least
+    labels = [f"{d} {name}" for d, name in zip(DIGITS, class_names)]
+    left = max(least, *map(len, labels))
+    return [label.ljust(left) for label in labels], left
 
 
 def format_report(evaluation: Evaluation, tables: bool = True) -> str:
@@ -166,15 +171,10 @@ def format_report(evaluation: Evaluation, tables: bool = True) -> str:
 
 def format_per_class(evaluation: Evaluation) -> str:
     """Precision, recall and F1 per class (per digit for MNIST), aligned."""
-    names = evaluation.class_names
-    if _digits(names):
-        labels, left, lines = [str(d) for d in DIGITS], 5, ["digit  precision  recall      f1  support"]
-    else:
-        labels = [f"{d} {name}" for d, name in zip(DIGITS, names)]
-        left = max(5, *map(len, labels))
-        lines = [f"{'class':<{left}}  precision  recall      f1  support"]
+    labels, left = _row_labels(evaluation.class_names, 5)
+    what = "digit" if _digits(evaluation.class_names) else "class"
+    lines = [f"{what:<{left}}  precision  recall      f1  support"]
     for d, label in zip(DIGITS, labels):
-        label = f"{label:>{left}}" if _digits(names) else f"{label:<{left}}"
         lines.append(f"{label}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
                      f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}")
     return "\n".join(lines)
