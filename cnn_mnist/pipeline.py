@@ -205,7 +205,6 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
         # (made once here), else the model itself.
         saved, evaluation = _evaluate(run, model, data, validation, accelerator)
-        evaluation.class_names = run.config.data.names
         if cluster is not None:
             from cnn_mnist.distribute import weights_sha256
 
@@ -399,10 +398,11 @@ def _evaluate(run: RunInputs, model, data, validation, accelerator):
     # then the float32 model's, the one saved, so `cnn evaluate` repeats it.
     stop = run.config.training.early_stopping
     restored = stop is not None and stop.restore_best_weights
+    names = run.config.data.names
     if validation is not None and validation.last is not None and not restored \
             and not accelerator.mixed_precision:
-        return saved, validation.last[1]
-    return saved, stage.evaluate(saved, data.x_test, data.labels_test)
+        return saved, dataclasses.replace(validation.last[1], class_names=list(names))
+    return saved, stage.evaluate(saved, data.x_test, data.labels_test, class_names=names)
 
 
 def _report(run: RunInputs, evaluation, epochs: int) -> dict[str, str]:

@@ -304,7 +304,8 @@ def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config
     assert resumed["hparams"]["config"] == "tiny.yaml"
 
 
-def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file):
+@pytest.mark.parametrize("precision", ["false", "true"])  # the report: last epoch's or its own
+def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file, precision):
     """The dataset and its class names go into run.json, the model file and the reports."""
     from cnn_mnist import save
     from cnn_mnist.pipeline import train
@@ -312,7 +313,8 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
     names = [f"kana {k}" for k in range(10)]
     config = load_config(tiny_config_file, sets=["data.dataset=custom",
                                                  f"data.class_names={json.dumps(names)}",
-                                                 "training.epochs=1"])
+                                                 "training.epochs=1",
+                                                 f"compile.mixed_precision={precision}"])
     result = train(config, progress=0)
     record = json.loads(result.record_path.read_text())
     assert record["dataset"] == "custom" and record["config"]["data"]["dataset"] == "custom"
