@@ -103,7 +103,8 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _split_key(key: str) -> list[str | int]:
+def split_key(key: str, what: str = "--set") -> list[str | int]:
+    """A key path such as `model.layers[3].rate` as its parts: ["model", "layers", 3, "rate"]."""
     parts: list[str | int] = []
     for part in key.split("."):
         name, _, rest = part.partition("[")
@@ -112,15 +113,48 @@ def _split_key(key: str) -> list[str | int]:
         while rest:
             index, _, rest = rest.partition("]")
             if not index.isdigit():
-                raise ConfigError(f"--set {key}: bad list index [{index}] (expected [0], [1], ...)")
+                raise ConfigError(f"{what} {key}: bad list index [{index}] (expected [0], [1], ...)")
             parts.append(int(index))
             rest = rest.removeprefix("[")
     return parts
 
 
+def value_at(tree: Any, key: str) -> Any:
+    """The value at a key path in a config dict (None where there is none)."""
+    value = tree
+    for part in split_key(key, "key path"):
+        if isinstance(part, int):
+            value = value[part] if isinstance(value, list) and part < len(value) else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def differences(a: Any, b: Any, ignore: tuple[str, ...] = (), path: str = "") -> dict[str, tuple]:
+    """{key path: (value in a, value in b)} where two config dicts differ, but at the paths in
+    `ignore`. Lists of the same length and kinds of item are compared item by item; a list
+    that changes in kind or length (another layer stack) is one value."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: dict[str, tuple] = {}
+        for key in dict.fromkeys([*a, *b]):
+            out.update(differences(a.get(key), b.get(key), ignore, f"{path}.{key}".lstrip(".")))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
+            [_kind(x) for x in a] == [_kind(x) for x in b]:
+        out = {}
+        for i, (x, y) in enumerate(zip(a, b)):
+            out.update(differences(x, y, ignore, f"{path}[{i}]"))
+        return out
+    return {} if a == b or path in ignore else {path: (a, b)}
+
+
+def _kind(item: Any) -> Any:
+    return item.get("type") if isinstance(item, dict) else type(item).__name__
+
+
 def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set `key` (like `model.layers[3].rate`) in the raw config dict, creating sections."""
-    parts = _split_key(key)
+    parts = split_key(key)
     node: Any = raw
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1

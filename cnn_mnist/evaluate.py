@@ -263,7 +263,7 @@ def evaluate_model(model_path: str | Path, data_path: str | None = None,
     `dataset`); test data of another dataset than the model's is refused."""
     from cnn_mnist import paths, save
     from cnn_mnist.data import load_for_model, prepare_images
-    from cnn_mnist.runs import new_run_id
+    from cnn_mnist.stamps import new_run_id
 
     save.check_model_path(model_path)  # the cheap checks come before TensorFlow is imported
     names = save.class_names(model_path)

@@ -116,14 +116,13 @@ def hparams_of(config: dict, params: int | None = None, compute_dtype: str | Non
 
 def recorded_hparams(log_dir: Path) -> list[dict[str, Any]]:
     """The hparams that the runs in `log_dir` recorded in their run.json (`hparams`)."""
+    from cnn_mnist.record import read_record
+
     found = []
     for path in sorted(Path(log_dir).glob("*/run.json")):
-        try:
-            values = json.loads(path.read_text(encoding="utf-8")).get("hparams")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(values, dict):
-            found.append(values)
+        record, _ = read_record(path.parent)
+        if record is not None and record.hparams is not None:
+            found.append(record.hparams)
     return found
 
 

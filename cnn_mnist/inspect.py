@@ -647,7 +647,7 @@ def format_explanation(e: ConvExplanation | PoolExplanation) -> str:
 def default_out_dir() -> Path:
     """logs/inspect/<time>/, named like a run folder."""
     from cnn_mnist import paths
-    from cnn_mnist.runs import new_run_id
+    from cnn_mnist.stamps import new_run_id
 
     return Path(paths.INSPECT_DIR) / new_run_id()
 

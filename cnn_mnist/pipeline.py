@@ -32,11 +32,11 @@ import yaml
 
 from cnn_mnist import files
 from cnn_mnist.cluster import chief_task, read_tf_config
-from cnn_mnist.config import load_config
+from cnn_mnist.config import differences, load_config
 from cnn_mnist.errors import ClusterError, CnnError, OutputError
-from cnn_mnist.runs import (RunRecord, find_run_to_resume, load_run_config, new_run_id,
-                            recorded_source)
+from cnn_mnist.record import RunRecord, find_run_to_resume, load_run_config, recorded_source
 from cnn_mnist.schema import Config
+from cnn_mnist.stamps import new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         if cluster is not None:
             from cnn_mnist.distribute import weights_sha256
 
-            record.data["distribution"]["weights_sha256"] = weights_sha256(model)
+            record.file.distribution.weights_sha256 = weights_sha256(model)
         if not run.chief:  # the chief saves the results and the model
             return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
         plots = _report(run, evaluation, len(epochs))
@@ -331,9 +331,8 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
         compile_model(model, config.compile, total_steps=steps * config.training.epochs,
                       accelerator=accelerator)
     # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
-    record.data["accelerator"]["jit_compile"] = bool(model.jit_compile) and cluster is None
-    _log_plan(run, cluster, model, len(data.labels_train), accelerator,
-              record.data["accelerator"]["jit_compile"])
+    xla = record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
+    _log_plan(run, cluster, model, len(data.labels_train), accelerator, xla)
     return model, accelerator
 
 
@@ -421,8 +420,9 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
     dashboard (the chief's alone: the other workers write no logs)."""
     from cnn_mnist.hparams import hparams_of, write_hparams
 
+    sweep = record.file.sweep
     values = hparams_of(run.config.to_dict(), model.count_params(), accelerator.dtype_policy,
-                        record.data.get("config_source"), record.data.get("sweep"))
+                        record.file.config_source, sweep.model_dump() if sweep else None)
     record.add("hparams", values)
     if run.config.tensorboard.enabled:
         write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
@@ -480,9 +480,14 @@ def _result(run: RunInputs, record: RunRecord, evaluation, epochs, watch, **fiel
     return RunResult(run_id=run.run_id, run_dir=run.run_dir, model_path=run.model_path,
                      record_path=record.path, evaluation=evaluation,
                      seed=run.config.training.seed, epochs_run=len(epochs),
-                     resumed_from_epoch=record.data.get("resumed_from_epoch", 0),
-                     timings=watch.timings, distribution=record.data.get("distribution", {}),
+                     resumed_from_epoch=record.file.resumed_from_epoch or 0,
+                     timings=watch.timings, distribution=_distribution(record),
                      **fields)
+
+
+def _distribution(record: RunRecord) -> dict:
+    """run.json's distribution section as it is written, {} for a run on one device."""
+    return record.file.distribution.to_json() if record.file.distribution else {}
 
 
 def _read_epochs(path: Path) -> list[dict]:
@@ -561,16 +566,9 @@ def _agree(cluster, run: RunInputs) -> tuple[str, Config]:
     path = run.run_dir / "chief-config.yaml"
     files.write_text(path, chiefs)
     theirs = load_config(path, overrides={"data.path": run.config.data.path})
-    differs = _differences(run.config.to_dict(), theirs.to_dict())
+    # The seed aside: the chief may have drawn it.
+    differs = list(differences(run.config.to_dict(), theirs.to_dict(), ignore=("training.seed",)))
     if differs and run.warn_differs:
         log.warning("this worker was started with a config that differs from the chief's at %s; "
                     "training with the chief's", ", ".join(differs[:5]))
     return run_id, theirs
-
-
-def _differences(a, b, path: str = "") -> list[str]:
-    """Key paths where two config dicts differ (the seed aside: the chief may have drawn it)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for key in dict.fromkeys([*a, *b])
-                for d in _differences(a.get(key), b.get(key), f"{path}.{key}".lstrip("."))]
-    return [] if a == b or path == "training.seed" else [path]

@@ -1,134 +1,24 @@
-"""Run folders and their records: `logs/fit/<run-id>/` with `config.yaml` and `run.json`.
+"""`cnn runs`: the run folders in `logs/fit/<run-id>/`, listed, compared, ranked and removed.
 
-A run id sorts by time. `run.json` says how a run went: `running` while it trains, then
-`completed`, `interrupted` (Ctrl-C, SIGTERM) or `failed` with the reason; an unfinished run can
-be resumed from its last finished epoch.
+Each folder holds `config.yaml` and `run.json`, read through record.py (the typed record that
+the run writes). A run id sorts by time (stamps.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime
 import json
-import logging
-import secrets
 import shutil
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnn_mnist import files
-from cnn_mnist.config import load_config
+from cnn_mnist.config import differences, load_config, value_at
 from cnn_mnist.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.paths import MODEL_PATH
-from cnn_mnist.schema import Config
-
-log = logging.getLogger(__name__)
-
-
-def new_run_id() -> str:
-    """Sortable by time; the random suffix keeps two runs started together apart."""
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def now() -> str:
-    """The local time with its offset, to the second, as run.json gives times."""
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def read_status(run_dir: Path) -> str:
-    """A run's status from its run.json; `running` if it has none yet (killed before its
-    first record), which makes it resumable."""
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status", "running")
-    except (OSError, ValueError):
-        return "running"
-
-
-def find_run_to_resume(log_dir: str | Path, run_id: str | None = None) -> Path:
-    """The run folder to resume: `run_id`, or the most recent run that did not complete."""
-    log_dir = Path(log_dir)
-    if run_id:
-        run_dir = log_dir / run_id
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume {run_id}: no such run in {log_dir}/ "
-                              "(run ids are the folder names there)")
-        if read_status(run_dir) == "completed":
-            raise ConfigError(f"--resume {run_id}: that run completed; nothing to resume")
-        return run_dir
-    for run_dir in sorted((p.parent for p in log_dir.glob("*/config.yaml")), reverse=True):
-        if read_status(run_dir) != "completed":
-            return run_dir
-    raise ConfigError(f"--resume: no unfinished run in {log_dir}/ to resume; "
-                      "start one with `cnn train`")
-
-
-def load_run_config(run_dir: Path, data_path: str | None = None) -> Config:
-    """The resolved config a run was started with (`data_path` may point elsewhere now)."""
-    overrides = {"data.path": data_path} if data_path else None
-    return load_config(run_dir / "config.yaml", overrides=overrides)
-
-
-class RunRecord:
-    """A run's `run.json`: started as `running`, given sections as the stages finish, then
-    `completed`; `recording_failures` records a stage that is interrupted or fails."""
-
-    def __init__(self, run_dir: Path, run_id: str, **fields) -> None:
-        self.path = run_dir / "run.json"
-        self.data: dict = {"run_id": run_id, "status": "running", "started_at": now(), **fields}
-
-    def write(self) -> Path:
-        return files.write_json(self.path, self.data)
-
-    def add(self, section: str, value) -> None:
-        """A section (data, accelerator, ...), written with the next write."""
-        self.data[section] = value
-
-    def complete(self, **fields) -> Path:
-        self.data.update(status="completed", finished_at=now(), **fields)
-        return self.write()
-
-    def stop(self, status: str, **fields) -> Path | None:
-        """`interrupted` or `failed`, with when and, for a failure, why. On a full disk this
-        may not be written either: the last run.json written stays (a resumable status)."""
-        self.data.update(status=status, stopped_at=now(), **fields)
-        try:
-            return self.write()
-        except OSError:
-            pass
-        # A full disk has no room for a new file beside the old one: rewrite the old one in
-        # its own blocks (not atomic, but a run still marked `running` would be worse).
-        try:
-            with self.path.open("r+", encoding="utf-8") as fh:
-                fh.truncate(0)
-                fh.write(json.dumps(self.data, indent=2) + "\n")
-            return self.path
-        except OSError as exc:
-            log.warning("could not record the run as %s in %s (%s)", status, self.path,
-                        exc.strerror or exc)
-            return None
-
-    @contextlib.contextmanager
-    def recording_failures(self, epochs_done: Callable[[], int],
-                           timings: dict | None = None) -> Iterator[None]:
-        """Ctrl-C or SIGTERM inside the block: `interrupted`; an error: `failed` with its
-        message. Either way with the epochs finished, and the exception goes on."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.stop("interrupted", epochs_completed=epochs_done(), timings_s=timings or {})
-            raise
-        except Exception as exc:
-            self.stop("failed", error=str(exc), epochs_completed=epochs_done())
-            raise
-
-
-def recorded_source(run_dir: Path) -> str | None:
-    """The config a run was started from (`config_source` in its run.json), if recorded."""
-    data, _ = read_record(run_dir)
-    source = (data or {}).get("config_source")
-    return source if isinstance(source, str) else None
+# The record and the run to resume live with the run (record.py); these names stay here too.
+from cnn_mnist.record import (RunFile, RunRecord, find_run_to_resume,  # noqa: F401
+                              load_run_config, read_record, read_status, recorded_source)
+from cnn_mnist.stamps import new_run_id, now  # noqa: F401
 
 
 # --- the runs in logs/fit/: `cnn runs` ---------------------------------------------------------
@@ -166,22 +56,6 @@ class RunSummary:
         out.update(model_path=str(self.model_path) if self.model_path else None,
                    run_dir=str(self.run_dir), differences=list(self.differences))
         return out
-
-
-def read_record(run_dir: Path) -> tuple[dict | None, str | None]:
-    """A run's run.json as a dict, or None and what is wrong with it."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return None, "no run.json (stopped before its first record, or not a run folder)"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return None, f"run.json cannot be read ({exc.strerror or exc})"
-    except ValueError as exc:
-        return None, f"run.json is not valid JSON ({str(exc).splitlines()[0][:80]})"
-    if not isinstance(data, dict):
-        return None, "run.json is not a JSON object"
-    return data, None
 
 
 def run_folders(log_dir: str | Path) -> list[Path]:
@@ -239,29 +113,20 @@ def summarize(run_dir: Path, bases: dict | None = None) -> RunSummary:
                       problem=problem)
 
 
-def _summary(run_dir: Path, data: dict, bases: dict) -> RunSummary:
-    metrics = data.get("metrics") or {}
-    config = data.get("config") or {}
-    source = data.get("config_source")
-    differences, compared_to = config_differences(config, source, bases) if config else ((), None)
-    done = metrics.get("epochs_completed", data.get("epochs_completed"))
-    sweep = data.get("sweep") if isinstance(data.get("sweep"), dict) else {}
-    model = _run_model(run_dir)
+def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
+    metrics, config, source = record.metrics, record.config or {}, record.config_source
+    differ, compared_to = config_differences(config, source, bases) if config else ((), None)
+    done, sweep, model = record.epochs_done, record.sweep, _run_model(run_dir)
     return RunSummary(
-        id=run_dir.name, status=str(data.get("status", "running")),
-        started=data.get("started_at"), test_accuracy=_number(metrics.get("test_accuracy")),
+        id=run_dir.name, status=record.status, started=record.started_at,
+        test_accuracy=metrics.test_accuracy if metrics else None,
         config=source or "default", model_path=model, run_dir=run_dir,
-        test_loss=_number(metrics.get("test_loss")), duration_s=_duration(data),
-        epochs_done=int(done) if done is not None else _epochs_logged(run_dir),
-        epochs=config.get("training", {}).get("epochs"), differences=differences,
-        compared_to=compared_to, sweep=sweep.get("name"), trial=sweep.get("trial"),
-        dataset=str((config.get("data") or {}).get("dataset") or data.get("dataset") or "mnist"),
-        published=_published(model, config, bases), problem=data.get("error"))
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
+        test_loss=metrics.test_loss if metrics else None, duration_s=record.duration_s(),
+        epochs_done=done if done is not None else _epochs_logged(run_dir),
+        epochs=config.get("training", {}).get("epochs"), differences=differ,
+        compared_to=compared_to, sweep=sweep.name if sweep else None,
+        trial=sweep.trial if sweep else None, dataset=record.dataset_name,
+        published=_published(model, config, bases), problem=record.error)
 
 
 def _run_model(run_dir: Path) -> Path | None:
@@ -275,25 +140,6 @@ def _epochs_logged(run_dir: Path) -> int:
     except (OSError, ValueError):
         return 0
     return sum(1 for line in lines if line.strip().endswith("}"))
-
-
-def _duration(data: dict) -> float | None:
-    """Seconds from start to finish (or to the interrupt, or until now while running)."""
-    total = (data.get("timings_s") or {}).get("total")
-    if isinstance(total, (int, float)):
-        return float(total)
-    started = _time(data.get("started_at"))
-    end = _time(data.get("finished_at") or data.get("stopped_at"))
-    if end is None and data.get("status", "running") == "running":
-        end = datetime.datetime.now().astimezone()
-    return (end - started).total_seconds() if started and end else None
-
-
-def _time(text) -> datetime.datetime | None:
-    try:
-        return datetime.datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
 
 
 def _published(model: Path | None, config: dict, cache: dict) -> str | None:
@@ -352,27 +198,12 @@ def _in_order(keys) -> list[str]:
                   if k.split(".")[0] in _ORDER else len(_ORDER))
 
 
-def changed_settings(a, b, path: str = "") -> dict[str, tuple]:
-    """{key path: (value in a, value in b)} where two config dicts differ; a list of layers
-    that changes in kind or length is one value (shown as the layer stack)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: dict[str, tuple] = {}
-        for key in dict.fromkeys([*a, *b]):
-            out.update(changed_settings(a.get(key), b.get(key), f"{path}.{key}".lstrip(".")))
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
-            [_kind(x) for x in a] == [_kind(x) for x in b]:
-        out = {}
-        for i, (x, y) in enumerate(zip(a, b)):
-            out.update(changed_settings(x, y, f"{path}[{i}]"))
-        return out
-    if a == b or path in _NOT_SETTINGS or (path == "training.seed" and a is None):
-        return {}
-    return {path: (a, b)}
-
-
-def _kind(item):
-    return item.get("type") if isinstance(item, dict) else type(item).__name__
+def changed_settings(a, b) -> dict[str, tuple]:
+    """{key path: (value in a, value in b)} where two config dicts differ, leaving out what is
+    not a setting (config.differences: a list of layers that changes in kind or length is one
+    value, shown as the layer stack)."""
+    return {key: values for key, values in differences(a, b, ignore=_NOT_SETTINGS).items()
+            if not (key == "training.seed" and values[0] is None)}
 
 
 def show_value(value) -> str:
@@ -388,18 +219,6 @@ def show_value(value) -> str:
         return json.dumps(value, separators=(",", ":"))
     return "null" if value is None else str(value).lower() if isinstance(value, bool) \
         else str(value)
-
-
-def _at(config, path: str):
-    """The value at a key path such as `model.layers[3].rate` (None where there is none)."""
-    value = config
-    for part in path.replace("[", ".[").split("."):
-        if part.startswith("["):
-            index = int(part[1:-1])
-            value = value[index] if isinstance(value, list) and index < len(value) else None
-        else:
-            value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 UNKNOWN = "?"  # a setting of a run whose record is unreadable
@@ -423,7 +242,7 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
                                    for key in changed_settings(known[0], other)))
     # A list that changed as a whole (the layer stack) needs no rows for its items too.
     keys = [k for k in keys if not any(k.startswith(f"{whole}[") for whole in keys)]
-    settings = {key: tuple(_at(config, key) if config is not None else UNKNOWN
+    settings = {key: tuple(value_at(config, key) if config is not None else UNKNOWN
                            for config in configs) for key in keys}
     if len({s.config for s in summaries}) > 1:
         settings = {"config": tuple(s.config for s in summaries), **settings}
@@ -431,8 +250,8 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
 
 
 def _config_of(run_dir: Path) -> dict | None:
-    config = (read_record(run_dir)[0] or {}).get("config")
-    return config if isinstance(config, dict) else None
+    record, _ = read_record(run_dir)
+    return record.config if record is not None else None
 
 
 def per_class_f1(run_dir: Path) -> tuple[float, ...] | None:

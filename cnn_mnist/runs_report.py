@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from cnn_mnist.hparams import hparams_of
+from cnn_mnist.record import RunFile, read_record
 from cnn_mnist.runs import (Comparison, RunSummary, class_names, folder_size, per_class_f1,
-                            read_record, show_value, summarize)
+                            show_value, summarize)
 
 DIFFERS_WIDTH = 60  # the list's `differs` column; `cnn runs show` and --json give them all
 
@@ -85,22 +86,24 @@ def format_best(run: RunSummary, metric: str) -> str:
             f"  differs {_differs(run, None)}\nmodel {run.model_path or '-'}")
 
 
-def _settings(data: dict) -> str:
+def _settings(record: RunFile) -> str:
     """The run's hparams (as the HParams dashboard has them) on one line."""
-    values = data.get("hparams")
-    if not isinstance(values, dict):  # a run from before hparams were recorded
+    values = record.hparams
+    if values is None:  # a run from before hparams were recorded
         try:
-            values = hparams_of(data["config"], (data.get("metrics") or {}).get("params"),
-                                (data.get("accelerator") or {}).get("dtype_policy"),
-                                data.get("config_source"), data.get("sweep"))
+            values = hparams_of(record.config or {},
+                                record.metrics.params if record.metrics else None,
+                                record.accelerator.dtype_policy if record.accelerator else None,
+                                record.config_source,
+                                record.sweep.model_dump() if record.sweep else None)
         except (KeyError, TypeError, ValueError, AttributeError):  # a damaged record
             return "? (run.json's config is incomplete)"
     return ", ".join(f"{key.split('.', 1)[-1] if key != 'data.dataset' else 'dataset'}="
                      f"{show_value(value)}" for key, value in values.items() if key != "config")
 
 
-def _epoch_table(data: dict) -> str:
-    history = (data.get("metrics") or {}).get("history") or {}
+def _epoch_table(record: RunFile | None) -> str:
+    history = (record.metrics.history if record and record.metrics else None) or {}
     if not history:
         return ""
     names = list(history)
@@ -120,7 +123,7 @@ def format_show(run_dir: Path) -> str:
              f"{seconds(run.duration_s)}, epochs {_epochs(run)}"]
     if run.problem:
         lines.append(f"Problem   {run.problem}")
-    if data and data.get("config"):
+    if data and data.config:
         lines += [f"Config    {run.config}; differs: {_differs(run, None)}",
                   f"Settings  {_settings(data)}"]
     if run.sweep:
@@ -132,10 +135,10 @@ def format_show(run_dir: Path) -> str:
     if f1:
         names = class_names(run_dir)
         lines.append("F1        " + "  ".join(f"{names[d]}: {v:.3f}" for d, v in enumerate(f1)))
-    epochs = _epoch_table(data or {})
+    epochs = _epoch_table(data)
     if epochs:
         lines += ["", epochs]
-    timings = {k: v for k, v in ((data or {}).get("timings_s") or {}).items()
+    timings = {k: v for k, v in ((data.timings_s if data else None) or {}).items()
                if isinstance(v, (int, float))}
     if timings:
         lines += ["", "Timings   " + ", ".join(f"{k} {seconds(v)}" for k, v in timings.items())]

@@ -31,6 +31,7 @@ import numpy as np
 
 from cnn_mnist import paths
 from cnn_mnist.errors import CnnError, DataError, ModelFileError, WrongDataset
+from cnn_mnist.record import RunFile, read_record
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,12 @@ def count_params(path: Path) -> int | None:
         return None
 
 
-def read_record(log_dir: Path, run_id: str | None) -> dict:
-    """A run's run.json, or {} where there is none."""
+def read_run(log_dir: Path, run_id: str | None) -> RunFile:
+    """A run's record (record.read_record), or an empty one where there is none."""
     if not isinstance(run_id, str) or not re.fullmatch(r"[\w-]+", run_id):  # a folder name
-        return {}
-    try:
-        return json.loads((Path(log_dir) / run_id / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
+        return RunFile()
+    found, _ = read_record(Path(log_dir) / run_id)
+    return found or RunFile()
 
 
 def model_info(path: Path, log_dir: Path) -> dict:
@@ -129,17 +128,17 @@ def model_info(path: Path, log_dir: Path) -> dict:
 
     metadata = read_metadata(path)
     run_id = metadata.get("run_id")
-    record = read_record(log_dir, run_id)
-    metrics = record.get("metrics") or {}
-    config = metadata.get("config") or {}
-    source = record.get("config_source")
+    record = read_run(log_dir, run_id)
+    metrics = record.metrics
+    model = (metadata.get("config") or {}).get("model") or {}
+    source = record.config_source
     return {"path": str(path), "run_id": run_id,
             "config": Path(str(source)).stem if source else None,
-            "model_name": (config.get("model") or {}).get("name"),
-            "test_accuracy": metrics.get("test_accuracy"),
-            "params": metrics.get("params") or count_params(path),
-            "layers": [layer.get("type") for layer in (config.get("model") or {}).get("layers", [])],
-            "started": record.get("started_at")}
+            "model_name": model.get("name"),
+            "test_accuracy": metrics.test_accuracy if metrics else None,
+            "params": (metrics.params if metrics else None) or count_params(path),
+            "layers": [layer.get("type") for layer in model.get("layers", [])],
+            "started": record.started_at}
 
 
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
