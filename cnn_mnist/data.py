@@ -24,10 +24,25 @@ import numpy as np
 
 from cnn_mnist import datasets
 from cnn_mnist.datasets import ENV_VARS, KNOWN, TITLES, KnownFile
-from cnn_mnist.errors import DataError, WrongDataset
+from cnn_mnist.errors import CnnError, DataError, WrongDataset
 from cnn_mnist.files import sha256
 
 log = logging.getLogger(__name__)
+
+
+class BadIndex(CnnError):
+    """An --index that is not a number, negative, or past the end of the test set."""
+
+    exit_code = 2
+
+
+def check_indices(indices: list[int], count: int) -> None:
+    """Every index within the test set: 0 to count - 1."""
+    for index in indices:
+        if not 0 <= index < count:
+            raise BadIndex(f"--index {index} is out of range: the test set has {count:,} "
+                              f"images, so valid indices are 0 to {count - 1}")
+
 
 ENV_VAR = ENV_VARS["mnist"]
 NUM_CLASSES = 10

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist import figures, files
+from cnn_mnist.data import BadIndex, check_indices  # noqa: F401 - predict's names too
 from cnn_mnist.errors import CnnError
 from cnn_mnist.figures import Tile, digits_png
 
@@ -21,12 +22,6 @@ log = logging.getLogger(__name__)
 # What a folder given to --image is searched for (Pillow reads them all).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DIGIT_NAMES = [str(d) for d in range(10)]
-
-
-class BadIndex(CnnError):
-    """An --index that is not a number, negative, or past the end of the test set."""
-
-    exit_code = 2
 
 
 @dataclass
@@ -92,14 +87,6 @@ def parse_indices(specs: list[str] | tuple[str, ...]) -> list[int]:
             raise BadIndex(f"--index {spec!r}: not a number; expected N or START:STOP, "
                               "for example --index 10 or --index 10:20") from None
     return indices
-
-
-def check_indices(indices: list[int], count: int) -> None:
-    """Every index within the test set: 0 to count - 1."""
-    for index in indices:
-        if not 0 <= index < count:
-            raise BadIndex(f"--index {index} is out of range: the test set has {count:,} "
-                              f"images, so valid indices are 0 to {count - 1}")
 
 
 class LiteRTModel:

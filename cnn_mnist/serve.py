@@ -3,7 +3,7 @@
 The page (cnn_mnist/static/, no CDN) sends what is drawn or dropped as PNG or JPEG bytes; the
 server makes them MNIST-like with `images.load_digit` (the one preprocessing, as `cnn predict
 --image`) and predicts with the model's LiteRT export (no TensorFlow on this path). Feature
-maps and the arithmetic of one value come from `inspect.py`, on the Keras model, which is loaded
+maps and the arithmetic of one value come from `network.py`, on the Keras model, which is loaded
 (with TensorFlow) the first time they are asked for. Every model is loaded once and kept.
 
 The server is the standard library's ThreadingHTTPServer. Static files are read into memory at
@@ -59,7 +59,7 @@ class ApiError(CnnError):
 def error_status(exc: Exception) -> int:
     """The HTTP status for a library error: the client's fault is 4xx, ours 5xx."""
     from cnn_mnist.images import NoDigit, NotAPicture, PictureTooLarge
-    from cnn_mnist.inspect import BadPosition, NoConvolution
+    from cnn_mnist.network import BadPosition, NoConvolution
     from cnn_mnist.predict import BadIndex
 
     statuses = [(ApiError, None), (PictureTooLarge, 400), (NotAPicture, 415), (NoDigit, 422),
@@ -325,37 +325,37 @@ class App:
 
     def features(self, digit: np.ndarray) -> dict:
         """Each convolution and pooling layer's feature maps for a 28x28 input, tiled as
-        `cnn inspect` tiles them (inspect.tile: channel k at row k // columns, column
+        `cnn inspect` tiles them (network.tile: channel k at row k // columns, column
         k % columns, 1-pixel borders), as PNG data URLs on one colour scale per layer."""
-        from cnn_mnist import inspect
+        from cnn_mnist import network
 
         served = self.current
         model = self._keras(served)
-        inspect.check_has_convolution(model, str(served.path))
-        x = inspect.model_input(digit, served.normalize)
+        network.check_has_convolution(model, str(served.path))
+        x = network.model_input(digit, served.normalize)
         with served.keras_lock:
-            outs = inspect.activations(model, x)
+            outs = network.activations(model, x)
         layers = []
-        for i in inspect.conv_pool_layers(model):
-            layers.append(_layer_maps(inspect, model.layers[i], i, outs[i][0],
+        for i in network.conv_pool_layers(model):
+            layers.append(_layer_maps(network, model.layers[i], i, outs[i][0],
                                       (outs[i - 1] if i else x)[0].shape))
         return {"model": served.id, "layers": layers}
 
     def explain(self, digit: np.ndarray, at: object) -> dict:
         """One feature-map value worked out by hand, as `cnn inspect --at LAYER:ROW,COL,CHANNEL`."""
-        from cnn_mnist import inspect
+        from cnn_mnist import network
 
         if not isinstance(at, str):
             raise ApiError(400, '"at" must be a string LAYER:ROW,COL,CHANNEL, e.g. "0:13,13,5"')
-        position = inspect.parse_at(at)
+        position = network.parse_at(at)
         served = self.current
         model = self._keras(served)
         with served.keras_lock:
-            e = inspect.explain_at(model, digit, *position, normalize=served.normalize)
+            e = network.explain_at(model, digit, *position, normalize=served.normalize)
         size = [int(s) for s in model.layers[position[0]].input.shape[1:3]]
         out = {"model": served.id, "at": "{}:{},{},{}".format(*position), **_plain(e.to_dict()),
-               "input_size": size, "text": inspect.format_explanation(e)}
-        if isinstance(e, inspect.ConvExplanation):
+               "input_size": size, "text": network.format_explanation(e)}
+        if isinstance(e, network.ConvExplanation):
             out.update(patch=_plain(e.patch), kernel=_plain(e.kernel), products=_plain(e.products))
         return out
 
@@ -375,17 +375,17 @@ def _plain(value):
     return value
 
 
-def _layer_maps(inspect, layer, index: int, maps: np.ndarray, in_shape) -> dict:
+def _layer_maps(network, layer, index: int, maps: np.ndarray, in_shape) -> dict:
     from PIL import Image
 
-    tiled = inspect.tile(maps)
+    tiled = network.tile(maps)
     buffer = io.BytesIO()
-    Image.fromarray(inspect.to_rgb8(tiled, "viridis"), "RGB").save(buffer, "PNG")
+    Image.fromarray(network.to_rgb8(tiled, "viridis"), "RGB").save(buffer, "PNG")
     h, w, c = (int(s) for s in maps.shape)
-    rows, columns = inspect.grid_shape(c)
-    zero, top = inspect.channel_summary(maps)
+    rows, columns = network.grid_shape(c)
+    zero, top = network.channel_summary(maps)
     return {"index": index, "name": layer.name, "type": type(layer).__name__,
-            "shape": [h, w, c], "arithmetic": inspect.arithmetic(layer, in_shape),
+            "shape": [h, w, c], "arithmetic": network.arithmetic(layer, in_shape),
             "min": round(float(maps.min()), 6), "max": round(float(maps.max()), 6),
             "zero_channels": zero, "top_channels": top,
             "grid": {"rows": rows, "columns": columns, "tile": [h, w], "border": 1},

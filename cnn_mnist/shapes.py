@@ -32,6 +32,28 @@ def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
     return (size - kernel) // stride + 1
 
 
+def pad_sides(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """Zero rows (or columns) added before and after, as TensorFlow pads for "same"."""
+    if padding != "same":
+        return 0, 0
+    total = max((output_size(size, kernel, stride, padding) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def axis_arithmetic(size: int, kernel: int, stride: int, padding: str) -> str:
+    """Output = (W - K + 2P) / S + 1 along one axis, with its numbers, as the lecture writes it."""
+    before, after = pad_sides(size, kernel, stride, padding)
+    out = output_size(size, kernel, stride, padding)
+    if padding == "same" and before != after:
+        return (f"ceil({size} / {stride}) = {out} (same padding: "
+                f"{before} zero row(s) before, {after} after)")
+    exact = (size - kernel + 2 * before) / stride + 1
+    text = f"({size} - {kernel} + 2*{before}) / {stride} + 1 = "
+    if exact == int(exact):
+        return text + str(int(exact))
+    return text + f"{exact:g}, rounded down: {math.floor(exact)}"
+
+
 def _fits(size: int, kernel: int, stride: int, padding: str) -> bool:
     """The lecture's "does not fit": (W - K) / S + 1 is not a whole number."""
     return padding == "same" or (size - kernel) % stride == 0

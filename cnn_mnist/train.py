@@ -436,18 +436,18 @@ def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorB
 class FeatureMaps(EpochWriter):
     """Once per epoch, to the Images tab: the first convolution's kernels tiled into one image
     (`kernels/layer_<i>`), and every convolution's feature maps for one fixed digit (28x28 in
-    [0, 1]), one image per layer (`feature_maps/layer_<i>_<type>`); drawn by inspect.py, as
+    [0, 1]), one image per layer (`feature_maps/layer_<i>_<type>`); drawn by network.py, as
     `cnn inspect` draws them. One forward pass of one image per epoch."""
 
     def __init__(self, log_dir: Path, sample: np.ndarray, normalize: bool = True,
                  every: int = 1) -> None:
-        from cnn_mnist.inspect import model_input
+        from cnn_mnist.network import model_input
 
         super().__init__(log_dir, every)
         self.x = model_input(sample, normalize)
 
     def write(self, epoch: int) -> None:
-        from cnn_mnist.inspect import CONV_TYPES, tensorboard_images
+        from cnn_mnist.network import CONV_TYPES, tensorboard_images
 
         if any(type(layer).__name__ in CONV_TYPES for layer in self.model.layers):
             for tag, image in tensorboard_images(self.model, self.x).items():

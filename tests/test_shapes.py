@@ -80,3 +80,19 @@ def test_arithmetic_matches_keras(layers):
     model = build_model(config.model)
     assert [r.params for r in rows] == [layer.count_params() for layer in model.layers]
     assert [r.output_shape for r in rows] == [tuple(layer.output.shape[1:]) for layer in model.layers]
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, sides, text", [
+    (28, 3, 1, "valid", (0, 0), "(28 - 3 + 2*0) / 1 + 1 = 26"),
+    (28, 3, 1, "same", (1, 1), "(28 - 3 + 2*1) / 1 + 1 = 28"),
+    (28, 3, 2, "same", (0, 1), "ceil(28 / 2) = 14 (same padding: 0 zero row(s) before, 1 after)"),
+    (7, 2, 2, "valid", (0, 0), "(7 - 2 + 2*0) / 2 + 1 = 3.5, rounded down: 3"),
+])
+def test_padding_and_the_worked_arithmetic_agree_with_output_size(size, kernel, stride, padding,
+                                                                  sides, text):
+    from cnn_mnist.shapes import axis_arithmetic, pad_sides
+
+    assert pad_sides(size, kernel, stride, padding) == sides
+    assert axis_arithmetic(size, kernel, stride, padding) == text
+    assert text.endswith(str(output_size(size, kernel, stride, padding))) or \
+        text.startswith(f"ceil({size} / {stride}) = {output_size(size, kernel, stride, padding)}")
