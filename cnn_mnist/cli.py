@@ -1,7 +1,11 @@
 """The `cnn` command: thin click commands over the library.
 
-Heavy modules (TensorFlow, Keras, the pipeline) are imported inside the commands, so `--help`
-and argument errors answer at once.
+Every command's shell is added once, by the `Shell` group (`cli.command()`, `group.command()`):
+--verbose and --quiet, logging, and the library's errors as one line and an exit code. A
+command declares its own options (shared ones: `model_option`, `data_option`, `config_options`,
+`dataset_option`), calls the library with keywords, and prints what it returns. Heavy modules
+(TensorFlow, Keras, the pipeline) are imported inside the commands, under their own names, so
+`--help` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import functools
 import logging
 import os
 import sys
+from inspect import signature
 
 import click
 
@@ -41,6 +46,8 @@ def _fail(message: str, code: int) -> None:
 
 def user_errors(command):
     """Turn the library's errors into a short message and exit code, never a traceback."""
+    if getattr(command, "_cnn_errors", False):
+        return command
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -51,6 +58,7 @@ def user_errors(command):
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
+    wrapper._cnn_errors = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -63,6 +71,47 @@ def output_options(command):
     return command
 
 
+def shell(command):
+    """A command's shell, added once for all (Shell does it for every command): --verbose and
+    --quiet, logging set up from them, and the library's errors as a short message and exit
+    code. The command gets `verbose` and `quiet` where it names them among its parameters."""
+    if getattr(command, "_cnn_shell", False):
+        return command
+    wants = signature(command).parameters
+    has_options = any(p.name == "verbose" for p in getattr(command, "__click_params__", ()))
+
+    @functools.wraps(command)
+    def run(*args, verbose: bool = False, quiet: bool = False, **kwargs):
+        _setup_logging(verbose, quiet)
+        kwargs.update({name: value for name, value in (("verbose", verbose), ("quiet", quiet))
+                       if name in wants})
+        return command(*args, **kwargs)
+
+    run = user_errors(run)
+    run._cnn_shell = True  # type: ignore[attr-defined]
+    if not has_options:  # a command written with @output_options keeps its own
+        given = list(getattr(command, "__click_params__", []))
+        run.__click_params__ = []  # type: ignore[attr-defined]
+        output_options(run)
+        run.__click_params__ += given  # type: ignore[attr-defined]  # --help lists them last
+    return run
+
+
+class Shell(click.Group):
+    """`cnn` and its groups: every command and group made with `.command()` or `.group()` gets
+    its shell (`shell`), as flask's AppGroup gives its commands the app context; a command's
+    own function holds only what it does."""
+
+    def command(self, *args, **kwargs):
+        if len(args) == 1 and callable(args[0]) and not kwargs:  # @group.command, no brackets
+            return super().command()(shell(args[0]))
+        return lambda f: super(Shell, self).command(*args, **kwargs)(shell(f))
+
+    def group(self, *args, **kwargs):
+        kwargs.setdefault("cls", Shell)
+        return lambda f: super(Shell, self).group(*args, **kwargs)(shell(f))
+
+
 def dataset_option(help: str):
     """--dataset, for the commands that read data."""
     return click.option("--dataset", type=click.Choice(DATASETS), help=help)
@@ -70,6 +119,19 @@ def dataset_option(help: str):
 
 MODEL_DATASET = ("The test data's dataset [default: the model's]; data of another dataset than "
                  "the model's is refused.")
+TEST_DATA = ("Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA for a "
+             "Fashion-MNIST model, else download].")
+
+
+def model_option(help: str = "A model saved by `cnn train`."):
+    """-m/--model: a saved model, the stable model path by default."""
+    return click.option("-m", "--model", "model_path", default=paths.MODEL_PATH,
+                        show_default=True, type=click.Path(), help=help)
+
+
+def data_option(help: str = TEST_DATA):
+    """--data: where the data is, when not where the dataset's environment variable says."""
+    return click.option("--data", "data_path", metavar="PATH", help=help)
 
 
 def config_options(command):
@@ -84,7 +146,12 @@ def config_options(command):
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def progress(quiet: bool) -> int:
+    """Keras's verbose for a command's training: a bar in a terminal, a line per epoch else."""
+    return 0 if quiet else (1 if sys.stdout.isatty() else 2)
+
+
+@click.group(cls=Shell, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnn")
 def cli() -> None:
     """Train, evaluate, save and use a CNN for handwritten digits (MNIST).
@@ -98,9 +165,8 @@ def cli() -> None:
 
 @cli.command()
 @config_options
-@click.option("--data", "data_path", metavar="PATH",
-              help="Data folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
-                   "$CNN_FASHION_DATA for fashion_mnist, else download].")
+@data_option("Data folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
+             "$CNN_FASHION_DATA for fashion_mnist, else download].")
 @dataset_option("data.dataset: mnist, fashion_mnist (both checked by checksum) or custom "
                 "(any 28x28 ten-class set; names in data.class_names).")
 @click.option("--epochs", type=click.IntRange(min=1), help="training.epochs")
@@ -118,13 +184,10 @@ def cli() -> None:
                    "finished epoch.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a model file at the model path that `cnn train` did not save.")
-@output_options
-@user_errors
 def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_rate, seed,
           model_path, distribution, resume, overwrite, verbose, quiet):
     """Load the data (MNIST by default), build the model from a config, train, evaluate and
     save it."""
-    _setup_logging(verbose, quiet)
     from cnn_mnist import pipeline
 
     options = {"training.epochs": epochs, "training.batch_size": batch_size,
@@ -136,39 +199,13 @@ def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_ra
         raise click.UsageError(f"--resume continues a run with the config it started with; "
                                f"drop {', '.join(given)}")
     wanted = pipeline.request(config_path, sets, {**options, "data.path": data_path,
-                                                  "training.distribution": distribution}, resume)
+                                                  "training.distribution": distribution},
+                              resume=resume)
     _stop_on_sigterm()
     result = pipeline.train(wanted.config, config_source=config_path or "default",
-                            progress=0 if quiet else (1 if sys.stdout.isatty() else 2),
-                            verbose=verbose, resume=wanted.resume, overwrite=overwrite,
-                            own_config=wanted.own_config)
-    click.echo(_train_report(result, wanted.config.tensorboard.log_dir, quiet))
-
-
-def _train_report(result, log_dir: str, quiet: bool) -> str:
-    """What `cnn train` prints at the end: the evaluation, then where everything went."""
-    from cnn_mnist.evaluate import format_report
-
-    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
-    if not result.chief:
-        return (f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
-                f"{weights}. The chief saved the model and run {result.run_id}'s record.")
-    lines = [f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
-             f"Model saved to {result.model_path}"]
-    if quiet:
-        return "\n".join(lines)
-    if result.distribution:
-        d = result.distribution
-        lines.append(f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
-                     f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
-                     f"weights {weights}")
-    if result.replaced_run and result.replaced_run != result.run_id:
-        lines.append(f"              (the model it replaced stays in run {result.replaced_run}'s "
-                     "folder)")
-    lines += [f"Run record    {result.record_path}",
-              f"Plots         {result.paths['confusion_matrix_png']}",
-              f"TensorBoard   cnn tensorboard --logdir {log_dir}"]
-    return "\n".join(lines)
+                            progress=progress(quiet), verbose=verbose, resume=wanted.resume,
+                            overwrite=overwrite, own_config=wanted.own_config)
+    click.echo(pipeline.format_result(result, wanted.config.tensorboard.log_dir, quiet=quiet))
 
 
 def _stop_on_sigterm() -> None:
@@ -193,8 +230,6 @@ def _stop_on_sigterm() -> None:
                    "postgresql://USER:PASSWORD@HOST/DB [default: logs/sweeps/<study>.db].")
 @click.option("--study", metavar="NAME", help="The study [default: the config file's name].")
 @click.option("--status", is_flag=True, help="Show the study's trials and best trial; train nothing.")
-@output_options
-@user_errors
 def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
     """Search hyperparameters: each trial trains the config with values from its sweep: section.
 
@@ -203,28 +238,23 @@ def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
     cnn sweep --config sweep --status     (the trials so far, and the best config)
     cnn sweep --config my.yaml --storage postgresql://user:pw@db-host/sweeps   (on each machine)
     """
-    _setup_logging(verbose, quiet)
     if not config_path:
         raise click.UsageError("give the config with the sweep: section: --config FILE")
-    from cnn_mnist import sweep as search
+    from cnn_mnist import sweep
 
-    plan = search.plan(config_path, sets, trials, storage, study)
+    plan = sweep.plan(config_path, sets, trials=trials, storage=storage, study=study)
     if status:
-        report = search.status(plan)
+        report = sweep.status(plan)
     else:
         _stop_on_sigterm()
-        report = search.run(plan, progress=0 if quiet else (1 if sys.stdout.isatty() else 2),
-                            verbose=verbose)
-    click.echo(search.format_report(report))
+        report = sweep.run(plan, progress=progress(quiet), verbose=verbose)
+    click.echo(sweep.format_report(report))
 
 
 @cli.command()
 @config_options
-@output_options
-@user_errors
-def summary(config_path, sets, verbose, quiet):
+def summary(config_path, sets, quiet):
     """Show the layers, output shapes and parameter counts, without training."""
-    _setup_logging(verbose, quiet)
     from cnn_mnist.config import load_config
     from cnn_mnist.shapes import format_summary, infer
 
@@ -243,9 +273,7 @@ def summary(config_path, sets, verbose, quiet):
               help="Folder holding the runs.")
 @click.option("--port", default=6006, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="localhost", show_default=True)
-@output_options
-@user_errors
-def tensorboard(logdir, port, host, verbose, quiet):
+def tensorboard(logdir, port, host, verbose):
     """Start TensorBoard on the training runs and print its address."""
     import os
     import subprocess
@@ -275,11 +303,8 @@ def tensorboard(logdir, port, host, verbose, quiet):
               help="Your own picture(s) of a digit, PNG or JPEG, or a folder of them; more "
                    "paths may follow (--image digits/*.png).")
 @click.argument("more_images", nargs=-1, type=click.Path(), metavar="[PATH]...")
-@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="A model saved by `cnn train`.")
-@click.option("--data", "data_path", metavar="PATH",
-              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
-                   "for a Fashion-MNIST model, else download].")
+@model_option()
+@data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--save-image", type=click.Path(dir_okay=False), metavar="PATH",
@@ -289,8 +314,6 @@ def tensorboard(logdir, port, host, verbose, quiet):
 @click.option("--show", is_flag=True, help="Open a window with the digit(s), where a display exists.")
 @click.option("--draw/--no-draw", default=None,
               help="Draw the digit in the terminal [default: when there is one input].")
-@output_options
-@user_errors
 def predict(indices, images, more_images, model_path, data_path, dataset, as_json, save_image,
             save_preprocessed, show, draw, verbose, quiet):
     """Predict test digits by index, or digits in your own pictures.
@@ -301,45 +324,41 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
     cnn predict --image my-seven.png --save-preprocessed seen/
     cnn predict --image digits/*.png      (or a folder: --image digits/)
     """
-    _setup_logging(verbose, quiet)
     if not indices and not images and not more_images:
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
-    from cnn_mnist import predict as use
+    from cnn_mnist import predict
 
-    done = use.predict(indices, images + more_images, model_path, data_path, verbose,
-                       save_image, save_preprocessed, dataset)
+    done = predict.predict(indices, images + more_images, model_path=model_path,
+                           data_path=data_path, verbose=verbose, save_image=save_image,
+                           save_preprocessed=save_preprocessed, dataset=dataset)
     for message in done.failed:
         click.echo(f"error: {message}", err=True)
     if done.items:
         one = len(done.items) == 1 and not quiet
-        click.echo(use.format_predictions(done.items, as_json, draw if draw is not None else one))
-    if show and done.items and not use.show(done.items):
+        click.echo(predict.format_predictions(done.items, as_json,
+                                              draw if draw is not None else one))
+    if show and done.items and not predict.show(done.items):
         log.warning("no display to show the digits on: use --save-image PATH instead")
     if done.failed:
         sys.exit(1)
 
 
 @cli.command()
-@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="A model saved by `cnn train`.")
-@click.option("--data", "data_path", metavar="PATH",
-              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
-                   "for a Fashion-MNIST model, else download].")
+@model_option()
+@data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].")
-@output_options
-@user_errors
 def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
-    _setup_logging(verbose, quiet)
-    from cnn_mnist.evaluate import evaluate_model, format_report
+    from cnn_mnist import evaluate
 
-    report = evaluate_model(model_path, data_path, out_dir, verbose, dataset)
+    report = evaluate.evaluate_model(model_path, data_path, out_dir, verbose=verbose,
+                                     dataset=dataset)
     if not quiet:
         click.echo(f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
                    f"from {report.source}\n")
-    click.echo(format_report(report.evaluation, tables=not quiet))
+    click.echo(evaluate.format_report(report.evaluation, tables=not quiet))
     if not quiet:
         files = report.paths
         click.echo(f"Confusion matrix  {files['confusion_matrix_png']}, "
@@ -347,39 +366,33 @@ def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
 
 
 @cli.command()
-@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="A model saved by `cnn train`.")
+@model_option()
 @click.option("-i", "--index", type=int, metavar="N", help="A test image, with its true label.")
 @click.option("--image", type=click.Path(), metavar="PATH", help="Your own picture of a digit.")
-@click.option("--data", "data_path", metavar="PATH",
-              help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
-                   "for a Fashion-MNIST model, else download].")
+@data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
               help=f"Where to write the pictures [default: {paths.INSPECT_DIR}/<time>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--at", metavar="LAYER:ROW,COL,CHANNEL",
               help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.")
-@output_options
-@user_errors
-def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, verbose, quiet):
+def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, verbose):
     """Look inside the network for one digit: kernels, feature maps, saliency.
 
     \b
     cnn inspect --index 10
     cnn inspect --image my-seven.png --at 0:13,13,5
     """
-    _setup_logging(verbose, quiet)
     if (index is None) == (image is None):
         raise click.UsageError("give one digit: --index N (a test image) or --image PATH")
     import json
 
-    from cnn_mnist import inspect as look
+    from cnn_mnist import inspect
 
-    result = look.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
-                                data_path=data_path, at=at, verbose=verbose, dataset=dataset)
+    result = inspect.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
+                                   data_path=data_path, at=at, verbose=verbose, dataset=dataset)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json
-               else look.format_inspection(result))
+               else inspect.format_inspection(result))
 
 
 def logdir_option(command):
@@ -397,10 +410,8 @@ def _logdir(logdir: str | None) -> str:
 @cli.group(invoke_without_command=True)
 @logdir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list.")
-@output_options
 @click.pass_context
-@user_errors
-def runs(ctx, logdir, as_json, verbose, quiet):
+def runs(ctx, logdir, as_json, quiet):
     """List the training runs, newest first; show, compare, pick the best, remove.
 
     \b
@@ -413,13 +424,12 @@ def runs(ctx, logdir, as_json, verbose, quiet):
     ctx.meta["cnn.runs.logdir"] = logdir
     if ctx.invoked_subcommand is not None:
         return
-    _setup_logging(verbose, quiet)
-    from cnn_mnist import runs as record
+    from cnn_mnist import runs
     from cnn_mnist.runs_report import format_json, format_list
 
-    listed = record.list_runs(_logdir(logdir))
+    listed = runs.list_runs(_logdir(logdir))
     if not listed:
-        raise record.no_runs(_logdir(logdir))
+        raise runs.no_runs(_logdir(logdir))
     click.echo(format_json(listed) if as_json else
                "\n".join(run.id for run in listed) if quiet else format_list(listed))
 
@@ -427,11 +437,8 @@ def runs(ctx, logdir, as_json, verbose, quiet):
 @runs.command("show")
 @click.argument("run_id", metavar="RUN")
 @logdir_option
-@output_options
-@user_errors
-def runs_show(run_id, logdir, verbose, quiet):
+def runs_show(run_id, logdir):
     """One run: how it went, its settings, metrics per epoch, timings, files."""
-    _setup_logging(verbose, quiet)
     from cnn_mnist.runs import find_run
     from cnn_mnist.runs_report import format_show
 
@@ -441,12 +448,9 @@ def runs_show(run_id, logdir, verbose, quiet):
 @runs.command("compare")
 @click.argument("run_ids", nargs=-1, required=True, metavar="RUN RUN [RUN]...")
 @logdir_option
-@output_options
-@user_errors
-def runs_compare(run_ids, logdir, verbose, quiet):
+def runs_compare(run_ids, logdir):
     """Runs side by side: the settings that differ, test accuracy and loss, F1 per digit,
     time."""
-    _setup_logging(verbose, quiet)
     if len(run_ids) < 2:
         raise click.UsageError("give two runs or more to compare")
     from cnn_mnist.runs import compare_runs, find_run
@@ -464,11 +468,8 @@ def runs_compare(run_ids, logdir, verbose, quiet):
               help="test_accuracy: highest wins; test_loss: lowest wins.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @logdir_option
-@output_options
-@user_errors
-def runs_best(metric, as_json, logdir, verbose, quiet):
+def runs_best(metric, as_json, logdir, quiet):
     """The completed run with the best test accuracy (or test loss)."""
-    _setup_logging(verbose, quiet)
     import json
 
     from cnn_mnist.runs import best_run
@@ -486,63 +487,56 @@ def runs_best(metric, as_json, logdir, verbose, quiet):
               help="Also remove a run whose model the stable model path holds, or one marked "
                    "running.")
 @logdir_option
-@output_options
-@user_errors
-def runs_rm(run_id, yes, force, logdir, verbose, quiet):
+def runs_rm(run_id, yes, force, logdir, quiet):
     """Remove a run's folder: its logs, record and model (asks first)."""
-    _setup_logging(verbose, quiet)
-    from cnn_mnist import runs as record
+    from cnn_mnist import runs
     from cnn_mnist.runs_report import seconds
 
-    folder = record.find_run(_logdir(logdir), run_id)
-    run = record.summarize(folder)
-    record.check_removable(run, force)
+    folder = runs.find_run(_logdir(logdir), run_id)
+    run = runs.summarize(folder)
+    runs.check_removable(run, force)
     what = (f"run {run.id} ({run.status}, test accuracy {run.test_accuracy:.4f})"
             if run.test_accuracy is not None else f"run {run.id} ({run.status})")
-    size = record.folder_size(folder) / 1e6
+    size = runs.folder_size(folder) / 1e6
     if not yes and not click.confirm(f"Remove {what}, took {seconds(run.duration_s)}: "
                                      f"{folder}/ ({size:.1f} MB)?", default=False):
         _fail("nothing removed", 1)
-    record.remove_run(folder, force)
+    runs.remove_run(folder, force)
     if not quiet:
         click.echo(f"Removed {folder}/")
 
 
 @cli.command()
-@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="The model to serve first (the page can switch).")
+@model_option("The model to serve first (the page can switch).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback lets other machines in.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
-@click.option("--data", "data_path", metavar="PATH",
-              help="MNIST folder or .npz, for the test digits [default: $CNN_MNIST_DATA, "
-                   "else download].")
+@data_option("MNIST folder or .npz, for the test digits [default: $CNN_MNIST_DATA, "
+             "else download].")
 @click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
               help="Folder of runs whose models the page offers.")
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
-@output_options
-@user_errors
-def serve(model_path, host, port, data_path, logdir, open_page, verbose, quiet):
+def serve(model_path, host, port, data_path, logdir, open_page, verbose):
     """Draw a digit in the browser and watch the model read it (a local web page and JSON API).
 
     \b
     cnn serve                       then open http://127.0.0.1:8000/
     cnn serve --model logs/fit/<run-id>/model.h5 --port 8080 --open
     """
-    _setup_logging(verbose, quiet)
-    from cnn_mnist import serve as web
+    from cnn_mnist import serve
 
-    app = web.App(model_path, data_path, logdir, os.path.dirname(paths.MODEL_PATH), verbose)
-    server = web.make_server(app, host, port)  # models/ is offered too (--model elsewhere)
-    if not web.is_loopback(host):
+    app = serve.App(model_path, data_path=data_path, log_dir=logdir, verbose=verbose,
+                    models_dir=os.path.dirname(paths.MODEL_PATH))  # models/ is offered too
+    server = serve.make_server(app, host, port)
+    if not serve.is_loopback(host):
         log.warning("listening on %s: anyone who can reach this machine can use the page, "
                     "which has no authentication", host)
-    click.echo(f"Serving {model_path} at {web.url(server)}  (Ctrl-C to stop)")
+    click.echo(f"Serving {model_path} at {serve.url(server)}  (Ctrl-C to stop)")
     if open_page:
         import webbrowser
 
-        webbrowser.open(web.url(server))
+        webbrowser.open(serve.url(server))
     _stop_on_sigterm()
     try:
         server.serve_forever()

@@ -255,7 +255,7 @@ class Report:
 
 
 def evaluate_model(model_path: str | Path, data_path: str | None = None,
-                   out_dir: str | Path | None = None, verbose: bool = False,
+                   out_dir: str | Path | None = None, *, verbose: bool = False,
                    dataset: str | None = None) -> Report:
     """The saved model on the whole test set, fed as it was trained (see
     save.model_normalize), its classes named as its dataset names them; files go to `out_dir`

@@ -33,7 +33,7 @@ def default_out_dir() -> Path:
     return Path(paths.INSPECT_DIR) / new_run_id()
 
 
-def inspect_model(model_path: str | Path, index: int | None = None, image: str | Path | None = None,
+def inspect_model(model_path: str | Path, *, index: int | None = None, image: str | Path | None = None,
                   out_dir: str | Path | None = None, data_path: str | Path | None = None,
                   at: str | None = None, verbose: bool = False,
                   dataset: str | None = None) -> Inspection:

@@ -103,7 +103,7 @@ class TrainRequest:
 
 
 def request(config_path: str | None = None, sets: tuple[str, ...] = (),
-            overrides: dict | None = None, resume: str | None = None) -> TrainRequest:
+            overrides: dict | None = None, *, resume: str | None = None) -> TrainRequest:
     """The config and run for `cnn train`'s options. `resume` is "" for the most recent
     unfinished run, or a run id; `overrides` are key paths from the options (None: not given).
     A run resumes with the config it started with (its data path and distribution may change:
@@ -217,6 +217,32 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         paths = {**_save(run, saved), **plots}
     return _complete(run, record, model, evaluation, epochs, watch, timer, validation, paths,
                      worker=cluster.task if cluster is not None else "")
+
+
+def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> str:
+    """What `cnn train` prints at the end: the evaluation, then where everything went."""
+    from cnn_mnist.evaluate import format_report
+
+    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
+    if not result.chief:
+        return (f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
+                f"{weights}. The chief saved the model and run {result.run_id}'s record.")
+    lines = [f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
+             f"Model saved to {result.model_path}"]
+    if quiet:
+        return "\n".join(lines)
+    if result.distribution:
+        d = result.distribution
+        lines.append(f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
+                     f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
+                     f"weights {weights}")
+    if result.replaced_run and result.replaced_run != result.run_id:
+        lines.append(f"              (the model it replaced stays in run {result.replaced_run}'s "
+                     "folder)")
+    lines += [f"Run record    {result.record_path}",
+              f"Plots         {result.paths['confusion_matrix_png']}",
+              f"TensorBoard   cnn tensorboard --logdir {log_dir}"]
+    return "\n".join(lines)
 
 
 def _import_stages(verbose: bool):

@@ -218,7 +218,7 @@ class Predictions:
     failed: list[str] = field(default_factory=list)  # one message per unreadable picture
 
 
-def predict(indices=(), images=(), model_path: str | Path = "", data_path: str | None = None,
+def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: str | None = None,
             verbose: bool = False, save_image: str | None = None,
             save_preprocessed: str | None = None, dataset: str | None = None) -> Predictions:
     """Test items by index (`indices` as typed: "10", "10:20") and the user's pictures (files

@@ -162,7 +162,7 @@ def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False)
 class App:
     """What the API does, without HTTP: every method takes and returns plain values."""
 
-    def __init__(self, model_path: str | Path = paths.MODEL_PATH, data_path: str | None = None,
+    def __init__(self, model_path: str | Path = paths.MODEL_PATH, *, data_path: str | None = None,
                  log_dir: str | Path = paths.LOG_DIR, models_dir: str | Path | None = None,
                  verbose: bool = False) -> None:
         self.log_dir = Path(log_dir)

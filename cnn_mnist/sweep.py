@@ -116,7 +116,7 @@ class SweepReport:
 # --- planning ---------------------------------------------------------------------------------
 
 
-def plan(config_path: str | None, sets: tuple[str, ...] = (), trials: int | None = None,
+def plan(config_path: str | None, sets: tuple[str, ...] = (), *, trials: int | None = None,
          storage: str | None = None, study: str | None = None) -> Sweep:
     """The sweep in a config file, its parameters checked against the config; `trials`,
     `storage` and `study` override the section and the defaults."""
