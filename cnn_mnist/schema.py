@@ -494,19 +494,24 @@ class SweepConfig(_Section):
         return self.goal or ("minimize" if self.metric.endswith("loss") else "maximize")
 
 
+def _doc(section: type[BaseModel]) -> str:
+    """A section's docstring on one line: its description as a key of the config."""
+    return " ".join((section.__doc__ or "").split())
+
+
 class Config(_Section):
     """A cnn-mnist config (`cnn train --config FILE`): each key may be left out, for its
     default; `cnn config show` prints them all."""
 
-    data: DataConfig = Field(default_factory=DataConfig, description=DataConfig.__doc__)
-    model: ModelConfig = Field(default_factory=ModelConfig, description=ModelConfig.__doc__)
+    data: DataConfig = Field(default_factory=DataConfig, description=_doc(DataConfig))
+    model: ModelConfig = Field(default_factory=ModelConfig, description=_doc(ModelConfig))
     compile: CompileConfig = Field(default_factory=CompileConfig,
-                                   description=CompileConfig.__doc__.split("\n")[0])
+                                   description=_doc(CompileConfig))
     training: TrainingConfig = Field(default_factory=TrainingConfig,
-                                     description=TrainingConfig.__doc__)
+                                     description=_doc(TrainingConfig))
     tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig,
-                                           description=TensorBoardConfig.__doc__)
-    output: OutputConfig = Field(default_factory=OutputConfig, description=OutputConfig.__doc__)
+                                           description=_doc(TensorBoardConfig))
+    output: OutputConfig = Field(default_factory=OutputConfig, description=_doc(OutputConfig))
     sweep: SweepConfig | None = Field(default=None,
                                       description="The search `cnn sweep` runs over the other "
                                                   "sections; null: nothing to search (`cnn "
