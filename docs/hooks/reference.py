@@ -4,6 +4,10 @@ A page that holds the line `<!-- config-reference -->` gets, in its place, one t
 section of the config, then one per layer type: every key with its type, default, allowed
 values and the description written in the schema (`Field(description=...)`). So the schema is
 the one source of the docs, the errors and the defaults; nothing here is written by hand.
+
+It also keeps the examples in the commands' help as `--help` shows them: click prints a
+paragraph that follows a `\b` line as typed, and mkdocs-click (the CLI reference) drops that
+line and lets Markdown rewrap the paragraph; here such a paragraph becomes a code block.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
+from markdown import Extension
+from markdown.preprocessors import Preprocessor
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
@@ -30,6 +36,44 @@ _CONSTRAINTS = {annotated_types.Ge: ("≥", "ge"), annotated_types.Gt: (">", "gt
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """mkdocs's hook: the marker becomes the reference."""
     return markdown.replace(MARKER, config_reference()) if MARKER in markdown else markdown
+
+
+def on_config(config):
+    """mkdocs's hook: click's as-typed paragraphs become code blocks (NoRewrap)."""
+    config.markdown_extensions.append(NoRewrap())
+    return config
+
+
+class _NoRewrapLines(Preprocessor):
+    def run(self, lines: list[str]) -> list[str]:
+        if "**Usage:**" not in lines:  # only mkdocs-click's output
+            return lines
+        out: list[str] = []
+        fenced, paragraph = False, []
+        for line in [*lines, ""]:
+            if line.startswith("```"):
+                fenced = not fenced
+            if fenced or line.startswith("```") or line.strip():
+                (out if fenced or line.startswith("```") else paragraph).append(line)
+                continue
+            out += _as_typed(paragraph) + [line]
+            paragraph = []
+        return out[:-1]
+
+
+def _as_typed(paragraph: list[str]) -> list[str]:
+    """mkdocs-click drops click's `\b` lines; the paragraphs they marked are the examples,
+    every line of which names a `cnn` command."""
+    if paragraph and not paragraph[0].startswith("#") and all("cnn " in line for line in paragraph):
+        return ["```text", *paragraph, "```"]
+    return paragraph
+
+
+class NoRewrap(Extension):
+    """After mkdocs-click (priority 141), before fenced code blocks (25)."""
+
+    def extendMarkdown(self, md) -> None:
+        md.preprocessors.register(_NoRewrapLines(md), "click_no_rewrap", 100)
 
 
 # --- the rows ---------------------------------------------------------------------------------
