@@ -268,6 +268,38 @@ def summary(config_path, sets, quiet):
                    "Output size = (W - K + 2P) / S + 1 for input W, kernel K, padding P, stride S.")
 
 
+@cli.group("config")
+def config_group() -> None:
+    """Print the resolved config, or the JSON Schema that an editor checks configs with.
+
+    \b
+    cnn config show --config speedrun --set training.epochs=2
+    cnn config schema > config.schema.json
+    """
+
+
+@config_group.command("show")
+@config_options
+@output_options
+@user_errors
+def config_show(config_path, sets, verbose, quiet):
+    """Print the resolved config as YAML: the file, the --set values and every default."""
+    _setup_logging(verbose, quiet)
+    from cnn_mnist.config import load_config, to_yaml
+
+    click.echo(to_yaml(load_config(config_path, sets=sets)), nl=False)
+
+
+@config_group.command("schema")
+@output_options
+@user_errors
+def config_schema(verbose, quiet):
+    """Print the config's JSON Schema (every key's type, default, choices and description)."""
+    from cnn_mnist.config import json_schema_text
+
+    click.echo(json_schema_text(), nl=False)
+
+
 @cli.command()
 @click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
               help="Folder holding the runs.")

@@ -5,6 +5,7 @@ that name the key path and list the valid keys or choices. The schema itself is 
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 import typing
@@ -22,6 +23,10 @@ from cnn_mnist.shapes import infer
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "default.yaml"
+# The config's JSON Schema, beside the shipped configs, whose first line names it for editors
+# (`# yaml-language-server: $schema=config.schema.json`); a test keeps it up to date.
+SCHEMA_FILE = "config.schema.json"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -321,3 +326,45 @@ def check_shapes(config: Config) -> None:
     _, warnings = infer(config.model)
     for warning in warnings:
         log.warning("%s", warning)
+
+
+# --- printing it: `cnn config show` and `cnn config schema` ---------------------------------
+
+
+class _Flow(dict):
+    """A mapping written on one line (a layer, as the shipped configs write them)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data,
+    flow_style=not any(isinstance(item, (dict, list)) for item in data)))
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML, every key with its value (`cnn train --config` reads it
+    back): sections in blocks, each layer and each list of values on one line."""
+    plain = config.to_dict()
+    plain["model"]["layers"] = [_Flow(layer) for layer in plain["model"]["layers"]]
+    return yaml.dump(plain, Dumper=_Dumper, sort_keys=False, width=100)
+
+
+def json_schema() -> dict[str, Any]:
+    """The config's JSON Schema (draft 2020-12), the schema's descriptions included: what an
+    editor completes and checks a config file with."""
+    return {"$schema": JSON_SCHEMA_DIALECT, **Config.model_json_schema()}
+
+
+def json_schema_text() -> str:
+    """`json_schema()` as the text of the shipped schema file."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def schema_file() -> Path:
+    """The shipped JSON Schema file, beside the shipped configs."""
+    return default_config_path().parent / SCHEMA_FILE

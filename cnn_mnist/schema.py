@@ -33,7 +33,10 @@ def _pair(value: Any) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-Pair = Annotated[tuple[int, int], BeforeValidator(_pair)]
+# The JSON Schema says what a file may hold (3 or [3, 3]), not the pair it becomes.
+Pair = Annotated[tuple[int, int], BeforeValidator(_pair, json_schema_input_type=Union[
+    Annotated[int, Field(ge=1)], Annotated[list[Annotated[int, Field(ge=1)]],
+                                           Field(min_length=2, max_length=2)]])]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -45,55 +48,87 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _type(name: str) -> Any:
+    return Field(description=f"The layer: Keras's `keras.layers.{name}`.")
+
+
+_ACTIVATION = "Keras's activation by name; null: none (linear)."
+_PADDING = ("`valid`: no padding (P = 0); `same`: zeros around the input so that the output is "
+            "ceil(W / S) wide.")
+_POOL_STRIDES = "The step between windows: an integer or [rows, columns]; null: pool_size."
+
+
 # --- layers: Keras's own names, arguments and defaults ---------------------------------------
 
 
 class Conv2D(_Section):
-    type: Literal["Conv2D"]
-    filters: int = Field(ge=1)
-    kernel_size: Pair
-    strides: Pair = (1, 1)
-    padding: Padding = "valid"
-    activation: Activation | None = None
+    """A 2D convolution: `filters` kernels slid over the input, each giving one feature map."""
+
+    type: Literal["Conv2D"] = _type("Conv2D")
+    filters: int = Field(ge=1, description="Kernels, so output channels.")
+    kernel_size: Pair = Field(description="The kernel's height and width: 3 or [3, 3].")
+    strides: Pair = Field(default=(1, 1), description="The step between kernel positions: 1 "
+                                                      "or [rows, columns].")
+    padding: Padding = Field(default="valid", description=_PADDING)
+    activation: Activation | None = Field(default=None, description=_ACTIVATION)
 
 
 class MaxPooling2D(_Section):
-    type: Literal["MaxPooling2D"]
-    pool_size: Pair = (2, 2)
-    strides: Pair | None = None  # None: Keras uses pool_size
-    padding: Padding = "valid"
+    """Keeps the largest value of each window: smaller maps that tolerate small shifts."""
+
+    type: Literal["MaxPooling2D"] = _type("MaxPooling2D")
+    pool_size: Pair = Field(default=(2, 2), description="The window: 2 or [rows, columns].")
+    strides: Pair | None = Field(default=None, description=_POOL_STRIDES)
+    padding: Padding = Field(default="valid", description=_PADDING)
 
 
 class AveragePooling2D(_Section):
-    type: Literal["AveragePooling2D"]
-    pool_size: Pair = (2, 2)
-    strides: Pair | None = None
-    padding: Padding = "valid"
+    """Keeps the mean of each window."""
+
+    type: Literal["AveragePooling2D"] = _type("AveragePooling2D")
+    pool_size: Pair = Field(default=(2, 2), description="The window: 2 or [rows, columns].")
+    strides: Pair | None = Field(default=None, description=_POOL_STRIDES)
+    padding: Padding = Field(default="valid", description=_PADDING)
 
 
 class Dropout(_Section):
-    type: Literal["Dropout"]
-    rate: float = Field(ge=0.0, lt=1.0)
+    """Sets a random fraction of its inputs to 0 while training (not when predicting)."""
+
+    type: Literal["Dropout"] = _type("Dropout")
+    rate: float = Field(ge=0.0, lt=1.0, description="The fraction of inputs dropped.")
 
 
 class Flatten(_Section):
-    type: Literal["Flatten"]
+    """Lays the feature maps out as one vector, for the Dense layers."""
+
+    type: Literal["Flatten"] = _type("Flatten")
 
 
 class GlobalAveragePooling2D(_Section):
-    type: Literal["GlobalAveragePooling2D"]
+    """The mean of each feature map: one value per channel."""
+
+    type: Literal["GlobalAveragePooling2D"] = _type("GlobalAveragePooling2D")
 
 
 class BatchNormalization(_Section):
-    type: Literal["BatchNormalization"]
-    momentum: float = Field(default=0.99, gt=0.0, lt=1.0)
-    epsilon: float = Field(default=0.001, gt=0.0)
+    """Normalizes each channel by the batch's mean and variance (their running averages when
+    predicting)."""
+
+    type: Literal["BatchNormalization"] = _type("BatchNormalization")
+    momentum: float = Field(default=0.99, gt=0.0, lt=1.0,
+                            description="How slowly the running mean and variance follow the "
+                                        "batches; 0.9 settles within a few dozen steps, Keras's "
+                                        "0.99 needs a few hundred.")
+    epsilon: float = Field(default=0.001, gt=0.0,
+                           description="Added to the variance, so that it never divides by 0.")
 
 
 class Dense(_Section):
-    type: Literal["Dense"]
-    units: int = Field(ge=1)
-    activation: Activation | None = None
+    """A fully connected layer: every input to every unit. The last one has 10 units."""
+
+    type: Literal["Dense"] = _type("Dense")
+    units: int = Field(ge=1, description="Outputs; the model's last layer needs 10.")
+    activation: Activation | None = Field(default=None, description=_ACTIVATION)
 
 
 LAYER_TYPES = (
@@ -102,6 +137,8 @@ LAYER_TYPES = (
 )
 LAYER_NAMES = tuple(cls.__name__ for cls in LAYER_TYPES)
 Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]
+# A new layer type: a class above (Keras's own name and arguments, each with a description),
+# added to LAYER_TYPES, and a shape rule in shapes.RULES.
 
 
 def _lecture_layers() -> list[Layer]:
@@ -122,19 +159,34 @@ def _lecture_layers() -> list[Layer]:
 
 
 class DataConfig(_Section):
-    # None: the dataset's variable ($CNN_MNIST_DATA, $CNN_FASHION_DATA), else Keras's
-    # download-and-cache (a custom dataset needs a path).
-    path: str | None = None
-    # mnist and fashion_mnist are checked by checksum; custom is any 28x28 ten-class set.
-    dataset: Literal["mnist", "fashion_mnist", "custom"] = "mnist"
-    # Ten names, for label 0 to 9: fixed for mnist (the digits) and fashion_mnist; a custom
-    # dataset's default is the digits.
-    class_names: list[str] | None = None
-    # The lecture fed raw 0-255 pixels (0.9777 after 1 epoch); scaling to [0, 1] trains better.
-    normalize: bool = True
-    # Take the first N images, for quick runs.
-    limit_train: int | None = Field(default=None, ge=1)
-    limit_test: int | None = Field(default=None, ge=1)
+    """Where the images come from and how they are prepared."""
+
+    path: str | None = Field(
+        default=None,
+        description="A folder of the four IDX files (gzipped or not) or an .npz with x_train, "
+                    "y_train, x_test, y_test. null: $CNN_MNIST_DATA ($CNN_FASHION_DATA for "
+                    "fashion_mnist), else Keras's download, cached in ~/.keras/datasets/ (a "
+                    "custom dataset needs a path). `--data PATH` sets it.")
+    dataset: Literal["mnist", "fashion_mnist", "custom"] = Field(
+        default="mnist",
+        description="mnist and fashion_mnist are checked by the checksum of every file's "
+                    "content; custom is any set of 28x28 grayscale images in ten classes, "
+                    "checked for its structure only.")
+    class_names: list[str] | None = Field(
+        default=None,
+        description="Ten different names, for labels 0 to 9, used wherever a class is named. "
+                    "Fixed for mnist (the digits) and fashion_mnist (T-shirt/top ... Ankle "
+                    "boot); null: the dataset's, the digits for custom.")
+    normalize: bool = Field(
+        default=True,
+        description="Scale pixels to [0, 1]. The lecture fed raw 0-255 pixels (0.9777 after "
+                    "one epoch); false reproduces that, and the model file remembers it.")
+    limit_train: int | None = Field(default=None, ge=1,
+                                    description="Train on the first N images only (quick "
+                                                "runs); null: all of them.")
+    limit_test: int | None = Field(default=None, ge=1,
+                                   description="Validate and evaluate on the first N test "
+                                               "images only; null: all of them.")
 
     @field_validator("class_names")
     @classmethod
@@ -156,9 +208,18 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "digits_recognition_cnn"
-    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_as_tuple)] = (28, 28, 1)
-    layers: list[Layer] = Field(default_factory=_lecture_layers, min_length=1)
+    """The network: a stack of Keras layers, checked shape by shape before it is built."""
+
+    name: str = Field(default="digits_recognition_cnn", description="The Keras model's name.")
+    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_as_tuple)] = Field(
+        default=(28, 28, 1), description="Height, width and channels of one image.")
+    layers: list[Layer] = Field(
+        default_factory=_lecture_layers, min_length=1,
+        description="Keras layers in order, each a `type` and its Keras arguments (the "
+                    "layers below). The default is the lecture's eight layers, 1,199,882 "
+                    "parameters. The last layer must give 10 outputs; a layer whose output "
+                    "would be empty is an error, a window that does not tile its input exactly "
+                    "a warning. `cnn summary` shows what a stack builds.")
 
 
 class ScheduleConfig(_Section):
@@ -170,25 +231,49 @@ class ScheduleConfig(_Section):
     Both are Keras's CosineDecay, so a saved model loads with plain Keras.
     """
 
-    type: Literal["one_cycle", "cosine"]
-    warmup: float = Field(default=0.25, ge=0.0, lt=1.0)
-    start_factor: float = Field(default=0.04, gt=0.0, le=1.0)
-    end_factor: float = Field(default=0.0, ge=0.0, le=1.0)
+    type: Literal["one_cycle", "cosine"] = Field(
+        description="one_cycle: up, then down along a cosine; cosine: down along a cosine.")
+    warmup: float = Field(default=0.25, ge=0.0, lt=1.0,
+                          description="one_cycle: the fraction of all steps spent rising.")
+    start_factor: float = Field(default=0.04, gt=0.0, le=1.0,
+                                description="one_cycle: the first step's rate, as a fraction "
+                                            "of learning_rate.")
+    end_factor: float = Field(default=0.0, ge=0.0, le=1.0,
+                              description="The last step's rate, as a fraction of "
+                                          "learning_rate.")
 
 
 class CompileConfig(_Section):
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(default=0.001, gt=0.0)  # Adam's default, as in the lecture
-    schedule: ScheduleConfig | None = None  # null: a constant learning rate
-    # Labels are one-hot, as in the lecture (to_categorical).
-    loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
-    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
-    # "auto" uses what helps on the hardware found (see model.accelerator_plan): on a GPU, XLA,
-    # 32 steps per call and float16 compute (with tensor cores); on a CPU, bfloat16 compute
-    # where it has AMX units, and no XLA (it made an epoch 5x slower on a 2-core CPU).
-    jit_compile: Literal["auto"] | bool = "auto"
-    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
-    mixed_precision: Literal["auto"] | bool = "auto"
+    """The optimizer, the loss, and how TensorFlow runs the steps. Each "auto" is decided by
+    the hardware found (model.accelerator_plan); run.json's `accelerator` records the choice."""
+
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field(
+        default="adam", description="Keras's optimizer by name; the lecture used Adam.")
+    learning_rate: float = Field(default=0.001, gt=0.0,
+                                 description="Adam's default, as in the lecture; with a "
+                                             "schedule, its peak. `--learning-rate` sets it.")
+    schedule: ScheduleConfig | None = Field(default=None,
+                                            description="How the learning rate moves over the "
+                                                        "steps; null: constant.")
+    loss: Literal["categorical_crossentropy"] = Field(
+        default="categorical_crossentropy",
+        description="On one-hot labels, as in the lecture (to_categorical).")
+    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"],
+                                               description="Reported after each epoch.")
+    jit_compile: Literal["auto"] | bool = Field(
+        default="auto",
+        description="XLA. auto: Keras's rule, on with a GPU, off on CPUs (it made an epoch 5x "
+                    "slower on a 2-core CPU) and under training.distribution.")
+    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        default="auto",
+        description="Training steps per call into TensorFlow. auto: 32 with a GPU, 1 on CPUs.")
+    mixed_precision: Literal["auto"] | bool = Field(
+        default="auto",
+        description="16-bit compute with float32 weights and softmax: float16 with loss "
+                    "scaling on GPUs, bfloat16 on CPUs. auto: on when every GPU has tensor "
+                    "cores (compute capability 7.0+) or the CPU computes bfloat16 natively "
+                    "(amx_bf16 or avx512_bf16), off otherwise and under training.distribution. "
+                    "The model is saved in float32.")
 
 
 Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
@@ -197,36 +282,60 @@ Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
 class EarlyStoppingConfig(_Section):
     """Stop when `monitor` has not improved for `patience` epochs."""
 
-    monitor: Monitor = "val_loss"
-    patience: int = Field(default=3, ge=0)
-    min_delta: float = Field(default=0.0, ge=0.0)
-    restore_best_weights: bool = True  # end with the best epoch's weights, not the last
+    monitor: Monitor = Field(default="val_loss", description="The Keras log to watch.")
+    patience: int = Field(default=3, ge=0,
+                          description="Epochs without improvement before it stops.")
+    min_delta: float = Field(default=0.0, ge=0.0,
+                             description="The least change that counts as an improvement.")
+    restore_best_weights: bool = Field(default=True,
+                                       description="End with the best epoch's weights, not "
+                                                   "the last epoch's.")
 
 
 class CheckpointConfig(_Section):
     """Keep the best model by `monitor` as best.h5 in the run folder, updated each epoch."""
 
-    monitor: Monitor = "val_accuracy"
+    monitor: Monitor = Field(default="val_accuracy",
+                             description="The Keras log by which an epoch is the best.")
 
 
 class TrainingConfig(_Section):
-    epochs: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    # None: a fresh seed each run, written to run.json so the run can be repeated.
-    seed: int | None = Field(default=None, ge=0)
-    # The lecture validates on the test set after each epoch; "none" skips that.
-    validation: Literal["test", "none"] = "test"
-    shuffle: bool = True
-    early_stopping: EarlyStoppingConfig | None = None  # null: off
-    checkpoint: CheckpointConfig | None = None  # null: off
-    # tf.distribute: "mirrored" trains on all local GPUs (no GPU: `cpu_devices` logical CPU
-    # devices); "multi_worker" on the cluster in TF_CONFIG, with `cnn train` run on each worker.
-    # batch_size stays the global batch, shared among the replicas.
-    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
-    cpu_devices: int = Field(default=2, ge=1)
-    # Seconds a worker waits on the others (joining, each collective, heartbeats) before it
-    # stops with an error instead of hanging; a step on this model takes well under a second.
-    collective_timeout: float = Field(default=120.0, gt=0)
+    """How long and on what the model trains."""
+
+    epochs: int = Field(default=1, ge=1, description="Passes over the training images "
+                                                     "(`--epochs`).")
+    batch_size: int = Field(default=128, ge=1,
+                            description="Images per gradient update (`--batch-size`); under "
+                                        "training.distribution the global batch, shared among "
+                                        "the replicas.")
+    seed: int | None = Field(default=None, ge=0,
+                             description="Same seed, config and machine: same metrics "
+                                         "(`--seed`). null: a fresh seed each run, written to "
+                                         "run.json so the run can be repeated.")
+    validation: Literal["test", "none"] = Field(
+        default="test",
+        description="test: validate on the test set after each epoch, as the lecture does; "
+                    "none: skip it (the test set is evaluated once, after training).")
+    shuffle: bool = Field(default=True, description="Shuffle the training images each epoch "
+                                                    "(an order drawn from the seed and the "
+                                                    "epoch number).")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        default=None, description="Stop when `monitor` stops improving; null: off.")
+    checkpoint: CheckpointConfig | None = Field(
+        default=None, description="Keep the best epoch's model as best.h5 in the run folder; "
+                                  "null: off.")
+    distribution: Literal["none", "mirrored", "multi_worker"] = Field(
+        default="none",
+        description="tf.distribute (`--distribution`). mirrored: all local GPUs, one replica "
+                    "each (no GPU: cpu_devices logical CPU devices); multi_worker: the cluster "
+                    "in $TF_CONFIG, with `cnn train` run on every worker.")
+    cpu_devices: int = Field(default=2, ge=1,
+                             description="Replicas for mirrored on a machine without GPUs.")
+    collective_timeout: float = Field(
+        default=120.0, gt=0,
+        description="Seconds a worker waits on the others (joining, each exchange, heartbeats) "
+                    "before it stops with an error instead of hanging; a step on this model "
+                    "takes well under a second.")
 
     @model_validator(mode="after")
     def _monitors_need_validation(self) -> "TrainingConfig":
@@ -239,22 +348,38 @@ class TrainingConfig(_Section):
 
 
 class TensorBoardConfig(_Section):
-    enabled: bool = True
-    log_dir: str = paths.LOG_DIR
-    # Weight histograms every N epochs (0: none); the lecture used 1.
-    histogram_freq: int = Field(default=1, ge=0)
-    # Loss and accuracy every N batches too: with 1 epoch, epoch-level curves are single dots.
-    update_freq: int = Field(default=50, ge=1)
-    write_graph: bool = True
-    # Once per epoch, in the Images tab: the first convolution's kernels, and every convolution's
-    # feature maps for test digit `sample_index` (10, the lecture's example): the same pictures
-    # as `cnn inspect`.
-    feature_maps: bool = True
-    sample_index: int = Field(default=10, ge=0)
+    """What each run logs for TensorBoard (`cnn tensorboard`)."""
+
+    enabled: bool = Field(default=True, description="Write TensorBoard logs.")
+    log_dir: str = Field(default=paths.LOG_DIR,
+                         description="One folder per run inside it, with its run.json and "
+                                     "model; `cnn runs` and `cnn train --resume` read it.")
+    histogram_freq: int = Field(default=1, ge=0,
+                                description="Weight histograms every N epochs (0: none); the "
+                                            "lecture used 1.")
+    update_freq: int = Field(default=50, ge=1,
+                             description="Loss and accuracy every N batches too (batch_loss, "
+                                         "batch_accuracy): with one epoch, epoch-level curves "
+                                         "are single dots.")
+    write_graph: bool = Field(default=True, description="The model graph (Graphs tab).")
+    feature_maps: bool = Field(
+        default=True,
+        description="Once per epoch, in the Images tab: the first convolution's kernels, and "
+                    "every convolution's feature maps for test digit sample_index, the same "
+                    "pictures as `cnn inspect`.")
+    sample_index: int = Field(default=10, ge=0,
+                              description="The test digit whose feature maps are logged (10, "
+                                          "the lecture's example).")
 
 
 class OutputConfig(_Section):
-    model_path: str = paths.MODEL_PATH  # the lecture's name
+    """Where the trained model goes."""
+
+    model_path: str = Field(
+        default=paths.MODEL_PATH,
+        description="The stable path of the newest finished run's model (the lecture's name), "
+                    "ending in .h5 or .keras (`--model-path`); each run's own copy stays in its "
+                    "run folder, and a LiteRT export (.tflite) goes beside it.")
 
     @field_validator("model_path")
     @classmethod
@@ -274,11 +399,17 @@ class SweepParameter(_Section):
     ends included; `log: true` samples its logarithm evenly; `type` int or float, by default
     int when both ends are integers)."""
 
-    values: list[Choice] | None = Field(default=None, min_length=1)
-    low: int | float | None = None
-    high: int | float | None = None
-    log: bool = False
-    type: Literal["int", "float"] | None = None
+    values: list[Choice] | None = Field(default=None, min_length=1,
+                                        description="The choices: numbers, strings, booleans.")
+    low: int | float | None = Field(default=None, description="A range's lowest value "
+                                                              "(included).")
+    high: int | float | None = Field(default=None, description="A range's highest value "
+                                                               "(included).")
+    log: bool = Field(default=False, description="Sample the range's logarithm evenly (low "
+                                                 "above 0), as for learning rates.")
+    type: Literal["int", "float"] | None = Field(
+        default=None, description="A range of integers or floats; null: int when both ends "
+                                  "are integers.")
 
     @model_validator(mode="after")
     def _values_or_range(self) -> "SweepParameter":
@@ -312,18 +443,33 @@ class SweepConfig(_Section):
     """The search: each trial trains the rest of the config with the parameters' key paths
     (the same paths as --set) set to values drawn by `method`."""
 
-    parameters: dict[str, SweepParameter] = Field(min_length=1)
-    # The Keras log reported after each epoch (to the pruner). A trial's value is the final
-    # model's test accuracy or loss for val_accuracy/val_loss (validation is on the test set),
-    # the last epoch's value for accuracy/loss.
-    metric: Monitor = "val_accuracy"
-    goal: Literal["maximize", "minimize"] | None = None  # None: minimize a loss, else maximize
-    # The study's total, counted over every process that joins it: trials that completed,
-    # were pruned, failed or are running; not those interrupted.
-    trials: int = Field(default=10, ge=1)
-    method: Literal["tpe", "random", "grid"] = "tpe"  # grid: every combination of the values
-    pruning: bool = True  # Optuna's median rule, after each epoch
-    pruning_startup_trials: int = Field(default=2, ge=0)  # finished trials before it prunes
+    parameters: dict[str, SweepParameter] = Field(
+        min_length=1,
+        description="Key path (as for --set, e.g. model.layers[3].rate; the defaults count "
+                    "too) -> its search space: {values: [...]} or {low, high}.")
+    metric: Monitor = Field(
+        default="val_accuracy",
+        description="The Keras log reported after each epoch (to the pruner). A trial's value "
+                    "is the final model's test accuracy or loss for val_accuracy/val_loss "
+                    "(validation is on the test set), the last epoch's value for "
+                    "accuracy/loss.")
+    goal: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="null: minimize a loss, maximize an accuracy.")
+    trials: int = Field(default=10, ge=1,
+                        description="The study's total, counted over every process that joins "
+                                    "it: trials that completed, were pruned, failed or are "
+                                    "running; not those interrupted (`--trials`).")
+    method: Literal["tpe", "random", "grid"] = Field(
+        default="tpe",
+        description="tpe: Optuna's default (random for its first 10 trials); random; grid: "
+                    "every combination of the values, each once (trials at most).")
+    pruning: bool = Field(default=True,
+                          description="Optuna's median rule after each epoch: a trial worse "
+                                      "than the median of earlier trials at the same epoch "
+                                      "stops there.")
+    pruning_startup_trials: int = Field(default=2, ge=0,
+                                        description="Trials that must finish before the median "
+                                                    "rule prunes.")
 
     @field_validator("parameters")
     @classmethod
@@ -348,14 +494,28 @@ class SweepConfig(_Section):
         return self.goal or ("minimize" if self.metric.endswith("loss") else "maximize")
 
 
+def _doc(section: type[BaseModel]) -> str:
+    """A section's docstring on one line: its description as a key of the config."""
+    return " ".join((section.__doc__ or "").split())
+
+
 class Config(_Section):
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    compile: CompileConfig = Field(default_factory=CompileConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    sweep: SweepConfig | None = None  # null: `cnn sweep` has nothing to search
+    """A cnn-mnist config (`cnn train --config FILE`): each key may be left out, for its
+    default; `cnn config show` prints them all."""
+
+    data: DataConfig = Field(default_factory=DataConfig, description=_doc(DataConfig))
+    model: ModelConfig = Field(default_factory=ModelConfig, description=_doc(ModelConfig))
+    compile: CompileConfig = Field(default_factory=CompileConfig,
+                                   description=_doc(CompileConfig))
+    training: TrainingConfig = Field(default_factory=TrainingConfig,
+                                     description=_doc(TrainingConfig))
+    tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig,
+                                           description=_doc(TensorBoardConfig))
+    output: OutputConfig = Field(default_factory=OutputConfig, description=_doc(OutputConfig))
+    sweep: SweepConfig | None = Field(default=None,
+                                      description="The search `cnn sweep` runs over the other "
+                                                  "sections; null: nothing to search (`cnn "
+                                                  "train` leaves it out).")
 
     @model_validator(mode="after")
     def _distribution_runs_float32(self) -> "Config":

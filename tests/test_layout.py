@@ -1,4 +1,4 @@
-"""The code's shape, as README's "How the code is laid out" promises it: short functions, thin
+"""The code's shape, as docs/layout.md promises it: short functions, thin
 commands, no import cycles (imports inside functions count), a test file per module."""
 
 from __future__ import annotations
