@@ -46,6 +46,20 @@ def read_status(run_dir: Path) -> str:
         return "running"
 
 
+def killed(data: dict) -> bool:
+    """A run.json that says `running` whose process is gone from this host (SIGKILL, a crash,
+    a power cut: nothing could record how it ended)."""
+    from cnn_mnist.guards import process_gone
+
+    return data.get("status", "running") == "running" and \
+        process_gone(data.get("host"), data.get("pid"), data.get("started_at"))
+
+
+def killed_reason(data: dict) -> str:
+    return (f"its process ({data.get('pid')} on {data.get('host')}) is gone without recording "
+            "how it ended (killed, or crashed)")
+
+
 def find_run_to_resume(log_dir: str | Path, run_id: str | None = None) -> Path:
     """The run folder to resume: `run_id`, or the most recent run that did not complete."""
     log_dir = Path(log_dir)
@@ -247,8 +261,11 @@ def _summary(run_dir: Path, data: dict, bases: dict) -> RunSummary:
     done = metrics.get("epochs_completed", data.get("epochs_completed"))
     sweep = data.get("sweep") if isinstance(data.get("sweep"), dict) else {}
     model = _run_model(run_dir)
+    status, problem = str(data.get("status", "running")), data.get("error")
+    if status == "running" and killed(data):
+        status, problem = "interrupted", killed_reason(data)
     return RunSummary(
-        id=run_dir.name, status=str(data.get("status", "running")),
+        id=run_dir.name, status=status,
         started=data.get("started_at"), test_accuracy=_number(metrics.get("test_accuracy")),
         config=source or "default", model_path=model, run_dir=run_dir,
         test_loss=_number(metrics.get("test_loss")), duration_s=_duration(data),
@@ -256,7 +273,7 @@ def _summary(run_dir: Path, data: dict, bases: dict) -> RunSummary:
         epochs=config.get("training", {}).get("epochs"), differences=differences,
         compared_to=compared_to, sweep=sweep.get("name"), trial=sweep.get("trial"),
         dataset=str((config.get("data") or {}).get("dataset") or data.get("dataset") or "mnist"),
-        published=_published(model, config, bases), problem=data.get("error"))
+        published=_published(model, config, bases), problem=problem)
 
 
 def _number(value) -> float | None:
