@@ -224,8 +224,9 @@ class TrainingConfig(_Section):
     # batch_size stays the global batch, shared among the replicas.
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
     cpu_devices: int = Field(default=2, ge=1)
-    # Seconds a worker waits on the others (joining, each collective, heartbeats) before it
-    # stops with an error instead of hanging; a step on this model takes well under a second.
+    # Seconds a worker waits on the others (joining, each collective) before it stops with an
+    # error instead of hanging; a step on this model takes well under a second. (Heartbeats
+    # have their own fixed 60 s, the same on every worker: distribute.HEARTBEAT_TIMEOUT_S.)
     collective_timeout: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
