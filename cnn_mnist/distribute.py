@@ -117,8 +117,19 @@ def _multi_worker(timeout: float) -> Cluster:
                    f"{task['type']} {task['index']}", chief_task(spec))
 
 
+# Seconds without a heartbeat before the coordination service (on the chief) declares a worker
+# dead; each worker sends one every half of this. A constant, the same on every worker: the
+# service checks with the chief's value but each worker beats at its own, and a worker restarted
+# with `cnn train --resume` has the default config (collective_timeout 120 s: a beat every 60 s),
+# not the run's (the test's 30 s), so deriving it from collective_timeout made a resumed cluster
+# fail with "stopped sending heartbeats" whenever it outlived the chief's timeout (a busy
+# machine). A dead process is found sooner anyway: its sockets close and the collectives fail.
+HEARTBEAT_TIMEOUT_S = 60
+
+
 def _coordination_timeouts(cluster: dict, timeout: float) -> None:
-    """Bound the waits on other workers: joining the cluster, heartbeats, the final barrier.
+    """Bound the waits on other workers: joining the cluster and the final barrier (by
+    `timeout`), and a silent worker (HEARTBEAT_TIMEOUT_S).
 
     MultiWorkerMirroredStrategy configures TensorFlow's coordination service itself, with no
     timeouts (a worker that never starts is waited for forever); it keeps a configuration that
@@ -135,7 +146,7 @@ def _coordination_timeouts(cluster: dict, timeout: float) -> None:
     ms = int(timeout * 1000)
     context.context().configure_coordination_service(
         service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=ms,
+        cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
         shutdown_barrier_timeout_in_ms=ms)
     # Without the barrier, the register timeout is not applied to the tasks still missing.
     context.context().coordination_service.cluster_register_with_barrier = True

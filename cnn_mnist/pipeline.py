@@ -22,6 +22,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -119,11 +120,22 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
     if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
         return TrainRequest(config, own_config=False)  # the chief finds the run and sends it
     run_dir = find_run_to_resume(config.tensorboard.log_dir, resume or None)
+    log.info("Resuming %s", describe_resumed(run_dir))
     resumed = load_run_config(run_dir, overrides.get("data.path"))
     if "training.distribution" in overrides:
         resumed = resumed.with_values(
             {"training.distribution": overrides["training.distribution"]})
     return TrainRequest(resumed, run_dir)
+
+
+def describe_resumed(run_dir: Path) -> str:
+    """What `--resume` picked up: the run, how it ended, and the epochs it keeps."""
+    from cnn_mnist.runs import summarize
+
+    found = summarize(run_dir)
+    why = f": {found.problem.splitlines()[0]}" if found.problem else ""
+    return (f"run {found.id} ({found.status}{why}; config {found.config}) after epoch "
+            f"{found.epochs_done or 0} of {found.epochs}")
 
 
 def train(config: Config, *, config_source: str = "default", progress: int = 1,
@@ -157,8 +169,11 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
     files.ensure_writable_dir(run.run_dir, "logs and run record")
     try:
         return _run(run)
-    except BaseException:
-        if not run.resumed and not run.epochs_file.exists() \
+    except BaseException as exc:
+        from cnn_mnist.guards import TrainingFailed
+
+        if not run.resumed and not isinstance(exc, TrainingFailed) \
+                and not run.epochs_file.exists() \
                 and not (run.run_dir / "train").exists():
             shutil.rmtree(run.run_dir, ignore_errors=True)  # failed before training: no empty run
         raise
@@ -166,6 +181,9 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
 
 def _run(run: RunInputs) -> RunResult:
     """The lecture's procedure, stage by stage; run.json says how far it got."""
+    from cnn_mnist import guards
+
+    guards.check_model_fits(run.config)  # before TensorFlow: a refusal costs nothing
     watch = _Stopwatch()
     with watch("import"):
         tf = _import_stages(run.verbose)
@@ -176,7 +194,10 @@ def _run(run: RunInputs) -> RunResult:
     epochs = run.config.training.epochs
     try:
         with record.recording_failures(finished, watch.timings):
-            return _stages(run, cluster, watch, record, tf)
+            try:
+                return _stages(run, cluster, watch, record, tf)
+            except (MemoryError, tf.errors.ResourceExhaustedError):
+                raise guards.out_of_memory(run.config) from None
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted: run {run.run_id} stopped after {finished()} of {epochs} epoch(s), "
@@ -196,7 +217,10 @@ def _run(run: RunInputs) -> RunResult:
 
 
 def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
+    from cnn_mnist.guards import TrainingFailed, at_chance, check_input_shape
+
     data = _prepare_data(run.config, watch, record)
+    check_input_shape(run.config, data.x_test.shape[1:])
     model, accelerator = _build_and_compile(run, cluster, data, watch, record, tf)
     with watch("fit"):
         timer, validation = _fit(run, cluster, model, data)
@@ -213,8 +237,19 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
             return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
         plots = _report(run, evaluation, len(epochs))
         _log_hparams(run, record, model, accelerator)
+    chance = at_chance(evaluation.accuracy, data.labels_test)
     with watch("save"):
-        paths = {**_save(run, saved), **plots}
+        paths = {**_save(run, saved, publish=not chance), **plots}
+    if chance:  # kept in the run folder, but not published over a model that learnt
+        record.add("metrics", {"test_loss": evaluation.loss,
+                               "test_accuracy": evaluation.accuracy})
+        record.add("paths", paths)
+        kept = (f"{run.model_path} still holds run {run.previous_run}'s model"
+                if run.previous_run else f"{run.model_path} was not written")
+        raise TrainingFailed(
+            f"the model did not learn: test accuracy {evaluation.accuracy:.4f} is no better "
+            f"than always answering the commonest class; it stays in {paths['run_model']}, and "
+            f"{kept}. Lower compile.learning_rate (--learning-rate) or train longer")
     return _complete(run, record, model, evaluation, epochs, watch, timer, validation, paths,
                      worker=cluster.task if cluster is not None else "")
 
@@ -297,7 +332,7 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
             "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
             "platform": platform.platform()},
-        argv=sys.argv, **run.tags)
+        argv=sys.argv, host=socket.gethostname(), pid=os.getpid(), **run.tags)
     if run.resumed:
         record.add("resumed_from_epoch", len(_read_epochs(run.epochs_file)))
     if cluster is not None:
@@ -368,9 +403,6 @@ def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: boo
              accelerator.device.upper(), accelerator.dtype_policy.replace("mixed_", "") +
              " (mixed)" if accelerator.mixed_precision else "float32", accelerator.reason,
              "on" if xla else "off", accelerator.steps_per_execution)
-    if run.resumed:
-        log.info("Resuming run %s after epoch %d of %d", run.run_id,
-                 len(_read_epochs(run.epochs_file)), config.training.epochs)
     log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
              "seed %d", len(config.model.layers), f"{model.count_params():,}",
              config.training.epochs, f"{images:,}", config.training.batch_size,
@@ -454,9 +486,9 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
         write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
 
 
-def _save(run: RunInputs, saved) -> dict[str, str]:
+def _save(run: RunInputs, saved, publish: bool = True) -> dict[str, str]:
     """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
-    `cnn predict`, then the stable model path pointed at them."""
+    `cnn predict`, then (if `publish`) the stable model path pointed at them."""
     from cnn_mnist.save import export_litert, save_model
 
     metadata = {"run_id": run.run_id, "config": run.config.to_dict(),
@@ -469,14 +501,17 @@ def _save(run: RunInputs, saved) -> dict[str, str]:
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         run_lite = None
     run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", metadata)
-    _publish(run_model, run.model_path)
-    stable_lite = run.model_path.with_suffix(".tflite")
-    if run_lite is not None:
-        _publish(run_lite, stable_lite)
-    else:
-        stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
+    if publish:
+        _publish(run_model, run.model_path)
+        stable_lite = run.model_path.with_suffix(".tflite")
+        if run_lite is not None:
+            _publish(run_lite, stable_lite)
+        else:
+            stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
     paths = {"model": str(run.model_path), "run_model": str(run_model),
              "logs": str(run.run_dir), "config": str(run.run_dir / "config.yaml")}
+    if not publish:
+        del paths["model"]
     if (run.run_dir / "best.h5").exists():
         paths["best_model"] = str(run.run_dir / "best.h5")
     return paths

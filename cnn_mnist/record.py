@@ -184,6 +184,20 @@ def read_status(run_dir: Path) -> str:
     return record.status if record is not None else "running"
 
 
+def killed(record: RunFile) -> bool:
+    """A run.json that says `running` whose process is gone from this host (SIGKILL, a crash,
+    a power cut: nothing could record how it ended)."""
+    from cnn_mnist.guards import process_gone
+
+    return record.status == "running" and \
+        process_gone(record.host, record.pid, record.started_at)
+
+
+def killed_reason(record: RunFile) -> str:
+    return (f"its process ({record.pid} on {record.host}) is gone without recording "
+            "how it ended (killed, or crashed)")
+
+
 def recorded_source(run_dir: Path) -> str | None:
     """The config a run was started from (`config_source` in its run.json), if recorded."""
     record, _ = read_record(run_dir)

@@ -17,7 +17,8 @@ from cnn_mnist.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.paths import MODEL_PATH
 # The record and the run to resume live with the run (record.py); these names stay here too.
 from cnn_mnist.record import (RunFile, RunRecord, find_run_to_resume,  # noqa: F401
-                              load_run_config, read_record, read_status, recorded_source)
+                              killed, killed_reason, load_run_config, read_record,
+                              read_status, recorded_source)
 from cnn_mnist.stamps import new_run_id, now  # noqa: F401
 
 
@@ -117,8 +118,11 @@ def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
     metrics, config, source = record.metrics, record.config or {}, record.config_source
     differ, compared_to = config_differences(config, source, bases) if config else ((), None)
     done, sweep, model = record.epochs_done, record.sweep, _run_model(run_dir)
+    status, problem = record.status, record.error
+    if status == "running" and killed(record):
+        status, problem = "interrupted", killed_reason(record)
     return RunSummary(
-        id=run_dir.name, status=record.status, started=record.started_at,
+        id=run_dir.name, status=status, started=record.started_at,
         test_accuracy=metrics.test_accuracy if metrics else None,
         config=source or "default", model_path=model, run_dir=run_dir,
         test_loss=metrics.test_loss if metrics else None, duration_s=record.duration_s(),
@@ -126,7 +130,7 @@ def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
         epochs=config.get("training", {}).get("epochs"), differences=differ,
         compared_to=compared_to, sweep=sweep.name if sweep else None,
         trial=sweep.trial if sweep else None, dataset=record.dataset_name,
-        published=_published(model, config, bases), problem=record.error)
+        published=_published(model, config, bases), problem=problem)
 
 
 def _run_model(run_dir: Path) -> Path | None:

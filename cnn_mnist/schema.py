@@ -333,9 +333,10 @@ class TrainingConfig(_Section):
                              description="Replicas for mirrored on a machine without GPUs.")
     collective_timeout: float = Field(
         default=120.0, gt=0,
-        description="Seconds a worker waits on the others (joining, each exchange, heartbeats) "
-                    "before it stops with an error instead of hanging; a step on this model "
-                    "takes well under a second.")
+        description="Seconds a worker waits on the others (joining, each exchange) before it "
+                    "stops with an error instead of hanging; a step on this model takes well "
+                    "under a second. Heartbeats have their own fixed 60 s, the same on every "
+                    "worker.")
 
     @model_validator(mode="after")
     def _monitors_need_validation(self) -> "TrainingConfig":

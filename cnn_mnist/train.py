@@ -53,6 +53,26 @@ class BatchScalars(keras.callbacks.Callback):
             self.writer.close()
 
 
+class StopOnNonFinite(keras.callbacks.Callback):
+    """A loss that is not finite (NaN, infinity) stops training at once with TrainingFailed,
+    naming the step: nothing after it could be saved as a success. Keras's TerminateOnNaN only
+    sets `stop_training`, and the run would then be evaluated and saved."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        from cnn_mnist import guards
+
+        loss = (logs or {}).get("loss")
+        if loss is not None and not guards.is_finite(loss):
+            step = int(self.model.optimizer.iterations.numpy())
+            rate = self.model.optimizer.learning_rate
+            rate = float(rate.numpy() if hasattr(rate, "numpy") else rate)
+            raise guards.TrainingFailed(guards.non_finite_message(
+                float(loss), step, getattr(self, "epoch", 0), rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+
 class EpochSeeds(keras.callbacks.Callback):
     """Each epoch's randomness as a function of the seed and the epoch alone, so that a run
     resumed from a backup draws what the uninterrupted run drew.
@@ -333,12 +353,13 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
               metadata: dict | None = None, timer: FitTimer | None = None,
               validation: TestValidation | None = None, seeds: EpochSeeds | None = None,
               images: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
-    """Validation (first, so the others see its metrics), epoch seeds, history, TensorBoard
-    (with `images`, the feature maps, if given), stopping, and the backup last: an epoch in
-    the backup is in the history too."""
+    """Validation (first, so the others see its metrics), the non-finite loss check, epoch
+    seeds, history, TensorBoard (with `images`, the feature maps, if given), stopping, and the
+    backup last: an epoch in the backup is in the history too."""
     out: list[keras.callbacks.Callback] = []
     if validation is not None:
         out.append(validation)
+    out.append(StopOnNonFinite())  # a batch-end check: the validation's place is kept
     if seeds is not None:
         out.append(seeds)
     if timer is not None:

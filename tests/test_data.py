@@ -361,3 +361,24 @@ def test_test_only_data_prepares_for_evaluation(idx_folder):
     assert data.prepare(loaded, True, None, 10).images_test.shape[0] == 10
     with pytest.raises(DataError, match="x_train has no images; expected at least one to train"):
         data.check_trainable(loaded)
+
+
+def test_a_variant_keeping_the_labels_of_a_known_set_is_custom(tmp_path, two_sets, real_mnist_path):
+    """A set is known by its images: MNIST's images transposed with MNIST's own labels (as
+    rotated, permuted or corrupted MNIST keep them) is a custom set, in an .npz or IDX files;
+    MNIST's own images under `custom` are still named as MNIST."""
+    sets, known = two_sets
+    mnist = sets["mnist"]
+    variant = Mnist(mnist.x_train.transpose(0, 2, 1).copy(), mnist.y_train,
+                    mnist.x_test.transpose(0, 2, 1).copy(), mnist.y_test, source="variant")
+    loaded = data.load_mnist(_npz(tmp_path / "t.npz", variant), dataset="custom", known=known)
+    np.testing.assert_array_equal(loaded.y_test, mnist.y_test)
+    folder = write_idx_folder(tmp_path / "variant", variant)
+    assert data.load_mnist(folder, dataset="custom", known=known).dataset == "custom"
+    with pytest.raises(WrongDataset, match="this is MNIST"):
+        data.load_mnist(_npz(tmp_path / "m.npz", mnist), dataset="custom", known=known)
+    # The real test set's labels, found by the real checksum, no longer refuse it.
+    real = data.load_mnist(real_mnist_path, test_only=True)
+    np.savez(tmp_path / "real.npz", x_train=real.x_test[:100].transpose(0, 2, 1),
+             y_train=real.y_test[:100], x_test=real.x_test.transpose(0, 2, 1), y_test=real.y_test)
+    assert data.load_mnist(tmp_path / "real.npz", dataset="custom").dataset == "custom"

@@ -291,3 +291,25 @@ def test_multi_worker_without_tf_config_fails_before_tensorflow(tmp_path):
     assert "TF_CONFIG environment variable" in process.stderr
     assert "Traceback" not in process.stderr
     assert process.stdout.strip() == "no-tf"
+
+
+@pytest.mark.slow
+def test_workers_with_other_timeouts_keep_each_others_heartbeats(real_mnist_path, tmp_path):
+    """As on `cnn train --resume`, where the other workers start with the default config (a
+    120 s collective_timeout) and the chief with the run's: heartbeats must not follow
+    collective_timeout, or the chief's coordination service (10 s here) declared the other
+    worker dead ("stopped sending heartbeats") as soon as the run outlived it."""
+    ports = free_ports(2)
+    folders = [tmp_path / "chief", tmp_path / "other"]
+    processes = []
+    for index, (folder, extra) in enumerate(zip(folders, (
+            ["--set", "training.collective_timeout=10"], []))):
+        folder.mkdir()
+        processes.append(cnn("--distribution", "multi_worker", "--data", str(real_mnist_path),
+                             "--epochs", "8", *SLICE, "-q", *extra, cwd=folder,
+                             env={"TF_CONFIG": tf_config(ports, index)}))
+    started = time.time()
+    (code0, _, err0), (code1, _, err1) = [finish(p) for p in processes]
+    assert time.time() - started > 20, "too short to outlive the chief's timeout"
+    assert code0 == 0, f"{err0}\n--- worker 1 ({code1}):\n{err1}"
+    assert code1 == 0, err1

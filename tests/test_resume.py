@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,12 +62,12 @@ def epoch_steps(run_dir):
     return sorted({event.step for event in accumulator.Tensors("epoch_loss")})
 
 
-def finish_by_resuming(cwd, run_dir, *args):
+def finish_by_resuming(cwd, run_dir, *args, said=""):
     result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
                              "--resume", *args], cwd=cwd, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming run {run_dir.name}" in result.stderr
+    assert f"Resuming run {run_dir.name} ({said}" in result.stderr
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["run_id"] == run_dir.name
     assert record["metrics"]["epochs_completed"] == EPOCHS
@@ -102,8 +103,16 @@ def test_kill_then_resume_loses_at_most_one_epoch(slow_run):
     process.kill()
     process.communicate(timeout=60)
     finished = len((run_dir / "epochs.jsonl").read_text().splitlines())
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
-    record = finish_by_resuming(slow_run, run_dir, run_dir.name)
+    killed = json.loads((run_dir / "run.json").read_text())
+    assert killed["status"] == "running" and killed["pid"] == process.pid
+    assert killed["host"] == socket.gethostname()
+    # Its process is gone from this host: `cnn runs` shows it as interrupted.
+    listed = subprocess.run([sys.executable, "-m", "cnn_mnist", "runs", "--json", "--logdir",
+                             "logs"], cwd=slow_run, capture_output=True, text=True, timeout=120)
+    (row,) = json.loads(listed.stdout)
+    assert row["status"] == "interrupted" and f"({process.pid} on " in row["problem"]
+    record = finish_by_resuming(slow_run, run_dir, run_dir.name,
+                                said=f"interrupted: its process ({process.pid} on")
     assert record["resumed_from_epoch"] == finished >= 1
 
 
