@@ -276,7 +276,8 @@ def tensorboard(logdir, port, host, verbose, quiet):
                    "paths may follow (--image digits/*.png).")
 @click.argument("more_images", nargs=-1, type=click.Path(), metavar="[PATH]...")
 @click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="A model saved by `cnn train`.")
+              type=click.Path(), help="A model saved by `cnn train`, or its export "
+                                      "(.tflite, .onnx, SavedModel folder).")
 @click.option("--data", "data_path", metavar="PATH",
               help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
                    "for a Fashion-MNIST model, else download].")
@@ -321,7 +322,8 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
 
 @cli.command()
 @click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
-              type=click.Path(), help="A model saved by `cnn train`.")
+              type=click.Path(), help="A model saved by `cnn train`, or its export "
+                                      "(.tflite, .onnx, SavedModel folder).")
 @click.option("--data", "data_path", metavar="PATH",
               help="Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA "
                    "for a Fashion-MNIST model, else download].")
@@ -380,6 +382,43 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
                                 data_path=data_path, at=at, verbose=verbose, dataset=dataset)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json
                else look.format_inspection(result))
+
+
+@cli.command()
+@click.option("-m", "--model", "model_path", default=paths.MODEL_PATH, show_default=True,
+              type=click.Path(), help="A Keras model saved by `cnn train`.")
+@click.option("-f", "--format", "fmt", required=True,
+              type=click.Choice(("saved_model", "litert", "onnx")),
+              help="SavedModel folder (TensorFlow Serving), .tflite (LiteRT: Android, the "
+                   "browser) or .onnx (ONNX Runtime: C++, C#, Java, JavaScript).")
+@click.option("--quantize", default="none", show_default=True,
+              type=click.Choice(("none", "float16", "int8")),
+              help="float16 weights, or full-integer int8 calibrated on 300 training images.")
+@click.option("-o", "--out", type=click.Path(), metavar="PATH",
+              help="Where to write it [default: beside the model, e.g. models/NAME_int8.tflite].")
+@click.option("--allow-drop", type=float, metavar="POINTS",
+              help="Test accuracy a quantized export may lose [default: 0.5 points].")
+@click.option("--data", "data_path", metavar="PATH",
+              help="Test data to check the export on (and training images for int8) "
+                   "[default: as for `cnn evaluate`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the export and its checks as JSON.")
+@output_options
+@user_errors
+def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbose, quiet):
+    """Export the model for deployment, checked on the test set against Keras.
+
+    \b
+    cnn export --format onnx
+    cnn export --format litert --quantize int8 --out app/digits.tflite
+    cnn export --format saved_model --out serving/digits/1
+    """
+    _setup_logging(verbose, quiet)
+    import json
+
+    from cnn_mnist import export as deploy
+
+    done = deploy.export_model(model_path, fmt, quantize, out, data_path, allow_drop, verbose)
+    click.echo(json.dumps(done.to_dict(), indent=2) if as_json else deploy.format_export(done))
 
 
 def logdir_option(command):
