@@ -335,7 +335,8 @@ def tensorboard(logdir, port, host, verbose):
               help="Your own picture(s) of a digit, PNG or JPEG, or a folder of them; more "
                    "paths may follow (--image digits/*.png).")
 @click.argument("more_images", nargs=-1, type=click.Path(), metavar="[PATH]...")
-@model_option()
+@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel "
+              "folder).")
 @data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -376,7 +377,8 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
 
 
 @cli.command()
-@model_option()
+@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel "
+              "folder).")
 @data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
@@ -425,6 +427,38 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
                                    data_path=data_path, at=at, verbose=verbose, dataset=dataset)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json
                else inspect.format_inspection(result))
+
+
+@cli.command()
+@model_option("A Keras model saved by `cnn train`.")
+@click.option("-f", "--format", "fmt", required=True,
+              type=click.Choice(("saved_model", "litert", "onnx")),
+              help="SavedModel folder (TensorFlow Serving), .tflite (LiteRT: Android, the "
+                   "browser) or .onnx (ONNX Runtime: C++, C#, Java, JavaScript).")
+@click.option("--quantize", default="none", show_default=True,
+              type=click.Choice(("none", "float16", "int8")),
+              help="float16 weights, or full-integer int8 calibrated on 300 training images.")
+@click.option("-o", "--out", type=click.Path(), metavar="PATH",
+              help="Where to write it [default: beside the model, e.g. models/NAME_int8.tflite].")
+@click.option("--allow-drop", type=float, metavar="POINTS",
+              help="Test accuracy a quantized export may lose [default: 0.5 points].")
+@data_option("Test data to check the export on (and training images for int8) "
+             "[default: as for `cnn evaluate`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the export and its checks as JSON.")
+def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbose):
+    """Export the model for deployment, checked on the test set against Keras.
+
+    \b
+    cnn export --format onnx
+    cnn export --format litert --quantize int8 --out app/digits.tflite
+    cnn export --format saved_model --out serving/digits/1
+    """
+    import json
+
+    from cnn_mnist import export
+
+    done = export.export_model(model_path, fmt, quantize, out, data_path, allow_drop, verbose)
+    click.echo(json.dumps(done.to_dict(), indent=2) if as_json else export.format_export(done))
 
 
 def logdir_option(command):

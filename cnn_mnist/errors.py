@@ -25,6 +25,10 @@ class OutputError(CnnError):
     """A model, log or results path that cannot be written."""
 
 
+class ExportError(CnnError):
+    """An export that cannot be made, or that does not answer as the Keras model does."""
+
+
 class ClusterError(CnnError):
     """Distributed training lost a worker, or could not form the cluster in time."""
 

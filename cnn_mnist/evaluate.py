@@ -258,25 +258,23 @@ def evaluate_model(model_path: str | Path, data_path: str | None = None,
                    out_dir: str | Path | None = None, *, verbose: bool = False,
                    dataset: str | None = None) -> Report:
     """The saved model on the whole test set, fed as it was trained (see
-    save.model_normalize), its classes named as its dataset names them; files go to `out_dir`
+    saved.SavedModel.normalize), its classes named as its dataset names them; files go to `out_dir`
     (default logs/evaluate/<time>/). The test data is read as the model's dataset (or
     `dataset`); test data of another dataset than the model's is refused."""
-    from cnn_mnist import paths, save
+    from cnn_mnist import paths
     from cnn_mnist.data import load_for_model, prepare_images
+    from cnn_mnist.saved import open_saved
     from cnn_mnist.stamps import new_run_id
 
-    save.check_model_path(model_path)  # the cheap checks come before TensorFlow is imported
-    names = save.class_names(model_path)
-    mnist = load_for_model(data_path, save.dataset(model_path), dataset, f"model {model_path}")
+    saved = open_saved(model_path)  # the cheap checks come before TensorFlow is imported
+    names = saved.class_names
+    mnist = load_for_model(data_path, saved.dataset, dataset, f"model {model_path}")
     out_dir = files.ensure_writable_dir(out_dir or Path(paths.EVALUATE_DIR) / new_run_id(),
                                         "evaluation results")
-    from cnn_mnist.runtime import import_tensorflow
-
-    import_tensorflow(verbose)
-    model = save.load_model(model_path)
+    model, _ = saved.predictor(verbose=verbose, fast=False)  # Keras for a Keras model
     labels = mnist.y_test.astype("int64")
-    ev = evaluate(model, prepare_images(mnist.x_test, normalize=save.model_normalize(model_path)),
-                  labels, class_names=names)
+    ev = evaluate(model, prepare_images(mnist.x_test, normalize=saved.normalize), labels,
+                  class_names=names)
     written = save_results(ev, out_dir)
     written["mistakes_png"] = files.write_bytes(
         out_dir / "mistakes.png", mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities,

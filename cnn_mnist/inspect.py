@@ -41,18 +41,19 @@ def inspect_model(model_path: str | Path, *, index: int | None = None, image: st
     `dataset`) or your own picture, through a saved model. Everything the user typed is
     checked before TensorFlow is imported."""
     from cnn_mnist import files
-    from cnn_mnist.save import check_model_path, class_names, model_normalize
-    from cnn_mnist.save import dataset as model_dataset
+    from cnn_mnist.saved import open_saved
 
     position = parse_at(at) if at is not None else None
-    check_model_path(model_path)
+    saved = open_saved(model_path)
+    if not saved.is_keras:  # said before any data is read
+        saved.keras_model("`cnn inspect` (feature maps, saliency, --at)")
     if (index is None) == (image is None):
         raise BadPosition("give exactly one digit: --index N (a test image) or --image PATH")
     label = None
     if index is not None:
         from cnn_mnist.data import check_indices, load_for_model
 
-        mnist = load_for_model(data_path, model_dataset(model_path), dataset, f"model {model_path}")
+        mnist = load_for_model(data_path, saved.dataset, dataset, f"model {model_path}")
         check_indices([index], len(mnist.x_test))
         digit = mnist.x_test[index].astype(np.float32) / np.float32(255)
         label, source = int(mnist.y_test[index]), f"index {index}"
@@ -61,18 +62,17 @@ def inspect_model(model_path: str | Path, *, index: int | None = None, image: st
 
         digit, source = load_digit(image), str(image)
     out_dir = files.ensure_writable_dir(out_dir or default_out_dir(), "inspection pictures")
-    normalize = model_normalize(model_path)
+    normalize = saved.normalize
 
     from cnn_mnist.runtime import import_tensorflow
-    from cnn_mnist.save import load_model
 
     import_tensorflow(verbose)
-    model = load_model(model_path)
+    model = saved.keras_model()
     check_has_convolution(model, str(model_path))
     if position is not None:
         check_position(model, *position)
     result = inspect_digit(model, digit, out_dir, label=label, normalize=normalize, source=source,
-                           class_names=class_names(model_path))
+                           class_names=saved.class_names)
     if position is not None:
         result.explanation = explain_at(model, digit, *position, normalize=normalize)
     return result

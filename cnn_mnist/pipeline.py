@@ -239,7 +239,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         _log_hparams(run, record, model, accelerator)
     chance = at_chance(evaluation.accuracy, data.labels_test)
     with watch("save"):
-        paths = {**_save(run, saved, publish=not chance), **plots}
+        paths = {**_save(run, saved, data, evaluation, record, publish=not chance), **plots}
     if chance:  # kept in the run folder, but not published over a model that learnt
         record.add("metrics", {"test_loss": evaluation.loss,
                                "test_accuracy": evaluation.accuracy})
@@ -486,16 +486,23 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
         write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
 
 
-def _save(run: RunInputs, saved, publish: bool = True) -> dict[str, str]:
+def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
+          publish: bool = True) -> dict[str, str]:
     """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
-    `cnn predict`, then (if `publish`) the stable model path pointed at them."""
-    from cnn_mnist.save import export_litert, save_model
+    `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (about
+    a second for the default model), then (if `publish`) the stable model path pointed at
+    them."""
+    from cnn_mnist.export import export_checked
+    from cnn_mnist.save import save_model
 
     metadata = {"run_id": run.run_id, "config": run.config.to_dict(),
                 "dataset": run.config.data.dataset, "class_names": run.config.data.names}
     try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
-        run_lite = export_litert(saved, run.run_dir / f"{RUN_MODEL}.tflite")
+        lite = export_checked(saved, "litert", "none", run.run_dir / f"{RUN_MODEL}.tflite",
+                              data.x_test, data.labels_test, evaluation.probabilities, metadata)
+        run_lite = lite.path
         metadata["litert_sha256"] = files.sha256(run_lite)
+        record.add("exports", [lite.to_dict()])
     except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
         log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

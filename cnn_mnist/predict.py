@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cnn_mnist import figures, files
 from cnn_mnist.data import BadIndex, check_indices  # noqa: F401 - predict's names too
 from cnn_mnist.errors import CnnError
 from cnn_mnist.figures import Tile, digits_png
+from cnn_mnist.saved import LiteRTModel  # noqa: F401 - where callers have always found it
 
 log = logging.getLogger(__name__)
 
@@ -89,54 +89,17 @@ def parse_indices(specs: list[str] | tuple[str, ...]) -> list[int]:
     return indices
 
 
-class LiteRTModel:
-    """A model exported by `cnn train` as .tflite, run by the LiteRT interpreter (no TensorFlow).
-
-    Called like a Keras model on a batch; gives the same probabilities to float32 precision.
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        from cnn_mnist.runtime import stderr_captured
-
-        with stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(model_path=str(path),
-                                           num_threads=threads or os.cpu_count() or 1)
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
-        self.batch = None
-
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        from cnn_mnist.runtime import stderr_captured
-
-        if self.batch != len(x):
-            self.interpreter.resize_tensor_input(self.input, list(x.shape))
-            with stderr_captured():
-                self.interpreter.allocate_tensors()
-            self.batch = len(x)
-        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output).copy()
-
-
-def open_model(model_path: str | Path, verbose: bool = False, threads: int | None = None):
-    """The fastest way to run a saved model: its LiteRT export if there, else Keras.
+def open_model(model_path: str | Path, verbose: bool = False, threads: int | None = None,
+               saved=None):
+    """The fastest way to run a saved model: (predictor, backend). A Keras model runs on its
+    LiteRT export if there, else on Keras; an export on its own runtime (saved.SavedModel).
 
     `threads`: LiteRT's threads (default: one per core). A server predicting one digit per call
-    wants 1: bench/serve.py on 2 cores went from 245 to 268 requests/s with it."""
-    from cnn_mnist.save import litert_beside, load_model
+    wants 1: bench/serve.py on 2 cores went from 245 to 268 requests/s with it.
+    `saved`: the model's handle where the caller has opened it already."""
+    from cnn_mnist.saved import open_saved
 
-    lite = litert_beside(model_path)
-    if lite is not None:
-        try:
-            return LiteRTModel(lite, threads), "litert"
-        except Exception:  # noqa: BLE001 - no LiteRT here, or a broken export: use Keras
-            pass
-    from cnn_mnist.runtime import import_tensorflow
-
-    import_tensorflow(verbose)
-    return load_model(model_path), "keras"
+    return (saved or open_saved(model_path)).predictor(threads, verbose)
 
 
 def probabilities(model, digits: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -225,22 +188,24 @@ def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: st
     or folders), through the model at `model_path`. The test data is read as the model's
     dataset (or `dataset`), and refused if it is another. Everything typed is checked before
     TensorFlow is imported; an unreadable picture is reported and the others go on."""
-    from cnn_mnist import save
     from cnn_mnist.images import ImageError, load_digit
+    from cnn_mnist.saved import open_saved
 
     wanted = parse_indices(indices)
     items: list[Prediction] = []
-    names = save.class_names(model_path) if Path(model_path).is_file() else list(DIGIT_NAMES)
+    there = Path(model_path).is_file() or (Path(model_path) / "saved_model.pb").is_file()
+    handle = open_saved(model_path) if there else None  # a missing one is reported below
+    names = handle.class_names if handle else list(DIGIT_NAMES)
     if wanted:
         from cnn_mnist.data import load_for_model
 
-        model_dataset = save.dataset(model_path) if Path(model_path).is_file() else "mnist"
+        model_dataset = handle.dataset if handle else "mnist"
         mnist = load_for_model(data_path, model_dataset, dataset, f"model {model_path}")
         check_indices(wanted, len(mnist.x_test))
         items += [Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
                              index=i, label=int(mnist.y_test[i]), class_names=names)
                   for i in wanted]
-    save.check_model_path(model_path)
+    handle = handle or open_saved(model_path)  # not found, or not a model: says which
     failed = []
     for path in expand_images(images):
         try:
@@ -249,10 +214,9 @@ def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: st
         except ImageError as exc:
             failed.append(str(exc))
     if items:
-        model, backend = open_model(model_path, verbose)
+        model, backend = open_model(model_path, verbose, saved=handle)
         log.debug("Predicting with %s", backend)
-        rows = probabilities(model, np.stack([p.digit for p in items]),
-                             normalize=save.model_normalize(model_path))
+        rows = probabilities(model, np.stack([p.digit for p in items]), normalize=handle.normalize)
         for p, row in zip(items, rows):
             p.probabilities = row
         save_pictures(items, save_image, save_preprocessed)

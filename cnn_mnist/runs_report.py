@@ -115,6 +115,22 @@ def _epoch_table(record: RunFile | None) -> str:
     return table(rows)
 
 
+def _exports(exports: list[dict]) -> list[str]:
+    """`cnn runs show`'s lines for a run's exports."""
+    lines = []
+    for e in exports:
+        c = e.get("checks") or {}
+        what = "float32" if e.get("quantize") == "none" else e.get("quantize")
+        lines.append(f"  {e.get('format')} {what}: {e.get('path')} "
+                     f"({(e.get('bytes') or 0) / 1e6:.2f} MB), accuracy "
+                     f"{c.get('export_accuracy', float('nan')):.4f} (Keras "
+                     f"{c.get('keras_accuracy', float('nan')):.4f}), agree "
+                     f"{c.get('agreement', float('nan')):.2%}, max diff "
+                     f"{c.get('max_prob_diff', float('nan')):.2g}, "
+                     f"{c.get('ms_per_image', float('nan')):.3f} ms/image")
+    return lines
+
+
 def format_show(run_dir: Path) -> str:
     """`cnn runs show`: how it went, its settings, metrics per epoch, timings and files."""
     run, (data, _) = summarize(run_dir), read_record(run_dir)
@@ -135,6 +151,9 @@ def format_show(run_dir: Path) -> str:
     if f1:
         names = class_names(run_dir)
         lines.append("F1        " + "  ".join(f"{names[d]}: {v:.3f}" for d, v in enumerate(f1)))
+    if data is not None and data.exports:
+        lines += ["Exports   checked on the test set against Keras",
+                  *_exports([e.to_json() for e in data.exports])]
     epochs = _epoch_table(data)
     if epochs:
         lines += ["", epochs]

@@ -17,7 +17,7 @@ from cnn_mnist import files
 from cnn_mnist.errors import ModelFileError
 
 EXPECTED_INPUT = (28, 28, 1)
-METADATA_KEY = "cnn_mnist"
+METADATA_KEY = "cnn_mnist"  # as formats.METADATA_KEY: the exports carry the same object
 
 
 def float32_copy(model):
@@ -49,28 +49,11 @@ def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) 
 
 
 def export_litert(model, path: str | Path) -> Path:
-    """The model as a LiteRT (.tflite) file, for fast predictions without TensorFlow."""
-    import contextlib
-    import io
+    """The model as a float32 LiteRT (.tflite) file, for fast predictions without TensorFlow
+    (formats.convert, the one conversion `cnn export` and `cnn train` use)."""
+    from cnn_mnist.formats import convert
 
-    path = Path(path)
-    with files.atomic_path(path) as tmp, contextlib.redirect_stdout(io.StringIO()):
-        float32_copy(model).export(str(tmp), format="litert")  # prints "Saved artifact at"
-    return path
-
-
-def litert_beside(model_path: str | Path) -> Path | None:
-    """The .tflite exported with this very model, if it is beside it.
-
-    `cnn train` records the export's SHA-256 inside the model file, so a stale or foreign
-    .tflite (another run's, or a model replaced by hand) is never used in its place.
-    """
-    model_path = Path(model_path)
-    lite = model_path.with_suffix(".tflite")
-    expected = read_metadata(model_path).get("litert_sha256")
-    if not expected or not lite.is_file():
-        return None
-    return lite if files.sha256(lite) == expected else None
+    return convert(float32_copy(model), "litert", "none", path)
 
 
 def _write_metadata(path: Path, metadata: dict[str, Any]) -> None:
@@ -103,25 +86,39 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return {}
 
 
-def model_normalize(path: str | Path) -> bool:
+def normalize_of(metadata: dict[str, Any]) -> bool:
     """How the model was trained to see pixels: [0, 1], unless its config says raw 0-255."""
-    return read_metadata(path).get("config", {}).get("data", {}).get("normalize", True)
+    return metadata.get("config", {}).get("data", {}).get("normalize", True)
 
 
-def dataset(path: str | Path) -> str:
+def dataset_of(metadata: dict[str, Any]) -> str:
     """The dataset the model was trained on: mnist, fashion_mnist or custom ("mnist" for a
     model saved before datasets were recorded, or by other means)."""
-    metadata = read_metadata(path)
     return metadata.get("dataset") or metadata.get("config", {}).get("data", {}).get(
         "dataset", "mnist")
 
 
-def class_names(path: str | Path) -> list[str]:
+def class_names_of(metadata: dict[str, Any]) -> list[str]:
     """The model's ten class names, label 0 to 9 (the digits for a model without them)."""
-    names = read_metadata(path).get("class_names")
+    names = metadata.get("class_names")
     if isinstance(names, list) and len(names) == 10:
         return [str(n) for n in names]
     return [str(i) for i in range(10)]
+
+
+def model_normalize(path: str | Path) -> bool:
+    """How the model at `path` was trained to see pixels (see normalize_of)."""
+    return normalize_of(read_metadata(path))
+
+
+def dataset(path: str | Path) -> str:
+    """The dataset the model at `path` was trained on (see dataset_of)."""
+    return dataset_of(read_metadata(path))
+
+
+def class_names(path: str | Path) -> list[str]:
+    """The ten class names of the model at `path` (see class_names_of)."""
+    return class_names_of(read_metadata(path))
 
 
 def check_model_path(path: str | Path) -> Path:

@@ -90,6 +90,7 @@ class Served:
     keras: object = None
     keras_lock: threading.Lock = field(default_factory=threading.Lock)  # feature maps: one at a time
     mistakes: np.ndarray | None = None  # test indices the model gets wrong, once computed
+    saved: object = None  # its saved.SavedModel handle
 
 
 def count_params(path: Path) -> int | None:
@@ -122,11 +123,12 @@ def read_run(log_dir: Path, run_id: str | None) -> RunFile:
     return found or RunFile()
 
 
-def model_info(path: Path, log_dir: Path) -> dict:
-    """What the page says about a model: its run, config, test accuracy, parameters, layers."""
+def model_info(path: Path, log_dir: Path, metadata: dict | None = None) -> dict:
+    """What the page says about a model: its run, config, test accuracy, parameters, layers
+    (`metadata`: the model's, where its handle has read it already)."""
     from cnn_mnist.save import read_metadata
 
-    metadata = read_metadata(path)
+    metadata = read_metadata(path) if metadata is None else metadata
     run_id = metadata.get("run_id")
     record = read_run(log_dir, run_id)
     metrics = record.metrics
@@ -144,12 +146,12 @@ def model_info(path: Path, log_dir: Path) -> dict:
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
     """Load a model for serving: its LiteRT export where there is one, and warm it up."""
     from cnn_mnist.predict import open_model
-    from cnn_mnist.save import check_model_path, class_names, dataset, model_normalize
+    from cnn_mnist.saved import open_saved
 
-    check_model_path(path)
-    predictor, backend = open_model(path, verbose, threads=1)  # one digit at a time
-    served = Served(model_id, path, predictor, backend, model_normalize(path), class_names(path),
-                    model_info(path, log_dir), dataset(path))
+    saved = open_saved(path)
+    predictor, backend = open_model(path, verbose, threads=1, saved=saved)  # one digit at a time
+    served = Served(model_id, path, predictor, backend, saved.normalize, saved.class_names,
+                    model_info(path, log_dir, saved.metadata), saved.dataset, saved=saved)
     if backend == "keras":
         served.keras = predictor
     served.predictor(np.zeros((1, 28, 28, 1), np.float32))  # the interpreter's tensors, now
@@ -300,12 +302,11 @@ class App:
 
     @staticmethod
     def _find_mistakes(served: Served, mnist) -> np.ndarray:
-        from cnn_mnist.predict import LiteRTModel, probabilities
-        from cnn_mnist.save import litert_beside
+        from cnn_mnist.predict import probabilities
 
         x = mnist.x_test.astype(np.float32) / np.float32(255)
-        if served.backend == "litert":  # its own interpreter: the served one stays at batch 1
-            probs = probabilities(LiteRTModel(litert_beside(served.path)), x, served.normalize)
+        if served.backend in ("litert", "onnx"):  # its own runtime: the served one stays at batch 1
+            probs = probabilities(served.saved.predictor()[0], x, served.normalize)
         else:
             with served.lock:
                 probs = probabilities(served.predictor, x, served.normalize)
@@ -317,10 +318,10 @@ class App:
         with self.setup_lock:
             if served.keras is None:
                 from cnn_mnist.runtime import import_tensorflow
-                from cnn_mnist.save import load_model
 
-                import_tensorflow(self.verbose)
-                served.keras = load_model(served.path)
+                if served.saved.is_keras:
+                    import_tensorflow(self.verbose)
+                served.keras = served.saved.keras_model("the network's views")
             return served.keras
 
     def features(self, digit: np.ndarray) -> dict:
