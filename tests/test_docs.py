@@ -152,9 +152,10 @@ def test_the_stub_pages_of_other_guides_are_in_the_site(site):
 def test_readme_is_short_and_its_links_lead_somewhere():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 150
-    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    links = (re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+             + re.findall(r"<img src=\"([^\"]+)\"", readme))
     local = [link for link in links if "://" not in link]
-    assert len(local) > 10
+    assert len(local) > 10 and "docs/pictures/serve.png" in local
     missing = [link for link in local if not (REPO / link).exists()]
     assert not missing, missing
     for command in ("pip install -e \".[test]\"", "cnn train", "python -m pytest",
