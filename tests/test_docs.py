@@ -57,8 +57,9 @@ def _sections(page: str) -> dict[str, str]:
 def test_every_command_and_option_is_in_the_cli_reference(site):
     page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "Sentinel" not in page  # click 8.3's "no default", tidied by the hook
-    assert re.search(r"<code>cnn sweep --config sweep +\(the shipped search; logs/sweeps/sweep.db\)\n"
-                     r"cnn sweep --config sweep --status", page)  # an example kept as typed
+    # An example kept as typed, on its own lines.
+    assert re.search(r"<code>cnn sweep --config sweep +\(the shipped search; "
+                     r"logs/sweeps/sweep.db\)\ncnn sweep --config sweep --status", page)
     sections = _sections(page)
     commands = list(_commands(cli))
     assert {"cnn train", "cnn config show", "cnn config schema", "cnn runs rm"} <= \

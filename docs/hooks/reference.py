@@ -136,7 +136,8 @@ def type_text(annotation: Any) -> str:
         return " or ".join(dict.fromkeys(t for text in texts for t in text.split(" or ")))
     if origin is list:
         inner = args[0]
-        if get_origin(inner) is typing.Annotated and get_args(inner)[0] is Union[schema.LAYER_TYPES]:
+        if get_origin(inner) is typing.Annotated and \
+                get_args(inner)[0] is Union[schema.LAYER_TYPES]:
             return "list of layers"
         text = type_text(inner)
         return f"list of ({text})" if " or " in text else f"list of {text}"
