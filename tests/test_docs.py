@@ -34,7 +34,7 @@ def site(tmp_path_factory) -> Path:
 
 def _text(page: Path) -> str:
     """A built page's text, without tags, entities decoded, whitespace collapsed."""
-    body = re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))
+    body = re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8").replace("<wbr>", ""))
     return " ".join(html.unescape(body).split())
 
 
@@ -55,7 +55,12 @@ def _sections(page: str) -> dict[str, str]:
 
 
 def test_every_command_and_option_is_in_the_cli_reference(site):
-    sections = _sections((site / "reference" / "cli" / "index.html").read_text(encoding="utf-8"))
+    page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    assert "Sentinel" not in page  # click 8.3's "no default", tidied by the hook
+    # An example kept as typed, on its own lines.
+    assert re.search(r"<code>cnn sweep --config sweep +\(the shipped search; "
+                     r"logs/sweeps/sweep.db\)\ncnn sweep --config sweep --status", page)
+    sections = _sections(page)
     commands = list(_commands(cli))
     assert {"cnn train", "cnn config show", "cnn config schema", "cnn runs rm"} <= \
         {path for path, _ in commands}
@@ -148,9 +153,10 @@ def test_the_stub_pages_of_other_guides_are_in_the_site(site):
 def test_readme_is_short_and_its_links_lead_somewhere():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 150
-    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    links = (re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+             + re.findall(r"<img src=\"([^\"]+)\"", readme))
     local = [link for link in links if "://" not in link]
-    assert len(local) > 10
+    assert len(local) > 10 and "docs/pictures/serve.png" in local
     missing = [link for link in local if not (REPO / link).exists()]
     assert not missing, missing
     for command in ("pip install -e \".[test]\"", "cnn train", "python -m pytest",

@@ -5,13 +5,15 @@ section of the config, then one per layer type: every key with its type, default
 values and the description written in the schema (`Field(description=...)`). So the schema is
 the one source of the docs, the errors and the defaults; nothing here is written by hand.
 
-It also keeps the examples in the commands' help as `--help` shows them: click prints a
-paragraph that follows a `\b` line as typed, and mkdocs-click (the CLI reference) drops that
-line and lets Markdown rewrap the paragraph; here such a paragraph becomes a code block.
+It also tidies mkdocs-click's CLI reference: no `Sentinel.UNSET` (click 8.3's "no default")
+in its Default column, and the examples in the commands' help kept as `--help` shows them
+(click prints a paragraph after a `\b` line as typed; mkdocs-click drops that line and lets
+Markdown rewrap the paragraph; here it becomes a code block).
 """
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
 import typing
@@ -53,6 +55,8 @@ class _NoRewrapLines(Preprocessor):
         for line in [*lines, ""]:
             if line.startswith("```"):
                 fenced = not fenced
+            # click 8.3 marks "no default" with a sentinel, which mkdocs-click prints.
+            line = line.replace("`Sentinel.UNSET`", "")
             if fenced or line.startswith("```") or line.strip():
                 (out if fenced or line.startswith("```") else paragraph).append(line)
                 continue
@@ -132,7 +136,8 @@ def type_text(annotation: Any) -> str:
         return " or ".join(dict.fromkeys(t for text in texts for t in text.split(" or ")))
     if origin is list:
         inner = args[0]
-        if get_origin(inner) is typing.Annotated and get_args(inner)[0] is Union[schema.LAYER_TYPES]:
+        if get_origin(inner) is typing.Annotated and \
+                get_args(inner)[0] is Union[schema.LAYER_TYPES]:
             return "list of layers"
         text = type_text(inner)
         return f"list of ({text})" if " or " in text else f"list of {text}"
@@ -205,10 +210,15 @@ def _annotated_bounds(annotation: Any) -> str:
 def _table(table_rows: list[dict[str, str]]) -> str:
     lines = ["| key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
     for row in table_rows:
-        cells = [f"`{row['key']}`", row["type"], row["default"], row["allowed"],
+        cells = [_key(row["key"]), row["type"], row["default"], row["allowed"],
                  row["description"]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def _key(key: str) -> str:
+    """A key path that may break after its dots (and only there) in a narrow column."""
+    return f'<code class="key">{html.escape(key).replace(".", ".<wbr>")}</code>'
 
 
 def config_reference() -> str:
