@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/digits_recognition_cnn.h5")
     parser.add_argument("--out", default="models/exports", help="where the exports go")
     args = parser.parse_args()
-    model, out = Path(args.model), Path(args.out)
+    model, out = ROOT / args.model, ROOT / args.out  # the processes run in the repository
     rows, sizes = [], {}
     reference = answer(model)
     for fmt, quantize in CASES:
@@ -69,6 +69,7 @@ def main() -> None:
                      f"{c['max_prob_diff']:.2g}", f"{c['bytes'] / 1e6:.2f}", f"{smaller:.1f}x",
                      f"{c['ms_per_image']:.3f} / {c['keras_ms_per_image']:.3f}",
                      f"{wall:.1f}", "yes" if said == reference else f"NO: {said}"])
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)  # kept if a later one fails
     print(f"CPU: {cpu_name()} ({machine_class()}); model {model} ({model.stat().st_size / 1e6:.2f}"
           f" MB); `cnn predict --index 10` with the .h5: {reference}\n")
     head = ["format", "precision", "Keras acc.", "export acc.", "drop (points)", "agree",
