@@ -52,7 +52,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds for the speed-run config")
     parser.add_argument("--out", help="also write the report to this file (bench/RESULTS.md "
                         "keeps one section per machine class: paste it there)")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="cap oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2) for every job, which "
+                        "also makes `auto` pick float32, as on an AVX2-only CPU: an emulation "
+                        "of that class on a newer CPU, reported as such")
     args = parser.parse_args()
+    if args.emulate_avx2:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
     data = os.environ.get("CNN_MNIST_DATA") or str(ROOT.parent / "shared" / "data" / "mnist")
     os.environ["CNN_MNIST_DATA"] = data
@@ -103,7 +109,8 @@ def main() -> int:
     text = "\n".join([
         "# Benchmark results",
         "",
-        f"Made by `python bench/run.py --reps {args.reps} --seeds {args.seeds}` on "
+        f"Made by `python bench/run.py --reps {args.reps} --seeds {args.seeds}"
+        f"{' --emulate-avx2' if args.emulate_avx2 else ''}` on "
         f"{datetime.date.today().isoformat()}.",
         "",
         f"Machine: {cpu_name()}, class **{machine_class()}**, {os.cpu_count()} cores, "
@@ -212,6 +219,9 @@ def machine_class() -> str:
                          if line.startswith("flags")).split(":", 1)[1].split())
     except (OSError, StopIteration):
         return "unknown (no /proc/cpuinfo)"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap == "AVX2" and "avx2" in flags:  # --emulate-avx2: oneDNN capped, and float32 chosen
+        return "AVX2 only, emulated with ONEDNN_MAX_CPU_ISA=AVX2, float32"
     if "amx_bf16" in flags:
         return "AMX (amx_bf16)"
     if "avx512_bf16" in flags:

@@ -184,16 +184,21 @@ def cli() -> None:
                    "finished epoch.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a model file at the model path that `cnn train` did not save.")
+@click.option("--profile", is_flag=True, default=None,
+              help="tensorboard.profile_batch=[10, 15]: profile those steps for TensorBoard's "
+                   "Profile tab.")
 def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_rate, seed,
-          model_path, distribution, resume, overwrite, verbose, quiet):
+          model_path, distribution, resume, overwrite, profile, verbose, quiet):
     """Load the data (MNIST by default), build the model from a config, train, evaluate and
     save it."""
     from cnn_mnist import pipeline
 
     options = {"training.epochs": epochs, "training.batch_size": batch_size,
                "compile.learning_rate": learning_rate, "training.seed": seed,
-               "output.model_path": model_path, "data.dataset": dataset}
-    given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in options.items()
+               "output.model_path": model_path, "data.dataset": dataset,
+               "tensorboard.profile_batch": [10, 15] if profile else None}
+    given = [f"--{k.split('.')[-1].replace('_', '-').replace('profile-batch', 'profile')}"
+             for k, v in options.items()
              if v is not None] + (["--set"] if sets else [])
     if resume is not None and given:
         raise click.UsageError(f"--resume continues a run with the config it started with; "

@@ -45,8 +45,18 @@ class Accelerator:
 BF16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}
 
 
+# ONEDNN_MAX_CPU_ISA values that keep oneDNN below AVX-512 (its bfloat16 kernels): bfloat16 is
+# then emulated, as on a CPU without those instructions (how an AVX2-only CPU is emulated).
+BELOW_AVX512 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"}
+
+
 def _cpu_dtype(cpu_flags: frozenset[str]) -> tuple[bool, str]:
     """Whether bfloat16 is faster on this CPU, and why."""
+    import os
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    if cap in BELOW_AVX512:
+        return False, f"auto: ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN from bfloat16 instructions"
     for flag, name in BF16_FLAGS.items():
         if flag in cpu_flags:
             return True, f"auto: this CPU has {name} ({flag})"
@@ -141,12 +151,17 @@ def compile_model(model: keras.Model, config: CompileConfig, total_steps: int = 
     A float16 model gets Keras's loss scaling (a LossScaleOptimizer around the optimizer);
     bfloat16 has float32's range and needs none.
     """
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config, total_steps))
+    betas = {name: value for name, value in (("beta_1", config.beta_1), ("beta_2", config.beta_2))
+             if value is not None and config.optimizer in ("adam", "adamw")}
+    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config, total_steps),
+                                             **betas)
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     extra = {}
     if accelerator is not None:
         extra = {"jit_compile": accelerator.jit_compile,
                  "steps_per_execution": accelerator.steps_per_execution}
-    model.compile(optimizer=optimizer, loss=config.loss, metrics=list(config.metrics), **extra)
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+            if config.label_smoothing else config.loss)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(config.metrics), **extra)
     return model

@@ -372,7 +372,9 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
         if tensorboard.enabled:
             out.append(keras.callbacks.TensorBoard(
                 log_dir=str(run_dir), histogram_freq=0, update_freq="epoch",
-                write_graph=tensorboard.write_graph))
+                write_graph=tensorboard.write_graph,
+                profile_batch=tuple(tensorboard.profile_batch)
+                if isinstance(tensorboard.profile_batch, list) else tensorboard.profile_batch))
             out.append(BatchScalars(run_dir, tensorboard.update_freq))
             if tensorboard.histogram_freq:
                 out.append(Histograms(run_dir, tensorboard.histogram_freq))

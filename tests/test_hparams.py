@@ -17,7 +17,7 @@ LECTURE = "C32-C64-P2-D0.25-F-U128-D0.5-U10"
 def test_layer_stack_in_short():
     assert hparams.layer_stack(load_config().to_dict()["model"]["layers"]) == LECTURE
     assert hparams.layer_stack(load_config("speedrun").to_dict()["model"]["layers"]) == \
-        "C32k5-P2-C64k5-P2-F-U256-U10"
+        "C24k5-P2-C32-P2-F-U256-U10"
     assert hparams.layer_stack([
         {"type": "Conv2D", "filters": 8, "kernel_size": [3, 3], "strides": 2},
         {"type": "BatchNormalization"}, {"type": "AveragePooling2D", "pool_size": 2},

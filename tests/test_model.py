@@ -64,9 +64,34 @@ def test_model_with_schedule_loads_with_plain_keras(tmp_path):
 
 def test_speedrun_config_is_valid_and_fits_exactly(caplog):
     config = load_config("speedrun")
-    assert config.training.batch_size == 128 and config.compile.schedule.type == "one_cycle"
+    assert config.training.batch_size == 256 and config.compile.schedule.type == "one_cycle"
     assert "does not fit" not in caplog.text
-    assert build_model(config.model).count_params() == 317_066
+    # (5x5x1 + 1) x 24 + (3x3x24 + 1) x 32 + (5x5x32 + 1) x 256 + (256 + 1) x 10
+    assert build_model(config.model).count_params() == 215_194
+
+
+def test_adam_betas_and_label_smoothing_reach_keras():
+    import keras
+
+    config = load_config("speedrun", sets=["compile.label_smoothing=0.1"])
+    model = compile_model(build_model(config.model), config.compile, total_steps=10)
+    assert (model.optimizer.beta_1, model.optimizer.beta_2) == (0.7, 0.9)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    assert model.loss.get_config()["label_smoothing"] == 0.1
+    plain = compile_model(build_model(config.model), load_config().compile)
+    assert (plain.optimizer.beta_1, plain.optimizer.beta_2) == (0.9, 0.999)  # Keras's own
+
+
+def test_onednn_capped_at_avx2_computes_in_float32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (how an AVX2-only CPU is emulated) keeps oneDNN from its
+    bfloat16 kernels: `auto` then picks float32, as on that CPU."""
+    from cnn_mnist.model import accelerator_plan
+
+    flags = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    assert accelerator_plan(load_config().compile, [], flags).dtype_policy == "mixed_bfloat16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    plan = accelerator_plan(load_config().compile, [], flags)
+    assert plan.dtype_policy == "float32" and "ONEDNN_MAX_CPU_ISA=AVX2" in plan.reason
 
 
 # --- what runs where: GPU settings, decided by us, applied by Keras ----------------------------

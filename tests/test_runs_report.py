@@ -33,7 +33,7 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
     compared = format_comparison(runs.compare_runs([a, b])).splitlines()
     assert compared[1].split() == ["config", "default", "speedrun"]
     assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
-                                   "C32k5-P2-C64k5-P2-F-U256-U10"]
+                                   "C24k5-P2-C32-P2-F-U256-U10"]
 
     (b / "run.json").write_text('{"status": "completed", "config": {"model": 3}}')
     assert "Settings  ? (run.json's config is incomplete)" in format_show(b)  # no traceback

@@ -119,3 +119,20 @@ def test_histograms_are_tensorboard_histograms(tmp_path, tiny_config_file, tiny_
     assert buckets.shape == (30, 3) and buckets[:, 2].sum() == model.layers[0].kernel.numpy().size
 
 
+
+
+def test_profile_batch_captures_steps_for_the_profile_tab(tmp_path, tiny_config_file):
+    """`tensorboard.profile_batch` (what `cnn train --profile` sets): TensorFlow's profiler
+    writes the steps' trace (an .xplane.pb) into the run's logs, where the Profile tab reads it."""
+    from cnn_mnist.config import load_config
+    from cnn_mnist.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1",
+                                                 "tensorboard.profile_batch=[3, 5]"])
+    run = train(config, progress=0)
+    (trace,) = run.run_dir.glob("**/plugins/profile/*/*.xplane.pb")
+    assert trace.stat().st_size > 1000
+    from cnn_mnist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tensorboard.profile_batch.*\[first, last\]"):
+        load_config(tiny_config_file, sets=["tensorboard.profile_batch=[5, 3]"])
