@@ -19,6 +19,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from cnn_mnist import datasets
 from cnn_mnist.datasets import ENV_VARS, KNOWN, TITLES, KnownFile
 from cnn_mnist.errors import CnnError, DataError, WrongDataset
 from cnn_mnist.files import sha256
+
+if TYPE_CHECKING:
+    from cnn_mnist.schema import AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,8 @@ class Prepared:
     images_test: np.ndarray
     labels_test: np.ndarray
     normalize: bool = True
+    # data.augment: applied to the training batches as they are made (train.make_dataset).
+    augment: "AugmentConfig | None" = None
 
     @property
     def x_train(self) -> np.ndarray:
@@ -419,8 +425,9 @@ def check_trainable(mnist: Mnist) -> Mnist:
 
 
 def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
-            limit_test: int | None = None) -> Prepared:
-    """Optionally take the first N images; the network's view is made batch by batch."""
+            limit_test: int | None = None, augment: "AugmentConfig | None" = None) -> Prepared:
+    """Optionally take the first N images; the network's view is made batch by batch (and
+    augmented as `augment` says, training batches only)."""
     if normalize and mnist.x_train.dtype.kind == "f" and len(mnist.x_train) \
             and mnist.x_train.max() <= 1.0:  # scaled twice, it would train on near-black images
         raise DataError(f"{mnist.source}: the images hold values 0 to 1 (already scaled); "
@@ -432,4 +439,5 @@ def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None
         images_test=mnist.x_test[:limit_test],
         labels_test=mnist.y_test[:limit_test].astype(np.int64),
         normalize=normalize,
+        augment=augment,
     )

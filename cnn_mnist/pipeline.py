@@ -357,7 +357,7 @@ def _prepare_data(config: Config, watch, record: RunRecord):
                                                        dataset=config.data.dataset))
     with watch("prepare_data"):
         data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
-                             config.data.limit_test)
+                             config.data.limit_test, config.data.augment)
     log.info("Data: %s training and %s test images from %s",
              _of(len(data.labels_train), len(mnist.x_train)),
              _of(len(data.labels_test), len(mnist.x_test)), mnist.source)

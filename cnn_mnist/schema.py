@@ -158,6 +158,40 @@ def _lecture_layers() -> list[Layer]:
 # --- sections ---------------------------------------------------------------------------------
 
 
+class AugmentConfig(_Section):
+    """Random changes to every training batch, drawn anew each epoch (the test images are never
+    changed); each is off at 0, and all are off by default, as in the lecture. The draws are a
+    function of training.seed, the epoch and the batch alone, so resumed and distributed runs
+    see the same images as one uninterrupted run."""
+
+    shift: float = Field(default=0.0, ge=0.0, le=14.0, description=(
+        "The largest shift of the digit, in pixels, up or down and left or right (each drawn "
+        "from -shift to shift); 0: none."))
+    rotation: float = Field(default=0.0, ge=0.0, le=180.0, description=(
+        "The largest rotation, in degrees, either way (drawn from -rotation to rotation); "
+        "0: none."))
+    zoom: float = Field(default=0.0, ge=0.0, lt=1.0, description=(
+        "The largest change of size, as a fraction: the digit is scaled by a factor drawn from "
+        "1 - zoom to 1 + zoom; 0: none."))
+    thickness: float = Field(default=0.0, ge=0.0, le=1.0, description=(
+        "The largest change of stroke width, in pixels on each side of a stroke: a 3x3 "
+        "dilation (thicker) or erosion (thinner), blended in by a fraction drawn from "
+        "-thickness to thickness; 0: none."))
+    elastic_alpha: float = Field(default=0.0, ge=0.0, le=100.0, description=(
+        "Elastic distortion (Simard et al., 2003): the strength alpha of a random displacement "
+        "field (uniform noise in -1..1 per pixel, smoothed by a Gaussian of elastic_sigma "
+        "pixels, times alpha); 34 with sigma 4 is the classic MNIST setting; 0: none."))
+    elastic_sigma: float = Field(default=4.0, ge=1.0, le=8.0, description=(
+        "The elastic distortion's smoothness: the Gaussian's standard deviation, in pixels "
+        "(small: a jagged warp, large: a gentle bend)."))
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on (all off: the pipeline is the lecture's, unchanged)."""
+        return bool(self.shift or self.rotation or self.zoom or self.thickness
+                    or self.elastic_alpha)
+
+
 class DataConfig(_Section):
     """Where the images come from and how they are prepared."""
 
@@ -187,6 +221,9 @@ class DataConfig(_Section):
     limit_test: int | None = Field(default=None, ge=1,
                                    description="Validate and evaluate on the first N test "
                                                "images only; null: all of them.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description=(
+        "Random shifts, rotations, zooms, stroke thickness and elastic distortion of the "
+        "training images; all off by default (docs/guides/augmentation.md)."))
 
     @field_validator("class_names")
     @classmethod

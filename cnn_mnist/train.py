@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnn_mnist import files
-from cnn_mnist.schema import CheckpointConfig, TensorBoardConfig, TrainingConfig
+from cnn_mnist.schema import AugmentConfig, CheckpointConfig, TensorBoardConfig, TrainingConfig
 from cnn_mnist.data import Prepared
 
 
@@ -397,7 +397,8 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: bool,
                  shuffle: bool = False, seed: int | None = None,
-                 epoch: tf.Variable | int = 0) -> tf.data.Dataset:
+                 epoch: tf.Variable | int = 0,
+                 augment: AugmentConfig | None = None) -> tf.data.Dataset:
     """uint8 images and digit labels -> batches of float32 (N, 28, 28, 1) and one-hot labels.
 
     Batches are gathered from a shuffled index, so only 47 MB of uint8 pixels are held, not a
@@ -407,6 +408,10 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     With `shuffle`, each pass's order is a permutation drawn from `seed` and `epoch` alone (a
     variable, such as EpochSeeds.epoch, is read when a pass starts), not from a reshuffling
     iterator's state, which a resumed process would start over.
+
+    With `augment` active (data.augment), each batch is changed by augment.augment_batch with
+    draws keyed by `seed`, `epoch` and the batch's number; inactive, the pipeline is the plain
+    one, op for op.
     """
     pixels, digits = tf.constant(images), tf.constant(labels)
 
@@ -425,7 +430,20 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
 
         dataset = tf.data.Dataset.from_tensors(0).map(permutation).unbatch() \
             .apply(tf.data.experimental.assert_cardinality(count))
-    dataset = dataset.batch(batch_size).map(to_batch, num_parallel_calls=2).prefetch(2)
+    dataset = dataset.batch(batch_size)
+    if augment is not None and augment.active:
+        from cnn_mnist.augment import augment_batch, batch_key
+
+        def augmented(number, index):
+            x, y = to_batch(index)
+            # `epoch` is read as the batch is made: after EpochSeeds has moved it (each epoch's
+            # iterator is made after on_epoch_begin, in both fit loops).
+            return augment_batch(x, batch_key(seed or 0, epoch, number), augment), y
+
+        dataset = dataset.enumerate().map(augmented, num_parallel_calls=2)
+    else:
+        dataset = dataset.map(to_batch, num_parallel_calls=2)
+    dataset = dataset.prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
@@ -437,7 +455,8 @@ def train_dataset(data: Prepared, training: TrainingConfig,
     """The training images in batches of `training.batch_size`, in the order that the seed
     and `epoch` give (EpochSeeds.epoch moves it on each epoch)."""
     return make_dataset(data.images_train, data.labels_train, training.batch_size,
-                        data.normalize, shuffle=training.shuffle, seed=training.seed, epoch=epoch)
+                        data.normalize, shuffle=training.shuffle, seed=training.seed, epoch=epoch,
+                        augment=data.augment)
 
 
 def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorBoardConfig,
