@@ -36,6 +36,7 @@ from cnn_mnist.config import (
     apply_override, check_shapes, read_yaml, resolve_config_path, validate,
 )
 from cnn_mnist.errors import CnnError, ConfigError
+from cnn_mnist.guards import TrainingFailed
 from cnn_mnist.runs import new_run_id
 from cnn_mnist.schema import Config, SweepConfig
 
@@ -370,14 +371,20 @@ class _Objective:
         run_id = new_run_id()
         trial.set_user_attr("run_id", run_id)
         reporter = pruning_reporter(trial, sweep.config.sweep.metric)
-        result = pipeline.train(
-            _training_copy(sweep, config), config_source=sweep.source, progress=self.progress,
-            verbose=self.verbose, callbacks=(reporter,), run_id=run_id,
-            tags={"sweep": {"name": sweep.study, "trial": trial.number}})
+        try:
+            result = pipeline.train(
+                _training_copy(sweep, config), config_source=sweep.source,
+                progress=self.progress, verbose=self.verbose, callbacks=(reporter,),
+                run_id=run_id, tags={"sweep": {"name": sweep.study, "trial": trial.number}})
+        except TrainingFailed:
+            if reporter.pruned_at is None:
+                raise
+            result = None  # stopped by the pruner, and at chance: the pruner's verdict stands
         if reporter.pruned_at is not None:
             trial.set_user_attr("reason", f"pruned after epoch {reporter.pruned_at + 1}: "
                                           f"below the median of earlier trials")
             raise optuna.TrialPruned()
+        assert result is not None
         return trial_value(sweep.config.sweep.metric, result, reporter.last)
 
 
