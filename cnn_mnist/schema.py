@@ -30,7 +30,7 @@ def _pair(value: Any) -> tuple[int, int]:
         raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
     if min(pair) < 1:
         raise ValueError(f"expected sizes of at least 1, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 Pair = Annotated[tuple[int, int], BeforeValidator(_pair)]
@@ -101,7 +101,10 @@ LAYER_TYPES = (
     BatchNormalization, Dense,
 )
 LAYER_NAMES = tuple(cls.__name__ for cls in LAYER_TYPES)
-Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]
+# Written out (not Union[LAYER_TYPES]) so that a type checker can read it.
+Layer = Annotated[Union[Conv2D, MaxPooling2D, AveragePooling2D, Dropout, Flatten,
+                        GlobalAveragePooling2D, BatchNormalization, Dense],
+                  Field(discriminator="type")]
 
 
 def _lecture_layers() -> list[Layer]:
@@ -182,7 +185,7 @@ class CompileConfig(_Section):
     schedule: ScheduleConfig | None = None  # null: a constant learning rate
     # Labels are one-hot, as in the lecture (to_categorical).
     loss: Literal["categorical_crossentropy"] = "categorical_crossentropy"
-    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"])  # type: ignore[arg-type]
     # "auto" uses what helps on the hardware found (see model.accelerator_plan): on a GPU, XLA,
     # 32 steps per call and float16 compute (with tensor cores); on a CPU, bfloat16 compute
     # where it has AMX units, and no XLA (it made an epoch 5x slower on a 2-core CPU).
@@ -385,6 +388,8 @@ class Config(_Section):
 
 def _check_sweep(config: Config) -> None:
     """A sweep's trials each train in this process, and its metric must be logged."""
+    if config.sweep is None:
+        return
     if config.sweep.metric.startswith("val_") and config.training.validation == "none":
         raise ValueError(f"sweep.metric {config.sweep.metric!r} needs validation data, but "
                          "training.validation is 'none'; use metric 'accuracy' or 'loss'")
