@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cnn_mnist.model import BF16_FLAGS, cpu_flags  # noqa: E402
+from cnn_mnist.model import BF16_FLAGS, cpu_flags
 
 
 def cpu_name() -> str:

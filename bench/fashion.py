@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import CNN, accuracy_of_run, cpu_name, library_versions, machine_class, peak_mb_of  # noqa: E402
+from run import CNN, accuracy_of_run, cpu_name, library_versions, machine_class, peak_mb_of
 
 TARGET = 0.90
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import cpu_name  # noqa: E402 - bench/run.py, beside this file
+from run import cpu_name  # bench/run.py, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import cpu_name  # noqa: E402 - bench/run.py, beside this file
+from run import cpu_name  # bench/run.py, beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_P99_MS = 50.0

@@ -112,9 +112,9 @@ class Shell(click.Group):
         return lambda f: super(Shell, self).group(*args, **kwargs)(shell(f))
 
 
-def dataset_option(help: str):
-    """--dataset, for the commands that read data."""
-    return click.option("--dataset", type=click.Choice(DATASETS), help=help)
+def dataset_option(text: str):
+    """--dataset, for the commands that read data; `text` is its help."""
+    return click.option("--dataset", type=click.Choice(DATASETS), help=text)
 
 
 MODEL_DATASET = ("The test data's dataset [default: the model's]; data of another dataset than "
@@ -123,15 +123,15 @@ TEST_DATA = ("Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHIO
              "Fashion-MNIST model, else download].")
 
 
-def model_option(help: str = "A model saved by `cnn train`."):
-    """-m/--model: a saved model, the stable model path by default."""
+def model_option(text: str = "A model saved by `cnn train`."):
+    """-m/--model: a saved model, the stable model path by default; `text` is its help."""
     return click.option("-m", "--model", "model_path", default=paths.MODEL_PATH,
-                        show_default=True, type=click.Path(), help=help)
+                        show_default=True, type=click.Path(), help=text)
 
 
-def data_option(help: str = TEST_DATA):
+def data_option(text: str = TEST_DATA):
     """--data: where the data is, when not where the dataset's environment variable says."""
-    return click.option("--data", "data_path", metavar="PATH", help=help)
+    return click.option("--data", "data_path", metavar="PATH", help=text)
 
 
 def config_options(command):

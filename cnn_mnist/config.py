@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import typing
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ def _model_class(annotation: Any) -> type[BaseModel] | _Values | None:
     return models[0] if len(models) == 1 else None
 
 
-def _describe_error(err: dict[str, Any], raw: dict[str, Any]) -> str:
+def _describe_error(err: Mapping[str, Any], raw: dict[str, Any]) -> str:
     loc = _clean_loc(err["loc"])
     where = _format_loc(loc) or "config"
     kind = err["type"]

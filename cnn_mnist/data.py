@@ -250,7 +250,7 @@ def load_npz(path: Path, dataset: str = "mnist",
             arrays = {k: npz[k] for k in IDX_FILES}
     except DataError:
         raise
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+    except Exception as exc:  # noqa: BLE001 - zipfile.BadZipFile, ValueError, OSError, EOFError...
         raise DataError(f"{path}: not a readable .npz file ({exc}); download it again") from None
     for role, array in arrays.items():
         if array.dtype == np.uint8 and array.ndim in (1, 3):
@@ -276,7 +276,7 @@ def load_keras(dataset: str = "mnist", test_only: bool = False,
 
     try:
         (x_train, y_train), (x_test, y_test) = mnist.load_data()
-    except Exception as exc:  # Keras raises a bare Exception on a failed download
+    except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on a failed download
         raise DataError(f"could not download MNIST ({_reason(exc)}).\n"
                         f"Offline? {HOW_TO_GET[0].upper()}{HOW_TO_GET[1:]}.") from None
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
@@ -307,7 +307,7 @@ def load_keras_fashion(test_only: bool = False, cache_dir: str | Path | None = N
             folder = Path(get_file(f"{stem}.gz", origin=FASHION_ORIGIN + f"{stem}.gz",
                                    cache_subdir=FASHION_CACHE,
                                    cache_dir=None if cache_dir is None else str(cache_dir))).parent
-        except Exception as exc:  # Keras raises a bare Exception on a failed download
+        except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on a failed download
             how = how_to_get("fashion_mnist")
             raise DataError(f"could not download Fashion-MNIST ({_reason(exc)}).\nOffline? "
                             f"{how[0].upper()}{how[1:]}.") from None

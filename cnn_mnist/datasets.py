@@ -10,6 +10,7 @@ No numpy or TensorFlow here: the config schema reads the names.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set
 from dataclasses import dataclass
 
 DATASETS = ("mnist", "fashion_mnist", "custom")
@@ -81,7 +82,7 @@ def wrapper_digests(data: bytes) -> set[str]:
     return {hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()}
 
 
-def identify(stem: str, sha256: str, wrapper: set[str] = frozenset(),
+def identify(stem: str, sha256: str, wrapper: Set[str] = frozenset(),
              known: dict[str, dict[str, KnownFile]] | None = None) -> str | None:
     """The known dataset whose file `stem` has this content (or these .gz checksums), or None."""
     for dataset, table in (KNOWN if known is None else known).items():

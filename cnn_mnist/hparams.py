@@ -12,7 +12,6 @@ Only `write_hparams` imports TensorFlow, so `cnn runs` can read the values witho
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

@@ -7,7 +7,7 @@ hand (patch x kernel, summed, plus bias, then ReLU) and checks it against what K
 `tensorboard_images` makes the kernel and feature-map images that training logs to TensorBoard
 (train.FeatureMaps). The output-size arithmetic is shapes.py's, on the Keras layer's numbers.
 
-Used by the training stage, `cnn inspect` (inspect.py) and `cnn serve`: it takes a Keras model
+Used by the training stage, `cnn inspect` and `cnn serve`: it takes a Keras model
 and plain values (numpy arrays, dataclasses, paths), never a model file or the data. Keras and
 TensorFlow are imported inside the functions, so `cnn --help` never loads them. Nothing here
 prints or exits.

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist import figures, files
-from cnn_mnist.data import BadIndex, check_indices  # noqa: F401 - predict's names too
-from cnn_mnist.errors import CnnError
+from cnn_mnist.data import BadIndex, check_indices
 from cnn_mnist.figures import Tile, digits_png
 from cnn_mnist.saved import LiteRTModel  # noqa: F401 - where callers have always found it
 

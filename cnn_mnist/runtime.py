@@ -52,7 +52,7 @@ def import_tensorflow(verbose: bool = False):
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if _configured or verbose:
-        import keras  # noqa: F401
+        import keras
         import tensorflow as tf
     else:
         with stderr_captured():

@@ -82,7 +82,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                 names = archive.namelist()
                 text = archive.read(f"{METADATA_KEY}.json") if f"{METADATA_KEY}.json" in names else None
         return json.loads(text) if text else {}
-    except Exception:  # unreadable here means load_model will say what is wrong
+    except Exception:  # noqa: BLE001 - unreadable here means load_model will say what is wrong
         return {}
 
 
@@ -141,7 +141,7 @@ def load_model(path: str | Path):
     path = check_model_path(path)
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # h5py/zipfile/keras raise many types for a broken file
+    except Exception as exc:  # noqa: BLE001 - h5py/zipfile/keras raise many types for a broken file
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ModelFileError(f"{path}: not a readable Keras model ({reason}); the file is "
                              "truncated or corrupt: train again with `cnn train`") from None

@@ -30,7 +30,7 @@ def _pair(value: Any) -> tuple[int, int]:
         raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
     if min(pair) < 1:
         raise ValueError(f"expected sizes of at least 1, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 # The JSON Schema says what a file may hold (3 or [3, 3]), not the pair it becomes.
@@ -136,9 +136,12 @@ LAYER_TYPES = (
     BatchNormalization, Dense,
 )
 LAYER_NAMES = tuple(cls.__name__ for cls in LAYER_TYPES)
-Layer = Annotated[Union[LAYER_TYPES], Field(discriminator="type")]
+# Written out (not Union[LAYER_TYPES]) so that a type checker can read it.
+Layer = Annotated[Union[Conv2D, MaxPooling2D, AveragePooling2D, Dropout, Flatten,
+                        GlobalAveragePooling2D, BatchNormalization, Dense],
+                  Field(discriminator="type")]
 # A new layer type: a class above (Keras's own name and arguments, each with a description),
-# added to LAYER_TYPES, and a shape rule in shapes.RULES.
+# added to LAYER_TYPES and to Layer, and a shape rule in shapes.RULES.
 
 
 def _lecture_layers() -> list[Layer]:
@@ -303,7 +306,7 @@ class CompileConfig(_Section):
     loss: Literal["categorical_crossentropy"] = Field(
         default="categorical_crossentropy",
         description="On one-hot labels, as in the lecture (to_categorical).")
-    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"],
+    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
                                                description="Reported after each epoch.")
     jit_compile: Literal["auto"] | bool = Field(
         default="auto",
@@ -605,6 +608,8 @@ class Config(_Section):
 
 def _check_sweep(config: Config) -> None:
     """A sweep's trials each train in this process, and its metric must be logged."""
+    if config.sweep is None:
+        return
     if config.sweep.metric.startswith("val_") and config.training.validation == "none":
         raise ValueError(f"sweep.metric {config.sweep.metric!r} needs validation data, but "
                          "training.validation is 'none'; use metric 'accuracy' or 'loss'")

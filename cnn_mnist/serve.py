@@ -459,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
                 body, kind = self.server.static[path]
                 return self._send(200, body, kind, {"Cache-Control": "no-cache"})
             self._json(200, self._api(path))
-        except Exception as exc:  # noqa: BLE001 - every failure is an answer; the server goes on
+        except Exception as exc:  # every failure is an answer; the server goes on
             status = error_status(exc)
             if not isinstance(exc, CnnError):  # a bug, not a request we cannot answer
                 log.exception("%s %s failed", self.command, path)

@@ -117,3 +117,37 @@ def test_tensorboard_without_runs(runner, tmp_path):
 def test_version(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and "cnn, version" in result.output
+
+
+def test_the_shell_gives_every_command_its_options_and_errors_once():
+    """A command made with the Shell group gets --verbose/--quiet, logging and the error
+    handling; one written the older way (@output_options @user_errors) keeps its own, once."""
+    import click
+
+    from cnn_mnist.cli import Shell, output_options, user_errors
+    from cnn_mnist.errors import ConfigError
+
+    @click.group(cls=Shell)
+    def group():
+        pass
+
+    @group.command()
+    @click.option("--fail", is_flag=True)
+    def new(fail, quiet):
+        if fail:
+            raise ConfigError("what was wrong; what to do")
+        click.echo(f"quiet={quiet}")
+
+    @group.command()
+    @output_options
+    @user_errors
+    def old(verbose, quiet):
+        click.echo(f"verbose={verbose} quiet={quiet}")
+
+    runner = CliRunner()
+    assert runner.invoke(group, ["new", "-q"]).output == "quiet=True\n"
+    failed = runner.invoke(group, ["new", "--fail"])
+    assert failed.exit_code == 2 and failed.output == "error: what was wrong; what to do\n"
+    assert runner.invoke(group, ["old", "-v"]).output == "verbose=True quiet=False\n"
+    for name in ("new", "old"):
+        assert runner.invoke(group, [name, "--help"]).output.count("--verbose") == 1

@@ -2,7 +2,7 @@
 sizes (shapes.py's) against Keras's own shapes, and the tiles training's TensorBoard shows.
 
 Real TensorFlow on a tiny model with seeded random weights; `cnn inspect`'s own tests
-(test_inspect.py) cover the pictures and one value by hand.
+(tests/test_inspect.py) cover the pictures and one value by hand.
 """
 
 from __future__ import annotations

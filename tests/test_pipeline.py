@@ -233,7 +233,6 @@ def test_the_backup_file_writer_failing_leaves_the_last_backup(tmp_path, tiny_mn
 @pytest.mark.slow
 def test_a_full_disk_for_real(tmp_path, idx_folder):
     """A small tmpfs, nearly full after epoch 1 (root only: skipped with a message elsewhere)."""
-    import os
     import shutil
     import signal
     import subprocess

@@ -124,7 +124,7 @@ def log_dir(tmp_path, monkeypatch) -> Path:
     return logs
 
 
-def _cnn(*args, input=None):
+def _cnn(*args, input=None):  # noqa: A002 - CliRunner.invoke's own name
     return CliRunner().invoke(cli, list(args), input=input)
 
 
