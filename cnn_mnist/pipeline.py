@@ -489,8 +489,8 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
 def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
           publish: bool = True) -> dict[str, str]:
     """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
-    `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (about
-    a second for the default model), then (if `publish`) the stable model path pointed at
+    `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (one
+    LiteRT pass over the test set), then (if `publish`) the stable model path pointed at
     them."""
     from cnn_mnist.export import export_checked
     from cnn_mnist.save import save_model

@@ -221,3 +221,21 @@ def test_exported_models_predict_as_the_h5_in_a_process(own_run, idx_folder):
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert plain.stdout.split()[1] == "False"
 
+
+
+def test_serve_serves_an_export(own_run, idx_folder):
+    """`cnn serve --model x.onnx`: predictions and test digits through ONNX Runtime; the
+    network's views need the Keras model and say so (422)."""
+    from cnn_mnist import serve
+
+    model, logs, result = own_run
+    done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
+    app = serve.App(done.path, data_path=str(idx_folder), log_dir=logs)
+    about = app.model()
+    assert about["backend"] == "onnx" and about["run_id"] == result.run_id
+    answer = app.test_digit(10)
+    theirs = predict.predict(["10"], model_path=model, data_path=str(idx_folder)).items[0]
+    assert answer["predicted"] == theirs.predicted and answer["label"] == theirs.label
+    with pytest.raises(ModelFileError, match="needs a Keras model") as caught:
+        app.features(np.zeros((28, 28), np.float32))
+    assert serve.error_status(caught.value) == 422
