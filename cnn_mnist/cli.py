@@ -141,7 +141,8 @@ def config_options(command):
                                 "(repeatable).")(command)
     command = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                            help="YAML config file, or the name of a shipped one (default, "
-                                "speedrun, fashion, sweep) [default: the lecture's model]."
+                                "speedrun, fashion, handwriting, sweep) [default: the lecture's "
+                                "model]."
                            )(command)
     return command
 

@@ -159,7 +159,8 @@ def test_shipped_config_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert {"default", "speedrun"} <= set(shipped_configs())
     assert load_config("speedrun").output.model_path == "models/speedrun.h5"
-    with pytest.raises(ConfigError, match="shipped configs: default, fashion, handwriting, speedrun, sweep"):
+    with pytest.raises(ConfigError,
+                       match="shipped configs: default, fashion, handwriting, speedrun, sweep"):
         load_config("speedrn")
     (tmp_path / "speedrun.yaml").write_text("training: {epochs: 4}\n")
     assert load_config("speedrun.yaml").training.epochs == 4  # a file here wins
