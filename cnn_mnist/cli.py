@@ -289,10 +289,12 @@ def tensorboard(logdir, port, host, verbose, quiet):
 @click.option("--show", is_flag=True, help="Open a window with the digit(s), where a display exists.")
 @click.option("--draw/--no-draw", default=None,
               help="Draw the digit in the terminal [default: when there is one input].")
+@click.option("--number", is_flag=True,
+              help="Each --image is a number: read its digits, left to right.")
 @output_options
 @user_errors
 def predict(indices, images, more_images, model_path, data_path, dataset, as_json, save_image,
-            save_preprocessed, show, draw, verbose, quiet):
+            save_preprocessed, show, draw, number, verbose, quiet):
     """Predict test digits by index, or digits in your own pictures.
 
     \b
@@ -300,11 +302,22 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
     cnn predict --index 10 --index 20 --index 30:35
     cnn predict --image my-seven.png --save-preprocessed seen/
     cnn predict --image digits/*.png      (or a folder: --image digits/)
+    cnn predict --image year.png --number
     """
     _setup_logging(verbose, quiet)
     if not indices and not images and not more_images:
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
     from cnn_mnist import predict as use
+
+    if number:
+        if indices:
+            raise click.UsageError("--number reads your pictures (--image PATH), not --index")
+        read = use.predict_numbers(images + more_images, model_path, verbose, save_preprocessed)
+        for message in read.failed:
+            click.echo(f"error: {message}", err=True)
+        if read.items:
+            click.echo(use.format_numbers(read.items, as_json))
+        sys.exit(1 if read.failed else 0)
 
     done = use.predict(indices, images + more_images, model_path, data_path, verbose,
                        save_image, save_preprocessed, dataset)
