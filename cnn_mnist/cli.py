@@ -353,8 +353,10 @@ def tensorboard(logdir, port, host, verbose):
 @click.option("--show", is_flag=True, help="Open a window with the digit(s), where a display exists.")
 @click.option("--draw/--no-draw", default=None,
               help="Draw the digit in the terminal [default: when there is one input].")
+@click.option("--number", is_flag=True,
+              help="Each --image is a number: read its digits, left to right.")
 def predict(indices, images, more_images, model_path, data_path, dataset, as_json, save_image,
-            save_preprocessed, show, draw, verbose, quiet):
+            save_preprocessed, show, draw, number, verbose, quiet):
     """Predict test digits by index, or digits in your own pictures.
 
     \b
@@ -362,11 +364,16 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
     cnn predict --index 10 --index 20 --index 30:35
     cnn predict --image my-seven.png --save-preprocessed seen/
     cnn predict --image digits/*.png      (or a folder: --image digits/)
+    cnn predict --image year.png --number
     """
     if not indices and not images and not more_images:
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
     from cnn_mnist import predict
 
+    if number:
+        if indices:
+            raise click.UsageError("--number reads your pictures (--image PATH), not --index")
+        _predict_numbers(images + more_images, model_path, verbose, save_preprocessed, as_json)
     done = predict.predict(indices, images + more_images, model_path=model_path,
                            data_path=data_path, verbose=verbose, save_image=save_image,
                            save_preprocessed=save_preprocessed, dataset=dataset)
@@ -381,6 +388,17 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
     if done.failed:
         sys.exit(1)
 
+
+def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> None:
+    """`cnn predict --image PATH --number`: each picture read as a row of digits."""
+    from cnn_mnist import predict
+
+    read = predict.predict_numbers(paths, model_path, verbose, save_preprocessed)
+    for message in read.failed:
+        click.echo(f"error: {message}", err=True)
+    if read.items:
+        click.echo(predict.format_numbers(read.items, as_json))
+    sys.exit(1 if read.failed else 0)
 
 @cli.command()
 @model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel "

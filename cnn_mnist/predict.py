@@ -244,3 +244,44 @@ def format_predictions(items: list[Prediction], as_json: bool = False,
         return json.dumps([p.to_dict() for p in items], indent=2)
     drawn = [render(p.digit) for p in items] if draw else []
     return "\n".join([*drawn, *(describe(p) for p in items)])
+
+
+def predict_numbers(images=(), model_path: str | Path = "", verbose: bool = False,
+                    save_preprocessed: str | None = None) -> Predictions:
+    """Each picture read as a number (numbers.read_number): one dict per picture, `number` and
+    its `digits` (predicted, probability, box: left, top, right, bottom in the picture)."""
+    from cnn_mnist import save
+    from cnn_mnist.images import ImageError, save_digit_png
+    from cnn_mnist.numbers import read_number
+
+    save.check_model_path(model_path)
+    found, failed = [], []
+    for path in expand_images(images):
+        try:
+            found.append((path, read_number(path)))
+        except ImageError as exc:
+            failed.append(str(exc))
+    items = []
+    if found:
+        model, _ = open_model(model_path, verbose)
+        names = save.class_names(model_path)
+        for n, (path, digits) in enumerate(found):
+            rows = probabilities(model, np.stack([d.digit for d in digits]),
+                                 normalize=save.model_normalize(model_path))
+            read = [{"predicted": int(r.argmax()), "probability": round(float(r.max()), 6),
+                     "box": list(d.box)} for d, r in zip(digits, rows)]
+            items.append({"image": path, "number": "".join(names[r["predicted"]] for r in read),
+                          "digits": read})
+            if save_preprocessed:
+                for k, d in enumerate(digits):
+                    save_digit_png(d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png")
+    return Predictions(items, failed)
+
+
+def format_numbers(items: list[dict], as_json: bool = False) -> str:
+    """JSON (one object, or a list for several pictures), or a line per picture."""
+    if as_json:
+        return json.dumps(items[0] if len(items) == 1 else items, indent=2)
+    return "\n".join(f"{it['image']}: {it['number']}  ("
+                     + ", ".join(f"{d['predicted']} {_percent(d['probability'])}" for d in it["digits"])
+                     + ")" for it in items)

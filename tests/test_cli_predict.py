@@ -227,3 +227,37 @@ def test_a_15000_by_15000_picture_is_a_clear_error(runner, tiny_trained, tmp_pat
     assert (f"error: {tmp_path / 'huge.png'}: picture too large to read (225 megapixels); the limit "
             "is 40 megapixels") in result.output
     assert "one.png: predicted" in result.output and "Traceback" not in result.output
+
+
+def test_predict_number_reads_a_row_of_digits(runner, tiny_trained, tmp_path):
+    """--number on a picture of three drawn strokes: three boxes left to right, JSON as documented."""
+    model_path, _ = tiny_trained
+    picture = Image.new("L", (330, 130), 240)
+    draw = ImageDraw.Draw(picture)
+    for k in range(3):  # three 1s
+        x = 50 + 100 * k
+        draw.line([(x, 30), (x, 100)], fill=20, width=9)
+    picture.save(tmp_path / "ones.png")
+    result = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "ones.png"),
+                                 "--number", "--json", "--save-preprocessed", str(tmp_path / "seen")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["image"].endswith("ones.png") and len(out["number"]) == 3
+    lefts = [d["box"][0] for d in out["digits"]]
+    assert lefts == sorted(lefts) and abs(lefts[0] - 45) <= 3
+    assert all(0 <= d["predicted"] <= 9 and 0 <= d["probability"] <= 1 for d in out["digits"])
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 3
+    text = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "ones.png"),
+                               "--number"])
+    assert text.exit_code == 0 and f"ones.png: {out['number']}  (" in text.output
+
+
+def test_predict_number_bad_inputs(runner, tiny_trained, tmp_path):
+    model_path, _ = tiny_trained
+    Image.new("L", (200, 100), 240).save(tmp_path / "blank.png")
+    result = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "blank.png"),
+                                 "--number"])
+    assert result.exit_code == 1 and "blank.png: no digit found" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["predict", "-m", str(model_path), "--index", "3", "--number"])
+    assert result.exit_code == 2 and "--number reads your pictures" in result.output

@@ -266,3 +266,75 @@ def test_each_kind_of_bad_picture_has_its_own_error(tmp_path):
         with pytest.raises(kind) as caught:
             load_digit(data)
         assert isinstance(caught.value, ImageError)  # what `cnn predict` reports
+
+
+def _seven_picture():
+    image = Image.new("L", (120, 140), 235)
+    ImageDraw.Draw(image).line([(20, 20), (100, 20), (45, 125)], fill=20, width=10)
+    return image
+
+
+def _encoded(image, fmt="PNG", **options):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["16-bit", "palette", "cmyk", "la", "gif", "1-bit", "float"])
+def test_every_mode_reads_like_8_bit_grey(mode):
+    grey = _seven_picture()
+    reference = load_digit(_encoded(grey))
+    pixels = np.asarray(grey, dtype=np.float32)
+    if mode == "16-bit":  # a scanner's default: Pillow's convert("L") clipped it white
+        data = _encoded(Image.fromarray((pixels * 257).astype(np.uint16)))
+    elif mode == "palette":
+        data = _encoded(grey.convert("RGB").quantize(8))
+    elif mode == "cmyk":
+        data = _encoded(grey.convert("CMYK"), "TIFF")
+    elif mode == "la":
+        data = _encoded(grey.convert("LA"))
+    elif mode == "gif":  # the first frame counts
+        blank = Image.new("P", grey.size, 0)
+        data = _encoded(grey.convert("P"), "GIF", save_all=True, append_images=[blank])
+    elif mode == "1-bit":
+        data = _encoded(grey.point(lambda v: 255 if v > 128 else 0).convert("1"))
+    else:
+        data = _encoded(Image.fromarray(pixels / 255.0, "F"), "TIFF")
+    assert np.abs(load_digit(data) - reference).mean() < 0.03
+
+
+def _lined(seven, spacing, vertical_too=False):
+    pixels = np.asarray(seven, dtype=np.float32).copy()
+    lines = np.zeros_like(pixels, dtype=bool)
+    lines[5::spacing] = True
+    if vertical_too:
+        lines[:, 7::spacing] = True
+    return np.where(lines & (pixels > 128), 150.0, pixels)  # printed lines under the ink
+
+
+@pytest.mark.parametrize("vertical_too", [False, True])
+def test_ruled_and_squared_lines_are_removed(vertical_too):
+    clean = to_mnist(np.asarray(_seven_picture(), dtype=np.float32))
+    lined = to_mnist(_lined(_seven_picture(), 30, vertical_too))
+    # Kept as ink, the lines reach across the picture and the 7 shrinks to a few pixels.
+    assert np.abs(lined - clean).mean() < 0.03
+
+
+@pytest.mark.parametrize("where", ["edge", "faint"])  # fill and shadow: see the report
+def test_a_digit_touching_the_edges_in_shadow_or_faint_is_read(where):
+    pixels = np.asarray(_seven_picture(), dtype=np.float32)
+    clean = to_mnist(pixels)
+    if where == "fill":  # cut inside the strokes' box: they run off the edges
+        picture = pixels[24:122, 25:98]
+    elif where == "edge":
+        picture = pixels[16:, :]
+    elif where == "shadow":  # the light falls to 35% across the page
+        picture = pixels * np.linspace(1.0, 0.35, pixels.shape[1])[None, :]
+    else:  # pencil: 50 levels of contrast
+        picture = 235 - (235 - pixels) * 50 / 215
+    if where in ("fill", "edge"):
+        picture = picture.copy()
+    read = to_mnist(picture)
+    rows, cols = np.nonzero(read > 0.1)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 >= 19  # not fragments
+    assert np.corrcoef(read.ravel(), clean.ravel())[0, 1] > 0.8
