@@ -35,7 +35,8 @@ from cnn_mnist import files
 from cnn_mnist.cluster import chief_task, read_tf_config
 from cnn_mnist.config import differences, load_config
 from cnn_mnist.errors import ClusterError, CnnError, OutputError
-from cnn_mnist.record import RunRecord, find_run_to_resume, load_run_config, recorded_source
+from cnn_mnist.record import (RunRecord, describe_resumed, find_run_to_resume, load_run_config,
+                              recorded_source)
 from cnn_mnist.schema import Config
 from cnn_mnist.stamps import new_run_id
 
@@ -126,16 +127,6 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
         resumed = resumed.with_values(
             {"training.distribution": overrides["training.distribution"]})
     return TrainRequest(resumed, run_dir)
-
-
-def describe_resumed(run_dir: Path) -> str:
-    """What `--resume` picked up: the run, how it ended, and the epochs it keeps."""
-    from cnn_mnist.runs import summarize
-
-    found = summarize(run_dir)
-    why = f": {found.problem.splitlines()[0]}" if found.problem else ""
-    return (f"run {found.id} ({found.status}{why}; config {found.config}) after epoch "
-            f"{found.epochs_done or 0} of {found.epochs}")
 
 
 def train(config: Config, *, config_source: str = "default", progress: int = 1,

@@ -198,6 +198,31 @@ def killed_reason(record: RunFile) -> str:
             "how it ended (killed, or crashed)")
 
 
+def epochs_logged(run_dir: Path) -> int:
+    """Finished epochs in epochs.jsonl (a partial last line, from a kill, is not one)."""
+    try:
+        lines = (run_dir / "epochs.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return 0
+    return sum(1 for line in lines if line.strip().endswith("}"))
+
+
+def describe_resumed(run_dir: Path) -> str:
+    """What `--resume` picked up: the run, how it ended, and the epochs it keeps."""
+    record, problem = read_record(run_dir)
+    status, epochs, source, done = "no-record", None, None, None
+    if record is not None:
+        status, problem, source, done = (record.status, record.error, record.config_source,
+                                         record.epochs_done)
+        if status == "running" and killed(record):
+            status, problem = "interrupted", killed_reason(record)
+        epochs = ((record.config or {}).get("training") or {}).get("epochs")
+    why = f": {problem.splitlines()[0]}" if problem else ""
+    done = done if done is not None else epochs_logged(run_dir)
+    return (f"run {Path(run_dir).name} ({status}{why}; config {source or 'default'}) after "
+            f"epoch {done or 0} of {epochs}")
+
+
 def recorded_source(run_dir: Path) -> str | None:
     """The config a run was started from (`config_source` in its run.json), if recorded."""
     record, _ = read_record(run_dir)

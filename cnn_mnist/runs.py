@@ -17,7 +17,7 @@ from cnn_mnist.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.paths import MODEL_PATH
 # The record and the run to resume live with the run (record.py); these names stay here too.
 from cnn_mnist.record import (RunFile, RunRecord, find_run_to_resume,  # noqa: F401
-                              killed, killed_reason, load_run_config, read_record,
+                              epochs_logged, killed, killed_reason, load_run_config, read_record,
                               read_status, recorded_source)
 from cnn_mnist.stamps import new_run_id, now  # noqa: F401
 
@@ -109,7 +109,7 @@ def summarize(run_dir: Path, bases: dict | None = None) -> RunSummary:
     return RunSummary(id=run_dir.name, status=NO_RECORD if data is None and
                       not (run_dir / "run.json").exists() else CORRUPT, started=None,
                       test_accuracy=None, config="?", model_path=model, run_dir=run_dir,
-                      epochs_done=_epochs_logged(run_dir) or None,
+                      epochs_done=epochs_logged(run_dir) or None,
                       published=_published(model, {}, {} if bases is None else bases),
                       problem=problem)
 
@@ -126,7 +126,7 @@ def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
         test_accuracy=metrics.test_accuracy if metrics else None,
         config=source or "default", model_path=model, run_dir=run_dir,
         test_loss=metrics.test_loss if metrics else None, duration_s=record.duration_s(),
-        epochs_done=done if done is not None else _epochs_logged(run_dir),
+        epochs_done=done if done is not None else epochs_logged(run_dir),
         epochs=config.get("training", {}).get("epochs"), differences=differ,
         compared_to=compared_to, sweep=sweep.name if sweep else None,
         trial=sweep.trial if sweep else None, dataset=record.dataset_name,
@@ -135,15 +135,6 @@ def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
 
 def _run_model(run_dir: Path) -> Path | None:
     return next((p for p in (run_dir / "model.h5", run_dir / "model.keras") if p.is_file()), None)
-
-
-def _epochs_logged(run_dir: Path) -> int:
-    """Finished epochs in epochs.jsonl (a partial last line, from a kill, is not one)."""
-    try:
-        lines = (run_dir / "epochs.jsonl").read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError):
-        return 0
-    return sum(1 for line in lines if line.strip().endswith("}"))
 
 
 def _published(model: Path | None, config: dict, cache: dict) -> str | None:
