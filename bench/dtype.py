@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cnn_mnist.model import BF16_FLAGS, cpu_flags
+from cnn_mnist.stages.model import BF16_FLAGS, cpu_flags
 
 
 def cpu_name() -> str:
@@ -37,13 +37,13 @@ def main() -> None:
     flags = sorted(set(BF16_FLAGS) & cpu_flags())
     print(f"CPU: {cpu_name()}; bfloat16 flags: {', '.join(flags) or 'none'}", flush=True)
 
-    from cnn_mnist.runtime import import_tensorflow, seed_everything
+    from cnn_mnist.core.runtime import import_tensorflow, seed_everything
 
     import_tensorflow()
-    from cnn_mnist.config import load_config
-    from cnn_mnist.data import load_mnist, prepare
-    from cnn_mnist.model import build_model, compile_model
-    from cnn_mnist.train import make_dataset
+    from cnn_mnist.config.load import load_config
+    from cnn_mnist.stages.data import load_mnist, prepare
+    from cnn_mnist.stages.model import build_model, compile_model
+    from cnn_mnist.stages.fit import make_dataset
 
     config = load_config(args.config)
     data = prepare(load_mnist(args.data), True, args.images, 2000)

@@ -10,14 +10,14 @@ a scan (upscaled and blurred), light on dark, pencil on white, blue ink on lined
 paper, uneven light, low-quality JPEG, a digit filling its frame, one touching an edge, a small
 digit off-centre on a large page, slightly rotated, and the file formats and modes a scanner or
 a drawing program writes (16-bit, palette, CMYK, transparent, animated GIF). Every picture is
-read by `cnn_mnist.images.load_digit`, the function behind `cnn predict --image` and the serve
+read by `cnn_mnist.analysis.images.load_digit`, the function behind `cnn predict --image` and the serve
 page's upload, and the model's answers are compared with its answers on the 28x28 digits fed
 directly (for `rotated`: the same rotation made at 28x28, so the column measures the
 preparation, not the model's tolerance of rotation). "refused" counts pictures that were
 turned down (no digit found...).
 
 Numbers (--numbers N, 0 for none): rows of 2-6 test digits with random gaps, about one gap in
-four touching or overlapping, scanned like `scan`; read by `cnn_mnist.numbers.read_number`
+four touching or overlapping, scanned like `scan`; read by `cnn_mnist.analysis.number_reading.read_number`
 (`cnn predict --image --number`) where this version of the library has it. Reported: the share
 read with the right number of digits, whole numbers right, and the digits' accuracy (position
 by position, in numbers with the right count) against the same digits fed directly.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 from run import cpu_name, machine_class  # noqa: E402 - bench/run.py, beside this file
 
-from cnn_mnist import images  # noqa: E402 - this repository's library, not an installed one
+from cnn_mnist.analysis import images  # noqa: E402 - this repository's library, not an installed one
 
 DEFAULT_MODEL = "models/digits_recognition_cnn.h5"
 
@@ -390,10 +390,10 @@ def make_number(digits: np.ndarray, rng) -> bytes:
 def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int) -> dict:
     """Numbers of 2-6 test digits read by numbers.read_number, against the digits fed directly."""
     try:
-        from cnn_mnist import numbers
+        from cnn_mnist.analysis import number_reading
     except ImportError:
-        return {"available": False, "note": "this version of the library has no cnn_mnist.numbers"}
-    from cnn_mnist.predict import probabilities
+        return {"available": False, "note": "this version of the library has no cnn_mnist.analysis.number_reading"}
+    from cnn_mnist.tools.predict import probabilities
 
     rng = np.random.default_rng([seed, 1000])
     right_count = whole = read_right = alone_right = digits_in_right = total_digits = 0
@@ -406,7 +406,7 @@ def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int)
         picture = make_number(x_test[chosen], np.random.default_rng([seed, 1001, n]))
         start = time.perf_counter()
         try:
-            found = numbers.read_number(picture, name=f"number-{n}")
+            found = number_reading.read_number(picture, name=f"number-{n}")
         except images.ImageError:
             found = []
             refused += 1
@@ -434,7 +434,7 @@ def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int)
 
 def read_style(model, normalize: bool, pictures: list[bytes], direct: np.ndarray, labels,
                style: str) -> dict:
-    from cnn_mnist.predict import probabilities
+    from cnn_mnist.tools.predict import probabilities
 
     seen, refused, reasons = [], 0, {}
     start = time.perf_counter()
@@ -528,9 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.model).is_file():
         parser.error(f"{args.model}: no such model file; train one (cnn train) or give --model PATH")
 
-    from cnn_mnist import save
-    from cnn_mnist.data import load_mnist
-    from cnn_mnist.predict import open_model
+    from cnn_mnist.stages import save
+    from cnn_mnist.stages.data import load_mnist
+    from cnn_mnist.tools.predict import open_model
 
     mnist = load_mnist(args.data, test_only=True)
     x_test, y_test = mnist.x_test, mnist.y_test.astype(int)

@@ -57,7 +57,7 @@ def main() -> int:
                "--data", args.data, "-q"]
     rows = []
     for rep in range(args.reps):
-        tf = timed([PY, "-c", "from cnn_mnist.runtime import import_tensorflow; "
+        tf = timed([PY, "-c", "from cnn_mnist.core.runtime import import_tensorflow; "
                               "import_tensorflow()"], scratch, env)
         wall = timed([*command, "--out", str(scratch / f"out-{rep}")], scratch, env)
         rows.append((wall, tf, os.getloadavg()[0]))

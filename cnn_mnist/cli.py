@@ -18,9 +18,10 @@ from inspect import signature
 
 import click
 
-from cnn_mnist import __version__, paths
-from cnn_mnist.datasets import DATASETS
-from cnn_mnist.errors import CnnError
+from cnn_mnist import __version__
+from cnn_mnist.core import paths
+from cnn_mnist.core.datasets import DATASETS
+from cnn_mnist.core.errors import CnnError
 
 log = logging.getLogger("cnn_mnist")
 
@@ -192,7 +193,7 @@ def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_ra
           model_path, distribution, resume, overwrite, profile, verbose, quiet):
     """Load the data (MNIST by default), build the model from a config, train, evaluate and
     save it."""
-    from cnn_mnist import pipeline
+    from cnn_mnist.training import pipeline
 
     options = {"training.epochs": epochs, "training.batch_size": batch_size,
                "compile.learning_rate": learning_rate, "training.seed": seed,
@@ -246,7 +247,7 @@ def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
     """
     if not config_path:
         raise click.UsageError("give the config with the sweep: section: --config FILE")
-    from cnn_mnist import sweep
+    from cnn_mnist.tools import sweep
 
     plan = sweep.plan(config_path, sets, trials=trials, storage=storage, study=study)
     if status:
@@ -261,8 +262,8 @@ def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
 @config_options
 def summary(config_path, sets, quiet):
     """Show the layers, output shapes and parameter counts, without training."""
-    from cnn_mnist.config import load_config
-    from cnn_mnist.shapes import format_summary, infer
+    from cnn_mnist.config.load import load_config
+    from cnn_mnist.config.shapes import format_summary, infer
 
     config = load_config(config_path, sets=sets)
     rows, _ = infer(config.model)
@@ -291,7 +292,7 @@ def config_group() -> None:
 def config_show(config_path, sets, verbose, quiet):
     """Print the resolved config as YAML: the file, the --set values and every default."""
     _setup_logging(verbose, quiet)
-    from cnn_mnist.config import load_config, to_yaml
+    from cnn_mnist.config.load import load_config, to_yaml
 
     click.echo(to_yaml(load_config(config_path, sets=sets)), nl=False)
 
@@ -301,7 +302,7 @@ def config_show(config_path, sets, verbose, quiet):
 @user_errors
 def config_schema(verbose, quiet):
     """Print the config's JSON Schema (every key's type, default, choices and description)."""
-    from cnn_mnist.config import json_schema_text
+    from cnn_mnist.config.load import json_schema_text
 
     click.echo(json_schema_text(), nl=False)
 
@@ -368,7 +369,7 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
     """
     if not indices and not images and not more_images:
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
-    from cnn_mnist import predict
+    from cnn_mnist.tools import predict
 
     if number:
         if indices:
@@ -391,7 +392,7 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
 
 def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> None:
     """`cnn predict --image PATH --number`: each picture read as a row of digits."""
-    from cnn_mnist import predict
+    from cnn_mnist.tools import predict
 
     read = predict.predict_numbers(paths, model_path, verbose, save_preprocessed)
     for message in read.failed:
@@ -409,7 +410,7 @@ def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> 
               help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].")
 def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
-    from cnn_mnist import evaluate
+    from cnn_mnist.stages import evaluate
 
     report = evaluate.evaluate_model(model_path, data_path, out_dir, verbose=verbose,
                                      dataset=dataset)
@@ -445,12 +446,12 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
         raise click.UsageError("give one digit: --index N (a test image) or --image PATH")
     import json
 
-    from cnn_mnist import inspect
+    from cnn_mnist.tools import inspection
 
-    result = inspect.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
+    result = inspection.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
                                    data_path=data_path, at=at, verbose=verbose, dataset=dataset)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json
-               else inspect.format_inspection(result))
+               else inspection.format_inspection(result))
 
 
 @cli.command()
@@ -479,7 +480,7 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbo
     """
     import json
 
-    from cnn_mnist import export
+    from cnn_mnist.stages import export
 
     done = export.export_model(model_path, fmt, quantize, out, data_path, allow_drop, verbose)
     click.echo(json.dumps(done.to_dict(), indent=2) if as_json else export.format_export(done))
@@ -514,8 +515,8 @@ def runs(ctx, logdir, as_json, quiet):
     ctx.meta["cnn.runs.logdir"] = logdir
     if ctx.invoked_subcommand is not None:
         return
-    from cnn_mnist import runs
-    from cnn_mnist.runs_report import format_json, format_list
+    from cnn_mnist.tools import runs
+    from cnn_mnist.tools.runs_report import format_json, format_list
 
     listed = runs.list_runs(_logdir(logdir))
     if not listed:
@@ -529,8 +530,8 @@ def runs(ctx, logdir, as_json, quiet):
 @logdir_option
 def runs_show(run_id, logdir):
     """One run: how it went, its settings, metrics per epoch, timings, files."""
-    from cnn_mnist.runs import find_run
-    from cnn_mnist.runs_report import format_show
+    from cnn_mnist.tools.runs import find_run
+    from cnn_mnist.tools.runs_report import format_show
 
     click.echo(format_show(find_run(_logdir(logdir), run_id)))
 
@@ -543,8 +544,8 @@ def runs_compare(run_ids, logdir):
     time."""
     if len(run_ids) < 2:
         raise click.UsageError("give two runs or more to compare")
-    from cnn_mnist.runs import compare_runs, find_run
-    from cnn_mnist.runs_report import format_comparison
+    from cnn_mnist.tools.runs import compare_runs, find_run
+    from cnn_mnist.tools.runs_report import format_comparison
 
     folders = list(dict.fromkeys(find_run(_logdir(logdir), run_id) for run_id in run_ids))
     if len(folders) < 2:
@@ -562,8 +563,8 @@ def runs_best(metric, as_json, logdir, quiet):
     """The completed run with the best test accuracy (or test loss)."""
     import json
 
-    from cnn_mnist.runs import best_run
-    from cnn_mnist.runs_report import format_best
+    from cnn_mnist.tools.runs import best_run
+    from cnn_mnist.tools.runs_report import format_best
 
     best = best_run(_logdir(logdir), metric)
     click.echo(json.dumps(best.to_dict(), indent=2) if as_json
@@ -579,8 +580,8 @@ def runs_best(metric, as_json, logdir, quiet):
 @logdir_option
 def runs_rm(run_id, yes, force, logdir, quiet):
     """Remove a run's folder: its logs, record and model (asks first)."""
-    from cnn_mnist import runs
-    from cnn_mnist.runs_report import seconds
+    from cnn_mnist.tools import runs
+    from cnn_mnist.tools.runs_report import seconds
 
     folder = runs.find_run(_logdir(logdir), run_id)
     run = runs.summarize(folder)
@@ -614,7 +615,7 @@ def serve(model_path, host, port, data_path, logdir, open_page, verbose):
     cnn serve                       then open http://127.0.0.1:8000/
     cnn serve --model logs/fit/<run-id>/model.h5 --port 8080 --open
     """
-    from cnn_mnist import serve
+    from cnn_mnist.tools import serve
 
     app = serve.App(model_path, data_path=data_path, log_dir=logdir, verbose=verbose,
                     models_dir=os.path.dirname(paths.MODEL_PATH))  # models/ is offered too

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist.data import IDX_FILES, Mnist
+from cnn_mnist.stages.data import IDX_FILES, Mnist
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -149,8 +149,8 @@ def known_table(mnist: Mnist) -> dict:
     checksums, so that data made in a test can stand for a known dataset."""
     import hashlib
 
-    from cnn_mnist.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
-    from cnn_mnist.datasets import KnownFile
+    from cnn_mnist.stages.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
+    from cnn_mnist.core.datasets import KnownFile
 
     table = {}
     for role, stem in IDX_FILES.items():
@@ -170,7 +170,7 @@ def relabelled_model(model_path: Path, dest: Path, dataset: str = "fashion_mnist
     (with Fashion-MNIST's class names by default): the weights need not know."""
     import shutil
 
-    from cnn_mnist import save
+    from cnn_mnist.stages import save
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, dest)
@@ -184,7 +184,7 @@ def relabelled_model(model_path: Path, dest: Path, dataset: str = "fashion_mnist
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tensorflow():
     """Import TensorFlow once, quietly, as the CLI does."""
-    from cnn_mnist.runtime import import_tensorflow
+    from cnn_mnist.core.runtime import import_tensorflow
 
     import_tensorflow(verbose=False)
 
@@ -208,8 +208,8 @@ def paper_picture(digit: np.ndarray, rng: np.random.Generator, scale: float = 6.
 def tiny_trained(tmp_path_factory):
     """A tiny model trained once by the pipeline on the synthetic digits (the same digits as
     `tiny_mnist` and `idx_folder`): (model path, result). Read it; copy it to change it."""
-    from cnn_mnist.config import load_config
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.config.load import load_config
+    from cnn_mnist.training.pipeline import train
 
     folder = tmp_path_factory.mktemp("tiny-trained")
     x_train, y_train = synthetic_digits(512, seed=1)
@@ -230,7 +230,7 @@ def write_run_record(log_dir: Path, run_id: str, status: str = "completed",
 
     import yaml
 
-    from cnn_mnist.config import load_config
+    from cnn_mnist.config.load import load_config
 
     config = load_config(None if source == "default" else source,
                          overrides={"training.seed": 42, **(changes or {})}).to_dict()

@@ -1,4 +1,4 @@
-"""Data augmentation (cnn_mnist/augment.py, `data.augment`): each change does to pictures what
+"""Data augmentation (cnn_mnist/stages/augment.py, `data.augment`): each change does to pictures what
 it says, the draws are keyed by (seed, epoch, batch), off is the plain pipeline bit for bit,
 and the config, the fit loops, sweeps and the shipped recipe take it."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnn_mnist.config import load_config
-from cnn_mnist.errors import ConfigError
-from cnn_mnist.schema import AugmentConfig
+from cnn_mnist.config.load import load_config
+from cnn_mnist.core.errors import ConfigError
+from cnn_mnist.config.schema import AugmentConfig
 from tests.conftest import TINY_LAYERS, REPO
 
 
@@ -33,7 +33,7 @@ def bar(n: int = 16) -> np.ndarray:
 
 
 def run(x: np.ndarray, seed: int = 1, epoch: int = 0, batch: int = 0, **settings) -> np.ndarray:
-    from cnn_mnist.augment import augment_batch, batch_key
+    from cnn_mnist.stages.augment import augment_batch, batch_key
 
     return augment_batch(x, batch_key(seed, epoch, batch), AugmentConfig(**settings)).numpy()
 
@@ -134,7 +134,7 @@ def test_the_elastic_field_is_the_gaussian_smoothing_of_uniform_noise():
     """The smoothing matrix is scipy's gaussian_filter (mode 'reflect', truncated at 3 sigma)."""
     from scipy import ndimage
 
-    from cnn_mnist.augment import gaussian_matrix
+    from cnn_mnist.stages.augment import gaussian_matrix
 
     noise = np.random.default_rng(0).uniform(-1, 1, (28, 28))
     matrix = gaussian_matrix(28, 4.0).numpy()
@@ -164,8 +164,8 @@ def batches(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
 
 @pytest.mark.parametrize("augment", [None, AugmentConfig(), AugmentConfig(elastic_sigma=6)])
 def test_off_is_the_plain_pipeline_bit_for_bit(tiny_mnist, augment):
-    from cnn_mnist.data import prepare_images
-    from cnn_mnist.train import make_dataset
+    from cnn_mnist.stages.data import prepare_images
+    from cnn_mnist.stages.fit import make_dataset
 
     images, labels = tiny_mnist.x_train[:100], tiny_mnist.y_train[:100].astype(np.int64)
     got = batches(make_dataset(images, labels, 32, True, shuffle=True, seed=5, augment=augment))
@@ -182,7 +182,7 @@ def test_off_is_the_plain_pipeline_bit_for_bit(tiny_mnist, augment):
 def test_augmented_batches_change_the_images_not_the_labels_and_repeat_per_epoch(tiny_mnist):
     import tensorflow as tf
 
-    from cnn_mnist.train import make_dataset
+    from cnn_mnist.stages.fit import make_dataset
 
     images, labels = tiny_mnist.x_train[:96], tiny_mnist.y_train[:96].astype(np.int64)
     on = AugmentConfig(shift=2, rotation=10, elastic_alpha=20)
@@ -206,7 +206,7 @@ def test_augmented_batches_change_the_images_not_the_labels_and_repeat_per_epoch
 
 
 def test_normalize_false_augments_raw_pixels_alike(tiny_mnist):
-    from cnn_mnist.train import make_dataset
+    from cnn_mnist.stages.fit import make_dataset
 
     images, labels = tiny_mnist.x_train[:32], tiny_mnist.y_train[:32].astype(np.int64)
     on = AugmentConfig(rotation=10, thickness=0.5)
@@ -220,11 +220,12 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     `Model.fit` (both through train.train_dataset), so they train alike."""
     import tensorflow as tf
 
-    from cnn_mnist import distribute, train
-    from cnn_mnist.data import prepare
-    from cnn_mnist.model import build_model, compile_model
-    from cnn_mnist.runtime import seed_everything
-    from cnn_mnist.schema import ModelConfig
+    from cnn_mnist.stages import fit
+    from cnn_mnist.training import distribute
+    from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.model import build_model, compile_model
+    from cnn_mnist.core.runtime import seed_everything
+    from cnn_mnist.config.schema import ModelConfig
 
     config = load_config(sets=["training.epochs=2", "training.batch_size=64", "training.seed=3",
                                "tensorboard.enabled=false", "data.augment.rotation=10",
@@ -237,7 +238,7 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
         run_dir = tmp_path / kind
         if kind == "fit":
             model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = train.fit(model, data, config.training, config.tensorboard,
+            histories[kind] = fit.fit(model, data, config.training, config.tensorboard,
                                         run_dir, verbose=0)
         else:
             strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -251,7 +252,7 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     plain = prepare(tiny_mnist, True, None, None)
     seed_everything(3)
     model = compile_model(build_model(model_config), config.compile)
-    unaugmented = train.fit(model, plain, config.training, config.tensorboard, tmp_path / "plain",
+    unaugmented = fit.fit(model, plain, config.training, config.tensorboard, tmp_path / "plain",
                             verbose=0)
     assert unaugmented["loss"] != histories["fit"]["loss"]  # the augmentation was really on
 
@@ -308,7 +309,7 @@ def test_every_key_is_described():
 def test_a_sweep_searches_augment_keys_by_key_path(tmp_path):
     import yaml
 
-    from cnn_mnist.sweep import plan, trial_config
+    from cnn_mnist.tools.sweep import plan, trial_config
 
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump({
@@ -332,7 +333,7 @@ def test_the_handwriting_recipe_loads_and_is_linked_like_the_others():
     assert config.data.augment.active
     link = REPO / "configs" / "handwriting.yaml"
     assert link.is_symlink() and link.read_text() == (
-        REPO / "cnn_mnist" / "configs" / "handwriting.yaml").read_text()
+        REPO / "cnn_mnist" / "config" / "shipped" / "handwriting.yaml").read_text()
     assert load_config(link) == config
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cnn_mnist.cli import cli
-from cnn_mnist.data import IDX_FILES
+from cnn_mnist.stages.data import IDX_FILES
 from tests.conftest import TINY_LAYERS, synthetic_digits, write_idx
 
 

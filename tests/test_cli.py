@@ -125,7 +125,7 @@ def test_the_shell_gives_every_command_its_options_and_errors_once():
     import click
 
     from cnn_mnist.cli import Shell, output_options, user_errors
-    from cnn_mnist.errors import ConfigError
+    from cnn_mnist.core.errors import ConfigError
 
     @click.group(cls=Shell)
     def group():

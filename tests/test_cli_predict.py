@@ -142,8 +142,8 @@ def test_evaluate_reproduces_training(runner, tiny_trained, idx_folder, tmp_path
 
 
 def test_raw_pixel_model_gets_raw_pixels(runner, tiny_config_file, idx_folder, tmp_path):
-    from cnn_mnist.config import load_config
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.config.load import load_config
+    from cnn_mnist.training.pipeline import train
 
     result = train(load_config(tiny_config_file, sets=["data.normalize=false"]), progress=0)
     out = invoke(runner, ["evaluate", "-m", str(result.model_path), "--out", str(tmp_path / "ev")],

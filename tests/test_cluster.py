@@ -1,11 +1,11 @@
-"""TF_CONFIG, read and checked without TensorFlow (cnn_mnist/cluster.py)."""
+"""TF_CONFIG, read and checked without TensorFlow (cnn_mnist/training/cluster.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cnn_mnist.cluster import chief_task, read_tf_config
-from cnn_mnist.errors import ConfigError
+from cnn_mnist.training.cluster import chief_task, read_tf_config
+from cnn_mnist.core.errors import ConfigError
 
 
 def test_tf_config_missing_names_the_variable_and_shows_an_example():

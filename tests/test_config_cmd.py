@@ -14,9 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
-from cnn_mnist.config import (SCHEMA_FILE, json_schema, json_schema_text, load_config,
+from cnn_mnist.config.load import (SCHEMA_FILE, json_schema, json_schema_text, load_config,
                               read_yaml, schema_file, shipped_configs)
-from cnn_mnist.schema import Config
+from cnn_mnist.config.schema import Config
 
 REPO = Path(__file__).resolve().parent.parent
 MODELINE = f"# yaml-language-server: $schema={SCHEMA_FILE}"
@@ -35,7 +35,7 @@ def test_show_prints_the_resolved_config_with_every_default(tmp_path):
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
     assert shown["training"]["epochs"] == 2  # --set
-    from cnn_mnist.config import resolve_config_path
+    from cnn_mnist.config.load import resolve_config_path
 
     in_file = yaml.safe_load(resolve_config_path("speedrun").read_text())
     assert shown["compile"]["learning_rate"] == in_file["compile"]["learning_rate"]  # the file

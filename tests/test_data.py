@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from cnn_mnist import data
-from cnn_mnist.errors import DataError
+from cnn_mnist.stages import data
+from cnn_mnist.core.errors import DataError
 from tests.conftest import write_idx
 
 
@@ -192,8 +192,8 @@ def test_altered_standard_file_fails_checksum(real_mnist_path, tmp_path):
 # --- datasets: known ones checked by content, custom ones by structure -----------------------
 
 from tests.conftest import known_table, synthetic_digits, write_idx_folder  # noqa: E402
-from cnn_mnist.data import Mnist  # noqa: E402
-from cnn_mnist.errors import WrongDataset  # noqa: E402
+from cnn_mnist.stages.data import Mnist  # noqa: E402
+from cnn_mnist.core.errors import WrongDataset  # noqa: E402
 
 
 @pytest.fixture
@@ -283,7 +283,7 @@ def test_regzipped_real_mnist_is_accepted(real_mnist_path, tmp_path):
 
 
 def files_sha(path):
-    from cnn_mnist.files import sha256
+    from cnn_mnist.core.files import sha256
 
     return sha256(path)
 
@@ -301,7 +301,7 @@ def test_real_fashion_mnist_loads_and_mnist_is_named(real_fashion_path, real_mni
 
 def test_custom_is_checked_by_structure_with_a_note(tmp_path, tiny_mnist, caplog):
     folder = write_idx_folder(tmp_path / "kmnist", tiny_mnist)
-    with caplog.at_level("INFO", logger="cnn_mnist.data"):
+    with caplog.at_level("INFO", logger="cnn_mnist.stages.data"):
         loaded = data.load_mnist(folder, dataset="custom")
     assert loaded.dataset == "custom"
     notes = [r.getMessage() for r in caplog.records if "no checksum is known" in r.getMessage()]

@@ -3,8 +3,8 @@ import hashlib
 
 import pytest
 
-from cnn_mnist import datasets
-from cnn_mnist.datasets import KnownFile
+from cnn_mnist.core import datasets
+from cnn_mnist.core.datasets import KnownFile
 
 
 def test_known_datasets_have_ten_names_and_four_files_each():
@@ -38,7 +38,7 @@ def test_identify_by_content_or_by_the_published_gz_checksum():
 def test_real_files_match_the_known_checksums(dataset, request):
     """The table itself: every real file unpacks to the published size and is identified as
     its dataset, by content."""
-    from cnn_mnist.data import idx_bytes
+    from cnn_mnist.stages.data import idx_bytes
 
     folder = request.getfixturevalue("real_mnist_path" if dataset == "mnist"
                                      else "real_fashion_path")

@@ -1,4 +1,4 @@
-"""Distributed training (cnn_mnist/distribute.py): TF_CONFIG, the custom step, and real
+"""Distributed training (cnn_mnist/training/distribute.py): TF_CONFIG, the custom step, and real
 clusters of `cnn train` processes on 127.0.0.1 (mirrored on 2 logical CPU devices, and two
 workers), on a slice of the real digits."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist.config import load_config
-from cnn_mnist.errors import ConfigError
+from cnn_mnist.config.load import load_config
+from cnn_mnist.core.errors import ConfigError
 
 SLICE = ["--set", "data.limit_train=2048", "--set", "data.limit_test=1000", "--seed", "1"]
 
@@ -51,7 +51,7 @@ def test_distribution_settings_are_checked():
 def test_peer_failures_become_one_readable_line():
     import tensorflow as tf
 
-    from cnn_mnist.distribute import peer_failure
+    from cnn_mnist.training.distribute import peer_failure
 
     late = tf.errors.DeadlineExceededError(None, None, (
         "Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0. This usually happens "
@@ -75,11 +75,12 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     read each epoch's order drawn from the seed and the epoch number."""
     import tensorflow as tf
 
-    from cnn_mnist import distribute, train
-    from cnn_mnist.schema import ModelConfig
-    from cnn_mnist.data import prepare
-    from cnn_mnist.model import build_model, compile_model
-    from cnn_mnist.runtime import seed_everything
+    from cnn_mnist.stages import fit
+    from cnn_mnist.training import distribute
+    from cnn_mnist.config.schema import ModelConfig
+    from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.model import build_model, compile_model
+    from cnn_mnist.core.runtime import seed_everything
     from tests.conftest import TINY_LAYERS
 
     config = load_config(sets=["training.epochs=2", "training.batch_size=50", "training.seed=3",
@@ -95,7 +96,7 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
         run_dir.mkdir()
         if kind == "fit":
             model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = train.fit(model, data, config.training, config.tensorboard,
+            histories[kind] = fit.fit(model, data, config.training, config.tensorboard,
                                         run_dir, verbose=0)
         else:
             strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -105,7 +106,7 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
                 distribute.Cluster(strategy, "mirrored", 1), model, data, config.training,
                 config.tensorboard, config.compile.loss, run_dir, verbose=0)
         weights[kind] = [w.numpy() for w in model.weights]
-        assert len(train.read_epochs(run_dir / "epochs.jsonl")) == 2
+        assert len(fit.read_epochs(run_dir / "epochs.jsonl")) == 2
         assert list((run_dir / "train").glob("events.out.tfevents.*"))
         assert (run_dir / "backup").is_dir()
     assert set(histories["distributed"]) == set(histories["fit"]) == {
@@ -119,7 +120,7 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
 def test_distributed_training_runs_in_float32():
     """Keras's LossScaleOptimizer fails inside `strategy.run` (Keras 3.15: "No gradients
     provided"), so "auto" stays float32 under a strategy, and asking for float16 is an error."""
-    from cnn_mnist.model import accelerator_plan
+    from cnn_mnist.stages.model import accelerator_plan
 
     config = load_config(sets=["training.distribution=mirrored"])
     plan = accelerator_plan(config.compile, [("NVIDIA H100", (9, 0))], distributed=True)
@@ -208,13 +209,13 @@ def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_
     assert f"weights {d['weights_sha256'][:16]}" in out
     import keras
 
-    from cnn_mnist.distribute import weights_sha256
-    from cnn_mnist.evaluate import evaluate
+    from cnn_mnist.training.distribute import weights_sha256
+    from cnn_mnist.stages.evaluate import evaluate
 
     model_path = folders[0] / "models" / "digits_recognition_cnn.h5"
     model = keras.models.load_model(model_path, compile=False)
     assert weights_sha256(model) == d["weights_sha256"]
-    from cnn_mnist.data import load_mnist, prepare
+    from cnn_mnist.stages.data import load_mnist, prepare
 
     test = prepare(load_mnist(real_mnist_path, test_only=True), True, None, 1000)
     evaluation = evaluate(model, test.x_test, test.labels_test)

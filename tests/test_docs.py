@@ -16,7 +16,7 @@ import click
 import pytest
 from pydantic import BaseModel
 
-from cnn_mnist import schema
+from cnn_mnist.config import schema
 from cnn_mnist.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent

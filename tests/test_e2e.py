@@ -51,7 +51,7 @@ def test_output_is_clean(default_run):
 def test_saved_model_reproduces_accuracy_with_plain_keras(default_run, real_mnist_path):
     import keras
 
-    from cnn_mnist.data import load_mnist, prepare
+    from cnn_mnist.stages.data import load_mnist, prepare
 
     cwd, _, record = default_run
     model_path = cwd / "models" / "digits_recognition_cnn.h5"
@@ -138,7 +138,7 @@ def test_evaluate_reproduces_train(default_run, real_mnist_path):
 
 
 def test_pictures_on_paper_are_recognized(default_run, real_mnist_path, tmp_path):
-    from cnn_mnist.data import load_mnist
+    from cnn_mnist.stages.data import load_mnist
     from tests.conftest import paper_picture
 
     cwd, _, _ = default_run

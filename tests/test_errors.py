@@ -1,4 +1,4 @@
-"""The user's errors (cnn_mnist/errors.py): exit codes, and one message, never a traceback."""
+"""The user's errors (cnn_mnist/core/errors.py): exit codes, and one message, never a traceback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cnn_mnist import errors
+from cnn_mnist.core import errors
 from cnn_mnist.cli import user_errors
 
 

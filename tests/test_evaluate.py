@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from cnn_mnist import evaluate
+from cnn_mnist.stages import evaluate
 
 
 def test_confusion_matrix_counts():
@@ -37,9 +37,9 @@ def test_crossentropy_matches_keras():
 
 
 def test_evaluate_matches_model_evaluate(tiny_mnist):
-    from cnn_mnist.config import validate
-    from cnn_mnist.data import prepare
-    from cnn_mnist.model import build_model, compile_model
+    from cnn_mnist.config.load import validate
+    from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.model import build_model, compile_model
     from tests.conftest import TINY_LAYERS
 
     config = validate({"model": {"layers": TINY_LAYERS}})
@@ -126,8 +126,8 @@ def test_evaluate_model_names_classes_from_the_model_file(tiny_trained, idx_fold
 
 def test_evaluate_refuses_test_data_of_another_dataset(tiny_trained, idx_folder, tiny_mnist,
                                                         tmp_path, monkeypatch):
-    from cnn_mnist import data
-    from cnn_mnist.errors import WrongDataset
+    from cnn_mnist.stages import data
+    from cnn_mnist.core.errors import WrongDataset
 
     model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
     with pytest.raises(WrongDataset, match=r"fashion.h5 was trained on Fashion-MNIST, not MNIST"):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cnn_mnist import export, predict, saved
+from cnn_mnist.stages import export, saved
+from cnn_mnist.tools import predict
 from cnn_mnist.cli import cli
-from cnn_mnist.errors import ExportError, ModelFileError, OutputError
+from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
 from tests.conftest import cnn_process
 
 CASES = [("litert", "none"), ("litert", "float16"), ("litert", "int8"), ("onnx", "none"),
@@ -69,7 +70,7 @@ def test_quantized_exports_are_smaller(own_run, idx_folder):
 
 
 def test_evaluate_reads_an_export_as_the_model(own_run, idx_folder, tmp_path):
-    from cnn_mnist.evaluate import evaluate_model
+    from cnn_mnist.stages.evaluate import evaluate_model
 
     model, logs, _ = own_run
     done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
@@ -93,7 +94,7 @@ def test_train_writes_a_checked_litert_export(tiny_trained):
 
 
 def test_runs_show_lists_the_exports(own_run, idx_folder):
-    from cnn_mnist.runs_report import format_show
+    from cnn_mnist.tools.runs_report import format_show
 
     model, logs, result = own_run
     export.export_model(model, "onnx", "int8", data_path=str(idx_folder), log_dir=logs)
@@ -130,8 +131,8 @@ def test_a_quantized_export_that_loses_too_much_is_not_written(own_run, idx_fold
 
 
 def _test_set(model, idx_folder):
-    from cnn_mnist.data import load_mnist, prepare_images
-    from cnn_mnist.evaluate import predict_probabilities
+    from cnn_mnist.stages.data import load_mnist, prepare_images
+    from cnn_mnist.stages.evaluate import predict_probabilities
 
     mnist = load_mnist(str(idx_folder), test_only=True)
     x = prepare_images(mnist.x_test)
@@ -226,7 +227,7 @@ def test_exported_models_predict_as_the_h5_in_a_process(own_run, idx_folder):
 def test_serve_serves_an_export(own_run, idx_folder):
     """`cnn serve --model x.onnx`: predictions and test digits through ONNX Runtime; the
     network's views need the Keras model and say so (422)."""
-    from cnn_mnist import serve
+    from cnn_mnist.tools import serve
 
     model, logs, result = own_run
     done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)

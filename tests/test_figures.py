@@ -1,4 +1,4 @@
-"""Pictures of digits (cnn_mnist/figures.py) and the worst-mistakes grid built on them."""
+"""Pictures of digits (cnn_mnist/analysis/figures.py) and the worst-mistakes grid built on them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from cnn_mnist import evaluate, figures, predict
+from cnn_mnist.analysis import figures
+from cnn_mnist.stages import evaluate
+from cnn_mnist.tools import predict
 
 
 def _size(png: bytes) -> tuple[int, int]:

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from cnn_mnist import files
-from cnn_mnist.errors import OutputError
+from cnn_mnist.core import files
+from cnn_mnist.core.errors import OutputError
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path):

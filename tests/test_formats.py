@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cnn_mnist import formats, saved
-from cnn_mnist.errors import ExportError
+from cnn_mnist.stages import formats, saved
+from cnn_mnist.core.errors import ExportError
 
 META = {"run_id": "r-1", "dataset": "custom", "class_names": list("abcdefghij"),
         "config": {"data": {"normalize": False}}}

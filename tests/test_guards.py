@@ -1,4 +1,4 @@
-"""Runs that cannot work end in one line, a non-zero exit and nothing lost (cnn_mnist/guards.py):
+"""Runs that cannot work end in one line, a non-zero exit and nothing lost (cnn_mnist/stages/guards.py):
 a diverging loss, a model at chance, a model too large for memory, an out-of-memory while
 training, a model input that is not the data's shape, and a run killed without a word."""
 
@@ -14,17 +14,17 @@ import time
 import numpy as np
 import pytest
 
-from cnn_mnist import guards
-from cnn_mnist.config import load_config
-from cnn_mnist.data import Mnist
-from cnn_mnist.errors import CnnError, ConfigError
+from cnn_mnist.stages import guards
+from cnn_mnist.config.load import load_config
+from cnn_mnist.stages.data import Mnist
+from cnn_mnist.core.errors import CnnError, ConfigError
 from tests.conftest import cnn_process, synthetic_digits, write_idx_folder
 
 QUICK = ["tensorboard.enabled=false", "training.epochs=1"]
 
 
 def test_a_loss_that_is_not_finite_stops_the_run_at_once(tmp_path, tiny_config_file):
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     good = train(load_config(tiny_config_file, sets=QUICK), progress=0)
     stable = good.model_path.read_bytes()
@@ -44,7 +44,7 @@ def test_a_loss_that_is_not_finite_stops_the_run_at_once(tmp_path, tiny_config_f
 def test_a_run_at_chance_says_so_and_keeps_the_better_model(tmp_path, tiny_config_file):
     """Labels that do not go with their images (shuffled): the model cannot beat a constant
     guess; it is kept in its run folder, not published over the one that learnt."""
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     good = train(load_config(tiny_config_file, sets=QUICK), progress=0)
     stable = good.model_path.read_bytes()
@@ -111,7 +111,7 @@ class AllocateTooMuch:
 
 
 def test_out_of_memory_while_training_is_one_line(tmp_path, tiny_config_file):
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=QUICK)
     with pytest.raises(CnnError, match=r"out of memory while training \([\d,]+ parameters, batch "
@@ -124,7 +124,7 @@ def test_out_of_memory_while_training_is_one_line(tmp_path, tiny_config_file):
 
 
 def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tiny_config_file):
-    from cnn_mnist.pipeline import request, train
+    from cnn_mnist.training.pipeline import request, train
 
     config = load_config(tiny_config_file, sets=[*QUICK, "model.input_shape=[32, 32, 1]"])
     with pytest.raises(ConfigError, match=r"model.input_shape is 32x32x1, but the data's images "
@@ -144,7 +144,7 @@ def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tin
 
 
 def test_a_killed_run_shows_as_interrupted(tmp_path):
-    from cnn_mnist.runs import now, summarize
+    from cnn_mnist.tools.runs import now, summarize
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

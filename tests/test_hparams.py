@@ -1,4 +1,4 @@
-"""Every run in TensorBoard's HParams dashboard (cnn_mnist/hparams.py): the settings flattened
+"""Every run in TensorBoard's HParams dashboard (cnn_mnist/training/hparams.py): the settings flattened
 from the config, and the plugin data read back from real event files."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from cnn_mnist import hparams
-from cnn_mnist.config import load_config
+from cnn_mnist.training import hparams
+from cnn_mnist.config.load import load_config
 
 LECTURE = "C32-C64-P2-D0.25-F-U128-D0.5-U10"
 

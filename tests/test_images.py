@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn_mnist.images import MAX_PIXELS, ImageError, load_digit, save_digit_png, to_mnist
+from cnn_mnist.analysis.images import MAX_PIXELS, ImageError, load_digit, save_digit_png, to_mnist
 from tests.conftest import paper_picture, synthetic_digits
 
 
@@ -256,7 +256,7 @@ def test_a_blank_page_with_specks_has_no_digit():
 
 
 def test_each_kind_of_bad_picture_has_its_own_error(tmp_path):
-    from cnn_mnist.images import NoDigit, NotAPicture, PictureTooLarge
+    from cnn_mnist.analysis.images import NoDigit, NotAPicture, PictureTooLarge
 
     Image.new("L", (200, 200), 240).save(tmp_path / "blank.png")
     cases = [(b"not a picture", NotAPicture), (_bilevel_png(8000, 6000), PictureTooLarge),

@@ -1,15 +1,33 @@
-"""The code's shape, as docs/layout.md promises it: short functions, thin
-commands, no import cycles (imports inside functions count), a test file per module."""
+"""The code's shape, as README's "How the code is laid out" promises it: subpackages that name
+the layers, each importing only the layers below it (imports inside functions count); no import
+cycles; no module named like one of the standard library's; a core and a config with no click
+and no TensorFlow at import; short functions, thin commands, a test file per module."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cnn_mnist"
-MODULES = sorted(p for p in PACKAGE.glob("*.py") if not p.name.startswith("__"))
+# Bottom to top; a module outside these (cli, __main__, the package itself) is on top of them.
+LAYERS = ["core", "config", "analysis", "stages", "training", "tools"]
+TOP = len(LAYERS)
+# No click anywhere in these, and TensorFlow or Keras only inside a function (runtime's import).
+PLAIN = ["core", "config"]
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if not p.name.startswith("__"))
+
+
+def _name(path: Path) -> str:
+    """`tools.serve` for cnn_mnist/tools/serve.py, `cli` for cnn_mnist/cli.py."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def _rank(module: str) -> int:
+    layer = module.split(".")[0]
+    return LAYERS.index(layer) if layer in LAYERS else TOP
 
 
 def _tree(path: Path) -> ast.Module:
@@ -36,11 +54,11 @@ def _body_lines(function) -> int:
     return body[-1].end_lineno - body[0].lineno + 1 if body else 0
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULES, ids=_name)
 def test_no_function_is_longer_than_60_lines(path):
     long = [(f.name, f.end_lineno - f.lineno + 1) for f in _functions(_tree(path))
             if f.end_lineno - f.lineno + 1 > 60]
-    assert not long, f"{path.name}: {long}"
+    assert not long, f"{_name(path)}: {long}"
 
 
 def test_every_command_body_fits_in_30_lines():
@@ -51,23 +69,52 @@ def test_every_command_body_fits_in_30_lines():
     assert not long, long
 
 
-def _imports(path: Path) -> set[str]:
-    """The package modules `path` imports, anywhere in it (functions included)."""
-    found = set()
+def _imports(path: Path, known: set[str]) -> dict[str, int]:
+    """The package modules `path` imports, anywhere in it (functions included), with the line
+    of the first import of each."""
+    found: dict[str, int] = {}
+
+    def add(name: str, line: int) -> None:
+        if name in known and name != _name(path):
+            found.setdefault(name, line)
+
     for node in ast.walk(_tree(path)):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "cnn_mnist":
-                found |= {alias.name for alias in node.names}
-            elif node.module.startswith("cnn_mnist."):
-                found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module == "cnn_mnist" or node.module.startswith("cnn_mnist."):
+                base = node.module.removeprefix("cnn_mnist").lstrip(".")
+                for alias in node.names:  # `from cnn_mnist.core import errors` names a module
+                    add(f"{base}.{alias.name}".lstrip("."), node.lineno)
+                add(base, node.lineno)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("cnn_mnist.")}
-    return found - {path.stem}
+            for alias in node.names:
+                if alias.name.startswith("cnn_mnist."):
+                    add(alias.name.removeprefix("cnn_mnist."), node.lineno)
+    return found
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    known = {_name(p) for p in MODULES}
+    return {_name(path): _imports(path, known) for path in MODULES}
+
+
+def test_the_layers_are_the_packages():
+    found = {p.relative_to(PACKAGE).parts[0] for p in MODULES if len(p.relative_to(PACKAGE).parts) > 1}
+    assert found <= set(LAYERS), f"subpackages not in LAYERS: {sorted(found - set(LAYERS))}"
+    for layer in LAYERS:
+        assert (PACKAGE / layer / "__init__.py").is_file(), f"cnn_mnist/{layer}/ has no __init__.py"
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    upward = [f"{module} (layer {LAYERS[_rank(module)] if _rank(module) < TOP else 'top'}) "
+              f"imports {target} (layer {LAYERS[_rank(target)] if _rank(target) < TOP else 'top'})"
+              f" at line {line}"
+              for module, imports in _graph().items() for target, line in imports.items()
+              if _rank(target) > _rank(module)]
+    assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
 
 
 def test_no_import_cycles():
-    graph = {path.stem: _imports(path) for path in MODULES}
-    graph = {m: {i for i in imports if i in graph} for m, imports in graph.items()}
+    graph = {m: set(imports) for m, imports in _graph().items()}
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:
         for nxt in graph[start]:
@@ -79,7 +126,32 @@ def test_no_import_cycles():
     assert not cycles, f"modules on an import cycle: {cycles}"
 
 
+def test_no_module_is_named_like_the_standard_librarys():
+    shadows = [_name(p) for p in MODULES if p.stem in sys.stdlib_module_names]
+    shadows += [d.name for d in PACKAGE.iterdir() if d.is_dir() and d.name in
+                sys.stdlib_module_names]
+    assert not shadows, f"named like a standard library module: {shadows}"
+
+
+@pytest.mark.parametrize("layer", PLAIN)
+def test_the_plain_layers_import_no_click_and_no_tensorflow_at_import(layer):
+    found = []
+    for path in sorted((PACKAGE / layer).glob("*.py")):
+        tree = _tree(path)
+        top_level = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""]
+                for name in names:
+                    root = name.split(".")[0]
+                    if root == "click" or (root in ("tensorflow", "keras")
+                                           and id(node) in top_level):
+                        found.append(f"{_name(path)}:{node.lineno} imports {name}")
+    assert not found, found
+
+
 def test_every_module_has_its_test_file():
     tests = Path(__file__).resolve().parent
-    missing = [p.name for p in MODULES if not (tests / f"test_{p.stem}.py").is_file()]
+    missing = [_name(p) for p in MODULES if not (tests / f"test_{p.stem}.py").is_file()]
     assert not missing, f"no tests/test_<module>.py for {missing}"

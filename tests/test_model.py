@@ -3,8 +3,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from cnn_mnist.config import load_config, validate
-from cnn_mnist.model import build_model, compile_model
+from cnn_mnist.config.load import load_config, validate
+from cnn_mnist.stages.model import build_model, compile_model
 
 
 def test_lecture_model_has_1199882_params():
@@ -35,7 +35,7 @@ def test_compile_uses_config():
 
 @pytest.mark.parametrize("kind", ["one_cycle", "cosine"])
 def test_schedules(kind):
-    from cnn_mnist.model import learning_rate
+    from cnn_mnist.stages.model import learning_rate
 
     config = load_config(sets=["compile.learning_rate=0.01",
                                f"compile.schedule={{type: {kind}, warmup: 0.2}}"]).compile
@@ -52,7 +52,7 @@ def test_schedules(kind):
 
 
 def test_model_with_schedule_loads_with_plain_keras(tmp_path):
-    from cnn_mnist.save import save_model
+    from cnn_mnist.stages.save import save_model
 
     config = load_config("speedrun")
     model = compile_model(build_model(config.model), config.compile, total_steps=50)
@@ -85,7 +85,7 @@ def test_adam_betas_and_label_smoothing_reach_keras():
 def test_onednn_capped_at_avx2_computes_in_float32(monkeypatch):
     """ONEDNN_MAX_CPU_ISA=AVX2 (how an AVX2-only CPU is emulated) keeps oneDNN from its
     bfloat16 kernels: `auto` then picks float32, as on that CPU."""
-    from cnn_mnist.model import accelerator_plan
+    from cnn_mnist.stages.model import accelerator_plan
 
     flags = frozenset({"avx2", "avx512f", "avx512_bf16"})
     assert accelerator_plan(load_config().compile, [], flags).dtype_policy == "mixed_bfloat16"
@@ -98,7 +98,7 @@ def test_onednn_capped_at_avx2_computes_in_float32(monkeypatch):
 
 
 def test_accelerator_plan_uses_what_helps_on_the_hardware():
-    from cnn_mnist.model import accelerator_plan
+    from cnn_mnist.stages.model import accelerator_plan
 
     auto = load_config().compile
     cpu = accelerator_plan(auto, [], frozenset({"avx2", "fma"}))
@@ -127,7 +127,7 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
 
 
 def test_cpu_flags_reads_cpuinfo(tmp_path):
-    from cnn_mnist.model import cpu_flags
+    from cnn_mnist.stages.model import cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
@@ -140,7 +140,7 @@ def test_cpu_flags_reads_cpuinfo(tmp_path):
 
 
 def test_compile_passes_the_plan_to_keras():
-    from cnn_mnist.model import accelerator_plan
+    from cnn_mnist.stages.model import accelerator_plan
 
     config = load_config(sets=["compile.steps_per_execution=8"])
     model = compile_model(build_model(config.model), config.compile,
@@ -155,9 +155,9 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     stays float32, float16's loss is scaled, and the saved model and export are float32."""
     import numpy as np
 
-    from cnn_mnist.data import prepare
-    from cnn_mnist.save import export_litert, load_model, save_model
-    from cnn_mnist.train import fit
+    from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.save import export_litert, load_model, save_model
+    from cnn_mnist.stages.fit import fit
     from tests.conftest import TINY_LAYERS
 
     config = validate({"model": {"layers": TINY_LAYERS},

@@ -1,8 +1,8 @@
-"""What a network computes, pictured (cnn_mnist/network.py): the one arithmetic of output
+"""What a network computes, pictured (cnn_mnist/analysis/network.py): the one arithmetic of output
 sizes (shapes.py's) against Keras's own shapes, and the tiles training's TensorBoard shows.
 
 Real TensorFlow on a tiny model with seeded random weights; `cnn inspect`'s own tests
-(tests/test_inspect.py) cover the pictures and one value by hand.
+(tests/test_inspection.py) cover the pictures and one value by hand.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnn_mnist import network, shapes
+from cnn_mnist.analysis import network
+from cnn_mnist.config import shapes
 
 LAYERS = [
     {"type": "Conv2D", "filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"},
@@ -22,8 +23,8 @@ LAYERS = [
 
 @pytest.fixture(scope="module")
 def model():
-    from cnn_mnist.model import build_model
-    from cnn_mnist.schema import ModelConfig
+    from cnn_mnist.stages.model import build_model
+    from cnn_mnist.config.schema import ModelConfig
 
     return build_model(ModelConfig.model_validate({"layers": LAYERS}))
 

@@ -1,10 +1,10 @@
-"""Default locations (cnn_mnist/paths.py): one place for the schema and the CLI."""
+"""Default locations (cnn_mnist/core/paths.py): one place for the schema and the CLI."""
 
 from __future__ import annotations
 
 from click.testing import CliRunner
 
-from cnn_mnist import paths
+from cnn_mnist.core import paths
 from cnn_mnist.cli import cli
 
 

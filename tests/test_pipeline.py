@@ -1,4 +1,4 @@
-"""The whole training run (cnn_mnist/pipeline.py): artifacts, run record, seeds, stopping,
+"""The whole training run (cnn_mnist/training/pipeline.py): artifacts, run record, seeds, stopping,
 checkpoints, the stable model path, and what happens when outputs cannot be written."""
 
 import json
@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist.config import load_config
-from cnn_mnist.data import prepare
-from tests.test_train import event_tags
+from cnn_mnist.config.load import load_config
+from cnn_mnist.stages.data import prepare
+from tests.test_fit import event_tags
 
 
 def test_same_seed_same_metrics(tiny_config_file):
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     quick = ["tensorboard.enabled=false", "training.epochs=1"]
     config = load_config(tiny_config_file, sets=quick)
@@ -31,7 +31,7 @@ def test_pipeline_writes_every_artifact(tiny_config_file):
 
     import keras
 
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file)
     result = train(config, config_source=str(tiny_config_file), progress=0)
@@ -48,15 +48,15 @@ def test_pipeline_writes_every_artifact(tiny_config_file):
     assert load_config(record["paths"]["config"]) == config  # the resolved config, reloadable
     assert "confusion_matrix" in event_tags(result.run_dir / "evaluation")
     model = keras.models.load_model(result.model_path)
-    x = prepare(__import__("cnn_mnist.data", fromlist=["load_mnist"]).load_mnist(
+    x = prepare(__import__("cnn_mnist.stages.data", fromlist=["load_mnist"]).load_mnist(
         config.data.path)).x_test
     accuracy = (model.predict(x, verbose=0).argmax(1) == result.evaluation.labels).mean()
     assert accuracy == pytest.approx(result.evaluation.accuracy)
 
 
 def test_unwritable_model_path_fails_before_training(tmp_path, tiny_config_file):
-    from cnn_mnist.errors import OutputError
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.training.pipeline import train
 
     (tmp_path / "blocked").write_text("a file where a folder should be")
     config = load_config(tiny_config_file, sets=[f"output.model_path={tmp_path}/blocked/m.h5"])
@@ -68,7 +68,7 @@ def test_unwritable_model_path_fails_before_training(tmp_path, tiny_config_file)
 def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
     import json
 
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     # val_loss never improves by 100: stop after patience + 1 epochs. (Not a learning rate of ~0:
     # a model left at chance is a failed run.)
@@ -83,8 +83,8 @@ def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
 def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
     import json
 
-    from cnn_mnist.save import load_model, read_metadata
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.stages.save import load_model, read_metadata
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["training.epochs=3",
                                                  "training.checkpoint={monitor: val_accuracy}"])
@@ -98,8 +98,8 @@ def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
 
 
 def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
-    from cnn_mnist.pipeline import train
-    from cnn_mnist.save import read_metadata
+    from cnn_mnist.training.pipeline import train
+    from cnn_mnist.stages.save import read_metadata
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     first = train(config, progress=0)
@@ -111,8 +111,8 @@ def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
 
 
 def test_foreign_model_is_not_replaced_without_overwrite(tmp_path, tiny_config_file):
-    from cnn_mnist.errors import OutputError
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     target = tmp_path / "models" / "tiny.h5"
@@ -144,7 +144,7 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     for record in records:
         run_model = record["paths"]["run_model"]
         assert run_model.startswith(record["paths"]["logs"])
-    from cnn_mnist.save import load_model, read_metadata
+    from cnn_mnist.stages.save import load_model, read_metadata
 
     assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
     load_model(tmp_path / "models" / "tiny.h5")
@@ -155,7 +155,7 @@ def test_run_record_says_how_it_ran(tiny_trained):
     """run.json's `accelerator`: this machine's plan, with XLA as Keras resolved it."""
     import tensorflow as tf
 
-    from cnn_mnist.model import cpu_flags
+    from cnn_mnist.stages.model import cpu_flags
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("the CPU plan is checked here; the GPU plan in test_model.py")
@@ -182,8 +182,8 @@ def test_a_write_error_in_training_fails_the_run_cleanly(tiny_config_file, monke
     """Without root: the backup of epoch 2 cannot be written (ENOSPC from the writer)."""
     import keras
 
-    from cnn_mnist.errors import OutputError
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["training.epochs=3"])
     model_path = Path(config.output.model_path)
@@ -212,9 +212,9 @@ def test_a_write_error_in_training_fails_the_run_cleanly(tiny_config_file, monke
 
 
 def test_the_backup_file_writer_failing_leaves_the_last_backup(tmp_path, tiny_mnist):
-    from cnn_mnist.errors import OutputError
-    from cnn_mnist.model import build_model, compile_model
-    from cnn_mnist.train import Backup
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.stages.model import build_model, compile_model
+    from cnn_mnist.stages.fit import Backup
 
     config = load_config(sets=["model.layers=[{type: Flatten}, {type: Dense, units: 10, "
                                "activation: softmax}]"])
@@ -288,7 +288,7 @@ def test_a_full_disk_for_real(tmp_path, idx_folder):
 def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config_file):
     """`cnn train --resume` takes no --config (its source reads `default`): the run record keeps
     the config the run was started from, which `cnn runs` compares against."""
-    from cnn_mnist.pipeline import request, train
+    from cnn_mnist.training.pipeline import request, train
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     first = train(config, config_source=str(tiny_config_file), progress=0)
@@ -307,8 +307,8 @@ def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config
 @pytest.mark.parametrize("precision", ["false", "true"])  # the report: last epoch's or its own
 def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file, precision):
     """The dataset and its class names go into run.json, the model file and the reports."""
-    from cnn_mnist import save
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.stages import save
+    from cnn_mnist.training.pipeline import train
 
     names = [f"kana {k}" for k in range(10)]
     config = load_config(tiny_config_file, sets=["data.dataset=custom",
@@ -335,7 +335,7 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
 
 
 def test_an_mnist_run_records_mnist(tiny_trained):
-    from cnn_mnist import save
+    from cnn_mnist.stages import save
 
     model_path, result = tiny_trained
     assert json.loads(result.record_path.read_text())["dataset"] == "mnist"
@@ -346,7 +346,7 @@ def test_an_mnist_run_records_mnist(tiny_trained):
 def test_the_data_line_gives_the_slice_taken(tiny_config_file, caplog):
     import logging
 
-    from cnn_mnist.pipeline import train
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["tensorboard.enabled=false", "training.epochs=1",
                                                  "data.limit_train=100", "data.limit_test=50"])

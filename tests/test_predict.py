@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from cnn_mnist import predict
-from cnn_mnist.errors import CnnError
+from cnn_mnist.tools import predict
+from cnn_mnist.core.errors import CnnError
 
 
 def test_parse_indices():
@@ -51,8 +51,8 @@ def test_render_is_28_rows_of_blocks():
 
 
 def test_probabilities_match_model_predict(tiny_mnist):
-    from cnn_mnist.config import validate
-    from cnn_mnist.model import build_model
+    from cnn_mnist.config.load import validate
+    from cnn_mnist.stages.model import build_model
     from tests.conftest import TINY_LAYERS
 
     model = build_model(validate({"model": {"layers": TINY_LAYERS}}).model)
@@ -66,9 +66,9 @@ def test_probabilities_match_model_predict(tiny_mnist):
 
 @pytest.fixture
 def trained_tiny(tiny_mnist):
-    from cnn_mnist.config import validate
-    from cnn_mnist.data import prepare
-    from cnn_mnist.model import build_model, compile_model
+    from cnn_mnist.config.load import validate
+    from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.model import build_model, compile_model
     from tests.conftest import TINY_LAYERS
 
     config = validate({"model": {"layers": TINY_LAYERS}})
@@ -79,7 +79,7 @@ def trained_tiny(tiny_mnist):
 
 
 def test_litert_export_matches_keras(tmp_path, trained_tiny):
-    from cnn_mnist.save import export_litert
+    from cnn_mnist.stages.save import export_litert
 
     model, data = trained_tiny
     lite = predict.LiteRTModel(export_litert(model, tmp_path / "m.tflite"))
@@ -92,8 +92,8 @@ def test_litert_export_matches_keras(tmp_path, trained_tiny):
 
 
 def test_open_model_uses_litert_only_when_it_matches(tmp_path, trained_tiny):
-    from cnn_mnist import files
-    from cnn_mnist.save import export_litert, save_model
+    from cnn_mnist.core import files
+    from cnn_mnist.stages.save import export_litert, save_model
 
     model, _ = trained_tiny
     lite = export_litert(model, tmp_path / "m.tflite")

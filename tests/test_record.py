@@ -1,11 +1,11 @@
-"""The typed run record (cnn_mnist/record.py): what the run writes is what the tools read,
+"""The typed run record (cnn_mnist/training/record.py): what the run writes is what the tools read,
 and older or damaged run.json files still read (or say what is wrong)."""
 
 from __future__ import annotations
 
 import json
 
-from cnn_mnist import record
+from cnn_mnist.training import record
 
 
 def _write(folder, data) -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from cnn_mnist.data import IDX_FILES
+from cnn_mnist.stages.data import IDX_FILES
 from tests.conftest import sigint_as_in_a_terminal, synthetic_digits, write_idx
 
 pytestmark = pytest.mark.slow  # every test here starts real training processes
@@ -175,7 +175,7 @@ def batches_logged(run_dir) -> int:
 
 
 def epoch_records(run_dir) -> list[dict]:
-    from cnn_mnist.train import read_epochs
+    from cnn_mnist.stages.fit import read_epochs
 
     return read_epochs(run_dir / "epochs.jsonl")
 

@@ -1,4 +1,4 @@
-"""Run folders and run.json (cnn_mnist/runs.py): ids, the run to resume, the record's states."""
+"""Run folders and run.json (cnn_mnist/tools/runs.py): ids, the run to resume, the record's states."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from cnn_mnist import runs
-from cnn_mnist.errors import ConfigError
+from cnn_mnist.tools import runs
+from cnn_mnist.core.errors import ConfigError
 
 
 def _run(log_dir, run_id, status=None):
@@ -79,7 +79,7 @@ def test_a_stopped_stage_is_recorded_and_the_error_goes_on(tmp_path, error, stat
 
 
 def test_run_config_comes_back_with_a_new_data_path(tmp_path):
-    from cnn_mnist.config import load_config
+    from cnn_mnist.config.load import load_config
 
     import yaml
 

@@ -1,9 +1,9 @@
-"""What `cnn runs` prints (cnn_mnist/runs_report.py), from realistic run folders."""
+"""What `cnn runs` prints (cnn_mnist/tools/runs_report.py), from realistic run folders."""
 
 from __future__ import annotations
 
-from cnn_mnist import runs
-from cnn_mnist.runs_report import format_comparison, format_list, format_show, seconds, table
+from cnn_mnist.tools import runs
+from cnn_mnist.tools.runs_report import format_comparison, format_list, format_show, seconds, table
 from tests.conftest import write_run_record
 
 
@@ -55,7 +55,7 @@ def test_a_fashion_run_shows_its_dataset_and_class_names(tmp_path):
     logs = tmp_path / "fit"
     folder = write_run_record(logs, "20261104-090000-dddd", source="fashion")
     matrix = json.loads((folder / "confusion_matrix.json").read_text())
-    from cnn_mnist.datasets import CLASS_NAMES
+    from cnn_mnist.core.datasets import CLASS_NAMES
 
     names = list(CLASS_NAMES["fashion_mnist"])
     (folder / "confusion_matrix.json").write_text(json.dumps({**matrix, "class_names": names}))

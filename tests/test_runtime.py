@@ -1,4 +1,4 @@
-"""TensorFlow start-up (cnn_mnist/runtime.py): quiet by default, replayed on failure; seeds."""
+"""TensorFlow start-up (cnn_mnist/core/runtime.py): quiet by default, replayed on failure; seeds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cnn_mnist import runtime
+from cnn_mnist.core import runtime
 
 
 def _write_fd2(text: str) -> None:
@@ -53,6 +53,6 @@ def test_same_seed_same_draws():
 
 @pytest.mark.slow
 def test_import_is_quiet_unless_verbose():
-    code = "from cnn_mnist.runtime import import_tensorflow; import_tensorflow(%s)"
+    code = "from cnn_mnist.core.runtime import import_tensorflow; import_tensorflow(%s)"
     quiet = subprocess.run([sys.executable, "-c", code % "False"], capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_mnist.config import validate
-from cnn_mnist.errors import ModelFileError
-from cnn_mnist.model import build_model, compile_model
-from cnn_mnist.save import load_model, save_model
+from cnn_mnist.config.load import validate
+from cnn_mnist.core.errors import ModelFileError
+from cnn_mnist.stages.model import build_model, compile_model
+from cnn_mnist.stages.save import load_model, save_model
 from tests.conftest import TINY_LAYERS
 
 
@@ -80,7 +80,7 @@ def test_not_a_digit_classifier(tmp_path, shape, units, expected):
 
 @pytest.mark.parametrize("name", ["m.h5", "m.keras"])
 def test_metadata_travels_with_the_model(tmp_path, tiny_model, name):
-    from cnn_mnist.save import read_metadata
+    from cnn_mnist.stages.save import read_metadata
 
     path = save_model(tiny_model, tmp_path / name, {"config": {"data": {"normalize": False}}})
     assert read_metadata(path) == {"config": {"data": {"normalize": False}}}
@@ -97,7 +97,7 @@ def test_empty_model_file(tmp_path):
 
 
 def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
-    from cnn_mnist import save
+    from cnn_mnist.stages import save
 
     old = save_model(tiny_model, tmp_path / "old.h5")  # no metadata: an older model
     assert save.class_names(old) == [str(d) for d in range(10)]
@@ -112,7 +112,7 @@ def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
 
 
 def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
-    from cnn_mnist.save import class_names
+    from cnn_mnist.stages.save import class_names
 
     plain = save_model(tiny_model, tmp_path / "plain.h5", {"run_id": "x"})
     assert class_names(plain) == [str(i) for i in range(10)]

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist import saved
-from cnn_mnist.errors import ModelFileError
+from cnn_mnist.stages import saved
+from cnn_mnist.core.errors import ModelFileError
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_handle_reads_what_save_stored(tiny_trained):
-    from cnn_mnist import save
+    from cnn_mnist.stages import save
 
     model_path, result = tiny_trained
     handle = saved.open_saved(model_path)
@@ -52,7 +52,7 @@ def test_predictor_uses_the_checked_litert_beside(tiny_trained, tmp_path):
 
 def test_opening_reads_metadata_without_tensorflow(tiny_trained):
     """The CLI checks and names classes before TensorFlow is imported."""
-    code = ("import sys; from cnn_mnist.saved import open_saved; "
+    code = ("import sys; from cnn_mnist.stages.saved import open_saved; "
             f"h = open_saved({str(tiny_trained[0])!r}); "
             "print(h.class_names[3], h.dataset, h.run_id is not None, h.litert_beside() is not None);"
             "p, b = h.predictor(); print(b, p(__import__('numpy').zeros((2, 28, 28, 1))).shape);"
@@ -102,7 +102,7 @@ def test_an_export_has_no_keras_model(tiny_trained):
 
 def test_litert_metadata_reads_the_flatbuffer(tiny_trained, tmp_path):
     """`cnn train`'s .tflite carries the model's metadata; one without any reads as {}."""
-    from cnn_mnist.save import export_litert
+    from cnn_mnist.stages.save import export_litert
 
     model_path, result = tiny_trained
     data = Path(model_path).with_suffix(".tflite").read_bytes()

@@ -1,12 +1,12 @@
-"""The typed schema (cnn_mnist/schema.py): the lecture's defaults, strict and frozen sections."""
+"""The typed schema (cnn_mnist/config/schema.py): the lecture's defaults, strict and frozen sections."""
 
 from __future__ import annotations
 
 import pydantic
 import pytest
 
-from cnn_mnist import paths
-from cnn_mnist.schema import Config, Conv2D, LAYER_NAMES
+from cnn_mnist.core import paths
+from cnn_mnist.config.schema import Config, Conv2D, LAYER_NAMES
 
 
 def test_defaults_are_the_lecture_model():
@@ -40,13 +40,13 @@ def test_with_values_replaces_nested_keys_and_keeps_the_rest():
 
 
 def test_every_layer_type_has_a_shape_rule():
-    from cnn_mnist.shapes import RULES
+    from cnn_mnist.config.shapes import RULES
 
     assert set(RULES) == set(LAYER_NAMES)
 
 
 def test_dataset_and_class_names():
-    from cnn_mnist.schema import DataConfig
+    from cnn_mnist.config.schema import DataConfig
 
     assert DataConfig().dataset == "mnist" and DataConfig().names == [str(d) for d in range(10)]
     fashion = DataConfig(dataset="fashion_mnist")

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn_mnist import inspect, serve
-from cnn_mnist.images import load_digit
+from cnn_mnist.tools import inspection, serve
+from cnn_mnist.analysis.images import load_digit
 from tests.conftest import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
                        ("icon.svg", "image/svg+xml")]:
         status, headers, body = call(server, "GET", f"/static/{name}")
         assert status == 200 and headers["Content-Type"].startswith(kind)
-        assert body == (REPO / "cnn_mnist" / "static" / name).read_bytes()
+        assert body == (REPO / "cnn_mnist" / "tools" / "static" / name).read_bytes()
         external = body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")  # a name, not a fetch
         assert not re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", external), name  # no CDN
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
@@ -144,14 +144,14 @@ def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
 
 def test_the_static_files_are_package_data():
     text = (REPO / "pyproject.toml").read_text()
-    assert '"static/*"' in text
+    assert '"tools/static/*"' in text
 
 
 # --- the API --------------------------------------------------------------------------------
 
 
 def test_predict_answers_as_cnn_predict_image_does(server, tiny, tmp_path):
-    from cnn_mnist.predict import predict
+    from cnn_mnist.tools.predict import predict
 
     picture = tmp_path / "one.png"
     picture.write_bytes(drawn_png("1"))
@@ -213,7 +213,7 @@ def test_a_test_digit_with_its_label(server, tiny_mnist):
 
 
 def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    from cnn_mnist.data import IDX_FILES
+    from cnn_mnist.stages.data import IDX_FILES
     from tests.conftest import write_idx
 
     folder.mkdir(parents=True)
@@ -224,7 +224,7 @@ def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) ->
 
 
 def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
-    from cnn_mnist.predict import LiteRTModel, probabilities
+    from cnn_mnist.tools.predict import LiteRTModel, probabilities
 
     model_path, folder, _ = tiny
     wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
@@ -250,7 +250,7 @@ def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mn
                                                                    tmp_path, monkeypatch):
     # The test's digits stand for Fashion-MNIST (found by checksum), and so does the model's
     # record: the page shows them with its class names, not "this is not MNIST".
-    from cnn_mnist import data
+    from cnn_mnist.stages import data
     from tests.conftest import FASHION_NAMES, known_table, relabelled_model
 
     monkeypatch.setattr(data, "KNOWN", {"fashion_mnist": known_table(tiny_mnist)})
@@ -282,7 +282,7 @@ def test_models_beside_the_served_one_and_in_the_models_folder(tiny, tmp_path):
 
 
 def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
-    from cnn_mnist import predict
+    from cnn_mnist.tools import predict
 
     model_path, folder, _ = tiny
     models = tmp_path / "models"
@@ -331,7 +331,7 @@ def test_selecting_another_model(tiny, tmp_path):
 
 
 def test_feature_maps_are_cnn_inspects(server, tiny):
-    from cnn_mnist.save import load_model
+    from cnn_mnist.stages.save import load_model
 
     status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
     digit = np.array(answer["input"], dtype=np.float32)
@@ -340,20 +340,20 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
     assert [(m["index"], m["type"], m["shape"]) for m in maps["layers"]] == [
         (0, "Conv2D", [26, 26, 8]), (1, "MaxPooling2D", [13, 13, 8])]
     model = load_model(tiny[0])
-    outs = inspect.activations(model, inspect.model_input(digit))
+    outs = inspection.activations(model, inspection.model_input(digit))
     for layer in maps["layers"]:
         png = base64.b64decode(layer["png"].split(",", 1)[1])
         shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-        expected = inspect.to_rgb8(inspect.tile(outs[layer["index"]][0]), "viridis")
+        expected = inspection.to_rgb8(inspection.tile(outs[layer["index"]][0]), "viridis")
         assert np.abs(shown.astype(int) - expected).max() <= 1
         assert layer["grid"] == {"rows": 3, "columns": 3, "tile": layer["shape"][:2], "border": 1}
-        assert layer["arithmetic"] == inspect.arithmetic(model.layers[layer["index"]],
+        assert layer["arithmetic"] == inspection.arithmetic(model.layers[layer["index"]],
                                                          (28, 28, 1) if layer["index"] == 0
                                                          else (26, 26, 8))
 
 
 def test_explain_is_cnn_inspect_at(server, tiny):
-    from cnn_mnist.save import load_model
+    from cnn_mnist.stages.save import load_model
 
     status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
     digit = np.array(answer["input"], dtype=np.float32)
@@ -361,9 +361,9 @@ def test_explain_is_cnn_inspect_at(server, tiny):
     for at in ["0:13,13,5", "0:0,25,7", "1:6,6,2"]:
         status, e = call_json(server, "POST", "/api/explain", {"input": answer["input"], "at": at})
         assert status == 200, e
-        position = inspect.parse_at(at)
-        expected = inspect.explain_at(model, digit, *position)
-        assert e["text"] == inspect.format_explanation(expected)
+        position = inspection.parse_at(at)
+        expected = inspection.explain_at(model, digit, *position)
+        assert e["text"] == inspection.format_explanation(expected)
         assert e["at"] == at and e["value"] == pytest.approx(e["actual"], abs=1e-4)
         assert e["input_size"] == ([28, 28] if position[0] == 0 else [26, 26])
         if e["type"] == "Conv2D":
@@ -549,8 +549,8 @@ TRAVERSALS = [
     "/static/%252e%252e/serve.py", "/static/..%5cserve.py", "/static/..\\serve.py",
     "/static/....//serve.py", "/static//etc/passwd", "//etc/passwd", "/etc/passwd",
     "/static/app.js/../../serve.py", "/static/app.js%00.png", "/static/%c0%ae%c0%ae/serve.py",
-    "/static/./app.js", "/static", "/static/", "/cnn_mnist/serve.py", "/index.html",
-    "http://127.0.0.1/../cnn_mnist/serve.py",
+    "/static/./app.js", "/static", "/static/", "/cnn_mnist/tools/serve.py", "/index.html",
+    "http://127.0.0.1/../cnn_mnist/tools/serve.py",
 ]
 
 
@@ -802,7 +802,7 @@ def test_upload_a_picture(browser, server, tmp_path):
 
 
 def test_the_downloads_are_the_input_the_model_saw(browser, server, tmp_path):
-    from cnn_mnist.images import save_digit_png
+    from cnn_mnist.analysis.images import save_digit_png
 
     pad = _open(browser, server)
     _stroke(browser, pad, [(0.35, 0.3), (0.65, 0.3), (0.4, 0.75)])
@@ -832,7 +832,7 @@ def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_pat
     WebDriverWait(browser, 10).until(lambda b: image.size["width"] > 82)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
     # Channel 5, row 13, column 20 of layer 0: where inspect.tile put it, in screen pixels.
-    top, left = inspect.tile_origin(5, (26, 26), 8)
+    top, left = inspection.tile_origin(5, (26, 26), 8)
     scale = image.size["width"] / 82  # the tiled picture is 1 + 3 * (26 + 1) pixels wide
     x, y = (left + 20 + 0.5) * scale, (top + 13 + 0.5) * scale
     ActionChains(browser).move_to_element_with_offset(

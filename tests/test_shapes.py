@@ -1,8 +1,8 @@
 import pytest
 
-from cnn_mnist.config import load_config, validate
-from cnn_mnist.errors import ConfigError
-from cnn_mnist.shapes import format_summary, infer, output_size
+from cnn_mnist.config.load import load_config, validate
+from cnn_mnist.core.errors import ConfigError
+from cnn_mnist.config.shapes import format_summary, infer, output_size
 from tests.conftest import TINY_LAYERS
 
 
@@ -73,7 +73,7 @@ def test_pooling_after_flatten_is_an_error():
      {"type": "Dense", "units": 10, "activation": "softmax"}],
 ])
 def test_arithmetic_matches_keras(layers):
-    from cnn_mnist.model import build_model
+    from cnn_mnist.stages.model import build_model
 
     config = validate({"model": {"layers": layers}} if layers else {})
     rows, _ = infer(config.model)
@@ -90,7 +90,7 @@ def test_arithmetic_matches_keras(layers):
 ])
 def test_padding_and_the_worked_arithmetic_agree_with_output_size(size, kernel, stride, padding,
                                                                   sides, text):
-    from cnn_mnist.shapes import axis_arithmetic, pad_sides
+    from cnn_mnist.config.shapes import axis_arithmetic, pad_sides
 
     assert pad_sides(size, kernel, stride, padding) == sides
     assert axis_arithmetic(size, kernel, stride, padding) == text

@@ -1,11 +1,11 @@
-"""Run ids and run.json's times (cnn_mnist/stamps.py)."""
+"""Run ids and run.json's times (cnn_mnist/core/stamps.py)."""
 
 from __future__ import annotations
 
 import datetime
 import time
 
-from cnn_mnist import stamps
+from cnn_mnist.core import stamps
 
 
 def test_run_ids_sort_by_time_and_differ():

@@ -20,7 +20,7 @@ import yaml
 from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
-from cnn_mnist.errors import ConfigError
+from cnn_mnist.core.errors import ConfigError
 from tests.conftest import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def write_sweep(folder: Path, data: Path, sweep: dict, name: str = "search", **t
 
 def load(config: Path, study: str | None = None, storage: str | None = None):
     """The study as Optuna has it."""
-    from cnn_mnist import sweep
+    from cnn_mnist.tools import sweep
 
     return sweep.open_study(sweep.plan(str(config), study=study, storage=storage), create=False)
 
@@ -106,7 +106,7 @@ SEARCH = {"parameters": {"compile.learning_rate": {"low": 0.0005, "high": 0.01, 
      "'adamm' does not fit the config: compile.optimizer: Input should be 'adam'"),
 ])
 def test_a_bad_sweep_section_names_the_key_path(tmp_path, sweep, message):
-    from cnn_mnist.sweep import plan
+    from cnn_mnist.tools.sweep import plan
 
     with pytest.raises(ConfigError) as error:
         plan(str(write_sweep(tmp_path, tmp_path, sweep)))
@@ -114,7 +114,7 @@ def test_a_bad_sweep_section_names_the_key_path(tmp_path, sweep, message):
 
 
 def test_sweep_needs_a_sweep_section_and_a_started_study(tmp_path):
-    from cnn_mnist.sweep import plan
+    from cnn_mnist.tools.sweep import plan
 
     plain = tmp_path / "plain.yaml"
     plain.write_text("training: {epochs: 1}\n")
@@ -140,8 +140,8 @@ def test_sweep_needs_a_sweep_section_and_a_started_study(tmp_path):
 
 
 def test_defaults_and_what_cnn_train_makes_of_a_sweep_section(tmp_path):
-    from cnn_mnist.pipeline import request
-    from cnn_mnist.sweep import plan
+    from cnn_mnist.training.pipeline import request
+    from cnn_mnist.tools.sweep import plan
 
     config = write_sweep(tmp_path, tmp_path, {"parameters": SEARCH["parameters"]})
     sweep = plan(str(config))
@@ -204,7 +204,7 @@ def test_four_trials_then_the_best_config_trains_again_the_same(tmp_path, real_m
 
 
 def test_the_median_pruner_stops_a_diverging_learning_rate(tmp_path, real_mnist_path):
-    from cnn_mnist import sweep
+    from cnn_mnist.tools import sweep
 
     good = write_sweep(tmp_path, real_mnist_path, {
         "parameters": {"compile.learning_rate": {"low": 0.002, "high": 0.004, "log": True}},
@@ -227,7 +227,7 @@ def test_the_median_pruner_stops_a_diverging_learning_rate(tmp_path, real_mnist_
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, real_mnist_path):
-    from cnn_mnist import sweep
+    from cnn_mnist.tools import sweep
 
     # SGD at 1e30 in float32: the weights overflow and the loss turns NaN.
     config = write_sweep(tmp_path, real_mnist_path, {
@@ -335,7 +335,7 @@ def postgres():
 
 
 def test_a_postgresql_server_that_never_answers_is_an_error(tmp_path, monkeypatch):
-    from cnn_mnist import sweep
+    from cnn_mnist.tools import sweep
 
     monkeypatch.setattr(sweep, "CONNECT_TIMEOUT_S", 1)
     config = write_sweep(tmp_path, tmp_path, SEARCH)
@@ -388,9 +388,9 @@ def test_ctrl_c_marks_the_trial_and_the_same_command_continues(tmp_path, real_mn
 
 
 def test_the_shipped_sweep_searches_the_lecture_model():
-    from cnn_mnist.config import default_config_path
-    from cnn_mnist.schema import Config
-    from cnn_mnist.sweep import plan, trial_config
+    from cnn_mnist.config.load import default_config_path
+    from cnn_mnist.config.schema import Config
+    from cnn_mnist.tools.sweep import plan, trial_config
 
     shipped = default_config_path().parent / "sweep.yaml"
     assert shipped.read_text() == (REPO / "configs" / "sweep.yaml").read_text()
@@ -430,7 +430,7 @@ def test_help_and_status_do_not_import_tensorflow(tmp_path, args):
 def test_which_trials_count_toward_the_total():
     import optuna
 
-    from cnn_mnist.sweep import counted
+    from cnn_mnist.tools.sweep import counted
 
     study = optuna.create_study()
     outcomes = [("complete", None), ("pruned", None), ("failed", "the loss became nan"),

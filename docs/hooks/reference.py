@@ -1,4 +1,4 @@
-"""An mkdocs hook: the config reference, made from cnn_mnist/schema.py at build time.
+"""An mkdocs hook: the config reference, made from cnn_mnist/config/schema.py at build time.
 
 A page that holds the line `<!-- config-reference -->` gets, in its place, one table per
 section of the config, then one per layer type: every key with its type, default, allowed
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
-from cnn_mnist import schema
+from cnn_mnist.config import schema
 
 MARKER = "<!-- config-reference -->"
 _YAML_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",

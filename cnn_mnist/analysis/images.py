@@ -1,0 +1,377 @@
+"""Your own pictures of digits, made into MNIST-like inputs the way MNIST itself was made.
+
+Any picture Pillow reads (every bit depth and mode, an animation's first frame) -> grayscale ->
+light ink on dark: which is the ink is judged from the whole picture (its long tail away from
+the paper), the border deciding only where the picture cannot -> the paper's level found at each
+pixel from the whole picture (a closing: the light may fall off across the page), and taken
+away -> printed lines of ruled and squared paper removed -> cropped to the digit's strokes
+(connected components above a threshold chosen from the picture, so specks of dust or paper
+grain far from the digit are left out) -> scaled to fit a 20x20 box, keeping the aspect ratio
+-> placed in 28x28 so its centre of mass is at the centre -> scaled to [0, 1].
+One implementation for files and for uploaded bytes (`load_digit` takes either).
+No TensorFlow here: pictures are checked before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from cnn_mnist.core.errors import CnnError
+
+
+class ImageError(CnnError):
+    """A picture that cannot be read, or that has no digit on it."""
+
+
+class NotAPicture(ImageError):
+    """Bytes or a file that Pillow cannot read as a picture."""
+
+
+class PictureTooLarge(ImageError):
+    """More than MAX_PIXELS pixels: refused from the header, before anything is decoded."""
+
+
+class NoDigit(ImageError):
+    """A readable picture with no digit on it: blank, too little contrast, or only specks."""
+
+
+MAX_PIXELS = 40_000_000  # width x height; larger pictures are refused before they are decoded
+MAX_SIDE = 1024  # larger photos are shrunk first: the digit ends up 20 pixels tall anyway
+MIN_CONTRAST = 24  # of 255, once smoothed: less between paper and ink is a blank picture
+NOISE_MARGIN = 4  # ... or less than this many times the pixels' noise (its robust deviation)
+SMOOTH = 1.0  # pixels (Gaussian sigma): where the strokes are is decided on the picture so smoothed
+TAILS_VOTE = 0.6  # x the picture's range: one tail this much longer than the other is the ink
+BORDER_VOTE = 0.55  # ... else a border this much on one side of the mid-level is paper
+PAPER_WINDOW = 0.4  # x the longer side: wider than any stroke, so the paper shows in every window
+LINE_COVER = 0.95  # a row or column inked across this much of the picture may be a printed line
+LINE_WIDTH = 0.04  # ... if its band is at most this thick (x the picture's size), or 2 pixels
+LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line's cover
+INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
+MIN_DIGIT_SIDE = 10  # pixels: when the largest dark part is smaller than this, or than
+MIN_DIGIT_RATIO = 0.02  # this fraction of the picture's longer side, there are only specks
+NEAR_FRACTION = 0.25  # parts this close to the digit (x its longer side) belong to it, like an i's dot
+PART_FRACTION = 0.05  # ... unless they are smaller than this fraction of the digit's largest stroke
+LARGE_FRACTION = 0.25  # parts at least this fraction of the largest stroke belong to it wherever they are
+
+
+def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Any image Pillow reads as float32 0-255 luminance, upright: every bit depth (1, 8, 16,
+    32-bit integer or float) and mode (grey, RGB, palette, CMYK, with or without transparency),
+    the first frame of an animation.
+
+    `source` is a path or the file's bytes (an upload); `name` is what messages call it
+    (the path, or "upload" for bytes, by default).
+    """
+    import io
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = name or "upload"
+        file = io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        name = name or str(path)
+        if not path.is_file():
+            raise ImageError(f"{name}: no such image file")
+        file = path
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 megapixels on; ours is the refusal below, with the size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file)  # reads the header only: nothing is decoded yet
+        with image:
+            _check_size(image.size, name)
+            image.seek(0)  # an animation's first frame
+            image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
+            if image.mode in WIDE_MODES:
+                return _shrink(_wide_luminance(image))
+            image.thumbnail((MAX_SIDE, MAX_SIDE))
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = _flatten_alpha(image.convert("RGBA"))
+            try:
+                gray = image.convert("L")
+            except ValueError:  # a mode with no direct conversion to grey (HSV, ...)
+                gray = image.convert("RGB").convert("L")
+            return np.asarray(gray, dtype=np.float32)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Over Pillow's own limit (179 megapixels), Image.open refuses before we see the size.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise PictureTooLarge(_too_large(name, size)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise NotAPicture(f"{name}: not an image Pillow can read ({type(exc).__name__}); "
+                         "expected a PNG or JPEG picture of a digit") from None
+
+
+# Modes whose values go past 255: Pillow's convert("L") clips them, so a 16-bit scan turned white.
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _wide_luminance(image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float picture as 0-255: 16-bit by its full range (65535),
+    integers that stay within 0-255 as they are, floats within 0-1 as fractions."""
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or 255 < top <= 65535:
+        values = values / 257.0
+    elif top > 65535:
+        values = values * (255.0 / top)
+    elif image.mode == "F" and top <= 1.0:
+        values = values * 255.0
+    return np.clip(values, 0, 255).astype(np.float32)
+
+
+def _shrink(gray: np.ndarray) -> np.ndarray:
+    """Larger than MAX_SIDE: shrunk (area averaging) so that its longer side is MAX_SIDE."""
+    from PIL import Image
+
+    height, width = gray.shape
+    if max(height, width) <= MAX_SIDE:
+        return gray
+    scale = MAX_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def _check_size(size: tuple[int, int], name: str) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise PictureTooLarge(_too_large(name, f"{width}x{height} = {width * height / 1e6:.0f} megapixels"))
+
+
+def _too_large(name: str, size: str) -> str:
+    return (f"{name}: picture too large to read ({size}); the limit is "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels: shrink it, e.g. to {MAX_SIDE} pixels on the longer side")
+
+
+def _flatten_alpha(rgba):
+    """Transparent pixels become paper: white behind dark ink, black behind light ink."""
+    from PIL import Image
+
+    pixels = np.asarray(rgba, dtype=np.float32)
+    alpha = pixels[..., 3] / 255.0
+    ink = pixels[..., :3].mean(axis=2)[alpha > 0.5]
+    paper = 0.0 if ink.size and ink.mean() > 127 else 255.0
+    rgb = pixels[..., :3] * alpha[..., None] + paper * (1 - alpha[..., None])
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The level that best splits `values` into two classes (Otsu 1979: largest between-class variance)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)  # pixels at or below each level
+    mass = np.cumsum(counts * centres)
+    total, total_mass = weight[-1], mass[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = mass / weight
+        above = (total_mass - mass) / (total - weight)
+        between = weight * (total - weight) * (below - above) ** 2
+    return float(edges[1:][np.nanargmax(between[:-1])])
+
+
+def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
+    """Which pixels of `ink` (0 = paper) are the digit: its strokes, without specks far from it.
+
+    Strokes are the connected parts above a threshold chosen from the picture (Otsu's, and at
+    least INK_FRACTION of the darkest ink). The largest part is the digit; other parts belong to
+    it when they are large, or near it and not tiny (a 5's detached bar, an i's dot). The mask
+    then takes in each kept stroke's fainter edge, down to INK_FRACTION (hysteresis).
+    """
+    from scipy import ndimage
+
+    faint = INK_FRACTION * ink.max()
+    strong, count = ndimage.label(ink > max(otsu_threshold(ink), faint, MIN_CONTRAST / 2),
+                                  structure=np.ones((3, 3)))
+    sizes = np.bincount(strong.ravel())[1:]
+    boxes = ndimage.find_objects(strong)
+    largest = int(np.argmax(sizes))
+    box = boxes[largest]
+    side = max(s.stop - s.start for s in box)
+    min_side = max(MIN_DIGIT_SIDE, MIN_DIGIT_RATIO * max(ink.shape))
+    if side < min_side:
+        raise NoDigit(f"{source}: no digit found, only specks or dust; expected a digit at least "
+                         f"{MIN_DIGIT_RATIO:.0%} of the picture's size (and {MIN_DIGIT_SIDE} pixels) tall, "
+                         "dark on light or light on dark: crop the picture closer around it")
+
+    # Parts that belong to the digit: large ones anywhere, and others not tiny within a margin of
+    # the large ones' box. The box does not grow with what it takes in, so specks cannot chain.
+    starts = np.array([[rows.start, cols.start] for rows, cols in boxes])
+    stops = np.array([[rows.stop, cols.stop] for rows, cols in boxes])
+    keep = sizes >= LARGE_FRACTION * sizes[largest]
+    low, high = starts[keep].min(axis=0), stops[keep].max(axis=0)
+    margin = NEAR_FRACTION * side
+    near = np.all((starts < high + margin) & (stops > low - margin), axis=1)
+    keep |= near & (sizes >= PART_FRACTION * sizes[largest])
+
+    weak, _ = ndimage.label(ink >= faint, structure=np.ones((3, 3)))
+    touched = np.unique(weak[np.concatenate([[False], keep])[strong]])
+    return np.isin(weak, touched[touched > 0])
+
+
+def _resized(values: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(values.astype(np.float32), "F").resize(size, resample))
+
+
+def _polarity_evidence(gray: np.ndarray) -> tuple[float, float]:
+    """(the share of the border lighter than the picture's mid-level, the ink tails' verdict:
+    how much further the darkest point lies below the local median than the lightest above it,
+    over the picture's range)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    low, high = float(gray.min()), float(gray.max())
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    light = float((border > (low + high) / 2).mean())
+    height, width = gray.shape
+    factor = max(1, int(np.ceil(max(height, width) / 48)))
+    small = _resized(gray, (max(1, width // factor), max(1, height // factor)), Image.Resampling.BOX)
+    local = ndimage.median_filter(small, max(3, max(small.shape) // 3), mode="nearest")
+    flat = gray - _resized(local, (width, height), Image.Resampling.BILINEAR)
+    return light, (-float(flat.min()) - float(flat.max())) / max(high - low, 1e-6)
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper (`gray` smoothed, so no single pixel's noise).
+
+    The paper is most of each part of a picture, so the ink is the longer tail away from the
+    local median (taken over a third of the picture, which follows the light across a page in
+    shadow). Where the tails are near even (a digit filling its picture, as much ink as paper),
+    the border decides when BORDER_VOTE of it is on one side of the mid-level: it is still
+    mostly paper. (The border alone misjudges a page half in shadow.)"""
+    light, tails = _polarity_evidence(gray)
+    if abs(tails) < TAILS_VOTE and (light >= BORDER_VOTE or light <= 1 - BORDER_VOTE):
+        return light >= BORDER_VOTE
+    return tails > 0
+
+
+def paper_level(gray: np.ndarray) -> np.ndarray:
+    """The paper's level at each pixel of a dark-on-light picture, from the whole picture: a
+    closing (largest then smallest value in a window of PAPER_WINDOW of the picture's longer
+    side) takes out the strokes, narrower than the window, and keeps the light's slow changes
+    across the page (a shadow, a lamp to one side). Worked out at about 128 pixels."""
+    from PIL import Image
+    from scipy import ndimage
+
+    height, width = gray.shape
+    factor = max(1, int(np.ceil(max(height, width) / 128)))
+    small = gray
+    if factor > 1:
+        size = (max(1, width // factor), max(1, height // factor))
+        small = np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX))
+    window = max(3, int(round(PAPER_WINDOW * max(small.shape))))
+    closed = ndimage.minimum_filter(ndimage.maximum_filter(small, window, mode="nearest"),
+                                    window, mode="nearest")
+    closed = ndimage.uniform_filter(closed, max(1, window // 2), mode="nearest")  # no blocks
+    if closed.shape != gray.shape:
+        closed = np.asarray(Image.fromarray(closed.astype(np.float32), "F").resize(
+            (width, height), Image.Resampling.BILINEAR))
+    return closed.astype(np.float32)
+
+
+def remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Ruled and squared paper's printed lines taken out of `ink` (0 = paper).
+
+    A line is a thin band of rows (or columns) inked across LINE_COVER of the picture, at most
+    LINE_WIDTH of its size thick: a digit's strokes are thicker, or do not run across the whole
+    picture. Each band is replaced by the lesser of the ink just above and just below it (left
+    and right), so a stroke that crosses the line stays whole and the line between strokes goes."""
+    out = ink.copy()
+    for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
+        view = out if axis == 0 else out.T
+        level = max(MIN_CONTRAST / 2, LINE_LEVEL * float(view.max()))
+        cover = (view > level).mean(axis=1)
+        thickest = max(2, int(LINE_WIDTH * view.shape[0]))
+        rows = np.flatnonzero(cover >= LINE_COVER)
+        if rows.size == 0:
+            continue
+        bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+        for band in bands:
+            if len(band) > thickest:
+                continue  # a digit's bar, not a printed line
+            top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, view.shape[0])  # and its blur
+            above = view[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
+            below = view[bottom] if bottom < view.shape[0] else np.zeros(view.shape[1], view.dtype)
+            view[top:bottom] = np.minimum(above, below)
+    return out
+
+
+def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """A grayscale picture (0-255) -> its ink, light on dark (0 = paper), printed lines removed;
+    and the same smoothed a little, to decide where the strokes are without the sensor's noise.
+
+    Raises NoDigit when there is too little contrast for a digit (a blank page)."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(gray, SMOOTH)
+    if not ink_is_dark(smooth):  # MNIST digits are light on dark: the ink is what stands out
+        gray, smooth = 255.0 - gray, 255.0 - smooth
+    paper = paper_level(smooth)
+    ink = remove_lines(np.clip(paper - gray, 0, None))
+    smooth_ink = remove_lines(np.clip(paper - smooth, 0, None))
+    residual = gray - smooth  # the sensor's (or paper's) noise, and the strokes' edges
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    if smooth_ink.max() < max(MIN_CONTRAST, NOISE_MARGIN * noise):
+        raise NoDigit(f"{source}: no digit found (the picture is blank or has too little "
+                      "contrast); expected a dark digit on light paper, or light on dark")
+    return ink.astype(np.float32), smooth_ink.astype(np.float32)
+
+
+def centre_digit(ink: np.ndarray) -> np.ndarray:
+    """The MNIST recipe for a digit's ink (light on dark, 0 elsewhere): cropped to it, scaled
+    to fit 20x20 keeping its aspect ratio, centre of mass at the centre of 28x28, in [0, 1]."""
+    from PIL import Image
+
+    rows, cols = np.nonzero(ink)
+    ink = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1].astype(np.float32)
+
+    height, width = ink.shape
+    scale = 20.0 / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS))
+    small = np.clip(small, 0, None)
+
+    total = small.sum()
+    ys, xs = np.indices(small.shape)
+    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
+    top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
+    left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
+    canvas = np.zeros((28, 28), dtype=np.float32)
+    canvas[top: top + small.shape[0], left: left + small.shape[1]] = small
+    return canvas / canvas.max()
+
+
+def to_mnist(gray: np.ndarray, source: str = "image") -> np.ndarray:
+    """A grayscale picture (0-255) -> a 28x28 float32 digit in [0, 1], light on dark."""
+    ink, smooth = ink_of(gray, source)
+    return centre_digit(np.where(digit_mask(ink, source), ink, 0))
+
+
+def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read a picture (a path, or an upload's bytes) and make it an MNIST-like 28x28 digit in [0, 1].
+
+    `name` is what error messages call the picture: the path, or "upload" for bytes, by default.
+    """
+    if name is None:
+        name = "upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    return to_mnist(read_grayscale(source, name), source=name)
+
+
+def save_digit_png(digit: np.ndarray, path: str | Path) -> Path:
+    """The 28x28 input as the model saw it (white digit on black), as a PNG."""
+    import io
+
+    from PIL import Image
+
+    from cnn_mnist.core import files
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(digit, 0, 1) * 255).round().astype(np.uint8), "L").save(buffer, "PNG")
+    return files.write_bytes(path, buffer.getvalue())

@@ -1,0 +1,103 @@
+"""Whole numbers: the digits of a picture written in a row (a year, a postcode), found and each
+made MNIST-like with the same preparation as one digit (images.ink_of, images.centre_digit).
+
+ink -> connected strokes (specks left out) -> parts whose columns overlap mostly merged (a 5's
+detached bar, a 7's cross-stroke) -> a part much wider than the row's digits are tall split at
+the column profile's thinnest point (two digits touching) -> left to right.
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnn_mnist.analysis.images import NoDigit, centre_digit, ink_of, otsu_threshold, read_grayscale
+
+MERGE_OVERLAP = 0.5  # parts sharing this much of the narrower one's columns are one digit
+SPECK_FRACTION = 0.15  # parts shorter than this fraction of the tallest are specks (or a dot)
+SPLIT_WIDTH = 1.1  # a part wider than this x the row's height may be two touching digits
+MAX_DIGITS = 12
+
+
+@dataclass
+class Digit:
+    """One digit of a number: as the model sees it, and where it is in the picture."""
+
+    digit: np.ndarray  # 28x28 in [0, 1]
+    box: tuple[int, int, int, int]  # left, top, right, bottom (exclusive) in the picture's pixels
+
+
+def _split(mask: np.ndarray, height: int) -> list[tuple[int, int]]:
+    """Column ranges of `mask` (one part): split where two digits touch, by the column profile."""
+    width = mask.shape[1]
+    if width <= SPLIT_WIDTH * height:
+        return [(0, width)]
+    pieces = max(2, int(round(width / (0.75 * height))))
+    profile = mask.sum(axis=0).astype(float)
+    cuts = []
+    for k in range(1, pieces):  # look for the thinnest column near each expected boundary
+        centre = k * width / pieces
+        low, high = int(centre - 0.25 * width / pieces), int(centre + 0.25 * width / pieces) + 1
+        cuts.append(low + int(np.argmin(profile[low:high])))
+    edges = [0, *cuts, width]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def segment(ink: np.ndarray, source: str = "image") -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box."""
+    from scipy import ndimage
+
+    level = max(otsu_threshold(ink), 0.25 * float(ink.max()))
+    labels, count = ndimage.label(ink > level, structure=np.ones((3, 3)))
+    if count == 0:
+        raise NoDigit(f"{source}: no digits found")
+    boxes = ndimage.find_objects(labels)
+    tallest = max(b[0].stop - b[0].start for b in boxes)
+    parts = [[i + 1] for i, b in enumerate(boxes)
+             if max(b[0].stop - b[0].start, b[1].stop - b[1].start) >= SPECK_FRACTION * tallest]
+    spans = {p[0]: (boxes[p[0] - 1][1].start, boxes[p[0] - 1][1].stop) for p in parts}
+    parts.sort(key=lambda p: spans[p[0]][0])
+    merged: list[list[int]] = []
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        a, b = spans[part[0]]
+        if merged:
+            c, d = ranges[-1]
+            overlap = min(b, d) - max(a, c)
+            if overlap >= MERGE_OVERLAP * min(b - a, d - c):
+                merged[-1] += part
+                ranges[-1] = (min(a, c), max(b, d))
+                continue
+        merged.append(list(part))
+        ranges.append((a, b))
+    height = tallest
+    digits = []
+    for part, (a, b) in zip(merged, ranges):
+        mask = np.isin(labels, part)
+        for left, right in _split(mask[:, a:b], height):
+            piece = np.zeros_like(mask)
+            piece[:, a + left: a + right] = mask[:, a + left: a + right]
+            if not piece.any():
+                continue
+            weak = ndimage.binary_dilation(piece, iterations=2) & (ink > 0)
+            weak[:, : a + left] = False
+            weak[:, a + right:] = False
+            ys, xs = np.nonzero(weak)
+            digits.append((np.where(weak, ink, 0).astype(np.float32),
+                           (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
+    if len(digits) > MAX_DIGITS:
+        raise NoDigit(f"{source}: {len(digits)} separate marks, more than the {MAX_DIGITS} digits "
+                      "of a number: crop the picture to the number")
+    return digits
+
+
+def read_number(source: str | Path | bytes, name: str | None = None) -> list[Digit]:
+    """A picture (a path or an upload's bytes) of digits in a row -> its digits, left to right,
+    each made MNIST-like as `cnn predict --image` makes one digit."""
+    if name is None:
+        name = "upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    ink, _ = ink_of(read_grayscale(source, name), name)
+    return [Digit(centre_digit(piece), box) for piece, box in segment(ink, name)]

@@ -1,0 +1,174 @@
+from pathlib import Path
+
+import pytest
+
+from cnn_mnist.config.load import apply_override, default_config_path, load_config, parse_set, validate
+from cnn_mnist.config.schema import LAYER_NAMES, Config
+from cnn_mnist.core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_default_yaml_equals_schema_defaults():
+    # The schema holds every default; the shipped file spells out the same lecture model.
+    assert load_config() == Config()
+    assert (REPO / "configs" / "default.yaml").read_text() == default_config_path().read_text()
+
+
+def test_default_is_the_lecture_model():
+    config = load_config()
+    kinds = [layer.type for layer in config.model.layers]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense",
+                     "Dropout", "Dense"]
+    assert config.model.layers[0].filters == 32 and config.model.layers[0].kernel_size == (3, 3)
+    assert config.model.layers[3].rate == 0.25 and config.model.layers[6].rate == 0.5
+    assert config.compile.optimizer == "adam" and config.compile.learning_rate == 0.001
+    assert (config.training.epochs, config.training.batch_size) == (1, 128)
+    assert config.tensorboard.histogram_freq == 1
+    assert config.output.model_path == "models/digits_recognition_cnn.h5"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"trainig": {"epochs": 1}}, ["trainig: unknown key", "did you mean 'training'"]),
+    ({"model": {"layers": [{"type": "Conv3D", "filters": 2}]}},
+     ["model.layers[0].type: unknown layer type 'Conv3D'", "valid types: Conv2D"]),
+    ({"model": {"layers": [{"type": "Conv2D", "filters": "32", "kernel_size": 3}]}},
+     ["model.layers[0].filters", "valid integer", "'32'"]),
+    ({"model": {"layers": [{"type": "Dropout", "rate": 1.5}]}},
+     ["model.layers[0].rate", "less than 1", "1.5"]),
+    ({"training": {"epochs": -1}}, ["training.epochs", "greater than or equal to 1"]),
+    ({"training": {"batch_size": True}}, ["training.batch_size", "valid integer"]),
+    ({"model": {"layers": [{"type": "Flatten"}, {"type": "MaxPooling2D", "pool_size": "x"}]}},
+     ["model.layers[1].pool_size", "positive integer or a list of two"]),
+    ({"model": {"layers": [{"type": "Dense", "units": 10, "activaton": "relu"}]}},
+     ["model.layers[0].activaton: unknown key", "did you mean 'activation'", "units"]),
+    ({"compile": {"optimizer": "adamm"}}, ["compile.optimizer", "'adamm'", "'adam'"]),
+    ({"output": {"model_path": "model.pt"}}, ["output.model_path", ".h5 or .keras"]),
+    ({"model": {"layers": []}}, ["model.layers", "at least 1"]),
+])
+def test_bad_values_name_the_key(raw, expected):
+    with pytest.raises(ConfigError) as info:
+        validate(raw)
+    message = str(info.value)
+    for part in expected:
+        assert part in message, message
+
+
+def test_every_problem_is_listed():
+    with pytest.raises(ConfigError) as info:
+        validate({"training": {"epochs": 0, "batch_size": 0}})
+    assert "training.epochs" in str(info.value) and "training.batch_size" in str(info.value)
+
+
+def test_broken_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("training:\n  epochs: [1\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: broken YAML at line \d+"):
+        load_config(path)
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_empty_file_means_all_defaults(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_config(tmp_path / "empty.yaml") == Config()
+
+
+def test_overrides_and_sets_are_type_checked():
+    config = load_config(sets=["model.layers[3].rate=0.3", "training.epochs=3",
+                               "data.limit_train=100"],
+                         overrides={"training.batch_size": 64, "compile.learning_rate": None})
+    assert config.model.layers[3].rate == 0.3
+    assert config.training.epochs == 3 and config.training.batch_size == 64
+    assert config.data.limit_train == 100
+    assert config.compile.learning_rate == 0.001  # None means "not given"
+    with pytest.raises(ConfigError, match="training.epochs.*'three'"):
+        load_config(sets=["training.epochs=three"])
+    with pytest.raises(ConfigError, match="training.epoch: unknown key"):
+        load_config(sets=["training.epoch=3"])
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("training.epochs", "expected KEY.PATH=VALUE"),
+    ("model.layers[9].rate=0.1", r"model.layers\[9\] is out of range \(the list has 8 items"),
+    ("model.layers[x].rate=0.1", "bad list index"),
+    ("training.epochs.deep=1", "training.epochs is not a section"),
+])
+def test_bad_set_items(item, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(sets=[item])
+
+
+def test_parse_set_values():
+    assert parse_set("a.b=3") == ("a.b", 3)
+    assert parse_set("a.b=[3, 3]") == ("a.b", [3, 3])
+    assert parse_set("a.b=null") == ("a.b", None)
+    assert parse_set("a.b=relu") == ("a.b", "relu")
+
+
+def test_apply_override_creates_sections():
+    raw = {}
+    apply_override(raw, "training.seed", 5)
+    assert raw == {"training": {"seed": 5}}
+
+
+def test_kernel_larger_than_input_is_an_error():
+    with pytest.raises(ConfigError, match=r"model.layers\[0\] \(Conv2D\).*29x29.*28x28x1"):
+        load_config(sets=["model.layers[0].kernel_size=29"])
+
+
+def test_stride_that_does_not_fit_is_a_warning(caplog):
+    config = load_config(sets=["model.layers[0].strides=2"])
+    assert config.model.layers[0].strides == (2, 2)
+    assert "does not fit" in caplog.text and "model.layers[0]" in caplog.text
+
+
+def test_model_must_end_in_ten_outputs():
+    with pytest.raises(ConfigError, match="must end in 10 outputs"):
+        load_config(sets=["model.layers[7].units=9"])
+
+
+def test_layer_names_cover_keras_layers():
+    import keras
+
+    for name in LAYER_NAMES:
+        assert hasattr(keras.layers, name)
+
+
+def test_to_dict_round_trips():
+    config = load_config(sets=["training.seed=3"])
+    assert validate(config.to_dict()) == config
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    assert parse_set("compile.learning_rate=1e-4") == ("compile.learning_rate", 1e-4)
+    (tmp_path / "lr.yaml").write_text("compile:\n  learning_rate: 3e-4\n")
+    assert load_config(tmp_path / "lr.yaml").compile.learning_rate == 3e-4
+    assert parse_set("a=1.5") == ("a", 1.5) and parse_set("a=7") == ("a", 7)
+
+
+def test_shipped_config_by_name(tmp_path, monkeypatch):
+    from cnn_mnist.config.load import shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert {"default", "speedrun"} <= set(shipped_configs())
+    assert load_config("speedrun").output.model_path == "models/speedrun.h5"
+    with pytest.raises(ConfigError,
+                       match="shipped configs: default, fashion, handwriting, speedrun, sweep"):
+        load_config("speedrn")
+    (tmp_path / "speedrun.yaml").write_text("training: {epochs: 4}\n")
+    assert load_config("speedrun.yaml").training.epochs == 4  # a file here wins
+
+
+def test_monitor_without_validation_is_rejected(tiny_config_file):
+    from cnn_mnist.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs validation data"):
+        load_config(tiny_config_file, sets=["training.validation=none",
+                                            "training.checkpoint={}"])

@@ -1,0 +1,60 @@
+"""numbers.segment/read_number on numbers drawn in the test: apart, touching, a detached part."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from cnn_mnist.analysis.images import ImageError
+from cnn_mnist.analysis.number_reading import read_number
+
+# Digits drawn with strokes in a 50x70 box (x, y offsets); the 5's top bar is detached.
+STROKES = {
+    "1": [[(25, 0), (25, 70)]],
+    "7": [[(0, 0), (50, 0), (15, 70)]],
+    "4": [[(35, 0), (0, 48), (50, 48)], [(38, 20), (38, 70)]],
+    "5": [[(8, 0), (50, 0)], [(6, 12), (4, 34), (45, 40), (45, 65), (0, 68)]],
+}
+
+
+def _number(text, gap=30, blur=False):
+    image = Image.new("L", (60 + len(text) * (50 + gap), 130), 240)
+    draw = ImageDraw.Draw(image)
+    x = 30
+    for ch in text:
+        for line in STROKES[ch]:
+            draw.line([(x + a, 30 + b) for a, b in line], fill=20, width=9, joint="curve")
+        x += 50 + gap
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG" if blur else "PNG", quality=40)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("text", ["17", "4751", "1174"])
+@pytest.mark.parametrize("jpeg", [False, True])
+def test_digits_apart_are_found_left_to_right(text, jpeg):
+    found = read_number(_number(text, blur=jpeg))
+    assert len(found) == len(text)
+    lefts = [d.box[0] for d in found]
+    assert lefts == sorted(lefts)
+    for d in found:
+        assert d.digit.shape == (28, 28) and d.digit.max() == pytest.approx(1.0)
+
+
+def test_a_detached_part_stays_with_its_digit():
+    found = read_number(_number("55"))
+    assert len(found) == 2  # each 5's top bar is its own stroke, merged by the columns it shares
+
+
+def test_touching_digits_are_split():
+    found = read_number(_number("44", gap=-12))  # the strokes overlap
+    assert len(found) == 2
+    assert found[0].box[2] <= found[1].box[2]
+
+
+def test_a_blank_picture_has_no_number():
+    buffer = io.BytesIO()
+    Image.new("L", (300, 100), 240).save(buffer, "PNG")
+    with pytest.raises(ImageError, match="no digit found"):
+        read_number(buffer.getvalue())
