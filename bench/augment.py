@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import CNN, ROOT, cpu_name, machine_class, peak_mb_of  # noqa: E402
+from run import CNN, ROOT, cpu_name, machine_class, peak_mb_of
 
 # name: (shipped config, --set values). One augmentation at a time, then all of them together;
 # handwriting is the shipped recipe (configs/handwriting.yaml: zoom 0.1, the same as "zoom").

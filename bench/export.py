@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import cpu_name, machine_class  # noqa: E402 - bench/run.py, beside this file
+from run import cpu_name, machine_class
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [("saved_model", "none"), ("litert", "none"), ("litert", "float16"), ("litert", "int8"),

@@ -392,7 +392,8 @@ def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int)
     try:
         from cnn_mnist.analysis import number_reading
     except ImportError:
-        return {"available": False, "note": "this version of the library has no cnn_mnist.analysis.number_reading"}
+        return {"available": False,
+                "note": "this version of the library has no cnn_mnist.analysis.number_reading"}
     from cnn_mnist.tools.predict import probabilities
 
     rng = np.random.default_rng([seed, 1000])
@@ -521,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(never commit them: they are MNIST digits)")
     args = parser.parse_args(argv)
 
-    styles = list(STYLES) if args.styles == "all" else [s.strip() for s in args.styles.split(",") if s.strip()]
+    styles = (list(STYLES) if args.styles == "all"
+              else [s.strip() for s in args.styles.split(",") if s.strip()])
     unknown = [s for s in styles if s not in STYLES]
     if unknown:
         parser.error(f"unknown style(s) {', '.join(unknown)}; the styles: {', '.join(STYLES)}")

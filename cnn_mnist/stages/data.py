@@ -182,7 +182,8 @@ def verify(where: str | Path, stem: str, records: int, content_sha256: str, data
     """Check one file's content against the known datasets' checksums.
 
     Images of another known dataset are named as such; labels are not: a set is a known one
-    when its images are, and rotated, permuted or corrupted MNIST keeps MNIST's own labels. A file with the standard name and the
+    when its images are, and rotated, permuted or corrupted MNIST keeps MNIST's own labels. A
+    file with the standard name and the
     full record count of the dataset asked for claims to be that dataset, so (if `required`)
     it must match its checksum; a slice or a custom set has no checksum to match.
     """
