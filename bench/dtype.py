@@ -53,15 +53,19 @@ def main() -> None:
             seed_everything(1)
             model = build_model(config.model, policy)
             compile_model(model, config.compile, total_steps=args.images // batch)
-            dataset = make_dataset(data.images_train, data.labels_train, batch, True,
-                                   shuffle=True, seed=1)
+            dataset = make_dataset(
+                data.images_train, data.labels_train, batch, True, shuffle=True, seed=1
+            )
             model.fit(dataset.take(3), epochs=1, verbose=0)  # traces the step
             start = time.perf_counter()
             model.fit(dataset, epochs=1, verbose=0)
             seconds = time.perf_counter() - start
             accuracy = (model.predict(data.x_test, verbose=0).argmax(1) == data.labels_test).mean()
-            print(f"rep {rep}  {policy:15s} {seconds:7.2f} s for {args.images:,} images  "
-                  f"test accuracy (first 2,000) {accuracy:.4f}", flush=True)
+            print(
+                f"rep {rep}  {policy:15s} {seconds:7.2f} s for {args.images:,} images  "
+                f"test accuracy (first 2,000) {accuracy:.4f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,25 @@ from pathlib import Path
 from run import cpu_name, machine_class
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = [("saved_model", "none"), ("litert", "none"), ("litert", "float16"), ("litert", "int8"),
-         ("onnx", "none"), ("onnx", "float16"), ("onnx", "int8")]
+CASES = [
+    ("saved_model", "none"),
+    ("litert", "none"),
+    ("litert", "float16"),
+    ("litert", "int8"),
+    ("onnx", "none"),
+    ("onnx", "float16"),
+    ("onnx", "int8"),
+]
 
 
 def cnn(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
 
 
 def answer(model: Path) -> str:
@@ -50,11 +62,23 @@ def main() -> None:
     reference = answer(model)
     for fmt, quantize in CASES:
         name = f"digits_{quantize if quantize != 'none' else 'float32'}"
-        path = out / (name + {"saved_model": "_saved_model", "litert": ".tflite",
-                              "onnx": ".onnx"}[fmt])
+        path = out / (
+            name + {"saved_model": "_saved_model", "litert": ".tflite", "onnx": ".onnx"}[fmt]
+        )
         start = time.perf_counter()
-        done = cnn("export", "--model", str(model), "--format", fmt, "--quantize", quantize,
-                   "--out", str(path), "--json", "--quiet")
+        done = cnn(
+            "export",
+            "--model",
+            str(model),
+            "--format",
+            fmt,
+            "--quantize",
+            quantize,
+            "--out",
+            str(path),
+            "--json",
+            "--quiet",
+        )
         wall = time.perf_counter() - start
         if done.returncode:
             rows.append([fmt, quantize, "error: " + done.stderr.strip()[-200:]] + [""] * 9)
@@ -63,18 +87,41 @@ def main() -> None:
         sizes[(fmt, quantize)] = c["bytes"]
         smaller = sizes.get((fmt, "none"), c["bytes"]) / c["bytes"]
         said = answer(path)
-        rows.append([fmt, "float32" if quantize == "none" else quantize,
-                     f"{c['keras_accuracy']:.4f}", f"{c['export_accuracy']:.4f}",
-                     f"{c['accuracy_drop_points']:+.2f}", f"{c['agreement']:.2%}",
-                     f"{c['max_prob_diff']:.2g}", f"{c['bytes'] / 1e6:.2f}", f"{smaller:.1f}x",
-                     f"{c['ms_per_image']:.3f} / {c['keras_ms_per_image']:.3f}",
-                     f"{wall:.1f}", "yes" if said == reference else f"NO: {said}"])
+        rows.append(
+            [
+                fmt,
+                "float32" if quantize == "none" else quantize,
+                f"{c['keras_accuracy']:.4f}",
+                f"{c['export_accuracy']:.4f}",
+                f"{c['accuracy_drop_points']:+.2f}",
+                f"{c['agreement']:.2%}",
+                f"{c['max_prob_diff']:.2g}",
+                f"{c['bytes'] / 1e6:.2f}",
+                f"{smaller:.1f}x",
+                f"{c['ms_per_image']:.3f} / {c['keras_ms_per_image']:.3f}",
+                f"{wall:.1f}",
+                "yes" if said == reference else f"NO: {said}",
+            ]
+        )
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)  # kept if a later one fails
-    print(f"CPU: {cpu_name()} ({machine_class()}); model {model} ({model.stat().st_size / 1e6:.2f}"
-          f" MB); `cnn predict --index 10` with the .h5: {reference}\n")
-    head = ["format", "precision", "Keras acc.", "export acc.", "drop (points)", "agree",
-            "max prob diff", "MB", "smaller than float32", "ms/image batch 1 (export / Keras)",
-            "export + check (s)", "predict --index 10 = .h5"]
+    print(
+        f"CPU: {cpu_name()} ({machine_class()}); model {model} ({model.stat().st_size / 1e6:.2f}"
+        f" MB); `cnn predict --index 10` with the .h5: {reference}\n"
+    )
+    head = [
+        "format",
+        "precision",
+        "Keras acc.",
+        "export acc.",
+        "drop (points)",
+        "agree",
+        "max prob diff",
+        "MB",
+        "smaller than float32",
+        "ms/image batch 1 (export / Keras)",
+        "export + check (s)",
+        "predict --index 10 = .h5",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for row in rows:

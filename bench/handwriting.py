@@ -55,6 +55,7 @@ DEFAULT_MODEL = "models/digits_recognition_cnn.h5"
 
 # --- Drawing: ink coverage (0 paper, 1 ink) at a picture's size, then paper, ink and a file ---
 
+
 def _resize(coverage: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Float coverage resized to (width, height) with bicubic interpolation, kept in [0, 1]."""
     from PIL import Image
@@ -69,7 +70,9 @@ def _blur(coverage: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(coverage, sigma) if sigma > 0 else coverage
 
 
-def _scanned(digit: np.ndarray, rng, scale: tuple[int, int] = (4, 6), sigma=(0.8, 2.0)) -> np.ndarray:
+def _scanned(
+    digit: np.ndarray, rng, scale: tuple[int, int] = (4, 6), sigma=(0.8, 2.0)
+) -> np.ndarray:
     """A 28x28 digit (0-255) as a scanner sees it: upscaled 4-6x, blurred a little."""
     k = int(rng.integers(scale[0], scale[1] + 1))
     side = 28 * k
@@ -112,9 +115,9 @@ def _lines(shape, spacing: float, offset: float, width: int, vertical: bool = Fa
     while position < length:
         start = int(round(position))
         if vertical:
-            mask[:, start: start + width] = 1
+            mask[:, start : start + width] = 1
         else:
-            mask[start: start + width] = 1
+            mask[start : start + width] = 1
         position += spacing
     return mask
 
@@ -125,7 +128,7 @@ def _page(coverage: np.ndarray, shape: tuple[int, int], top: int, left: int) -> 
     h, w = coverage.shape
     t0, l0 = max(top, 0), max(left, 0)
     t1, l1 = min(top + h, shape[0]), min(left + w, shape[1])
-    page[t0:t1, l0:l1] = coverage[t0 - top: t1 - top, l0 - left: l1 - left]
+    page[t0:t1, l0:l1] = coverage[t0 - top : t1 - top, l0 - left : l1 - left]
     return page
 
 
@@ -136,6 +139,7 @@ def _ink_box(digit: np.ndarray, level: float = 0) -> tuple[int, int, int, int]:
 
 # Each style: (digit 28x28 uint8, rng) -> the bytes of a picture file. `rotated` also changes the
 # digit fed directly (see ROTATED_DIRECT).
+
 
 def style_scan(digit, rng):
     c = _scanned(digit, rng)
@@ -171,7 +175,9 @@ def style_lined(digit, rng):
     picture = _paint(ruled, (252, 252, 246), (140, 175, 225))
     if rng.random() < 0.5:
         margin = _lines(shape, shape[1] * 10, rng.uniform(0, shape[1] * 0.2), 2, vertical=True)
-        picture = picture * (1 - margin[..., None]) + np.float32([230, 120, 120]) * margin[..., None]
+        picture = (
+            picture * (1 - margin[..., None]) + np.float32([230, 120, 120]) * margin[..., None]
+        )
     blue = np.float32([25, 45, 150]) + rng.uniform(-15, 15, 3).astype(np.float32)
     picture = picture * (1 - ink[..., None]) + blue * ink[..., None]
     return _encode(_noise(picture, rng, 3))
@@ -183,8 +189,10 @@ def style_squared(digit, rng):
     side = c.shape[0]
     spacing = side * rng.uniform(0.3, 0.5)
     width = int(rng.integers(1, 3))
-    grid = np.maximum(_lines(c.shape, spacing, rng.uniform(0, spacing), width),
-                      _lines(c.shape, spacing, rng.uniform(0, spacing), width, vertical=True))
+    grid = np.maximum(
+        _lines(c.shape, spacing, rng.uniform(0, spacing), width),
+        _lines(c.shape, spacing, rng.uniform(0, spacing), width, vertical=True),
+    )
     line = np.float32([150, 170, 200]) * rng.uniform(0.7, 1.0)  # faint to strong print
     picture = _paint(grid, (250, 250, 250), line)
     ink = np.float32([20, 25, 40]) if rng.random() < 0.5 else np.float32([25, 45, 150])
@@ -199,7 +207,7 @@ def style_shadow(digit, rng):
     h, w = c.shape
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = (np.cos(angle) * xs / w + np.sin(angle) * ys / h)
+    ramp = np.cos(angle) * xs / w + np.sin(angle) * ys / h
     ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
     light = 1 - rng.uniform(0.5, 0.75) * ramp
     reflectance = 0.93 * (1 - c) + 0.1 * c
@@ -212,7 +220,9 @@ def style_jpeg(digit, rng):
     """A scan saved as a low-quality JPEG (quality 8-25): blocks and ringing around the strokes."""
     c = _scanned(digit, rng)
     picture = _noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 50)), rng, 3)
-    return _encode(np.repeat(picture[..., None], 3, axis=2), "JPEG", quality=int(rng.integers(8, 26)))
+    return _encode(
+        np.repeat(picture[..., None], 3, axis=2), "JPEG", quality=int(rng.integers(8, 26))
+    )
 
 
 def style_fill(digit, rng):
@@ -225,7 +235,7 @@ def style_fill(digit, rng):
     top, bottom, left, right = _ink_box(digit, rng.uniform(60, 140))
     c = _scanned(digit, rng)
     k = c.shape[0] // 28
-    crop = c[top * k: bottom * k, left * k: right * k]
+    crop = c[top * k : bottom * k, left * k : right * k]
     return _encode(_noise(_paint(crop, rng.uniform(225, 250), rng.uniform(10, 50)), rng, 3))
 
 
@@ -250,9 +260,13 @@ def style_small(digit, rng):
     side = int(28 * k)
     c = _blur(_resize(digit / 255.0, (side, side)), rng.uniform(0.5, 1.2))
     shape = (600, 800)
-    ink = _page(c, shape, int(rng.integers(0, shape[0] - side)), int(rng.integers(0, shape[1] - side)))
+    ink = _page(
+        c, shape, int(rng.integers(0, shape[0] - side)), int(rng.integers(0, shape[1] - side))
+    )
     paper = rng.uniform(215, 245) + _blur(rng.normal(0, 6, shape).astype(np.float32), 3)
-    return _encode(_noise(paper * (1 - ink) + rng.uniform(15, 60) * ink, rng, 4), "JPEG", quality=90)
+    return _encode(
+        _noise(paper * (1 - ink) + rng.uniform(15, 60) * ink, rng, 4), "JPEG", quality=90
+    )
 
 
 def rotation(rng) -> float:
@@ -365,6 +379,7 @@ def make_pictures(style: str, digits: np.ndarray, seed: int) -> tuple[list[bytes
 
 # --- Numbers ---
 
+
 def make_number(digits: np.ndarray, rng) -> bytes:
     """Test digits side by side as one scanned picture: random gaps, about one in four touching
     (the strokes' boxes 0-3 pixels into each other, at 28x28 scale), a little up and down."""
@@ -380,10 +395,12 @@ def make_number(digits: np.ndarray, rng) -> bytes:
     for n, part in enumerate(parts):
         dy = int(rng.integers(0, 9))
         w = part.shape[1]
-        row[dy: dy + 28, x: x + w] = np.maximum(row[dy: dy + 28, x: x + w], part)
+        row[dy : dy + 28, x : x + w] = np.maximum(row[dy : dy + 28, x : x + w], part)
         x += w + (gaps[n] if n < len(gaps) else 0)
     k = int(rng.integers(4, 6))
-    c = _blur(_resize(row / 255.0, (row.shape[1] * k, row.shape[0] * k)), rng.uniform(0.8, 1.6) * k / 4)
+    c = _blur(
+        _resize(row / 255.0, (row.shape[1] * k, row.shape[0] * k)), rng.uniform(0.8, 1.6) * k / 4
+    )
     return _encode(_noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 50)), rng, 3))
 
 
@@ -392,8 +409,10 @@ def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int)
     try:
         from cnn_mnist.analysis import number_reading
     except ImportError:
-        return {"available": False,
-                "note": "this version of the library has no cnn_mnist.analysis.number_reading"}
+        return {
+            "available": False,
+            "note": "this version of the library has no cnn_mnist.analysis.number_reading",
+        }
     from cnn_mnist.tools.predict import probabilities
 
     rng = np.random.default_rng([seed, 1000])
@@ -417,24 +436,34 @@ def bench_numbers(model, normalize: bool, x_test, y_test, count: int, seed: int)
         alone_right_here = int((alone == np.array(truth)).sum())
         if len(found) == length:
             right_count += 1
-            read = probabilities(model, np.stack([f.digit for f in found]), normalize).argmax(axis=1)
+            read = probabilities(model, np.stack([f.digit for f in found]), normalize).argmax(
+                axis=1
+            )
             hits = int((read == np.array(truth)).sum())
             read_right += hits
             alone_right += alone_right_here
             digits_in_right += length
             whole += hits == length
-    return {"available": True, "numbers": count, "right_count": right_count / count,
-            "whole_numbers_right": whole / count, "refused": refused,
-            "digits_in_right_count": digits_in_right,
-            "digit_accuracy": read_right / digits_in_right if digits_in_right else None,
-            "digit_accuracy_alone": alone_right / digits_in_right if digits_in_right else None,
-            "digits": total_digits, "ms_per_number": 1000 * seconds / count}
+    return {
+        "available": True,
+        "numbers": count,
+        "right_count": right_count / count,
+        "whole_numbers_right": whole / count,
+        "refused": refused,
+        "digits_in_right_count": digits_in_right,
+        "digit_accuracy": read_right / digits_in_right if digits_in_right else None,
+        "digit_accuracy_alone": alone_right / digits_in_right if digits_in_right else None,
+        "digits": total_digits,
+        "ms_per_number": 1000 * seconds / count,
+    }
 
 
 # --- Running ---
 
-def read_style(model, normalize: bool, pictures: list[bytes], direct: np.ndarray, labels,
-               style: str) -> dict:
+
+def read_style(
+    model, normalize: bool, pictures: list[bytes], direct: np.ndarray, labels, style: str
+) -> dict:
     from cnn_mnist.tools.predict import probabilities
 
     seen, refused, reasons = [], 0, {}
@@ -453,41 +482,64 @@ def read_style(model, normalize: bool, pictures: list[bytes], direct: np.ndarray
     if read:
         got = probabilities(model, np.stack([seen[i] for i in read]), normalize).argmax(axis=1)
         right = int((got == labels[read]).sum())
-    direct_right = int((probabilities(model, direct / np.float32(255), normalize).argmax(axis=1)
-                        == labels).sum())
+    direct_right = int(
+        (probabilities(model, direct / np.float32(255), normalize).argmax(axis=1) == labels).sum()
+    )
     n = len(pictures)
-    return {"pictures": n, "accuracy": right / n, "direct_accuracy": direct_right / n,
-            "points_below_direct": round(100 * (direct_right - right) / n, 2),
-            "refused": refused, "refusals": reasons, "ms_per_picture": 1000 * seconds / n}
+    return {
+        "pictures": n,
+        "accuracy": right / n,
+        "direct_accuracy": direct_right / n,
+        "points_below_direct": round(100 * (direct_right - right) / n, 2),
+        "refused": refused,
+        "refusals": reasons,
+        "ms_per_picture": 1000 * seconds / n,
+    }
 
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "cnn_mnist"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "cnn_mnist"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return out.stdout.strip() + ("+changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Model `{result['model']}`, {result['count']} MNIST test digits per style "
-             f"(seed {result['seed']}), library at {result['library']}; "
-             f"{result['machine']['cpu']} ({result['machine']['class']}), {result['date']}.", "",
-             "| style | pictures | read by `--image` | fed directly | points below | refused | "
-             "ms per picture |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Model `{result['model']}`, {result['count']} MNIST test digits per style "
+        f"(seed {result['seed']}), library at {result['library']}; "
+        f"{result['machine']['cpu']} ({result['machine']['class']}), {result['date']}.",
+        "",
+        "| style | pictures | read by `--image` | fed directly | points below | refused | "
+        "ms per picture |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for style, r in result["styles"].items():
-        lines.append(f"| {style}: {STYLES[style][1]} | {r['pictures']} | {r['accuracy']:.1%} | "
-                     f"{r['direct_accuracy']:.1%} | {r['points_below_direct']:.1f} | "
-                     f"{r['refused']} | {r['ms_per_picture']:.1f} |")
+        lines.append(
+            f"| {style}: {STYLES[style][1]} | {r['pictures']} | {r['accuracy']:.1%} | "
+            f"{r['direct_accuracy']:.1%} | {r['points_below_direct']:.1f} | "
+            f"{r['refused']} | {r['ms_per_picture']:.1f} |"
+        )
     if result["styles"]:
         worst = max(result["styles"].items(), key=lambda kv: kv[1]["points_below_direct"])
-        lines += ["", f"Worst style: {worst[0]}, {worst[1]['points_below_direct']:.1f} points "
-                      f"below direct; refused in all: "
-                      f"{sum(r['refused'] for r in result['styles'].values())}."]
+        lines += [
+            "",
+            f"Worst style: {worst[0]}, {worst[1]['points_below_direct']:.1f} points "
+            f"below direct; refused in all: "
+            f"{sum(r['refused'] for r in result['styles'].values())}.",
+        ]
     numbers = result.get("numbers")
     if numbers is not None:
         lines.append("")
@@ -496,39 +548,58 @@ def markdown(result: dict) -> str:
         else:
             acc = numbers["digit_accuracy"]
             alone = numbers["digit_accuracy_alone"]
-            lines += ["| numbers (2-6 digits) | right number of digits | whole number right | "
-                      "digits read right (right count) | same digits fed directly | refused | "
-                      "ms per number |",
-                      "| --- | --- | --- | --- | --- | --- | --- |",
-                      f"| {numbers['numbers']} ({numbers['digits']} digits) | "
-                      f"{numbers['right_count']:.1%} | {numbers['whole_numbers_right']:.1%} | "
-                      + (f"{acc:.1%} | {alone:.1%} | " if acc is not None else "- | - | ")
-                      + f"{numbers['refused']} | {numbers['ms_per_number']:.1f} |"]
+            lines += [
+                "| numbers (2-6 digits) | right number of digits | whole number right | "
+                "digits read right (right count) | same digits fed directly | refused | "
+                "ms per number |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+                f"| {numbers['numbers']} ({numbers['digits']} digits) | "
+                f"{numbers['right_count']:.1%} | {numbers['whole_numbers_right']:.1%} | "
+                + (f"{acc:.1%} | {alone:.1%} | " if acc is not None else "- | - | ")
+                + f"{numbers['refused']} | {numbers['ms_per_number']:.1f} |",
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"saved model (default {DEFAULT_MODEL})")
-    parser.add_argument("--count", type=int, default=500, help="test digits per style (default 500)")
-    parser.add_argument("--styles", default="all",
-                        help=f"comma-separated, or 'all' (default): {','.join(STYLES)}")
-    parser.add_argument("--numbers", type=int, default=200,
-                        help="numbers of 2-6 digits to read (default 200; 0: none)")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"saved model (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--count", type=int, default=500, help="test digits per style (default 500)"
+    )
+    parser.add_argument(
+        "--styles", default="all", help=f"comma-separated, or 'all' (default): {','.join(STYLES)}"
+    )
+    parser.add_argument(
+        "--numbers",
+        type=int,
+        default=200,
+        help="numbers of 2-6 digits to read (default 200; 0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="which digits and pictures (default 0)")
     parser.add_argument("--data", default=None, help="MNIST folder (default $CNN_MNIST_DATA)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--save", metavar="DIR", help="also write the pictures here, to look at "
-                        "(never commit them: they are MNIST digits)")
+    parser.add_argument(
+        "--save",
+        metavar="DIR",
+        help="also write the pictures here, to look at (never commit them: they are MNIST digits)",
+    )
     args = parser.parse_args(argv)
 
-    styles = (list(STYLES) if args.styles == "all"
-              else [s.strip() for s in args.styles.split(",") if s.strip()])
+    styles = (
+        list(STYLES)
+        if args.styles == "all"
+        else [s.strip() for s in args.styles.split(",") if s.strip()]
+    )
     unknown = [s for s in styles if s not in STYLES]
     if unknown:
         parser.error(f"unknown style(s) {', '.join(unknown)}; the styles: {', '.join(STYLES)}")
     if not Path(args.model).is_file():
-        parser.error(f"{args.model}: no such model file; train one (cnn train) or give --model PATH")
+        parser.error(
+            f"{args.model}: no such model file; train one (cnn train) or give --model PATH"
+        )
 
     from cnn_mnist.stages import save
     from cnn_mnist.stages.data import load_mnist
@@ -541,11 +612,20 @@ def main(argv: list[str] | None = None) -> int:
     model, _ = open_model(args.model)
     normalize = save.model_normalize(args.model)
 
-    result = {"model": args.model, "count": args.count, "seed": args.seed, "library": git_commit(),
-              "date": datetime.date.today().isoformat(),
-              "machine": {"cpu": cpu_name(), "class": machine_class(), "cores": os.cpu_count(),
-                          "python": platform.python_version()},
-              "styles": {}}
+    result = {
+        "model": args.model,
+        "count": args.count,
+        "seed": args.seed,
+        "library": git_commit(),
+        "date": datetime.date.today().isoformat(),
+        "machine": {
+            "cpu": cpu_name(),
+            "class": machine_class(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "styles": {},
+    }
     for style in styles:
         pictures, direct = make_pictures(style, digits, args.seed)
         if args.save:
@@ -566,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                 pick = rng.choice(len(x_test), length, replace=False)
                 label = "".join(str(y_test[i]) for i in pick)
                 (folder / f"{n:03d}-{label}.png").write_bytes(
-                    make_number(x_test[pick], np.random.default_rng([args.seed, 1001, n])))
+                    make_number(x_test[pick], np.random.default_rng([args.seed, 1001, n]))
+                )
     print(json.dumps(result, indent=2) if args.json else markdown(result))
     return 0
 

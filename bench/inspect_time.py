@@ -41,8 +41,10 @@ def main() -> int:
     parser.add_argument("--model", help="a model saved by `cnn train` [default: train one]")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--index", type=int, default=10)
-    parser.add_argument("--data", default=os.environ.get("CNN_MNIST_DATA")
-                        or str(ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("CNN_MNIST_DATA") or str(ROOT.parent / "shared" / "data" / "mnist"),
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -50,33 +52,70 @@ def main() -> int:
     model = Path(args.model).resolve() if args.model else scratch / "m.h5"
     if not args.model:
         print(f"Training a quick model into {model} ...", flush=True)
-        timed([PY, "-m", "cnn_mnist", "train", "-q", "--set", "data.limit_train=2000",
-               "--model-path", str(model), "--data", args.data], scratch, env)
+        timed(
+            [
+                PY,
+                "-m",
+                "cnn_mnist",
+                "train",
+                "-q",
+                "--set",
+                "data.limit_train=2000",
+                "--model-path",
+                str(model),
+                "--data",
+                args.data,
+            ],
+            scratch,
+            env,
+        )
 
-    command = [PY, "-m", "cnn_mnist", "inspect", "--index", str(args.index), "--model", str(model),
-               "--data", args.data, "-q"]
+    command = [
+        PY,
+        "-m",
+        "cnn_mnist",
+        "inspect",
+        "--index",
+        str(args.index),
+        "--model",
+        str(model),
+        "--data",
+        args.data,
+        "-q",
+    ]
     rows = []
     for rep in range(args.reps):
-        tf = timed([PY, "-c", "from cnn_mnist.core.runtime import import_tensorflow; "
-                              "import_tensorflow()"], scratch, env)
+        tf = timed(
+            [PY, "-c", "from cnn_mnist.core.runtime import import_tensorflow; import_tensorflow()"],
+            scratch,
+            env,
+        )
         wall = timed([*command, "--out", str(scratch / f"out-{rep}")], scratch, env)
         rows.append((wall, tf, os.getloadavg()[0]))
         print(f"  run {rep + 1}: {wall:.2f} s (import TensorFlow alone {tf:.2f} s)", flush=True)
 
     walls = [r[0] for r in rows]
     imports = [r[1] for r in rows]
-    print(f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; load average during the runs "
-          f"{min(r[2] for r in rows):.1f}-{max(r[2] for r in rows):.1f}")
+    print(
+        f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; load average during the runs "
+        f"{min(r[2] for r in rows):.1f}-{max(r[2] for r in rows):.1f}"
+    )
     print(f"Command: cnn inspect --index {args.index} --model {model.name} (whole process)\n")
     print("| job | median (s) | fastest | slowest | target |")
     print("| --- | --- | --- | --- | --- |")
-    print(f"| `cnn inspect --index {args.index}` | {statistics.median(walls):.2f} | "
-          f"{min(walls):.2f} | {max(walls):.2f} | <= {TARGET_S:.0f} s |")
-    print(f"| `import tensorflow` alone | {statistics.median(imports):.2f} | {min(imports):.2f} "
-          f"| {max(imports):.2f} | |")
+    print(
+        f"| `cnn inspect --index {args.index}` | {statistics.median(walls):.2f} | "
+        f"{min(walls):.2f} | {max(walls):.2f} | <= {TARGET_S:.0f} s |"
+    )
+    print(
+        f"| `import tensorflow` alone | {statistics.median(imports):.2f} | {min(imports):.2f} "
+        f"| {max(imports):.2f} | |"
+    )
     if statistics.median(walls) > TARGET_S:
-        print(f"\nAbove the {TARGET_S:.0f} s target: compare with `import tensorflow` alone, "
-              "and with the load average (a shared machine)")
+        print(
+            f"\nAbove the {TARGET_S:.0f} s target: compare with `import tensorflow` alone, "
+            "and with the load average (a shared machine)"
+        )
     return 0
 
 

@@ -30,15 +30,21 @@ epochs = 1
 def idx(path):
     raw = gzip.decompress(open(path, "rb").read())
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 folder = os.environ.get("CNN_MNIST_DATA")
 if folder:
-    x_train, y_train, x_test, y_test = (idx(os.path.join(folder, f"{n}.gz")) for n in (
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte"))
+    x_train, y_train, x_test, y_test = (
+        idx(os.path.join(folder, f"{n}.gz"))
+        for n in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    )
 else:
     (x_train, y_train), (x_test, y_test) = mnist.load_data()
 
@@ -61,14 +67,28 @@ model.compile(optimizer="adam", loss=categorical_crossentropy, metrics=["accurac
 workdir = tempfile.mkdtemp(prefix="lecture-")
 log_dir = os.path.join(workdir, "logs", "fit", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 tensorboard_callback = TensorBoard(log_dir=log_dir, histogram_freq=1)
-model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
-          validation_data=(x_test, y_test), callbacks=[tensorboard_callback], verbose=0)
+model.fit(
+    x_train,
+    y_train,
+    batch_size=batch_size,
+    epochs=epochs,
+    validation_data=(x_test, y_test),
+    callbacks=[tensorboard_callback],
+    verbose=0,
+)
 validation_loss, validation_accuracy = model.evaluate(x_test, y_test, verbose=0)
 
 model_name = os.path.join(workdir, "digits_recognition_cnn.h5")
 model.save(model_name)
 loaded_model = load_model(model_name)
 prediction = loaded_model.predict(x_test[10].reshape(1, 28, 28, 1), verbose=0)
-print(json.dumps({"test_loss": validation_loss, "test_accuracy": validation_accuracy,
-                  "predicted_10": int(prediction.argmax())}))
+print(
+    json.dumps(
+        {
+            "test_loss": validation_loss,
+            "test_accuracy": validation_accuracy,
+            "predicted_10": int(prediction.argmax()),
+        }
+    )
+)
 sys.stdout.flush()

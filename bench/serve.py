@@ -40,8 +40,12 @@ def drawn_digit() -> bytes:
 
     image = Image.new("RGB", (280, 280), "white")
     draw = ImageDraw.Draw(image)
-    draw.line([(90, 60), (180, 60), (130, 130), (190, 180), (140, 230), (85, 215)], fill="black",
-              width=20, joint="curve")
+    draw.line(
+        [(90, 60), (180, 60), (130, 130), (190, 180), (140, 230), (85, 215)],
+        fill="black",
+        width=20,
+        joint="curve",
+    )
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -60,9 +64,14 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(model: str) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist", "serve", "--model", model,
-                                "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist", "serve", "--model", model, "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = process.stdout.readline()
     found = re.search(r"http://[^:]+:(\d+)/", line)
     if not found:
@@ -79,8 +88,9 @@ def client(job: tuple[int, bytes, int]) -> tuple[list[float], int]:
     for _ in range(count):
         start = time.perf_counter()
         try:
-            connection.request("POST", "/api/predict", body=picture,
-                               headers={"Content-Type": "image/png"})
+            connection.request(
+                "POST", "/api/predict", body=picture, headers={"Content-Type": "image/png"}
+            )
             response = connection.getresponse()
             ok = response.status == 200 and b'"predicted"' in response.read()
         except (OSError, http.client.HTTPException):
@@ -93,8 +103,9 @@ def client(job: tuple[int, bytes, int]) -> tuple[list[float], int]:
     return latencies, errors
 
 
-def load(pool, port: int, picture: bytes, requests: int, clients: int
-         ) -> tuple[list[float], int, float]:
+def load(
+    pool, port: int, picture: bytes, requests: int, clients: int
+) -> tuple[list[float], int, float]:
     """`requests` predictions from `clients` client processes at once (like separate browsers;
     threads in one process would measure their own GIL): latencies (s), errors, wall time (s)."""
     shares = [requests // clients + (k < requests % clients) for k in range(clients)]
@@ -105,8 +116,11 @@ def load(pool, port: int, picture: bytes, requests: int, clients: int
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
         else values[0]
+    )
 
 
 def main() -> int:
@@ -114,8 +128,13 @@ def main() -> int:
     parser.add_argument("--model", default="models/digits_recognition_cnn.h5")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--soak", type=int, default=0, metavar="N",
-                        help="then N more requests, and the server's memory again")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N more requests, and the server's memory again",
+    )
     args = parser.parse_args()
     if not (ROOT / args.model).is_file() and not Path(args.model).is_file():
         sys.exit(f"no model at {args.model}: train one with `cnn train`, or pass --model")
@@ -134,8 +153,9 @@ def main() -> int:
         if args.soak:  # in steps of 1,000, the memory after each
             series, soak_errors, soak_ms = [], 0, []
             for step in range(0, args.soak, SOAK_STEP):
-                step_latencies, step_errors, _ = load(pool, port, picture,
-                                                      min(SOAK_STEP, args.soak - step), args.clients)
+                step_latencies, step_errors, _ = load(
+                    pool, port, picture, min(SOAK_STEP, args.soak - step), args.clients
+                )
                 series.append(rss_mb(process.pid))
                 soak_errors += step_errors
                 soak_ms += [t * 1000 for t in step_latencies]
@@ -147,20 +167,30 @@ def main() -> int:
 
     ms = [t * 1000 for t in latencies]
     p99 = percentile(ms, 99)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average before: "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average before: "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     print(f"Model: {args.model}; picture: a drawn digit, {len(picture):,}-byte PNG, 280x280\n")
-    print("| requests | clients | requests/s | p50 ms | p99 ms | max ms | errors | "
-          "server RSS MB: start / after" + (f" / after {args.soak:,} more |" if soak else " |"))
+    print(
+        "| requests | clients | requests/s | p50 ms | p99 ms | max ms | errors | "
+        "server RSS MB: start / after" + (f" / after {args.soak:,} more |" if soak else " |")
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     memory = f"{before:.0f} / {after:.0f}" + (f" / {soak[0][-1]:.0f}" if soak else "")
-    print(f"| {len(ms):,} | {args.clients} | {len(ms) / wall:.0f} | {percentile(ms, 50):.1f} | "
-          f"{p99:.1f} | {max(ms):.1f} | {errors} | {memory} |")
-    print(f"\nServer CPU: {cpu:.2f} s for the {len(ms):,} requests ({cpu / len(ms) * 1000:.1f} ms "
-          f"each; {cpu / wall:.0%} of one core); the clients ran on the same cores.")
+    print(
+        f"| {len(ms):,} | {args.clients} | {len(ms) / wall:.0f} | {percentile(ms, 50):.1f} | "
+        f"{p99:.1f} | {max(ms):.1f} | {errors} | {memory} |"
+    )
+    print(
+        f"\nServer CPU: {cpu:.2f} s for the {len(ms):,} requests ({cpu / len(ms) * 1000:.1f} ms "
+        f"each; {cpu / wall:.0%} of one core); the clients ran on the same cores."
+    )
     if soak:
-        print(f"Soak: {args.soak:,} more requests, {soak[1]} errors, p99 {soak[2]:.1f} ms; server "
-              f"RSS MB after each {SOAK_STEP:,}: {', '.join(f'{m:.0f}' for m in soak[0])}")
+        print(
+            f"Soak: {args.soak:,} more requests, {soak[1]} errors, p99 {soak[2]:.1f} ms; server "
+            f"RSS MB after each {SOAK_STEP:,}: {', '.join(f'{m:.0f}' for m in soak[0])}"
+        )
     met = errors == 0 and p99 <= TARGET_P99_MS
     verdict = "met" if met else "NOT met"
     if soak:
@@ -168,8 +198,10 @@ def main() -> int:
         verdict = "met" if met and flat else "NOT met"
     else:
         verdict += " (memory not checked: add --soak 5000)"
-    print(f"\nTarget on two cores: 0 errors, p99 <= {TARGET_P99_MS:.0f} ms, memory flat (the "
-          f"soak's end within {FLAT_MB:.0f} MB of its first {SOAK_STEP:,}): {verdict}")
+    print(
+        f"\nTarget on two cores: 0 errors, p99 <= {TARGET_P99_MS:.0f} ms, memory flat (the "
+        f"soak's end within {FLAT_MB:.0f} MB of its first {SOAK_STEP:,}): {verdict}"
+    )
     return 0
 
 

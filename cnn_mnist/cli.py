@@ -65,10 +65,15 @@ def user_errors(command):
 
 def output_options(command):
     """--verbose and --quiet, shared by every command."""
-    command = click.option("-q", "--quiet", is_flag=True,
-                           help="Only results and errors: no progress bar or notes.")(command)
-    command = click.option("-v", "--verbose", is_flag=True,
-                           help="Show details, and TensorFlow's own start-up messages.")(command)
+    command = click.option(
+        "-q", "--quiet", is_flag=True, help="Only results and errors: no progress bar or notes."
+    )(command)
+    command = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Show details, and TensorFlow's own start-up messages.",
+    )(command)
     return command
 
 
@@ -84,8 +89,13 @@ def shell(command):
     @functools.wraps(command)
     def run(*args, verbose: bool = False, quiet: bool = False, **kwargs):
         _setup_logging(verbose, quiet)
-        kwargs.update({name: value for name, value in (("verbose", verbose), ("quiet", quiet))
-                       if name in wants})
+        kwargs.update(
+            {
+                name: value
+                for name, value in (("verbose", verbose), ("quiet", quiet))
+                if name in wants
+            }
+        )
         return command(*args, **kwargs)
 
     run = user_errors(run)
@@ -118,16 +128,27 @@ def dataset_option(text: str):
     return click.option("--dataset", type=click.Choice(DATASETS), help=text)
 
 
-MODEL_DATASET = ("The test data's dataset [default: the model's]; data of another dataset than "
-                 "the model's is refused.")
-TEST_DATA = ("Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA for a "
-             "Fashion-MNIST model, else download].")
+MODEL_DATASET = (
+    "The test data's dataset [default: the model's]; data of another dataset than "
+    "the model's is refused."
+)
+TEST_DATA = (
+    "Test data folder or .npz [default: $CNN_MNIST_DATA, or $CNN_FASHION_DATA for a "
+    "Fashion-MNIST model, else download]."
+)
 
 
 def model_option(text: str = "A model saved by `cnn train`."):
     """-m/--model: a saved model, the stable model path by default; `text` is its help."""
-    return click.option("-m", "--model", "model_path", default=paths.MODEL_PATH,
-                        show_default=True, type=click.Path(), help=text)
+    return click.option(
+        "-m",
+        "--model",
+        "model_path",
+        default=paths.MODEL_PATH,
+        show_default=True,
+        type=click.Path(),
+        help=text,
+    )
 
 
 def data_option(text: str = TEST_DATA):
@@ -137,14 +158,22 @@ def data_option(text: str = TEST_DATA):
 
 def config_options(command):
     """--config and --set, shared by train and summary."""
-    command = click.option("--set", "sets", multiple=True, metavar="KEY.PATH=VALUE",
-                           help="Override any config value, e.g. --set model.layers[3].rate=0.3 "
-                                "(repeatable).")(command)
-    command = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-                           help="YAML config file, or the name of a shipped one (default, "
-                                "speedrun, fashion, handwriting, sweep) [default: the lecture's "
-                                "model]."
-                           )(command)
+    command = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY.PATH=VALUE",
+        help="Override any config value, e.g. --set model.layers[3].rate=0.3 (repeatable).",
+    )(command)
+    command = click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="YAML config file, or the name of a shipped one (default, "
+        "speedrun, fashion, handwriting, sweep) [default: the lecture's "
+        "model].",
+    )(command)
     return command
 
 
@@ -167,52 +196,107 @@ def cli() -> None:
 
 @cli.command()
 @config_options
-@data_option("Data folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
-             "$CNN_FASHION_DATA for fashion_mnist, else download].")
-@dataset_option("data.dataset: mnist, fashion_mnist (both checked by checksum) or custom "
-                "(any 28x28 ten-class set; names in data.class_names).")
+@data_option(
+    "Data folder (four IDX files) or .npz [default: $CNN_MNIST_DATA, "
+    "$CNN_FASHION_DATA for fashion_mnist, else download]."
+)
+@dataset_option(
+    "data.dataset: mnist, fashion_mnist (both checked by checksum) or custom "
+    "(any 28x28 ten-class set; names in data.class_names)."
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="training.epochs")
 @click.option("--batch-size", type=click.IntRange(min=1), help="training.batch_size")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="compile.learning_rate")
+@click.option(
+    "--learning-rate", type=click.FloatRange(min=0, min_open=True), help="compile.learning_rate"
+)
 @click.option("--seed", type=click.IntRange(min=0), help="training.seed: same seed, same metrics.")
 @click.option("--model-path", metavar="PATH", help="output.model_path (.h5 or .keras)")
-@click.option("--distribution", type=click.Choice(["none", "mirrored", "multi_worker"]),
-              help="training.distribution: mirrored (all local GPUs; without one, "
-                   "training.cpu_devices CPU devices) or multi_worker (run on every worker "
-                   "of the cluster in $TF_CONFIG).")
-@click.option("--resume", "resume", is_flag=False, flag_value="", default=None, metavar="[RUN_ID]",
-              help="Continue the most recent unfinished run (or RUN_ID) from its last "
-                   "finished epoch.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace a model file at the model path that `cnn train` did not save.")
-@click.option("--profile", is_flag=True, default=None,
-              help="tensorboard.profile_batch=[10, 15]: profile those steps for TensorBoard's "
-                   "Profile tab.")
-def train(config_path, sets, data_path, dataset, epochs, batch_size, learning_rate, seed,
-          model_path, distribution, resume, overwrite, profile, verbose, quiet):
+@click.option(
+    "--distribution",
+    type=click.Choice(["none", "mirrored", "multi_worker"]),
+    help="training.distribution: mirrored (all local GPUs; without one, "
+    "training.cpu_devices CPU devices) or multi_worker (run on every worker "
+    "of the cluster in $TF_CONFIG).",
+)
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Continue the most recent unfinished run (or RUN_ID) from its last finished epoch.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a model file at the model path that `cnn train` did not save.",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    default=None,
+    help="tensorboard.profile_batch=[10, 15]: profile those steps for TensorBoard's Profile tab.",
+)
+def train(
+    config_path,
+    sets,
+    data_path,
+    dataset,
+    epochs,
+    batch_size,
+    learning_rate,
+    seed,
+    model_path,
+    distribution,
+    resume,
+    overwrite,
+    profile,
+    verbose,
+    quiet,
+):
     """Load the data (MNIST by default), build the model from a config, train, evaluate and
     save it."""
     from cnn_mnist.training import pipeline
 
-    options = {"training.epochs": epochs, "training.batch_size": batch_size,
-               "compile.learning_rate": learning_rate, "training.seed": seed,
-               "output.model_path": model_path, "data.dataset": dataset,
-               "tensorboard.profile_batch": [10, 15] if profile else None}
-    given = [f"--{k.split('.')[-1].replace('_', '-').replace('profile-batch', 'profile')}"
-             for k, v in options.items()
-             if v is not None] + (["--set"] if sets else [])
+    options = {
+        "training.epochs": epochs,
+        "training.batch_size": batch_size,
+        "compile.learning_rate": learning_rate,
+        "training.seed": seed,
+        "output.model_path": model_path,
+        "data.dataset": dataset,
+        "tensorboard.profile_batch": [10, 15] if profile else None,
+    }
+    given = _options_given(options, sets)
     if resume is not None and given:
-        raise click.UsageError(f"--resume continues a run with the config it started with; "
-                               f"drop {', '.join(given)}")
-    wanted = pipeline.request(config_path, sets, {**options, "data.path": data_path,
-                                                  "training.distribution": distribution},
-                              resume=resume)
+        drop = ", ".join(given)
+        raise click.UsageError(
+            f"--resume continues a run with the config it started with; drop {drop}"
+        )
+    more = {"data.path": data_path, "training.distribution": distribution}
+    wanted = pipeline.request(config_path, sets, {**options, **more}, resume=resume)
     _stop_on_sigterm()
-    result = pipeline.train(wanted.config, config_source=config_path or "default",
-                            progress=progress(quiet), verbose=verbose, resume=wanted.resume,
-                            overwrite=overwrite, own_config=wanted.own_config)
+    result = pipeline.train(
+        wanted.config,
+        config_source=config_path or "default",
+        progress=progress(quiet),
+        verbose=verbose,
+        resume=wanted.resume,
+        overwrite=overwrite,
+        own_config=wanted.own_config,
+    )
     click.echo(pipeline.format_result(result, wanted.config.tensorboard.log_dir, quiet=quiet))
+
+
+def _options_given(options: dict, sets) -> list[str]:
+    """The config options given on the command line, as typed (--resume refuses them)."""
+    named = [
+        k.split(".")[-1].replace("_", "-").replace("profile-batch", "profile")
+        for k, v in options.items()
+        if v is not None
+    ]
+    return [f"--{name}" for name in named] + (["--set"] if sets else [])
 
 
 def _stop_on_sigterm() -> None:
@@ -230,13 +314,21 @@ def _stop_on_sigterm() -> None:
 
 @cli.command()
 @config_options
-@click.option("--trials", type=click.IntRange(min=1),
-              help="sweep.trials: the study's total, counted over every process that joins it.")
-@click.option("--storage", metavar="URL",
-              help="Optuna storage to run or join: sqlite:///FILE.db, or "
-                   "postgresql://USER:PASSWORD@HOST/DB [default: logs/sweeps/<study>.db].")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    help="sweep.trials: the study's total, counted over every process that joins it.",
+)
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage to run or join: sqlite:///FILE.db, or "
+    "postgresql://USER:PASSWORD@HOST/DB [default: logs/sweeps/<study>.db].",
+)
 @click.option("--study", metavar="NAME", help="The study [default: the config file's name].")
-@click.option("--status", is_flag=True, help="Show the study's trials and best trial; train nothing.")
+@click.option(
+    "--status", is_flag=True, help="Show the study's trials and best trial; train nothing."
+)
 def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
     """Search hyperparameters: each trial trains the config with values from its sweep: section.
 
@@ -270,9 +362,11 @@ def summary(config_path, sets, quiet):
     click.echo(f"Model {config.model.name!r} from {config_path or 'the default config'}\n")
     click.echo(format_summary(rows, config.model.input_shape))
     if not quiet:
-        click.echo("\nConv2D: (kernel height x width x input depth + 1 bias) x kernels. "
-                   "Dense: (inputs + 1 bias) x units.\n"
-                   "Output size = (W - K + 2P) / S + 1 for input W, kernel K, padding P, stride S.")
+        click.echo(
+            "\nConv2D: (kernel height x width x input depth + 1 bias) x kernels. "
+            "Dense: (inputs + 1 bias) x units.\n"
+            "Output size = (W - K + 2P) / S + 1 for input W, kernel K, padding P, stride S."
+        )
 
 
 @cli.group("config")
@@ -308,8 +402,13 @@ def config_schema(verbose, quiet):
 
 
 @cli.command()
-@click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
-              help="Folder holding the runs.")
+@click.option(
+    "--logdir",
+    default=paths.LOG_DIR,
+    show_default=True,
+    type=click.Path(),
+    help="Folder holding the runs.",
+)
 @click.option("--port", default=6006, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="localhost", show_default=True)
 def tensorboard(logdir, port, host, verbose):
@@ -323,41 +422,83 @@ def tensorboard(logdir, port, host, verbose):
     url = f"http://{host}:{port}/"
     click.echo(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-               "--port", str(port), "--host", host]
+    args = ["--logdir", str(logdir), "--port", str(port), "--host", host]
+    command = [sys.executable, "-m", "tensorboard.main", *args]
     stderr = None if verbose else subprocess.DEVNULL
     try:
         code = subprocess.call(command, env=env, stderr=stderr)
     except KeyboardInterrupt:
         code = 0
     if code not in (0, -2, 130):
-        _fail(f"TensorBoard exited with code {code} (port {port} in use? try --port); "
-              "run with --verbose to see its output", 1)
+        _fail(
+            f"TensorBoard exited with code {code} (port {port} in use? try --port); "
+            "run with --verbose to see its output",
+            1,
+        )
 
 
 @cli.command()
-@click.option("-i", "--index", "indices", multiple=True, metavar="N|START:STOP",
-              help="Test image(s) to predict: 10, or 10:20 for 10 to 19 (repeatable).")
-@click.option("--image", "images", multiple=True, type=click.Path(), metavar="PATH",
-              help="Your own picture(s) of a digit, PNG or JPEG, or a folder of them; more "
-                   "paths may follow (--image digits/*.png).")
+@click.option(
+    "-i",
+    "--index",
+    "indices",
+    multiple=True,
+    metavar="N|START:STOP",
+    help="Test image(s) to predict: 10, or 10:20 for 10 to 19 (repeatable).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(),
+    metavar="PATH",
+    help="Your own picture(s) of a digit, PNG or JPEG, or a folder of them; more "
+    "paths may follow (--image digits/*.png).",
+)
 @click.argument("more_images", nargs=-1, type=click.Path(), metavar="[PATH]...")
-@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel "
-              "folder).")
+@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel folder).")
 @data_option()
 @dataset_option(MODEL_DATASET)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--save-image", type=click.Path(dir_okay=False), metavar="PATH",
-              help="Write a PNG of the digit(s) with prediction and true label.")
-@click.option("--save-preprocessed", type=click.Path(file_okay=False), metavar="DIR",
-              help="Write the 28x28 inputs the model saw, one PNG each.")
-@click.option("--show", is_flag=True, help="Open a window with the digit(s), where a display exists.")
-@click.option("--draw/--no-draw", default=None,
-              help="Draw the digit in the terminal [default: when there is one input].")
-@click.option("--number", is_flag=True,
-              help="Each --image is a number: read its digits, left to right.")
-def predict(indices, images, more_images, model_path, data_path, dataset, as_json, save_image,
-            save_preprocessed, show, draw, number, verbose, quiet):
+@click.option(
+    "--save-image",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Write a PNG of the digit(s) with prediction and true label.",
+)
+@click.option(
+    "--save-preprocessed",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write the 28x28 inputs the model saw, one PNG each.",
+)
+@click.option(
+    "--show", is_flag=True, help="Open a window with the digit(s), where a display exists."
+)
+@click.option(
+    "--draw/--no-draw",
+    default=None,
+    help="Draw the digit in the terminal [default: when there is one input].",
+)
+@click.option(
+    "--number", is_flag=True, help="Each --image is a number: read its digits, left to right."
+)
+def predict(
+    indices,
+    images,
+    more_images,
+    model_path,
+    data_path,
+    dataset,
+    as_json,
+    save_image,
+    save_preprocessed,
+    show,
+    draw,
+    number,
+    verbose,
+    quiet,
+):
     """Predict test digits by index, or digits in your own pictures.
 
     \b
@@ -375,15 +516,23 @@ def predict(indices, images, more_images, model_path, data_path, dataset, as_jso
         if indices:
             raise click.UsageError("--number reads your pictures (--image PATH), not --index")
         _predict_numbers(images + more_images, model_path, verbose, save_preprocessed, as_json)
-    done = predict.predict(indices, images + more_images, model_path=model_path,
-                           data_path=data_path, verbose=verbose, save_image=save_image,
-                           save_preprocessed=save_preprocessed, dataset=dataset)
+    done = predict.predict(
+        indices,
+        images + more_images,
+        model_path=model_path,
+        data_path=data_path,
+        verbose=verbose,
+        save_image=save_image,
+        save_preprocessed=save_preprocessed,
+        dataset=dataset,
+    )
     for message in done.failed:
         click.echo(f"error: {message}", err=True)
     if done.items:
         one = len(done.items) == 1 and not quiet
-        click.echo(predict.format_predictions(done.items, as_json,
-                                              draw if draw is not None else one))
+        click.echo(
+            predict.format_predictions(done.items, as_json, draw if draw is not None else one)
+        )
     if show and done.items and not predict.show(done.items):
         log.warning("no display to show the digits on: use --save-image PATH instead")
     if done.failed:
@@ -401,27 +550,37 @@ def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> 
         click.echo(predict.format_numbers(read.items, as_json))
     sys.exit(1 if read.failed else 0)
 
+
 @cli.command()
-@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel "
-              "folder).")
+@model_option("A model saved by `cnn train`, or its export (.tflite, .onnx, SavedModel folder).")
 @data_option()
 @dataset_option(MODEL_DATASET)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].",
+)
 def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
     from cnn_mnist.stages import evaluate
 
-    report = evaluate.evaluate_model(model_path, data_path, out_dir, verbose=verbose,
-                                     dataset=dataset)
+    report = evaluate.evaluate_model(
+        model_path, data_path, out_dir, verbose=verbose, dataset=dataset
+    )
     if not quiet:
-        click.echo(f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
-                   f"from {report.source}\n")
+        click.echo(
+            f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
+            f"from {report.source}\n"
+        )
     click.echo(evaluate.format_report(report.evaluation, tables=not quiet))
     if not quiet:
         files = report.paths
-        click.echo(f"Confusion matrix  {files['confusion_matrix_png']}, "
-                   f"{files['confusion_matrix_json']}\nWorst mistakes    {files['mistakes_png']}")
+        click.echo(
+            f"Confusion matrix  {files['confusion_matrix_png']}, "
+            f"{files['confusion_matrix_json']}\nWorst mistakes    {files['mistakes_png']}"
+        )
 
 
 @cli.command()
@@ -430,11 +589,19 @@ def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
 @click.option("--image", type=click.Path(), metavar="PATH", help="Your own picture of a digit.")
 @data_option()
 @dataset_option(MODEL_DATASET)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help=f"Where to write the pictures [default: {paths.INSPECT_DIR}/<time>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help=f"Where to write the pictures [default: {paths.INSPECT_DIR}/<time>].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--at", metavar="LAYER:ROW,COL,CHANNEL",
-              help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.")
+@click.option(
+    "--at",
+    metavar="LAYER:ROW,COL,CHANNEL",
+    help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.",
+)
 def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, verbose):
     """Look inside the network for one digit: kernels, feature maps, saliency.
 
@@ -448,27 +615,56 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
 
     from cnn_mnist.tools import inspection
 
-    result = inspection.inspect_model(model_path, index=index, image=image, out_dir=out_dir,
-                                   data_path=data_path, at=at, verbose=verbose, dataset=dataset)
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json
-               else inspection.format_inspection(result))
+    result = inspection.inspect_model(
+        model_path,
+        index=index,
+        image=image,
+        out_dir=out_dir,
+        data_path=data_path,
+        at=at,
+        verbose=verbose,
+        dataset=dataset,
+    )
+    click.echo(
+        json.dumps(result.to_dict(), indent=2) if as_json else inspection.format_inspection(result)
+    )
 
 
 @cli.command()
 @model_option("A Keras model saved by `cnn train`.")
-@click.option("-f", "--format", "fmt", required=True,
-              type=click.Choice(("saved_model", "litert", "onnx")),
-              help="SavedModel folder (TensorFlow Serving), .tflite (LiteRT: Android, the "
-                   "browser) or .onnx (ONNX Runtime: C++, C#, Java, JavaScript).")
-@click.option("--quantize", default="none", show_default=True,
-              type=click.Choice(("none", "float16", "int8")),
-              help="float16 weights, or full-integer int8 calibrated on 300 training images.")
-@click.option("-o", "--out", type=click.Path(), metavar="PATH",
-              help="Where to write it [default: beside the model, e.g. models/NAME_int8.tflite].")
-@click.option("--allow-drop", type=float, metavar="POINTS",
-              help="Test accuracy a quantized export may lose [default: 0.5 points].")
-@data_option("Test data to check the export on (and training images for int8) "
-             "[default: as for `cnn evaluate`].")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(("saved_model", "litert", "onnx")),
+    help="SavedModel folder (TensorFlow Serving), .tflite (LiteRT: Android, the "
+    "browser) or .onnx (ONNX Runtime: C++, C#, Java, JavaScript).",
+)
+@click.option(
+    "--quantize",
+    default="none",
+    show_default=True,
+    type=click.Choice(("none", "float16", "int8")),
+    help="float16 weights, or full-integer int8 calibrated on 300 training images.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(),
+    metavar="PATH",
+    help="Where to write it [default: beside the model, e.g. models/NAME_int8.tflite].",
+)
+@click.option(
+    "--allow-drop",
+    type=float,
+    metavar="POINTS",
+    help="Test accuracy a quantized export may lose [default: 0.5 points].",
+)
+@data_option(
+    "Test data to check the export on (and training images for int8) "
+    "[default: as for `cnn evaluate`]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the export and its checks as JSON.")
 def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbose):
     """Export the model for deployment, checked on the test set against Keras.
@@ -487,9 +683,13 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbo
 
 
 def logdir_option(command):
-    return click.option("--logdir", type=click.Path(file_okay=False), default=None,
-                        metavar="DIR", help=f"Folder holding the runs [default: "
-                                            f"{paths.LOG_DIR}].")(command)
+    return click.option(
+        "--logdir",
+        type=click.Path(file_okay=False),
+        default=None,
+        metavar="DIR",
+        help=f"Folder holding the runs [default: {paths.LOG_DIR}].",
+    )(command)
 
 
 def _logdir(logdir: str | None) -> str:
@@ -521,8 +721,13 @@ def runs(ctx, logdir, as_json, quiet):
     listed = runs.list_runs(_logdir(logdir))
     if not listed:
         raise runs.no_runs(_logdir(logdir))
-    click.echo(format_json(listed) if as_json else
-               "\n".join(run.id for run in listed) if quiet else format_list(listed))
+    click.echo(
+        format_json(listed)
+        if as_json
+        else "\n".join(run.id for run in listed)
+        if quiet
+        else format_list(listed)
+    )
 
 
 @runs.command("show")
@@ -554,9 +759,13 @@ def runs_compare(run_ids, logdir):
 
 
 @runs.command("best")
-@click.option("--metric", type=click.Choice(["test_accuracy", "test_loss"]),
-              default="test_accuracy", show_default=True,
-              help="test_accuracy: highest wins; test_loss: lowest wins.")
+@click.option(
+    "--metric",
+    type=click.Choice(["test_accuracy", "test_loss"]),
+    default="test_accuracy",
+    show_default=True,
+    help="test_accuracy: highest wins; test_loss: lowest wins.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @logdir_option
 def runs_best(metric, as_json, logdir, quiet):
@@ -567,16 +776,23 @@ def runs_best(metric, as_json, logdir, quiet):
     from cnn_mnist.tools.runs_report import format_best
 
     best = best_run(_logdir(logdir), metric)
-    click.echo(json.dumps(best.to_dict(), indent=2) if as_json
-               else best.id if quiet else format_best(best, metric))
+    click.echo(
+        json.dumps(best.to_dict(), indent=2)
+        if as_json
+        else best.id
+        if quiet
+        else format_best(best, metric)
+    )
 
 
 @runs.command("rm")
 @click.argument("run_id", metavar="RUN")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask first.")
-@click.option("--force", is_flag=True,
-              help="Also remove a run whose model the stable model path holds, or one marked "
-                   "running.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also remove a run whose model the stable model path holds, or one marked running.",
+)
 @logdir_option
 def runs_rm(run_id, yes, force, logdir, quiet):
     """Remove a run's folder: its logs, record and model (asks first)."""
@@ -586,11 +802,15 @@ def runs_rm(run_id, yes, force, logdir, quiet):
     folder = runs.find_run(_logdir(logdir), run_id)
     run = runs.summarize(folder)
     runs.check_removable(run, force)
-    what = (f"run {run.id} ({run.status}, test accuracy {run.test_accuracy:.4f})"
-            if run.test_accuracy is not None else f"run {run.id} ({run.status})")
+    what = (
+        f"run {run.id} ({run.status}, test accuracy {run.test_accuracy:.4f})"
+        if run.test_accuracy is not None
+        else f"run {run.id} ({run.status})"
+    )
     size = runs.folder_size(folder) / 1e6
-    if not yes and not click.confirm(f"Remove {what}, took {seconds(run.duration_s)}: "
-                                     f"{folder}/ ({size:.1f} MB)?", default=False):
+    if not yes and not click.confirm(
+        f"Remove {what}, took {seconds(run.duration_s)}: {folder}/ ({size:.1f} MB)?", default=False
+    ):
         _fail("nothing removed", 1)
     runs.remove_run(folder, force)
     if not quiet:
@@ -599,14 +819,27 @@ def runs_rm(run_id, yes, force, logdir, quiet):
 
 @cli.command()
 @model_option("The model to serve first (the page can switch).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but loopback lets other machines in.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0: any free port).")
-@data_option("MNIST folder or .npz, for the test digits [default: $CNN_MNIST_DATA, "
-             "else download].")
-@click.option("--logdir", default=paths.LOG_DIR, show_default=True, type=click.Path(),
-              help="Folder of runs whose models the page offers.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but loopback lets other machines in.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@data_option("MNIST folder or .npz, for the test digits [default: $CNN_MNIST_DATA, else download].")
+@click.option(
+    "--logdir",
+    default=paths.LOG_DIR,
+    show_default=True,
+    type=click.Path(),
+    help="Folder of runs whose models the page offers.",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the web browser.")
 def serve(model_path, host, port, data_path, logdir, open_page, verbose):
     """Draw a digit in the browser and watch the model read it (a local web page and JSON API).
@@ -617,12 +850,20 @@ def serve(model_path, host, port, data_path, logdir, open_page, verbose):
     """
     from cnn_mnist.tools import serve
 
-    app = serve.App(model_path, data_path=data_path, log_dir=logdir, verbose=verbose,
-                    models_dir=os.path.dirname(paths.MODEL_PATH))  # models/ is offered too
+    app = serve.App(
+        model_path,
+        data_path=data_path,
+        log_dir=logdir,
+        verbose=verbose,
+        models_dir=os.path.dirname(paths.MODEL_PATH),
+    )  # models/ is offered too
     server = serve.make_server(app, host, port)
     if not serve.is_loopback(host):
-        log.warning("listening on %s: anyone who can reach this machine can use the page, "
-                    "which has no authentication", host)
+        log.warning(
+            "listening on %s: anyone who can reach this machine can use the page, "
+            "which has no authentication",
+            host,
+        )
     click.echo(f"Serving {model_path} at {serve.url(server)}  (Ctrl-C to stop)")
     if open_page:
         import webbrowser
@@ -657,4 +898,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

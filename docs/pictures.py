@@ -33,8 +33,13 @@ SCREENSHOT = DOCS.parent.parent / "shared" / "tools" / "screenshot"
 
 def cnn(*args: str, cwd: Path, env: dict) -> None:
     print("$ cnn", " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", *args],
+        cwd=cwd,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def drawn_seven(path: Path) -> Path:
@@ -71,26 +76,46 @@ def small(source: Path, name: str, width: int | None = None) -> Path:
         image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
     target = OUT / name
     image.quantize(256, dither=Image.Dither.NONE).save(target, optimize=True)
-    print(f"  {target.relative_to(DOCS.parent)}: {image.width}x{image.height}, "
-          f"{target.stat().st_size // 1024} KB", flush=True)
+    print(
+        f"  {target.relative_to(DOCS.parent)}: {image.width}x{image.height}, "
+        f"{target.stat().st_size // 1024} KB",
+        flush=True,
+    )
     return target
 
 
 def tensorboard(work: Path, env: dict) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir",
-                               str(work / "logs" / "fit"), "--port", str(port), "--host",
-                               "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(work / "logs" / "fit"),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}/"
         wait_for(base + "data/runs")
         time.sleep(5)  # the first reload of the event files
-        for tab, name in (("scalars&tagFilter=accuracy%7Closs", "tensorboard-scalars.png"),
-                          ("images&tagFilter=kernels%7Cconfusion", "tensorboard-images.png")):
+        for tab, name in (
+            ("scalars&tagFilter=accuracy%7Closs", "tensorboard-scalars.png"),
+            ("images&tagFilter=kernels%7Cconfusion", "tensorboard-images.png"),
+        ):
             shot = work / name
-            subprocess.run([str(SCREENSHOT), f"{base}#{tab}", str(shot), "1400x900", "15000"],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [str(SCREENSHOT), f"{base}#{tab}", str(shot), "1400x900", "15000"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             small(shot, name, 1100)
     finally:
         server.terminate()
@@ -106,12 +131,22 @@ def serve_page(work: Path, env: dict) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "cnn_mnist", "serve", "--port", str(port)],
-                              cwd=work, env=env, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist", "serve", "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
@@ -120,8 +155,20 @@ def serve_page(work: Path, env: dict) -> None:
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "model-info").text)
         pad = driver.find_element(By.ID, "pad")
         # A 2: the arc over the top, the diagonal down to the left, the base to the right.
-        arc = [(0.32, 0.3), (0.4, 0.2), (0.52, 0.17), (0.63, 0.22), (0.67, 0.33), (0.62, 0.45),
-               (0.5, 0.57), (0.38, 0.7), (0.3, 0.8), (0.45, 0.8), (0.6, 0.79), (0.72, 0.8)]
+        arc = [
+            (0.32, 0.3),
+            (0.4, 0.2),
+            (0.52, 0.17),
+            (0.63, 0.22),
+            (0.67, 0.33),
+            (0.62, 0.45),
+            (0.5, 0.57),
+            (0.38, 0.7),
+            (0.3, 0.8),
+            (0.45, 0.8),
+            (0.6, 0.79),
+            (0.72, 0.8),
+        ]
         width, height = pad.rect["width"], pad.rect["height"]
         chain = ActionChains(driver, duration=30)
         points = [(int((x - 0.5) * width), int((y - 0.5) * height)) for x, y in arc]
@@ -130,12 +177,16 @@ def serve_page(work: Path, env: dict) -> None:
             chain.move_to_element_with_offset(pad, x, y)
         chain.release().perform()
         WebDriverWait(driver, 60).until(
-            lambda d: d.find_element(By.ID, "predicted").text not in ("", "?")
-            and len(d.find_elements(By.CSS_SELECTOR, ".map img")) >= 2)
+            lambda d: (
+                d.find_element(By.ID, "predicted").text not in ("", "?")
+                and len(d.find_elements(By.CSS_SELECTOR, ".map img")) >= 2
+            )
+        )
         image = driver.find_elements(By.CSS_SELECTOR, ".map img")[0]
         WebDriverWait(driver, 10).until(lambda d: image.size["width"] > 82)
-        x, y = _on_the_stroke(port, driver.execute_script("return state.answer.input"),
-                              image.size["width"])
+        x, y = _on_the_stroke(
+            port, driver.execute_script("return state.answer.input"), image.size["width"]
+        )
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
         ActionChains(driver).move_to_element_with_offset(
             image, int(x - image.size["width"] / 2), int(y - image.size["height"] / 2)
@@ -159,11 +210,14 @@ def _on_the_stroke(port: int, digit: list, shown_width: float) -> tuple[float, f
 
     import numpy as np
 
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/features",
-                                     json.dumps({"input": digit}).encode(), method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/features",
+        json.dumps({"input": digit}).encode(),
+        method="POST",
+    )
     layer = json.loads(urllib.request.urlopen(request, timeout=60).read())["layers"][0]
     pixels = np.asarray(digit)
-    sums = [[pixels[r:r + 3, c:c + 3].sum() for c in range(26)] for r in range(26)]
+    sums = [[pixels[r : r + 3, c : c + 3].sum() for c in range(26)] for r in range(26)]
     row, col = np.unravel_index(int(np.argmax(sums)), (26, 26))
     grid, channel = layer["grid"], layer["top_channels"][0]
     (h, w), border = grid["tile"], grid["border"]
@@ -185,16 +239,24 @@ def inspect_maps(work: Path, env: dict) -> None:
     small(work / "inspect" / "layer-0-conv2d.png", "inspect-feature-maps.png", 800)
 
 
-PARTS = {"confusion": confusion_matrix, "inspect": inspect_maps, "tensorboard": tensorboard,
-         "serve": serve_page}
+PARTS = {
+    "confusion": confusion_matrix,
+    "inspect": inspect_maps,
+    "tensorboard": tensorboard,
+    "serve": serve_page,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="MNIST folder [default: $CNN_MNIST_DATA]")
     parser.add_argument("--keep", help="Work in this folder and keep it (default: a temporary one)")
-    parser.add_argument("--only", choices=PARTS, action="append",
-                        help="Make only these pictures (repeatable) [default: all]")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="Make only these pictures (repeatable) [default: all]",
+    )
     args = parser.parse_args()
     env = dict(os.environ)
     if args.data:

@@ -15,6 +15,7 @@ from cnn_mnist.stages.data import IDX_FILES, Mnist
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
+
 def sigint_as_in_a_terminal() -> None:
     """A child's preexec_fn: Ctrl-C (SIGINT) at its default, as a command typed in a terminal
     has it. A process started in the background by a non-interactive shell (as a CI runner
@@ -29,8 +30,14 @@ def cnn_process(args, cwd, env: dict, timeout: float = 900):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "cnn_mnist", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def train_in(cwd: Path, args, env: dict):
@@ -59,7 +66,7 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, 10, n).astype(np.uint8)
     images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
     for i, k in enumerate(labels):
-        images[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 255
+        images[i, 2 + 2 * k : 4 + 2 * k, 4:24] = 255
     return images, labels
 
 
@@ -136,8 +143,10 @@ def real_fashion_path() -> Path:
     """Fashion-MNIST's four files (Debian's copy); skipped when absent, a failure under CI."""
     path = Path(os.environ.get("CNN_FASHION_DATA") or DEBIAN_FASHION).resolve()
     if not (path / "t10k-labels-idx1-ubyte.gz").exists():
-        message = (f"Fashion-MNIST not found at {path} (set CNN_FASHION_DATA, or "
-                   "apt-get install dataset-fashion-mnist)")
+        message = (
+            f"Fashion-MNIST not found at {path} (set CNN_FASHION_DATA, or "
+            "apt-get install dataset-fashion-mnist)"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -160,12 +169,23 @@ def known_table(mnist: Mnist) -> dict:
     return table
 
 
-FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot"]
+FASHION_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
-def relabelled_model(model_path: Path, dest: Path, dataset: str = "fashion_mnist",
-                     names: list[str] | None = None) -> Path:
+def relabelled_model(
+    model_path: Path, dest: Path, dataset: str = "fashion_mnist", names: list[str] | None = None
+) -> Path:
     """A copy of a model saved by `cnn train`, its metadata saying it was trained on `dataset`
     (with Fashion-MNIST's class names by default): the weights need not know."""
     import shutil
@@ -189,18 +209,27 @@ def _quiet_tensorflow():
     import_tensorflow(verbose=False)
 
 
-def paper_picture(digit: np.ndarray, rng: np.random.Generator, scale: float = 6.0,
-                  paper: float = 220.0, margin: float = 2.0):
+def paper_picture(
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    scale: float = 6.0,
+    paper: float = 220.0,
+    margin: float = 2.0,
+):
     """A 28x28 MNIST digit as a picture of dark ink on light, noisy paper, off-centre."""
     from PIL import Image
 
     size = int(28 * scale)
-    ink = np.asarray(Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC),
-                     np.float32) / 255
+    ink = (
+        np.asarray(
+            Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC), np.float32
+        )
+        / 255
+    )
     width, height = int(size * margin), int(size * max(margin * 0.8, 1.05))
     sheet = np.clip(rng.normal(paper, 6, (height, width)), 0, 255)
     x0, y0 = rng.integers(0, width - size + 1), rng.integers(0, height - size + 1)
-    sheet[y0:y0 + size, x0:x0 + size] *= ink
+    sheet[y0 : y0 + size, x0 : x0 + size] *= ink
     return Image.fromarray(sheet.astype(np.uint8)).convert("RGB")
 
 
@@ -219,10 +248,17 @@ def tiny_trained(tmp_path_factory):
     return result.model_path, result
 
 
-def write_run_record(log_dir: Path, run_id: str, status: str = "completed",
-                     accuracy: float | None = 0.98, loss: float | None = 0.06,
-                     source: str = "default", changes: dict | None = None, f1: float = 0.9,
-                     **fields) -> Path:
+def write_run_record(
+    log_dir: Path,
+    run_id: str,
+    status: str = "completed",
+    accuracy: float | None = 0.98,
+    loss: float | None = 0.06,
+    source: str = "default",
+    changes: dict | None = None,
+    f1: float = 0.9,
+    **fields,
+) -> Path:
     """A run folder as `cnn train` leaves it (run.json, config.yaml, epochs.jsonl,
     confusion_matrix.json, a model file), for `cnn runs` to read. `changes` are key paths set
     in the resolved config of `source`; `fields` go into run.json as they are."""
@@ -232,28 +268,51 @@ def write_run_record(log_dir: Path, run_id: str, status: str = "completed",
 
     from cnn_mnist.config.load import load_config
 
-    config = load_config(None if source == "default" else source,
-                         overrides={"training.seed": 42, **(changes or {})}).to_dict()
+    config = load_config(
+        None if source == "default" else source, overrides={"training.seed": 42, **(changes or {})}
+    ).to_dict()
     folder = log_dir / run_id
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     epochs = config["training"]["epochs"] if status == "completed" else 1
-    history = [{"epoch": e, "loss": 0.2 / (e + 1), "accuracy": 0.9 + e / 100,
-                "val_loss": 0.1 / (e + 1), "val_accuracy": 0.95 + e / 100} for e in range(epochs)]
+    history = [
+        {
+            "epoch": e,
+            "loss": 0.2 / (e + 1),
+            "accuracy": 0.9 + e / 100,
+            "val_loss": 0.1 / (e + 1),
+            "val_accuracy": 0.95 + e / 100,
+        }
+        for e in range(epochs)
+    ]
     (folder / "epochs.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     day, clock = run_id.split("-")[:2]
     started = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}+00:00"
-    record = {"run_id": run_id, "status": status, "started_at": started,
-              "config_source": source, "config": config, "seed": 42,
-              "accelerator": {"device": "cpu", "dtype_policy": "float32"}}
+    record = {
+        "run_id": run_id,
+        "status": status,
+        "started_at": started,
+        "config_source": source,
+        "config": config,
+        "seed": 42,
+        "accelerator": {"device": "cpu", "dtype_policy": "float32"},
+    }
     if status == "completed":
-        record.update(finished_at=started, metrics={
-            "test_loss": loss, "test_accuracy": accuracy, "params": 1199882,
-            "epochs_completed": epochs,
-            "history": {k: [h[k] for h in history] for k in history[0] if k != "epoch"}},
-            timings_s={"import": 2.3, "fit": 40.0, "total": 51.5})
-        per_class = {str(d): {"precision": f1, "recall": f1, "f1": f1 - d / 100, "support": 100}
-                     for d in range(10)}
+        record.update(
+            finished_at=started,
+            metrics={
+                "test_loss": loss,
+                "test_accuracy": accuracy,
+                "params": 1199882,
+                "epochs_completed": epochs,
+                "history": {k: [h[k] for h in history] for k in history[0] if k != "epoch"},
+            },
+            timings_s={"import": 2.3, "fit": 40.0, "total": 51.5},
+        )
+        per_class = {
+            str(d): {"precision": f1, "recall": f1, "f1": f1 - d / 100, "support": 100}
+            for d in range(10)
+        }
         (folder / "confusion_matrix.json").write_text(json.dumps({"per_class": per_class}))
         (folder / "model.h5").write_bytes(b"not really a model: " + run_id.encode())
     record.update(fields)

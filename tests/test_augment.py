@@ -42,8 +42,10 @@ def centre_of_mass(x: np.ndarray) -> np.ndarray:
     """(n, 2): each image's ink-weighted (row, column)."""
     rows, cols = np.mgrid[0:28, 0:28]
     ink = x[..., 0].sum(axis=(1, 2))
-    return np.stack([(x[..., 0] * rows).sum(axis=(1, 2)) / ink,
-                     (x[..., 0] * cols).sum(axis=(1, 2)) / ink], axis=1)
+    return np.stack(
+        [(x[..., 0] * rows).sum(axis=(1, 2)) / ink, (x[..., 0] * cols).sum(axis=(1, 2)) / ink],
+        axis=1,
+    )
 
 
 def axis_angle(x: np.ndarray) -> np.ndarray:
@@ -110,6 +112,7 @@ def test_elastic_distortion_keeps_the_shape_but_moves_the_pixels():
     x = ring(32)
     out = run(x, elastic_alpha=34, elastic_sigma=4)
     assert np.abs(out - x).max() > 0.5  # pixel by pixel, another picture
+
     # The shape, seen at the scale of a stroke (blurred by 1.5 pixels): still that ring, and
     # nearer to it than to a bar drawn in the same place.
     def shape(image):
@@ -127,7 +130,9 @@ def test_elastic_distortion_keeps_the_shape_but_moves_the_pixels():
     assert moved.max() < 4 and moved.mean() < 1.5  # digit a little as a whole, too
     # Stronger alpha, further from the original; a larger sigma, a smoother (milder) warp.
     far = np.abs(run(x, elastic_alpha=80, elastic_sigma=4) - x).mean()
-    assert far > np.abs(out - x).mean() > np.abs(run(x, elastic_alpha=8, elastic_sigma=4) - x).mean()
+    assert (
+        far > np.abs(out - x).mean() > np.abs(run(x, elastic_alpha=8, elastic_sigma=4) - x).mean()
+    )
 
 
 def test_the_elastic_field_is_the_gaussian_smoothing_of_uniform_noise():
@@ -138,9 +143,11 @@ def test_the_elastic_field_is_the_gaussian_smoothing_of_uniform_noise():
 
     noise = np.random.default_rng(0).uniform(-1, 1, (28, 28))
     matrix = gaussian_matrix(28, 4.0).numpy()
-    np.testing.assert_allclose(matrix @ noise @ matrix.T,
-                               ndimage.gaussian_filter(noise, 4.0, mode="reflect", truncate=3.0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        matrix @ noise @ matrix.T,
+        ndimage.gaussian_filter(noise, 4.0, mode="reflect", truncate=3.0),
+        atol=1e-5,
+    )
 
 
 def test_draws_are_a_function_of_seed_epoch_and_batch_and_each_image_has_its_own():
@@ -199,8 +206,9 @@ def test_augmented_batches_change_the_images_not_the_labels_and_repeat_per_epoch
     epoch.assign(1)
     second = batches(dataset)
     # A new process at epoch 1 (a resumed run) makes what the first process made at epoch 1.
-    fresh = batches(make_dataset(images, labels, 32, True, shuffle=True, seed=5, epoch=1,
-                                 augment=on))
+    fresh = batches(
+        make_dataset(images, labels, 32, True, shuffle=True, seed=5, epoch=1, augment=on)
+    )
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(second, fresh))
     assert not np.allclose(second[0][0], first[0][0])  # another epoch, other draws
 
@@ -227,9 +235,16 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     from cnn_mnist.core.runtime import seed_everything
     from cnn_mnist.config.schema import ModelConfig
 
-    config = load_config(sets=["training.epochs=2", "training.batch_size=64", "training.seed=3",
-                               "tensorboard.enabled=false", "data.augment.rotation=10",
-                               "data.augment.elastic_alpha=20"])
+    config = load_config(
+        sets=[
+            "training.epochs=2",
+            "training.batch_size=64",
+            "training.seed=3",
+            "tensorboard.enabled=false",
+            "data.augment.rotation=10",
+            "data.augment.elastic_alpha=20",
+        ]
+    )
     model_config = ModelConfig.model_validate({"layers": TINY_LAYERS})
     data = prepare(tiny_mnist, True, None, None, config.data.augment)
     histories = {}
@@ -238,22 +253,31 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
         run_dir = tmp_path / kind
         if kind == "fit":
             model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = fit.fit(model, data, config.training, config.tensorboard,
-                                        run_dir, verbose=0)
+            histories[kind] = fit.fit(
+                model, data, config.training, config.tensorboard, run_dir, verbose=0
+            )
         else:
             strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
             with strategy.scope():
                 model = compile_model(build_model(model_config), config.compile)
             histories[kind] = distribute.fit(
-                distribute.Cluster(strategy, "mirrored", 1), model, data, config.training,
-                config.tensorboard, config.compile.loss, run_dir, verbose=0)
+                distribute.Cluster(strategy, "mirrored", 1),
+                model,
+                data,
+                config.training,
+                config.tensorboard,
+                config.compile.loss,
+                run_dir,
+                verbose=0,
+            )
     for name, values in histories["fit"].items():
         np.testing.assert_allclose(histories["distributed"][name], values, rtol=1e-4, atol=1e-5)
     plain = prepare(tiny_mnist, True, None, None)
     seed_everything(3)
     model = compile_model(build_model(model_config), config.compile)
-    unaugmented = fit.fit(model, plain, config.training, config.tensorboard, tmp_path / "plain",
-                            verbose=0)
+    unaugmented = fit.fit(
+        model, plain, config.training, config.tensorboard, tmp_path / "plain", verbose=0
+    )
     assert unaugmented["loss"] != histories["fit"]["loss"]  # the augmentation was really on
 
 
@@ -264,28 +288,47 @@ def test_off_by_default_and_recorded_in_the_config():
     config = load_config()
     assert config.data.augment == AugmentConfig() and not config.data.augment.active
     assert config.to_dict()["data"]["augment"] == {
-        "shift": 0.0, "rotation": 0.0, "zoom": 0.0, "thickness": 0.0, "elastic_alpha": 0.0,
-        "elastic_sigma": 4.0}
+        "shift": 0.0,
+        "rotation": 0.0,
+        "zoom": 0.0,
+        "thickness": 0.0,
+        "elastic_alpha": 0.0,
+        "elastic_sigma": 4.0,
+    }
     on = load_config(sets=["data.augment.rotation=10", "data.augment.shift=2"])
     assert on.data.augment.active and (on.data.augment.rotation, on.data.augment.shift) == (10, 2)
     assert not load_config(sets=["data.augment.elastic_sigma=6"]).data.augment.active
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("data.augment.rotate=10",
-     "data.augment.rotate: unknown key (did you mean 'rotation'?); valid keys here: shift, "
-     "rotation, zoom, thickness, elastic_alpha, elastic_sigma"),
-    ("data.augment.shift=two", "data.augment.shift: Input should be a valid number, got 'two'"),
-    ("data.augment.shift=true", "data.augment.shift: Input should be a valid number, got True"),
-    ("data.augment.rotation=-5", "data.augment.rotation: Input should be greater than or equal "
-                                 "to 0"),
-    ("data.augment.zoom=1", "data.augment.zoom: Input should be less than 1"),
-    ("data.augment.thickness=2", "data.augment.thickness: Input should be less than or equal to 1"),
-    ("data.augment.elastic_sigma=0.5", "data.augment.elastic_sigma: Input should be greater than "
-                                       "or equal to 1"),
-    ("data.augment=on", "data.augment: Input should be a valid dictionary or instance of "
-                        "AugmentConfig"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            "data.augment.rotate=10",
+            "data.augment.rotate: unknown key (did you mean 'rotation'?); valid keys here: shift, "
+            "rotation, zoom, thickness, elastic_alpha, elastic_sigma",
+        ),
+        ("data.augment.shift=two", "data.augment.shift: Input should be a valid number, got 'two'"),
+        ("data.augment.shift=true", "data.augment.shift: Input should be a valid number, got True"),
+        (
+            "data.augment.rotation=-5",
+            "data.augment.rotation: Input should be greater than or equal to 0",
+        ),
+        ("data.augment.zoom=1", "data.augment.zoom: Input should be less than 1"),
+        (
+            "data.augment.thickness=2",
+            "data.augment.thickness: Input should be less than or equal to 1",
+        ),
+        (
+            "data.augment.elastic_sigma=0.5",
+            "data.augment.elastic_sigma: Input should be greater than or equal to 1",
+        ),
+        (
+            "data.augment=on",
+            "data.augment: Input should be a valid dictionary or instance of AugmentConfig",
+        ),
+    ],
+)
 def test_bad_settings_name_the_key_path(setting, message):
     with pytest.raises(ConfigError) as error:
         load_config(sets=[setting])
@@ -295,9 +338,12 @@ def test_bad_settings_name_the_key_path(setting, message):
 def test_a_bad_key_in_a_file_names_the_key_path(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data:\n  augment:\n    elastic: 34\n")
-    with pytest.raises(ConfigError, match=r"invalid config bad.yaml: data\.augment\.elastic: "
-                                          r"unknown key .*valid keys here: shift, rotation, zoom, "
-                                          r"thickness, elastic_alpha, elastic_sigma"):
+    with pytest.raises(
+        ConfigError,
+        match=r"invalid config bad.yaml: data\.augment\.elastic: "
+        r"unknown key .*valid keys here: shift, rotation, zoom, "
+        r"thickness, elastic_alpha, elastic_sigma",
+    ):
         load_config(path)
 
 
@@ -312,19 +358,32 @@ def test_a_sweep_searches_augment_keys_by_key_path(tmp_path):
     from cnn_mnist.tools.sweep import plan, trial_config
 
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump({
-        "training": {"seed": 1},
-        "sweep": {"parameters": {"data.augment.rotation": {"low": 0, "high": 15},
-                                 "data.augment.elastic_alpha": {"values": [0, 34]}},
-                  "trials": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "training": {"seed": 1},
+                "sweep": {
+                    "parameters": {
+                        "data.augment.rotation": {"low": 0, "high": 15},
+                        "data.augment.elastic_alpha": {"values": [0, 34]},
+                    },
+                    "trials": 2,
+                },
+            }
+        )
+    )
     sweep = plan(str(path))
     trial = trial_config(sweep, {"data.augment.rotation": 7.5, "data.augment.elastic_alpha": 34})
     assert (trial.data.augment.rotation, trial.data.augment.elastic_alpha) == (7.5, 34)
     assert trial.data.augment.shift == 0  # the rest as configured
-    path.write_text(yaml.safe_dump({"sweep": {"parameters": {
-        "data.augment.zoom": {"low": 0.0, "high": 1.5}}}}))
-    with pytest.raises(ConfigError, match=r"sweep.parameters.data.augment.zoom: 1.5 does not fit "
-                                          r"the config: data.augment.zoom: Input should be less"):
+    path.write_text(
+        yaml.safe_dump({"sweep": {"parameters": {"data.augment.zoom": {"low": 0.0, "high": 1.5}}}})
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"sweep.parameters.data.augment.zoom: 1.5 does not fit "
+        r"the config: data.augment.zoom: Input should be less",
+    ):
         plan(str(path))
 
 
@@ -332,8 +391,11 @@ def test_the_handwriting_recipe_loads_and_is_linked_like_the_others():
     config = load_config("handwriting")
     assert config.data.augment.active
     link = REPO / "configs" / "handwriting.yaml"
-    assert link.is_symlink() and link.read_text() == (
-        REPO / "cnn_mnist" / "config" / "shipped" / "handwriting.yaml").read_text()
+    assert (
+        link.is_symlink()
+        and link.read_text()
+        == (REPO / "cnn_mnist" / "config" / "shipped" / "handwriting.yaml").read_text()
+    )
     assert load_config(link) == config
 
 
@@ -350,19 +412,32 @@ def test_a_tiny_model_trains_with_augmentation_and_run_json_records_it(tmp_path,
     from tests.conftest import cnn_process
 
     raw = yaml.safe_load(tiny_config_file.read_text())
-    raw["data"]["augment"] = {"rotation": 8, "zoom": 0.05, "thickness": 0.3,
-                              "elastic_alpha": 10, "elastic_sigma": 4}
+    raw["data"]["augment"] = {
+        "rotation": 8,
+        "zoom": 0.05,
+        "thickness": 0.3,
+        "elastic_alpha": 10,
+        "elastic_sigma": 4,
+    }
     raw["training"]["epochs"] = 3
     tiny_config_file.write_text(yaml.safe_dump(raw))
-    result = cnn_process(["train", "--config", str(tiny_config_file), "--quiet"], tmp_path,
-                         dict(os.environ))
+    result = cnn_process(
+        ["train", "--config", str(tiny_config_file), "--quiet"], tmp_path, dict(os.environ)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = (tmp_path / "logs").glob("*/run.json")
     record = json.loads(path.read_text())
     assert record["status"] == "completed"
     assert record["config"]["data"]["augment"] == {
-        "shift": 0.0, "rotation": 8.0, "zoom": 0.05, "thickness": 0.3, "elastic_alpha": 10.0,
-        "elastic_sigma": 4.0}
-    assert yaml.safe_load((path.parent / "config.yaml").read_text())["data"]["augment"] == \
-        record["config"]["data"]["augment"]
+        "shift": 0.0,
+        "rotation": 8.0,
+        "zoom": 0.05,
+        "thickness": 0.3,
+        "elastic_alpha": 10.0,
+        "elastic_sigma": 4.0,
+    }
+    assert (
+        yaml.safe_load((path.parent / "config.yaml").read_text())["data"]["augment"]
+        == record["config"]["data"]["augment"]
+    )
     assert record["metrics"]["test_accuracy"] > 0.5  # learnt through the changes (chance: 0.1)

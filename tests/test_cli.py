@@ -13,14 +13,24 @@ def runner():
     return CliRunner()
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["summary", "--help"],
-                                  ["tensorboard", "--help"], ["runs", "--help"],
-                                  ["runs", "compare", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["summary", "--help"],
+        ["tensorboard", "--help"],
+        ["runs", "--help"],
+        ["runs", "compare", "--help"],
+    ],
+)
 def test_help_does_not_import_tensorflow(args):
-    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]\n"
-            "assert not heavy, heavy" % args)
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy" % args
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Usage: cnn" in result.stdout
@@ -42,11 +52,16 @@ BAD_CONFIGS = {
     "misspelt section": ("trainig:\n  epochs: 1\n", "trainig: unknown key"),
     "unknown layer": ("model:\n  layers:\n    - {type: Conv3D}\n", "unknown layer type 'Conv3D'"),
     "string for int": ("training:\n  batch_size: '128'\n", "training.batch_size"),
-    "kernel too large": ("model:\n  layers:\n    - {type: Conv2D, filters: 2, kernel_size: 30}\n"
-                         "    - {type: Flatten}\n    - {type: Dense, units: 10}\n",
-                         "model.layers[0] (Conv2D)"),
-    "dropout 1.5": ("model:\n  layers:\n    - {type: Flatten}\n    - {type: Dropout, rate: 1.5}\n"
-                    "    - {type: Dense, units: 10}\n", "model.layers[1].rate"),
+    "kernel too large": (
+        "model:\n  layers:\n    - {type: Conv2D, filters: 2, kernel_size: 30}\n"
+        "    - {type: Flatten}\n    - {type: Dense, units: 10}\n",
+        "model.layers[0] (Conv2D)",
+    ),
+    "dropout 1.5": (
+        "model:\n  layers:\n    - {type: Flatten}\n    - {type: Dropout, rate: 1.5}\n"
+        "    - {type: Dense, units: 10}\n",
+        "model.layers[1].rate",
+    ),
     "broken yaml": ("training: [epochs\n", "broken YAML"),
     "negative epochs": ("training:\n  epochs: -1\n", "training.epochs"),
 }
@@ -65,15 +80,18 @@ def test_bad_config_is_a_usage_error(runner, tmp_path, name, command):
     assert not (tmp_path / "logs").exists()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--epochs", "0"], "Invalid value for '--epochs'"),
-    (["--batch-size", "x"], "Invalid value for '--batch-size'"),
-    (["--learning-rate", "-1"], "Invalid value for '--learning-rate'"),
-    (["--set", "training.epochs"], "expected KEY.PATH=VALUE"),
-    (["--set", "training.epochs=two"], "training.epochs"),
-    (["--config", "/nonexistent.yaml"], "config file not found"),
-    (["--model-path", "model.pt"], "output.model_path"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--epochs", "0"], "Invalid value for '--epochs'"),
+        (["--batch-size", "x"], "Invalid value for '--batch-size'"),
+        (["--learning-rate", "-1"], "Invalid value for '--learning-rate'"),
+        (["--set", "training.epochs"], "expected KEY.PATH=VALUE"),
+        (["--set", "training.epochs=two"], "training.epochs"),
+        (["--config", "/nonexistent.yaml"], "config file not found"),
+        (["--model-path", "model.pt"], "output.model_path"),
+    ],
+)
 def test_bad_options(runner, args, expected):
     result = runner.invoke(cli, ["train", *args])
     assert result.exit_code == 2, result.output
@@ -81,8 +99,9 @@ def test_bad_options(runner, args, expected):
 
 
 def test_missing_data_folder_is_clear(runner, tmp_path, tiny_config_file):
-    result = runner.invoke(cli, ["train", "--config", str(tiny_config_file),
-                                 "--data", str(tmp_path / "nowhere")])
+    result = runner.invoke(
+        cli, ["train", "--config", str(tiny_config_file), "--data", str(tmp_path / "nowhere")]
+    )
     assert result.exit_code == 1
     assert "no such file or folder" in result.output and "CNN_MNIST_DATA" in result.output
     assert "Traceback" not in result.output
@@ -90,8 +109,9 @@ def test_missing_data_folder_is_clear(runner, tmp_path, tiny_config_file):
 
 
 def test_train_through_cli(runner, tmp_path, tiny_config_file):
-    result = runner.invoke(cli, ["train", "--config", str(tiny_config_file), "--epochs", "1",
-                                 "--seed", "3"])
+    result = runner.invoke(
+        cli, ["train", "--config", str(tiny_config_file), "--epochs", "1", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert "Test loss" in result.output and "Confusion matrix" in result.output
     assert "Model saved to" in result.output

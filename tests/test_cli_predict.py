@@ -24,13 +24,17 @@ def test_predict_one_index_draws_and_reports(runner, tiny_trained, idx_folder, t
     result = invoke(runner, ["predict", "--index", "5", "--model", str(model_path)], idx_folder)
     assert result.exit_code == 0, result.output
     assert "█" in result.output and len(result.output.splitlines()) >= 29
-    assert f"true label {tiny_mnist.y_test[5]}" in result.output and "index 5: predicted" in result.output
+    assert (
+        f"true label {tiny_mnist.y_test[5]}" in result.output
+        and "index 5: predicted" in result.output
+    )
 
 
 def test_predict_several_and_json(runner, tiny_trained, idx_folder, tiny_mnist):
     model_path, _ = tiny_trained
-    result = invoke(runner, ["predict", "-i", "1", "-i", "3:6", "--json", "-m", str(model_path)],
-                    idx_folder)
+    result = invoke(
+        runner, ["predict", "-i", "1", "-i", "3:6", "--json", "-m", str(model_path)], idx_folder
+    )
     assert result.exit_code == 0, result.output
     items = json.loads(result.output)
     assert [item["index"] for item in items] == [1, 3, 4, 5]
@@ -51,10 +55,23 @@ def test_predict_own_pictures(runner, tiny_trained, tmp_path, idx_folder):
     ImageDraw.Draw(image).rectangle((20, 50, 180, 62), fill=10)
     image.save(tmp_path / "bar.png")
     (tmp_path / "junk.png").write_text("junk")
-    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "bar.png"), "--image",
-                                 str(tmp_path / "junk.png"), "-m", str(model_path), "--json",
-                                 "--save-preprocessed", str(tmp_path / "seen"),
-                                 "--save-image", str(tmp_path / "fig.png")])
+    result = runner.invoke(
+        cli,
+        [
+            "predict",
+            "--image",
+            str(tmp_path / "bar.png"),
+            "--image",
+            str(tmp_path / "junk.png"),
+            "-m",
+            str(model_path),
+            "--json",
+            "--save-preprocessed",
+            str(tmp_path / "seen"),
+            "--save-image",
+            str(tmp_path / "fig.png"),
+        ],
+    )
     assert result.exit_code == 1  # one picture failed
     assert "junk.png: not an image" in result.output and "Traceback" not in result.output
     assert len(list((tmp_path / "seen").glob("*.png"))) == 1
@@ -71,8 +88,9 @@ def _bars(folder, count):
     return sorted(folder.glob("*.png"))
 
 
-def test_several_paths_after_one_image_option_as_a_shell_glob_gives_them(runner, tiny_trained,
-                                                                         tmp_path):
+def test_several_paths_after_one_image_option_as_a_shell_glob_gives_them(
+    runner, tiny_trained, tmp_path
+):
     model_path, _ = tiny_trained
     pictures = [str(p) for p in _bars(tmp_path / "digits", 3)]
     result = runner.invoke(cli, ["predict", "--image", *pictures, "-m", str(model_path), "--json"])
@@ -84,23 +102,28 @@ def test_a_folder_gives_its_pictures_in_name_order(runner, tiny_trained, tmp_pat
     model_path, _ = tiny_trained
     pictures = _bars(tmp_path / "digits", 3)
     (tmp_path / "digits" / "notes.txt").write_text("not a picture")
-    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "digits"),
-                                 "-m", str(model_path), "--json"])
+    result = runner.invoke(
+        cli, ["predict", "--image", str(tmp_path / "digits"), "-m", str(model_path), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert [item["image"] for item in json.loads(result.output)] == [str(p) for p in pictures]
     (tmp_path / "empty").mkdir()
-    empty = runner.invoke(cli, ["predict", "--image", str(tmp_path / "empty"),
-                                "-m", str(model_path)])
+    empty = runner.invoke(
+        cli, ["predict", "--image", str(tmp_path / "empty"), "-m", str(model_path)]
+    )
     assert empty.exit_code == 1 and "no pictures in this folder" in empty.output
 
 
-@pytest.mark.parametrize("args, code, expected", [
-    (["predict"], 2, "nothing to predict"),
-    (["predict", "--index", "128"], 2, "valid indices are 0 to 127"),
-    (["predict", "--index", "-3"], 2, "valid indices are 0 to 127"),
-    (["predict", "--index", "ten"], 2, "not a number"),
-    (["predict", "--index", "1", "--model", "missing.h5"], 1, "model file not found"),
-])
+@pytest.mark.parametrize(
+    "args, code, expected",
+    [
+        (["predict"], 2, "nothing to predict"),
+        (["predict", "--index", "128"], 2, "valid indices are 0 to 127"),
+        (["predict", "--index", "-3"], 2, "valid indices are 0 to 127"),
+        (["predict", "--index", "ten"], 2, "not a number"),
+        (["predict", "--index", "1", "--model", "missing.h5"], 1, "model file not found"),
+    ],
+)
 def test_predict_errors(runner, idx_folder, args, code, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -110,10 +133,13 @@ def test_predict_errors(runner, idx_folder, args, code, expected, tmp_path, monk
     assert expected in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "the file is empty"),
-    (b"not hdf5 at all", "not a readable Keras model"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "the file is empty"),
+        (b"not hdf5 at all", "not a readable Keras model"),
+    ],
+)
 def test_corrupt_model(runner, idx_folder, tmp_path, content, expected):
     (tmp_path / "bad.h5").write_bytes(content)
     for command in (["predict", "-i", "1"], ["evaluate"]):
@@ -130,8 +156,9 @@ def test_truncated_model(runner, tiny_trained, idx_folder, tmp_path):
 
 def test_evaluate_reproduces_training(runner, tiny_trained, idx_folder, tmp_path):
     model_path, result = tiny_trained
-    out = invoke(runner, ["evaluate", "-m", str(model_path), "--out", str(tmp_path / "ev")],
-                 idx_folder)
+    out = invoke(
+        runner, ["evaluate", "-m", str(model_path), "--out", str(tmp_path / "ev")], idx_folder
+    )
     assert out.exit_code == 0, out.output
     assert f"test accuracy {result.evaluation.accuracy:.4f}" in out.output
     saved = json.loads((tmp_path / "ev" / "confusion_matrix.json").read_text())
@@ -146,25 +173,34 @@ def test_raw_pixel_model_gets_raw_pixels(runner, tiny_config_file, idx_folder, t
     from cnn_mnist.training.pipeline import train
 
     result = train(load_config(tiny_config_file, sets=["data.normalize=false"]), progress=0)
-    out = invoke(runner, ["evaluate", "-m", str(result.model_path), "--out", str(tmp_path / "ev")],
-                 idx_folder)
+    out = invoke(
+        runner,
+        ["evaluate", "-m", str(result.model_path), "--out", str(tmp_path / "ev")],
+        idx_folder,
+    )
     assert f"test accuracy {result.evaluation.accuracy:.4f}" in out.output
 
 
 def test_predict_help_does_not_import_tensorflow():
-    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', '%s', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', '%s', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     for command in ("predict", "evaluate"):
-        result = subprocess.run([sys.executable, "-c", code % command], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code % command], capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
 
 
 def test_bad_index_does_not_import_tensorflow(idx_folder):
-    code = ("import sys; from cnn_mnist.cli import main\n"
-            f"sys.argv = ['cnn', 'predict', '--index', '999', '--data', {str(idx_folder)!r}]\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 2\n"
-            "assert 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from cnn_mnist.cli import main\n"
+        f"sys.argv = ['cnn', 'predict', '--index', '999', '--data', {str(idx_folder)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 2\n"
+        "assert 'tensorflow' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -174,42 +210,55 @@ def test_bad_index_does_not_import_tensorflow(idx_folder):
 from tests.conftest import FASHION_NAMES, relabelled_model  # noqa: E402
 
 
-def test_predict_names_classes_from_the_model(runner, tiny_trained, idx_folder, tiny_mnist,
-                                              tmp_path):
+def test_predict_names_classes_from_the_model(
+    runner, tiny_trained, idx_folder, tiny_mnist, tmp_path
+):
     model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
-    result = invoke(runner, ["predict", "-i", "5", "-m", str(model), "--save-image",
-                             str(tmp_path / "p.png")], idx_folder)
+    result = invoke(
+        runner,
+        ["predict", "-i", "5", "-m", str(model), "--save-image", str(tmp_path / "p.png")],
+        idx_folder,
+    )
     assert result.exit_code == 0, result.output
     assert f"true label {FASHION_NAMES[tiny_mnist.y_test[5]]}" in result.output
     line = result.output.splitlines()[-1]
-    assert line.startswith("index 5: predicted ") and line.split("predicted ")[1].split(" (")[0] \
-        in FASHION_NAMES
+    assert (
+        line.startswith("index 5: predicted ")
+        and line.split("predicted ")[1].split(" (")[0] in FASHION_NAMES
+    )
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    items = json.loads(invoke(runner, ["predict", "-i", "0:4", "--json", "-m", str(model)],
-                              idx_folder).output)
+    items = json.loads(
+        invoke(runner, ["predict", "-i", "0:4", "--json", "-m", str(model)], idx_folder).output
+    )
     for item, label in zip(items, tiny_mnist.y_test[:4]):
         assert item["class_name"] == FASHION_NAMES[item["predicted"]]
         assert item["label_class_name"] == FASHION_NAMES[label]
 
 
 def test_mnist_predict_json_names_are_digits(runner, tiny_trained, idx_folder):
-    items = json.loads(invoke(runner, ["predict", "-i", "0:3", "--json", "-m",
-                                       str(tiny_trained[0])], idx_folder).output)
+    items = json.loads(
+        invoke(
+            runner, ["predict", "-i", "0:3", "--json", "-m", str(tiny_trained[0])], idx_folder
+        ).output
+    )
     assert all(item["class_name"] == str(item["predicted"]) for item in items)
 
 
-def test_evaluate_names_classes_and_refuses_another_dataset(runner, tiny_trained, idx_folder,
-                                                            tmp_path):
+def test_evaluate_names_classes_and_refuses_another_dataset(
+    runner, tiny_trained, idx_folder, tmp_path
+):
     model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
-    result = invoke(runner, ["evaluate", "-m", str(model), "--out", str(tmp_path / "ev")],
-                    idx_folder)
+    result = invoke(
+        runner, ["evaluate", "-m", str(model), "--out", str(tmp_path / "ev")], idx_folder
+    )
     assert result.exit_code == 0, result.output
     assert "rows: true class" in result.output and "\n0 T-shirt/top " in result.output
     assert "\n9 Ankle boot " in result.output
     refused = invoke(runner, ["evaluate", "-m", str(model), "--dataset", "mnist"], idx_folder)
     assert refused.exit_code == 1
-    assert refused.output.startswith(f"error: model {model} was trained on Fashion-MNIST, not "
-                                     "MNIST")
+    assert refused.output.startswith(
+        f"error: model {model} was trained on Fashion-MNIST, not MNIST"
+    )
     assert "Traceback" not in refused.output
 
 
@@ -221,11 +270,22 @@ def test_a_15000_by_15000_picture_is_a_clear_error(runner, tiny_trained, tmp_pat
     draw = ImageDraw.Draw(image := Image.open(tmp_path / "one.png").copy())
     draw.line([(100, 30), (100, 170)], fill=0, width=14)
     image.save(tmp_path / "one.png")
-    result = runner.invoke(cli, ["predict", "--image", str(tmp_path / "huge.png"),
-                                 str(tmp_path / "one.png"), "-m", str(model_path)])
+    result = runner.invoke(
+        cli,
+        [
+            "predict",
+            "--image",
+            str(tmp_path / "huge.png"),
+            str(tmp_path / "one.png"),
+            "-m",
+            str(model_path),
+        ],
+    )
     assert result.exit_code == 1
-    assert (f"error: {tmp_path / 'huge.png'}: picture too large to read (225 megapixels); the limit "
-            "is 40 megapixels") in result.output
+    assert (
+        f"error: {tmp_path / 'huge.png'}: picture too large to read (225 megapixels); the limit "
+        "is 40 megapixels"
+    ) in result.output
     assert "one.png: predicted" in result.output and "Traceback" not in result.output
 
 
@@ -238,8 +298,20 @@ def test_predict_number_reads_a_row_of_digits(runner, tiny_trained, tmp_path):
         x = 50 + 100 * k
         draw.line([(x, 30), (x, 100)], fill=20, width=9)
     picture.save(tmp_path / "ones.png")
-    result = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "ones.png"),
-                                 "--number", "--json", "--save-preprocessed", str(tmp_path / "seen")])
+    result = runner.invoke(
+        cli,
+        [
+            "predict",
+            "-m",
+            str(model_path),
+            "--image",
+            str(tmp_path / "ones.png"),
+            "--number",
+            "--json",
+            "--save-preprocessed",
+            str(tmp_path / "seen"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["image"].endswith("ones.png") and len(out["number"]) == 3
@@ -247,16 +319,18 @@ def test_predict_number_reads_a_row_of_digits(runner, tiny_trained, tmp_path):
     assert lefts == sorted(lefts) and abs(lefts[0] - 45) <= 3
     assert all(0 <= d["predicted"] <= 9 and 0 <= d["probability"] <= 1 for d in out["digits"])
     assert len(list((tmp_path / "seen").glob("*.png"))) == 3
-    text = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "ones.png"),
-                               "--number"])
+    text = runner.invoke(
+        cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "ones.png"), "--number"]
+    )
     assert text.exit_code == 0 and f"ones.png: {out['number']}  (" in text.output
 
 
 def test_predict_number_bad_inputs(runner, tiny_trained, tmp_path):
     model_path, _ = tiny_trained
     Image.new("L", (200, 100), 240).save(tmp_path / "blank.png")
-    result = runner.invoke(cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "blank.png"),
-                                 "--number"])
+    result = runner.invoke(
+        cli, ["predict", "-m", str(model_path), "--image", str(tmp_path / "blank.png"), "--number"]
+    )
     assert result.exit_code == 1 and "blank.png: no digit found" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["predict", "-m", str(model_path), "--index", "3", "--number"])

@@ -13,20 +13,33 @@ def test_tf_config_missing_names_the_variable_and_shows_an_example():
         read_tf_config({})
 
 
-@pytest.mark.parametrize("raw, message", [
-    ("{not json", "not valid JSON"),
-    ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "'cluster' must map"),
-    ('{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}',
-     "'host:port'"),
-    ('{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
-     r"job\(s\) \['ps'\]"),
-    ('{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}',
-     "2 chiefs"),
-    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
-     "'task' must name this process's job and index"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
-     "'task' must name"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', "'cluster' must map"),
+        (
+            '{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}',
+            "'host:port'",
+        ),
+        (
+            '{"cluster": {"ps": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
+            r"job\(s\) \['ps'\]",
+        ),
+        (
+            '{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}',
+            "2 chiefs",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+            "'task' must name this process's job and index",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+            "'task' must name",
+        ),
+    ],
+)
 def test_bad_tf_config_is_a_config_error(raw, message):
     with pytest.raises(ConfigError, match=message):
         read_tf_config({"TF_CONFIG": raw})

@@ -14,8 +14,15 @@ import yaml
 from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
-from cnn_mnist.config.load import (SCHEMA_FILE, json_schema, json_schema_text, load_config,
-                              read_yaml, schema_file, shipped_configs)
+from cnn_mnist.config.load import (
+    SCHEMA_FILE,
+    json_schema,
+    json_schema_text,
+    load_config,
+    read_yaml,
+    schema_file,
+    shipped_configs,
+)
 from cnn_mnist.config.schema import Config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +37,9 @@ def validator():
 
 
 def test_show_prints_the_resolved_config_with_every_default(tmp_path):
-    result = CliRunner().invoke(cli, ["config", "show", "--config", "speedrun",
-                                      "--set", "training.epochs=2"])
+    result = CliRunner().invoke(
+        cli, ["config", "show", "--config", "speedrun", "--set", "training.epochs=2"]
+    )
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.output)
     assert shown["training"]["epochs"] == 2  # --set
@@ -61,13 +69,16 @@ def test_schema_prints_the_json_schema_with_descriptions():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     epochs = schema["$defs"]["TrainingConfig"]["properties"]["epochs"]
     assert epochs["default"] == 1 and epochs["minimum"] == 1
-    assert epochs["description"] == Config.model_fields["training"].annotation \
-        .model_fields["epochs"].description
+    assert (
+        epochs["description"]
+        == Config.model_fields["training"].annotation.model_fields["epochs"].description
+    )
 
 
 def test_shipped_schema_file_is_up_to_date():
     assert schema_file().read_text(encoding="utf-8") == json_schema_text(), (
-        f"{schema_file()} is out of date: run `cnn config schema > {schema_file()}`")
+        f"{schema_file()} is out of date: run `cnn config schema > {schema_file()}`"
+    )
     # configs/ links to the shipped files, the schema too, so the modeline works from there.
     assert (REPO / "configs" / SCHEMA_FILE).read_text(encoding="utf-8") == json_schema_text()
 
@@ -80,10 +91,13 @@ def test_shipped_config_names_the_schema_and_validates(name, validator):
     assert not errors
 
 
-@pytest.mark.parametrize("change, unexpected", [
-    (lambda raw: raw["training"].update(epoch=2), "'epoch' was unexpected"),
-    (lambda raw: raw.update(trainig={}), "'trainig' was unexpected"),
-])
+@pytest.mark.parametrize(
+    "change, unexpected",
+    [
+        (lambda raw: raw["training"].update(epoch=2), "'epoch' was unexpected"),
+        (lambda raw: raw.update(trainig={}), "'trainig' was unexpected"),
+    ],
+)
 def test_a_misspelt_key_fails_the_json_schema(change, unexpected, validator):
     raw = read_yaml(schema_file().parent / "default.yaml")
     change(raw)
@@ -105,24 +119,29 @@ def test_a_misspelt_layer_argument_and_a_wrong_type_fail_the_json_schema(validat
 
 @pytest.mark.parametrize("args", [["config", "show"], ["config", "schema"]])
 def test_config_commands_do_not_import_tensorflow(args):
-    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]\n"
-            "assert not heavy, heavy" % args)
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn'] + %r\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]\n"
+        "assert not heavy, heavy" % args
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
 
 
-@pytest.mark.parametrize("shell, marker", [("bash", "complete -o nosort -F"),
-                                           ("zsh", "compdef"), ("fish", "complete --no-files")])
+@pytest.mark.parametrize(
+    "shell, marker",
+    [("bash", "complete -o nosort -F"), ("zsh", "compdef"), ("fish", "complete --no-files")],
+)
 def test_shell_completion_scripts(shell, marker):
     """Click's completion, as the docs tell a user to install it."""
     import os
 
     env = dict(os.environ, _CNN_COMPLETE=f"{shell}_source")
-    result = subprocess.run([sys.executable, "-m", "cnn_mnist"], env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist"], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert marker in result.stdout
 
@@ -131,10 +150,15 @@ def test_bash_completion_completes_commands_and_options():
     import os
 
     def complete(words: str) -> str:
-        env = dict(os.environ, _CNN_COMPLETE="bash_complete", COMP_WORDS=words,
-                   COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)))
-        result = subprocess.run([sys.executable, "-m", "cnn_mnist"], env=env,
-                                capture_output=True, text=True)
+        env = dict(
+            os.environ,
+            _CNN_COMPLETE="bash_complete",
+            COMP_WORDS=words,
+            COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "cnn_mnist"], env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 

@@ -24,8 +24,13 @@ def test_raw_idx_files_load(tmp_path, tiny_mnist):
 
 def test_npz_loads(tmp_path, tiny_mnist):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=tiny_mnist.x_train, y_train=tiny_mnist.y_train,
-             x_test=tiny_mnist.x_test, y_test=tiny_mnist.y_test)
+    np.savez(
+        path,
+        x_train=tiny_mnist.x_train,
+        y_train=tiny_mnist.y_train,
+        x_test=tiny_mnist.x_test,
+        y_test=tiny_mnist.y_test,
+    )
     np.testing.assert_array_equal(data.load_mnist(path).y_train, tiny_mnist.y_train)
 
 
@@ -43,12 +48,15 @@ def _corrupt(folder, stem, raw_bytes):
     (folder / f"{stem}.gz").write_bytes(gzip.compress(raw_bytes))
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("truncated", "truncated or corrupt"),
-    ("magic", "magic number 0x00000801, expected 0x00000803"),
-    ("short", "too short for an IDX header"),
-    ("not_gzip", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("magic", "magic number 0x00000801, expected 0x00000803"),
+        ("short", "too short for an IDX header"),
+        ("not_gzip", "cannot read"),
+    ],
+)
 def test_corrupt_image_file_is_named(idx_folder, case, expected):
     stem = data.IDX_FILES["x_train"]
     path = idx_folder / f"{stem}.gz"
@@ -98,7 +106,9 @@ def test_missing_path(tmp_path, monkeypatch):
         data.load_mnist(tmp_path / "nowhere")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data.ENV_VAR, "../elsewhere/mnist")
-    with pytest.raises(DataError, match=f"from CNN_MNIST_DATA, relative to the current folder {tmp_path}"):
+    with pytest.raises(
+        DataError, match=f"from CNN_MNIST_DATA, relative to the current folder {tmp_path}"
+    ):
         data.load_mnist(None)
 
 
@@ -124,29 +134,50 @@ def test_prepare_shapes_scaling_and_one_hot(tiny_mnist):
 
 
 def test_float_images_already_scaled_are_refused_not_scaled_again(tmp_path, tiny_mnist):
-    scaled = {"x_train": tiny_mnist.x_train / 255.0, "y_train": tiny_mnist.y_train,
-              "x_test": tiny_mnist.x_test / 255.0, "y_test": tiny_mnist.y_test}
+    scaled = {
+        "x_train": tiny_mnist.x_train / 255.0,
+        "y_train": tiny_mnist.y_train,
+        "x_test": tiny_mnist.x_test / 255.0,
+        "y_test": tiny_mnist.y_test,
+    }
     np.savez(tmp_path / "scaled.npz", **scaled)
     loaded = data.load_mnist(tmp_path / "scaled.npz", dataset="custom")
-    with pytest.raises(DataError, match="scaled.npz: the images hold values 0 to 1 "
-                                        r"\(already scaled\); expected pixel values 0-255"):
+    with pytest.raises(
+        DataError,
+        match="scaled.npz: the images hold values 0 to 1 "
+        r"\(already scaled\); expected pixel values 0-255",
+    ):
         data.prepare(loaded, normalize=True)
     assert data.prepare(loaded, normalize=False).x_train.max() == 1.0  # as given
-    np.savez(tmp_path / "floats.npz", **{**scaled, "x_train": tiny_mnist.x_train * 1.0,
-                                         "x_test": tiny_mnist.x_test * 1.0})
+    np.savez(
+        tmp_path / "floats.npz",
+        **{**scaled, "x_train": tiny_mnist.x_train * 1.0, "x_test": tiny_mnist.x_test * 1.0},
+    )
     prepared = data.prepare(data.load_mnist(tmp_path / "floats.npz", dataset="custom"))
     assert prepared.x_train.max() == 1.0  # floats of 0-255 are scaled like bytes
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros((0,), np.uint8)},
-     "x_train has no images; expected at least one to train on"),
-    ({"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros((0,), np.uint8)},
-     "x_test has no images; expected at least one"),
-    ({"x_train": np.full((2, 28, 28), "a")},
-     "x_train and y_train hold <U1 and uint8; expected numbers"),
-    ({"y_test": np.full(128, 2.5)}, "y_test has labels from 2.5 to 2.5, not all whole, expected"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros((0,), np.uint8)},
+            "x_train has no images; expected at least one to train on",
+        ),
+        (
+            {"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros((0,), np.uint8)},
+            "x_test has no images; expected at least one",
+        ),
+        (
+            {"x_train": np.full((2, 28, 28), "a")},
+            "x_train and y_train hold <U1 and uint8; expected numbers",
+        ),
+        (
+            {"y_test": np.full(128, 2.5)},
+            "y_test has labels from 2.5 to 2.5, not all whole, expected",
+        ),
+    ],
+)
 def test_empty_or_non_numeric_npz_arrays_are_refused(tmp_path, tiny_mnist, change, message):
     arrays = {role: getattr(tiny_mnist, role) for role in data.IDX_FILES}
     np.savez(tmp_path / "odd.npz", **{**arrays, **change})
@@ -154,8 +185,10 @@ def test_empty_or_non_numeric_npz_arrays_are_refused(tmp_path, tiny_mnist, chang
         data.prepare(data.check_trainable(data.load_mnist(tmp_path / "odd.npz", dataset="custom")))
     whole = {**arrays, "y_test": tiny_mnist.y_test.astype(np.float64)}  # 3.0 is label 3
     np.savez(tmp_path / "whole.npz", **whole)
-    assert data.prepare(data.load_mnist(tmp_path / "whole.npz", dataset="custom")).y_test.shape \
-        == (128, 10)
+    assert data.prepare(data.load_mnist(tmp_path / "whole.npz", dataset="custom")).y_test.shape == (
+        128,
+        10,
+    )
 
 
 def test_one_hot_matches_keras():
@@ -168,10 +201,30 @@ def test_one_hot_matches_keras():
 def test_real_mnist_facts(real_mnist_path):
     mnist = data.load_mnist(real_mnist_path)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_test.shape == (10000, 28, 28)
-    assert np.bincount(mnist.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
-                                                   6265, 5851, 5949]
-    assert np.bincount(mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
-                                                  974, 1009]
+    assert np.bincount(mnist.y_train).tolist() == [
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
+    ]
+    assert np.bincount(mnist.y_test).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
     assert mnist.y_test[[10, 20, 30]].tolist() == [0, 9, 3]
     assert mnist.x_train.mean() == pytest.approx(33.318, abs=1e-3)
     assert mnist.x_train.std() == pytest.approx(78.567, abs=1e-3)
@@ -209,8 +262,9 @@ def two_sets():
 
 
 def _npz(path, mnist):
-    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test,
-             y_test=mnist.y_test)
+    np.savez(
+        path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test
+    )
     return path
 
 
@@ -221,8 +275,9 @@ def test_known_dataset_with_its_checksums_loads(tmp_path, two_sets, dataset):
     loaded = data.load_mnist(folder, dataset=dataset, known=known)
     assert loaded.dataset == dataset
     np.testing.assert_array_equal(loaded.y_test, sets[dataset].y_test)
-    from_npz = data.load_mnist(_npz(tmp_path / "set.npz", sets[dataset]), dataset=dataset,
-                               known=known)
+    from_npz = data.load_mnist(
+        _npz(tmp_path / "set.npz", sets[dataset]), dataset=dataset, known=known
+    )
     np.testing.assert_array_equal(from_npz.x_train, sets[dataset].x_train)
 
 
@@ -232,23 +287,31 @@ def test_altered_file_of_a_known_dataset_is_refused(tmp_path, two_sets):
     labels = sets["fashion_mnist"].y_test.copy()
     labels[0] = (labels[0] + 1) % 10
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz: checksum does not match the "
-                                        "original Fashion-MNIST file"):
+    with pytest.raises(
+        DataError,
+        match="t10k-labels-idx1-ubyte.gz: checksum does not match the original Fashion-MNIST file",
+    ):
         data.load_mnist(folder, dataset="fashion_mnist", known=known)
     altered = Mnist(**{**vars(sets["fashion_mnist"]), "y_test": labels})
-    with pytest.raises(DataError, match=r"\(y_test\): checksum does not match the original "
-                                        "Fashion-MNIST"):
+    with pytest.raises(
+        DataError,
+        match=r"\(y_test\): checksum does not match the original "
+        "Fashion-MNIST",
+    ):
         data.load_mnist(_npz(tmp_path / "f.npz", altered), dataset="fashion_mnist", known=known)
 
 
-@pytest.mark.parametrize("asked, files", [("mnist", "fashion_mnist"), ("fashion_mnist", "mnist"),
-                                          ("custom", "fashion_mnist")])
+@pytest.mark.parametrize(
+    "asked, files",
+    [("mnist", "fashion_mnist"), ("fashion_mnist", "mnist"), ("custom", "fashion_mnist")],
+)
 def test_a_known_dataset_under_another_name_is_named(tmp_path, two_sets, asked, files):
     sets, known = two_sets
     title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[files]
     folder = write_idx_folder(tmp_path / files, sets[files])
-    with pytest.raises(WrongDataset, match=f"this is {title} .*found by checksum.*"
-                                           f"--dataset {files}") as caught:
+    with pytest.raises(
+        WrongDataset, match=f"this is {title} .*found by checksum.*--dataset {files}"
+    ) as caught:
         data.load_mnist(folder, dataset=asked, known=known)
     assert caught.value.found == files and "corrupt" not in str(caught.value)
     with pytest.raises(WrongDataset, match=f"this is {title} "):
@@ -263,8 +326,9 @@ def test_regzipped_or_raw_files_are_checked_by_content(tmp_path, two_sets):
     regz.mkdir(), raw.mkdir()
     for stem in data.IDX_FILES.values():
         content = gzip.decompress((original / f"{stem}.gz").read_bytes())
-        with gzip.GzipFile(stem, "wb", compresslevel=1, fileobj=(regz / f"{stem}.gz").open("wb"),
-                           mtime=12345) as out:
+        with gzip.GzipFile(
+            stem, "wb", compresslevel=1, fileobj=(regz / f"{stem}.gz").open("wb"), mtime=12345
+        ) as out:
             out.write(content)
         (raw / stem).write_bytes(content)
         assert (regz / f"{stem}.gz").read_bytes() != (original / f"{stem}.gz").read_bytes()
@@ -292,8 +356,9 @@ def test_real_fashion_mnist_loads_and_mnist_is_named(real_fashion_path, real_mni
     fashion = data.load_mnist(real_fashion_path, dataset="fashion_mnist")
     assert fashion.x_train.shape == (60000, 28, 28) and fashion.x_test.shape == (10000, 28, 28)
     assert np.bincount(fashion.y_test).tolist() == [1000] * 10
-    with pytest.raises(WrongDataset, match="this is Fashion-MNIST .*not MNIST: set data.dataset: "
-                                           "fashion_mnist"):
+    with pytest.raises(
+        WrongDataset, match="this is Fashion-MNIST .*not MNIST: set data.dataset: fashion_mnist"
+    ):
         data.load_mnist(real_fashion_path, test_only=True)
     with pytest.raises(WrongDataset, match="this is MNIST .*not Fashion-MNIST"):
         data.load_mnist(real_mnist_path, test_only=True, dataset="fashion_mnist")
@@ -332,16 +397,19 @@ def test_keras_fashion_download_is_checked_in_its_cache(tmp_path, two_sets):
     """Keras's get_file finds the files already in its cache (no network needed) and hands
     them over; their checksums are then checked like a folder's."""
     sets, known = two_sets
-    cache = write_idx_folder(tmp_path / "keras" / "datasets" / "fashion-mnist",
-                             sets["fashion_mnist"])
+    cache = write_idx_folder(
+        tmp_path / "keras" / "datasets" / "fashion-mnist", sets["fashion_mnist"]
+    )
     loaded = data.load_keras_fashion(cache_dir=tmp_path / "keras", known=known)
     assert loaded.source.startswith("keras.datasets.fashion_mnist") and str(cache) in loaded.source
     np.testing.assert_array_equal(loaded.x_test, sets["fashion_mnist"].x_test)
     images = sets["fashion_mnist"].x_train.copy()
     images[0, 0, 0] ^= 1
     write_idx(cache / "train-images-idx3-ubyte.gz", images)
-    with pytest.raises(DataError, match="checksum does not match the original Fashion-MNIST "
-                                        "file.*\n.*Keras's cache"):
+    with pytest.raises(
+        DataError,
+        match="checksum does not match the original Fashion-MNIST file.*\n.*Keras's cache",
+    ):
         data.load_keras_fashion(cache_dir=tmp_path / "keras", known=known)
 
 
@@ -369,8 +437,13 @@ def test_a_variant_keeping_the_labels_of_a_known_set_is_custom(tmp_path, two_set
     MNIST's own images under `custom` are still named as MNIST."""
     sets, known = two_sets
     mnist = sets["mnist"]
-    variant = Mnist(mnist.x_train.transpose(0, 2, 1).copy(), mnist.y_train,
-                    mnist.x_test.transpose(0, 2, 1).copy(), mnist.y_test, source="variant")
+    variant = Mnist(
+        mnist.x_train.transpose(0, 2, 1).copy(),
+        mnist.y_train,
+        mnist.x_test.transpose(0, 2, 1).copy(),
+        mnist.y_test,
+        source="variant",
+    )
     loaded = data.load_mnist(_npz(tmp_path / "t.npz", variant), dataset="custom", known=known)
     np.testing.assert_array_equal(loaded.y_test, mnist.y_test)
     folder = write_idx_folder(tmp_path / "variant", variant)
@@ -379,6 +452,11 @@ def test_a_variant_keeping_the_labels_of_a_known_set_is_custom(tmp_path, two_set
         data.load_mnist(_npz(tmp_path / "m.npz", mnist), dataset="custom", known=known)
     # The real test set's labels, found by the real checksum, no longer refuse it.
     real = data.load_mnist(real_mnist_path, test_only=True)
-    np.savez(tmp_path / "real.npz", x_train=real.x_test[:100].transpose(0, 2, 1),
-             y_train=real.y_test[:100], x_test=real.x_test.transpose(0, 2, 1), y_test=real.y_test)
+    np.savez(
+        tmp_path / "real.npz",
+        x_train=real.x_test[:100].transpose(0, 2, 1),
+        y_train=real.y_test[:100],
+        x_test=real.x_test.transpose(0, 2, 1),
+        y_test=real.y_test,
+    )
     assert data.load_mnist(tmp_path / "real.npz", dataset="custom").dataset == "custom"

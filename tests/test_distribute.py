@@ -23,8 +23,12 @@ SLICE = ["--set", "data.limit_train=2048", "--set", "data.limit_test=1000", "--s
 
 
 def tf_config(ports: list[int], index: int, job: str = "worker") -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": job, "index": index}})
+    return json.dumps(
+        {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": job, "index": index},
+        }
+    )
 
 
 def free_ports(count: int) -> list[int]:
@@ -39,8 +43,11 @@ def free_ports(count: int) -> list[int]:
 
 
 def test_distribution_settings_are_checked():
-    with pytest.raises(ConfigError, match=r"training\.distribution.*'none', 'mirrored' or "
-                                          r"'multi_worker'.*'gpus'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"training\.distribution.*'none', 'mirrored' or "
+        r"'multi_worker'.*'gpus'",
+    ):
         load_config(sets=["training.distribution=gpus"])
     with pytest.raises(ConfigError, match=r"training\.cpu_devices"):
         load_config(sets=["training.cpu_devices=0"])
@@ -53,14 +60,24 @@ def test_peer_failures_become_one_readable_line():
 
     from cnn_mnist.training.distribute import peer_failure
 
-    late = tf.errors.DeadlineExceededError(None, None, (
-        "Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0. This usually happens "
-        "because... # of tasks that reached the barrier: 1/2."))
+    late = tf.errors.DeadlineExceededError(
+        None,
+        None,
+        (
+            "Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0. This usually happens "
+            "because... # of tasks that reached the barrier: 1/2."
+        ),
+    )
     assert "only 1 of 2 workers joined" in str(peer_failure(late, "could not form the cluster"))
-    dead = tf.errors.UnavailableError(None, None, (
-        "Graph execution error:\n\nDetected at node CollectiveReduceV2_1 defined at:\n  File "
-        "\"x.py\", line 1\n\nCollective ops is aborted by: Socket closed\nAdditional GRPC error "
-        "information from remote target\n\t [[{{node CollectiveReduceV2_1}}]]"))
+    dead = tf.errors.UnavailableError(
+        None,
+        None,
+        (
+            "Graph execution error:\n\nDetected at node CollectiveReduceV2_1 defined at:\n  File "
+            '"x.py", line 1\n\nCollective ops is aborted by: Socket closed\nAdditional GRPC error '
+            "information from remote target\n\t [[{{node CollectiveReduceV2_1}}]]"
+        ),
+    )
     message = str(peer_failure(dead, "training stopped"))
     assert message == "training stopped (TensorFlow: Socket closed)"
 
@@ -83,9 +100,15 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     from cnn_mnist.core.runtime import seed_everything
     from tests.conftest import TINY_LAYERS
 
-    config = load_config(sets=["training.epochs=2", "training.batch_size=50", "training.seed=3",
-                               f"training.shuffle={str(shuffle).lower()}",
-                               "tensorboard.update_freq=3"])
+    config = load_config(
+        sets=[
+            "training.epochs=2",
+            "training.batch_size=50",
+            "training.seed=3",
+            f"training.shuffle={str(shuffle).lower()}",
+            "tensorboard.update_freq=3",
+        ]
+    )
     layers = [*TINY_LAYERS[:3], {"type": "Dropout", "rate": 0.25}, TINY_LAYERS[3]]
     model_config = ModelConfig.model_validate({"layers": layers})
     data = prepare(tiny_mnist, True, None, None)
@@ -96,21 +119,32 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
         run_dir.mkdir()
         if kind == "fit":
             model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = fit.fit(model, data, config.training, config.tensorboard,
-                                        run_dir, verbose=0)
+            histories[kind] = fit.fit(
+                model, data, config.training, config.tensorboard, run_dir, verbose=0
+            )
         else:
             strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
             with strategy.scope():
                 model = compile_model(build_model(model_config), config.compile)
             histories[kind] = distribute.fit(
-                distribute.Cluster(strategy, "mirrored", 1), model, data, config.training,
-                config.tensorboard, config.compile.loss, run_dir, verbose=0)
+                distribute.Cluster(strategy, "mirrored", 1),
+                model,
+                data,
+                config.training,
+                config.tensorboard,
+                config.compile.loss,
+                run_dir,
+                verbose=0,
+            )
         weights[kind] = [w.numpy() for w in model.weights]
         assert len(fit.read_epochs(run_dir / "epochs.jsonl")) == 2
         assert list((run_dir / "train").glob("events.out.tfevents.*"))
         assert (run_dir / "backup").is_dir()
-    assert set(histories["distributed"]) == set(histories["fit"]) == {
-        "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert (
+        set(histories["distributed"])
+        == set(histories["fit"])
+        == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    )
     for name, values in histories["fit"].items():
         np.testing.assert_allclose(histories["distributed"][name], values, rtol=1e-4, atol=1e-5)
     for ours, theirs in zip(weights["distributed"], weights["fit"]):
@@ -127,8 +161,10 @@ def test_distributed_training_runs_in_float32():
     assert (plan.dtype_policy, plan.steps_per_execution) == ("float32", 1)
     amx = accelerator_plan(config.compile, [], frozenset({"amx_bf16"}), distributed=True)
     assert amx.dtype_policy == "float32"
-    with pytest.raises(ConfigError, match="compile.mixed_precision: true does not work with "
-                                          "training.distribution 'mirrored'"):
+    with pytest.raises(
+        ConfigError,
+        match="compile.mixed_precision: true does not work with training.distribution 'mirrored'",
+    ):
         load_config(sets=["training.distribution=mirrored", "compile.mixed_precision=true"])
 
 
@@ -136,9 +172,15 @@ def test_distributed_training_runs_in_float32():
 
 
 def cnn(*args, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cnn_mnist", "train", *args], cwd=cwd,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist", "train", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
@@ -156,41 +198,76 @@ def single_process(real_mnist_path, tmp_path_factory):
     """The same slice, seed and epochs, trained in one ordinary process, in float32 as under
     tf.distribute (where `auto` picks bfloat16 on a CPU with it, 2 epochs end ~0.015 apart)."""
     folder = tmp_path_factory.mktemp("single")
-    code, out, err = finish(cnn("--data", str(real_mnist_path), "--epochs", "2", *SLICE, "-q",
-                                "--set", "compile.mixed_precision=false", cwd=folder))
+    code, out, err = finish(
+        cnn(
+            "--data",
+            str(real_mnist_path),
+            "--epochs",
+            "2",
+            *SLICE,
+            "-q",
+            "--set",
+            "compile.mixed_precision=false",
+            cwd=folder,
+        )
+    )
     assert code == 0, err
     return record(folder)
 
 
 @pytest.mark.slow
 def test_mirrored_on_two_logical_cpu_devices(real_mnist_path, tmp_path, single_process):
-    code, out, err = finish(cnn("--distribution", "mirrored", "--data", str(real_mnist_path),
-                                "--epochs", "2", *SLICE, cwd=tmp_path))
+    code, out, err = finish(
+        cnn(
+            "--distribution",
+            "mirrored",
+            "--data",
+            str(real_mnist_path),
+            "--epochs",
+            "2",
+            *SLICE,
+            cwd=tmp_path,
+        )
+    )
     assert code == 0, err
     assert "Traceback" not in err
     run = record(tmp_path)
     d = run["distribution"]
-    assert (d["strategy"], d["replicas"], d["global_batch_size"], d["per_replica_batch_size"]) \
-        == ("mirrored", 2, 128, 64)
+    assert (d["strategy"], d["replicas"], d["global_batch_size"], d["per_replica_batch_size"]) == (
+        "mirrored",
+        2,
+        128,
+        64,
+    )
     assert len(d["local_devices"]) == 2 and all("CPU" in dev for dev in d["local_devices"])
     assert d["learning_rate"] == 0.001 == run["config"]["compile"]["learning_rate"]
     assert run["metrics"]["epochs_completed"] == 2
-    assert abs(run["metrics"]["test_accuracy"] - single_process["metrics"]["test_accuracy"]) \
-        <= 0.01
+    assert abs(run["metrics"]["test_accuracy"] - single_process["metrics"]["test_accuracy"]) <= 0.01
     assert "Distributed   mirrored: 2 replicas" in out
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_path,
-                                                           single_process):
+def test_two_workers_train_in_lockstep_and_the_chief_saves(
+    real_mnist_path, tmp_path, single_process
+):
     ports = free_ports(2)
     folders = [tmp_path / "chief", tmp_path / "other"]
     processes = []
     for index, folder in enumerate(folders):
         folder.mkdir()
-        processes.append(cnn("--distribution", "multi_worker", "--data", str(real_mnist_path),
-                             "--epochs", "2", *SLICE, cwd=folder,
-                             env={"TF_CONFIG": tf_config(ports, index)}))
+        processes.append(
+            cnn(
+                "--distribution",
+                "multi_worker",
+                "--data",
+                str(real_mnist_path),
+                "--epochs",
+                "2",
+                *SLICE,
+                cwd=folder,
+                env={"TF_CONFIG": tf_config(ports, index)},
+            )
+        )
     (chief_code, chief_out, chief_err), (code, out, err) = [finish(p) for p in processes]
     assert chief_code == 0, chief_err
     assert code == 0, err
@@ -202,8 +279,12 @@ def test_two_workers_train_in_lockstep_and_the_chief_saves(real_mnist_path, tmp_
     assert run["hparams"]["training.batch_size"] == 128
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     d = run["distribution"]
-    assert (d["strategy"], d["replicas"], d["workers"], d["global_batch_size"]) == \
-        ("multi_worker", 2, 2, 128)
+    assert (d["strategy"], d["replicas"], d["workers"], d["global_batch_size"]) == (
+        "multi_worker",
+        2,
+        2,
+        128,
+    )
     # Identical final weights: the other worker prints the fingerprint the chief recorded,
     # and the chief's saved model has those weights.
     assert f"weights {d['weights_sha256'][:16]}" in out
@@ -234,8 +315,11 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
     chief = cnn(*start, cwd=folders[0], env={"TF_CONFIG": tf_config(ports, 0)})
     other = cnn(*start, cwd=folders[1], env={"TF_CONFIG": tf_config(ports, 1)})
     deadline = time.time() + 180
-    while not list((folders[0] / "logs" / "fit").glob("*/epochs.jsonl")) or len(
-            next((folders[0] / "logs" / "fit").glob("*/epochs.jsonl")).read_text().splitlines()) < 1:
+    while (
+        not list((folders[0] / "logs" / "fit").glob("*/epochs.jsonl"))
+        or len(next((folders[0] / "logs" / "fit").glob("*/epochs.jsonl")).read_text().splitlines())
+        < 1
+    ):
         assert time.time() < deadline and chief.poll() is None, chief.communicate()
         time.sleep(0.1)
     other.send_signal(signal.SIGKILL)
@@ -253,8 +337,10 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
 
     # Restart the whole cluster with --resume: it carries on from the chief's last epoch.
     ports = free_ports(2)
-    resumed = [cnn(*common, "--resume", cwd=folder, env={"TF_CONFIG": tf_config(ports, i)})
-               for i, folder in enumerate(folders)]
+    resumed = [
+        cnn(*common, "--resume", cwd=folder, env={"TF_CONFIG": tf_config(ports, i)})
+        for i, folder in enumerate(folders)
+    ]
     (code0, out0, err0), (code1, out1, err1) = [finish(p) for p in resumed]
     assert code0 == 0, f"{err0}\n--- worker 1 ({code1}):\n{err1}"
     assert code1 == 0, err1
@@ -271,9 +357,20 @@ def test_a_dead_worker_stops_the_chief_and_the_cluster_resumes(real_mnist_path, 
 @pytest.mark.slow
 def test_a_worker_that_never_joins_is_a_clear_error_in_bounded_time(real_mnist_path, tmp_path):
     started = time.time()
-    code, out, err = finish(cnn("--distribution", "multi_worker", "--data", str(real_mnist_path),
-                                *SLICE, "--set", "training.collective_timeout=3", cwd=tmp_path,
-                                env={"TF_CONFIG": tf_config(free_ports(2), 0)}), timeout=120)
+    code, out, err = finish(
+        cnn(
+            "--distribution",
+            "multi_worker",
+            "--data",
+            str(real_mnist_path),
+            *SLICE,
+            "--set",
+            "training.collective_timeout=3",
+            cwd=tmp_path,
+            env={"TF_CONFIG": tf_config(free_ports(2), 0)},
+        ),
+        timeout=120,
+    )
     assert code == 1
     assert time.time() - started < 60
     assert "Traceback" not in err
@@ -284,10 +381,19 @@ def test_a_worker_that_never_joins_is_a_clear_error_in_bounded_time(real_mnist_p
 def test_multi_worker_without_tf_config_fails_before_tensorflow(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     process = subprocess.run(
-        [sys.executable, "-c", "import sys; from cnn_mnist.cli import cli; "
-         "sys.argv=['cnn','train','--distribution','multi_worker']; "
-         "import atexit; atexit.register(lambda: print('tf' if 'tensorflow' in sys.modules "
-         "else 'no-tf')); cli()"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cnn_mnist.cli import cli; "
+            "sys.argv=['cnn','train','--distribution','multi_worker']; "
+            "import atexit; atexit.register(lambda: print('tf' if 'tensorflow' in sys.modules "
+            "else 'no-tf')); cli()",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert process.returncode == 2
     assert "TF_CONFIG environment variable" in process.stderr
     assert "Traceback" not in process.stderr
@@ -303,12 +409,25 @@ def test_workers_with_other_timeouts_keep_each_others_heartbeats(real_mnist_path
     ports = free_ports(2)
     folders = [tmp_path / "chief", tmp_path / "other"]
     processes = []
-    for index, (folder, extra) in enumerate(zip(folders, (
-            ["--set", "training.collective_timeout=10"], []))):
+    for index, (folder, extra) in enumerate(
+        zip(folders, (["--set", "training.collective_timeout=10"], []))
+    ):
         folder.mkdir()
-        processes.append(cnn("--distribution", "multi_worker", "--data", str(real_mnist_path),
-                             "--epochs", "8", *SLICE, "-q", *extra, cwd=folder,
-                             env={"TF_CONFIG": tf_config(ports, index)}))
+        processes.append(
+            cnn(
+                "--distribution",
+                "multi_worker",
+                "--data",
+                str(real_mnist_path),
+                "--epochs",
+                "8",
+                *SLICE,
+                "-q",
+                *extra,
+                cwd=folder,
+                env={"TF_CONFIG": tf_config(ports, index)},
+            )
+        )
     started = time.time()
     (code0, _, err0), (code1, _, err1) = [finish(p) for p in processes]
     assert time.time() - started > 20, "too short to outlive the chief's timeout"

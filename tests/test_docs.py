@@ -25,9 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                             str(out)], cwd=REPO, capture_output=True, text=True,
-                            env=dict(os.environ, NO_MKDOCS_2_WARNING="1"), timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -49,21 +54,28 @@ def _commands(group: click.Group, prefix: str = "cnn"):
 def _sections(page: str) -> dict[str, str]:
     """The CLI reference's HTML cut at each command's heading: {"cnn runs show": its part}."""
     headings = list(re.finditer(r"<h(\d) id=\"[^\"]*\">(cnn[^<]*)", page))
-    return {m.group(2).strip(): page[m.end(): headings[i + 1].start() if i + 1 < len(headings)
-                                     else len(page)]
-            for i, m in enumerate(headings)}
+    return {
+        m.group(2).strip(): page[
+            m.end() : headings[i + 1].start() if i + 1 < len(headings) else len(page)
+        ]
+        for i, m in enumerate(headings)
+    }
 
 
 def test_every_command_and_option_is_in_the_cli_reference(site):
     page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "Sentinel" not in page  # click 8.3's "no default", tidied by the hook
     # An example kept as typed, on its own lines.
-    assert re.search(r"<code>cnn sweep --config sweep +\(the shipped search; "
-                     r"logs/sweeps/sweep.db\)\ncnn sweep --config sweep --status", page)
+    assert re.search(
+        r"<code>cnn sweep --config sweep +\(the shipped search; "
+        r"logs/sweeps/sweep.db\)\ncnn sweep --config sweep --status",
+        page,
+    )
     sections = _sections(page)
     commands = list(_commands(cli))
-    assert {"cnn train", "cnn config show", "cnn config schema", "cnn runs rm"} <= \
-        {path for path, _ in commands}
+    assert {"cnn train", "cnn config show", "cnn config schema", "cnn runs rm"} <= {
+        path for path, _ in commands
+    }
     for path, command in commands:
         assert path in sections, f"{path} has no heading in the CLI reference"
         text = html.unescape(re.sub(r"<[^>]+>", " ", sections[path]))
@@ -98,8 +110,12 @@ def _models_in(annotation) -> list[type[BaseModel]]:
 def test_every_schema_field_and_section_has_a_description():
     classes = _schema_classes()
     assert schema.SweepParameter in classes and schema.Conv2D in classes
-    undescribed = [f"{cls.__name__}.{name}" for cls in classes
-                   for name, field in cls.model_fields.items() if not field.description]
+    undescribed = [
+        f"{cls.__name__}.{name}"
+        for cls in classes
+        for name, field in cls.model_fields.items()
+        if not field.description
+    ]
     assert not undescribed, f"Field(description=...) missing: {undescribed}"
     assert not [cls.__name__ for cls in classes if not (cls.__doc__ or "").strip()]
 
@@ -153,14 +169,21 @@ def test_the_stub_pages_of_other_guides_are_in_the_site(site):
 def test_readme_is_short_and_its_links_lead_somewhere():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 150
-    links = (re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
-             + re.findall(r"<img src=\"([^\"]+)\"", readme))
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme) + re.findall(
+        r"<img src=\"([^\"]+)\"", readme
+    )
     local = [link for link in links if "://" not in link]
     assert len(local) > 10 and "docs/pictures/serve.png" in local
     missing = [link for link in local if not (REPO / link).exists()]
     assert not missing, missing
-    for command in ("pip install -e \".[test]\"", "cnn train", "python -m pytest",
-                    "cnn predict --index 10", "cnn tensorboard", "cnn serve"):
+    for command in (
+        'pip install -e ".[test]"',
+        "cnn train",
+        "python -m pytest",
+        "cnn predict --index 10",
+        "cnn tensorboard",
+        "cnn serve",
+    ):
         assert command in readme
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "\npython -m pytest\n" in ci and 'pip install --quiet -e ".[test]"' in ci

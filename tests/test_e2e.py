@@ -13,8 +13,16 @@ from tests.conftest import cnn_process, train_in
 
 pytestmark = pytest.mark.e2e
 
-NOISE = ("cuda", "onednn", "absl", "cpu_feature_guard", "initializelog", "traceback",
-         "hdf5 file via", "deprecat")
+NOISE = (
+    "cuda",
+    "onednn",
+    "absl",
+    "cpu_feature_guard",
+    "initializelog",
+    "traceback",
+    "hdf5 file via",
+    "deprecat",
+)
 
 
 def run_cnn(args, cwd, data_path, timeout=900):
@@ -25,8 +33,9 @@ def run_cnn(args, cwd, data_path, timeout=900):
 def default_run(tmp_path_factory, real_mnist_path):
     """`cnn train` with the default config (the lecture's model, 1 epoch) on all of MNIST."""
     cwd = tmp_path_factory.mktemp("default-run")
-    result, record = train_in(cwd, ["--seed", "1"],
-                              dict(os.environ, CNN_MNIST_DATA=str(real_mnist_path)))
+    result, record = train_in(
+        cwd, ["--seed", "1"], dict(os.environ, CNN_MNIST_DATA=str(real_mnist_path))
+    )
     return cwd, result, record
 
 
@@ -94,9 +103,20 @@ def test_confusion_matrix_files(default_run):
 
 
 def test_slice_with_raw_pixels_as_the_lecture(tmp_path, real_mnist_path):
-    result = run_cnn(["train", "--quiet", "--set", "data.normalize=false",
-                      "--set", "data.limit_train=3000",
-                      "--seed", "2"], tmp_path, real_mnist_path)
+    result = run_cnn(
+        [
+            "train",
+            "--quiet",
+            "--set",
+            "data.normalize=false",
+            "--set",
+            "data.limit_train=3000",
+            "--seed",
+            "2",
+        ],
+        tmp_path,
+        real_mnist_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(next((tmp_path / "logs" / "fit").glob("*/run.json")).read_text())
     assert record["data"]["normalize"] is False and record["data"]["num_train"] == 3000
@@ -108,19 +128,30 @@ def test_slice_with_raw_pixels_as_the_lecture(tmp_path, real_mnist_path):
 
 
 def test_installed_console_script(tmp_path):
-    result = subprocess.run(["cnn", "summary"], cwd=tmp_path, capture_output=True, text=True,
-                            env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    result = subprocess.run(
+        ["cnn", "summary"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
+    )
     assert result.returncode == 0 and "Total params: 1,199,882" in result.stdout
 
 
 def test_predict_lecture_indices(default_run, real_mnist_path):
     cwd, _, _ = default_run
-    result = run_cnn(["predict", "--index", "10", "--index", "20", "--index", "30", "--json"],
-                     cwd, real_mnist_path)
+    result = run_cnn(
+        ["predict", "--index", "10", "--index", "20", "--index", "30", "--json"],
+        cwd,
+        real_mnist_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     items = json.loads(result.stdout)
-    assert [(i["index"], i["predicted"], i["label"]) for i in items] == [(10, 0, 0), (20, 9, 9),
-                                                                         (30, 3, 3)]
+    assert [(i["index"], i["predicted"], i["label"]) for i in items] == [
+        (10, 0, 0),
+        (20, 9, 9),
+        (30, 3, 3),
+    ]
     single = run_cnn(["predict", "--index", "10"], cwd, real_mnist_path)
     assert "index 10: predicted 0" in single.stdout and "true label 0" in single.stdout
     assert "█" in single.stdout and single.stderr.strip() == ""
@@ -146,8 +177,13 @@ def test_pictures_on_paper_are_recognized(default_run, real_mnist_path, tmp_path
     rng = np.random.default_rng(0)
     args, labels = [], []
     for n, index in enumerate(range(0, 1000, 25)):  # 40 digits: sizes, positions, paper tones
-        picture = paper_picture(mnist.x_test[index], rng, scale=rng.uniform(2, 12),
-                                paper=rng.uniform(170, 245), margin=rng.uniform(1.2, 3))
+        picture = paper_picture(
+            mnist.x_test[index],
+            rng,
+            scale=rng.uniform(2, 12),
+            paper=rng.uniform(170, 245),
+            margin=rng.uniform(1.2, 3),
+        )
         path = tmp_path / f"digit-{n}.{'jpg' if n % 2 else 'png'}"
         picture.save(path)
         args += ["--image", str(path)]

@@ -25,9 +25,22 @@ def run_cnn(args, cwd, timeout=900):
 def fashion_run(tmp_path_factory, real_fashion_path):
     """The shipped fashion config as it is (2 epochs), on a slice of 6,000 images."""
     cwd = tmp_path_factory.mktemp("fashion-run")
-    result, record = train_in(cwd, ["--config", "fashion", "--data", str(real_fashion_path),
-                                    "--seed", "3", "--set", "data.limit_train=6000",
-                                    "--set", "data.limit_test=1000"], _env())
+    result, record = train_in(
+        cwd,
+        [
+            "--config",
+            "fashion",
+            "--data",
+            str(real_fashion_path),
+            "--seed",
+            "3",
+            "--set",
+            "data.limit_train=6000",
+            "--set",
+            "data.limit_test=1000",
+        ],
+        _env(),
+    )
     return cwd, result, record
 
 
@@ -48,15 +61,38 @@ def test_train_reports_fashion_mnists_classes(fashion_run):
 def test_predict_a_test_item_by_index_shows_its_class_name(fashion_run, real_fashion_path):
     cwd, _, _ = fashion_run
     # No --dataset: the model file says Fashion-MNIST. Test item 0 is an ankle boot.
-    shown = run_cnn(["predict", "--index", "0", "--model", "models/fashion.h5", "--data",
-                     str(real_fashion_path)], cwd)
+    shown = run_cnn(
+        [
+            "predict",
+            "--index",
+            "0",
+            "--model",
+            "models/fashion.h5",
+            "--data",
+            str(real_fashion_path),
+        ],
+        cwd,
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     line = shown.stdout.strip().splitlines()[-1]
-    assert line.startswith("index 0: predicted ") and line.split("predicted ")[1].split(" (")[0] \
-        in FASHION_NAMES
+    assert (
+        line.startswith("index 0: predicted ")
+        and line.split("predicted ")[1].split(" (")[0] in FASHION_NAMES
+    )
     assert "true label Ankle boot" in line
-    as_json = run_cnn(["predict", "--index", "0", "--json", "--model", "models/fashion.h5",
-                       "--data", str(real_fashion_path)], cwd)
+    as_json = run_cnn(
+        [
+            "predict",
+            "--index",
+            "0",
+            "--json",
+            "--model",
+            "models/fashion.h5",
+            "--data",
+            str(real_fashion_path),
+        ],
+        cwd,
+    )
     item = json.loads(as_json.stdout)[0]
     assert item["label"] == 9 and item["label_class_name"] == "Ankle boot"
     assert item["class_name"] == FASHION_NAMES[item["predicted"]]
@@ -64,9 +100,11 @@ def test_predict_a_test_item_by_index_shows_its_class_name(fashion_run, real_fas
 
 def test_evaluate_refuses_mnist_for_a_fashion_model(fashion_run, real_mnist_path):
     cwd, _, _ = fashion_run
-    refused = run_cnn(["evaluate", "--model", "models/fashion.h5", "--data",
-                       str(real_mnist_path)], cwd)
+    refused = run_cnn(
+        ["evaluate", "--model", "models/fashion.h5", "--data", str(real_mnist_path)], cwd
+    )
     assert refused.returncode == 1
-    assert refused.stderr.startswith("error: model models/fashion.h5 was trained on "
-                                     "Fashion-MNIST, but ")
+    assert refused.stderr.startswith(
+        "error: model models/fashion.h5 was trained on Fashion-MNIST, but "
+    )
     assert "is MNIST (found by checksum)" in refused.stderr and "Traceback" not in refused.stderr

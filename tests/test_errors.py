@@ -10,10 +10,17 @@ from cnn_mnist.core import errors
 from cnn_mnist.cli import user_errors
 
 
-@pytest.mark.parametrize("error, code", [
-    (errors.ConfigError, 2), (errors.DataError, 1), (errors.ModelFileError, 1),
-    (errors.OutputError, 1), (errors.ClusterError, 1), (errors.CnnError, 1),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (errors.ConfigError, 2),
+        (errors.DataError, 1),
+        (errors.ModelFileError, 1),
+        (errors.OutputError, 1),
+        (errors.ClusterError, 1),
+        (errors.CnnError, 1),
+    ],
+)
 def test_each_error_ends_the_command_with_its_code_and_message(error, code):
     @click.command()
     @user_errors

@@ -33,7 +33,8 @@ def test_crossentropy_matches_keras():
     labels = rng.integers(0, 10, 50)
     expected = keras.losses.categorical_crossentropy(np.eye(10)[labels], probabilities)
     assert evaluate.crossentropy(probabilities.astype(np.float64), labels) == pytest.approx(
-        float(np.mean(expected)), rel=1e-5)
+        float(np.mean(expected)), rel=1e-5
+    )
 
 
 def test_evaluate_matches_model_evaluate(tiny_mnist):
@@ -57,9 +58,14 @@ def test_evaluate_matches_model_evaluate(tiny_mnist):
 def test_table_and_files(tmp_path):
     labels = np.repeat(np.arange(10), 3)
     probabilities = np.eye(10)[labels] * 0.9 + 0.01
-    ev = evaluate.Evaluation(0.1, 1.0, evaluate.confusion_matrix(labels, labels),
-                             *evaluate.per_class(evaluate.confusion_matrix(labels, labels)),
-                             probabilities=probabilities, labels=labels)
+    ev = evaluate.Evaluation(
+        0.1,
+        1.0,
+        evaluate.confusion_matrix(labels, labels),
+        *evaluate.per_class(evaluate.confusion_matrix(labels, labels)),
+        probabilities=probabilities,
+        labels=labels,
+    )
     table = evaluate.format_confusion(ev.confusion).splitlines()
     assert len(table) == 11 and len({len(line) for line in table}) == 1  # aligned
     paths = evaluate.save_results(ev, tmp_path)
@@ -103,7 +109,9 @@ def test_mnist_tables_stay_digits():
     assert ev.class_names == [str(d) for d in range(10)]
     assert evaluate.format_confusion(ev.confusion).splitlines()[0].startswith("true\\pred   0")
     assert "rows: true digit, columns: predicted)" in evaluate.format_report(ev)
-    assert evaluate.format_per_class(ev).splitlines()[0] == "digit  precision  recall      f1  support"
+    assert (
+        evaluate.format_per_class(ev).splitlines()[0] == "digit  precision  recall      f1  support"
+    )
     assert ev.to_dict()["confusion_matrix"]["rows"] == "true digit"
 
 
@@ -111,8 +119,9 @@ def test_mistakes_are_captioned_with_class_names(monkeypatch):
     drawn = []
     monkeypatch.setattr(evaluate, "digits_png", lambda tiles, empty: drawn.extend(tiles) or b"")
     ev = _named_evaluation(FASHION_NAMES)
-    evaluate.mistakes_png(np.zeros((30, 28, 28)), ev.labels, ev.probabilities,
-                          class_names=FASHION_NAMES)
+    evaluate.mistakes_png(
+        np.zeros((30, 28, 28)), ev.labels, ev.probabilities, class_names=FASHION_NAMES
+    )
     assert [t.title for t in drawn] == ["#0: predicted Shirt (91%)\ntrue label T-shirt/top"]
 
 
@@ -124,8 +133,9 @@ def test_evaluate_model_names_classes_from_the_model_file(tiny_trained, idx_fold
     assert saved["class_names"] == FASHION_NAMES
 
 
-def test_evaluate_refuses_test_data_of_another_dataset(tiny_trained, idx_folder, tiny_mnist,
-                                                        tmp_path, monkeypatch):
+def test_evaluate_refuses_test_data_of_another_dataset(
+    tiny_trained, idx_folder, tiny_mnist, tmp_path, monkeypatch
+):
     from cnn_mnist.stages import data
     from cnn_mnist.core.errors import WrongDataset
 
@@ -134,8 +144,11 @@ def test_evaluate_refuses_test_data_of_another_dataset(tiny_trained, idx_folder,
         evaluate.evaluate_model(model, str(idx_folder), tmp_path / "ev", dataset="mnist")
     # The files found by checksum to be MNIST's (the test's own table stands for the real one).
     monkeypatch.setattr(data, "KNOWN", {"mnist": known_table(tiny_mnist)})
-    with pytest.raises(WrongDataset, match=r"fashion.h5 was trained on Fashion-MNIST, but "
-                                           r".*t10k-images-idx3-ubyte.gz is MNIST \(found by "
-                                           "checksum\\)"):
+    with pytest.raises(
+        WrongDataset,
+        match=r"fashion.h5 was trained on Fashion-MNIST, but "
+        r".*t10k-images-idx3-ubyte.gz is MNIST \(found by "
+        "checksum\\)",
+    ):
         evaluate.evaluate_model(model, str(idx_folder), tmp_path / "ev")
     assert not (tmp_path / "ev").exists()  # refused before anything was written

@@ -17,8 +17,15 @@ from cnn_mnist.cli import cli
 from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
 from tests.conftest import cnn_process
 
-CASES = [("litert", "none"), ("litert", "float16"), ("litert", "int8"), ("onnx", "none"),
-         ("onnx", "float16"), ("onnx", "int8"), ("saved_model", "none")]
+CASES = [
+    ("litert", "none"),
+    ("litert", "float16"),
+    ("litert", "int8"),
+    ("onnx", "none"),
+    ("onnx", "float16"),
+    ("onnx", "int8"),
+    ("saved_model", "none"),
+]
 
 
 @pytest.fixture
@@ -64,8 +71,10 @@ def test_every_format_round_trips(own_run, idx_folder, fmt, quantize):
 
 def test_quantized_exports_are_smaller(own_run, idx_folder):
     model, logs, _ = own_run
-    sizes = {q: export.export_model(model, "litert", q, data_path=str(idx_folder),
-                                    log_dir=logs).bytes for q in ("none", "float16", "int8")}
+    sizes = {
+        q: export.export_model(model, "litert", q, data_path=str(idx_folder), log_dir=logs).bytes
+        for q in ("none", "float16", "int8")
+    }
     assert sizes["int8"] < sizes["float16"] < sizes["none"]
 
 
@@ -104,15 +113,25 @@ def test_runs_show_lists_the_exports(own_run, idx_folder):
 
 
 def _checks(**changes) -> export.Checks:
-    values = dict(images=1000, keras_accuracy=0.99, export_accuracy=0.99, agreement=1.0,
-                  max_prob_diff=1e-7, bytes=1, ms_per_image=0.1)
+    values = dict(
+        images=1000,
+        keras_accuracy=0.99,
+        export_accuracy=0.99,
+        agreement=1.0,
+        max_prob_diff=1e-7,
+        bytes=1,
+        ms_per_image=0.1,
+    )
     return export.Checks(**{**values, **changes})
 
 
 def test_judge_float_and_quantized():
     export.judge(_checks(), "onnx", "none")
-    with pytest.raises(ExportError, match="largest probability difference 0.003 .* 2 of 1,000 "
-                                          "predictions differ; nothing was written"):
+    with pytest.raises(
+        ExportError,
+        match="largest probability difference 0.003 .* 2 of 1,000 "
+        "predictions differ; nothing was written",
+    ):
         export.judge(_checks(max_prob_diff=3e-3, agreement=0.998), "onnx", "none")
     export.judge(_checks(export_accuracy=0.986, max_prob_diff=0.1), "litert", "int8")
     with pytest.raises(ExportError, match=r"loses 0.70 points .* pass --allow-drop 0.70"):
@@ -124,9 +143,15 @@ def test_a_quantized_export_that_loses_too_much_is_not_written(own_run, idx_fold
     model, logs, _ = own_run
     # The tiny model loses nothing in int8: asking for a point gained makes the check fail.
     with pytest.raises(ExportError, match="more than the -1 allowed"):
-        export.export_checked(saved.open_saved(model).keras_model(), "litert", "int8",
-                              logs / "x.tflite", *_test_set(model, idx_folder),
-                              calibration=_test_set(model, idx_folder)[0][:50], allow_drop=-1)
+        export.export_checked(
+            saved.open_saved(model).keras_model(),
+            "litert",
+            "int8",
+            logs / "x.tflite",
+            *_test_set(model, idx_folder),
+            calibration=_test_set(model, idx_folder)[0][:50],
+            allow_drop=-1,
+        )
     assert not (logs / "x.tflite").exists() and not list(logs.glob(".x*"))
 
 
@@ -143,23 +168,39 @@ def _test_set(model, idx_folder):
 def test_bad_requests(own_run, idx_folder, tmp_path):
     model, logs, _ = own_run
     cases = [
-        (dict(fmt="tfjs"), ExportError, "unknown export format 'tfjs': expected one of "
-                                        "saved_model, litert, onnx"),
+        (
+            dict(fmt="tfjs"),
+            ExportError,
+            "unknown export format 'tfjs': expected one of saved_model, litert, onnx",
+        ),
         (dict(fmt="onnx", quantize="int4"), ExportError, "unknown quantization 'int4'"),
-        (dict(fmt="saved_model", quantize="int8"), ExportError, "SavedModel is exported in "
-                                                                "float32 only"),
-        (dict(fmt="onnx", out=tmp_path / "m.tflite"), ExportError, "a onnx export is a file "
-                                                                   "ending in .onnx"),
-        (dict(fmt="onnx", out=tmp_path / "file" / "m.onnx"), OutputError, "cannot write the "
-                                                                          "onnx export"),
-        (dict(fmt="litert", out=model.with_suffix(".tflite"), allow_drop=-2), ExportError,
-         "--allow-drop -2: expected points of accuracy"),
+        (
+            dict(fmt="saved_model", quantize="int8"),
+            ExportError,
+            "SavedModel is exported in float32 only",
+        ),
+        (
+            dict(fmt="onnx", out=tmp_path / "m.tflite"),
+            ExportError,
+            "a onnx export is a file ending in .onnx",
+        ),
+        (
+            dict(fmt="onnx", out=tmp_path / "file" / "m.onnx"),
+            OutputError,
+            "cannot write the onnx export",
+        ),
+        (
+            dict(fmt="litert", out=model.with_suffix(".tflite"), allow_drop=-2),
+            ExportError,
+            "--allow-drop -2: expected points of accuracy",
+        ),
     ]
     (tmp_path / "file").write_text("a file where a folder should be")
     for kwargs, kind, message in cases:
         with pytest.raises(kind, match=message.replace("(", r"\(").replace(".", r"\.")):
-            export.export_model(model, data_path=str(idx_folder), log_dir=logs,
-                                **{"quantize": "none", **kwargs})
+            export.export_model(
+                model, data_path=str(idx_folder), log_dir=logs, **{"quantize": "none", **kwargs}
+            )
     (tmp_path / "notes.h5").write_text("not a model")
     with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
         export.export_model(tmp_path / "notes.h5", "onnx", data_path=str(idx_folder))
@@ -173,21 +214,47 @@ def test_cli_export_and_json(own_run, idx_folder):
     model, _, _ = own_run
     runner = CliRunner()
     out = model.parent / "digits.onnx"
-    result = runner.invoke(cli, ["export", "--model", str(model), "--format", "onnx", "--out",
-                                 str(out), "--data", str(idx_folder)])
+    result = runner.invoke(
+        cli,
+        [
+            "export",
+            "--model",
+            str(model),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--data",
+            str(idx_folder),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"Exported onnx (float32) to {out}" in result.output
     assert "Checked on 128 test images against Keras" in result.output
-    result = runner.invoke(cli, ["export", "-m", str(model), "-f", "litert", "--quantize", "int8",
-                                 "--data", str(idx_folder), "--json"])
+    result = runner.invoke(
+        cli,
+        [
+            "export",
+            "-m",
+            str(model),
+            "-f",
+            "litert",
+            "--quantize",
+            "int8",
+            "--data",
+            str(idx_folder),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert answer["format"] == "litert" and answer["quantize"] == "int8"
     assert answer["checks"]["images"] == 128 and Path(answer["path"]).is_file()
     result = runner.invoke(cli, ["export", "--model", str(model), "--format", "tfjs"])
     assert result.exit_code == 2 and "'tfjs' is not one of" in result.output
-    result = runner.invoke(cli, ["export", "--model", str(model.with_name("none.h5")),
-                                 "--format", "onnx"])
+    result = runner.invoke(
+        cli, ["export", "--model", str(model.with_name("none.h5")), "--format", "onnx"]
+    )
     assert result.exit_code == 1 and result.output.startswith("error: model file not found")
     assert "Traceback" not in result.output
 
@@ -199,29 +266,37 @@ def test_exported_models_predict_as_the_h5_in_a_process(own_run, idx_folder):
 
     model, logs, result = own_run
     env = {**os.environ, "CNN_MNIST_DATA": str(idx_folder)}
-    done = cnn_process(["export", "-m", str(model), "-f", "onnx", "--quantize", "int8"],
-                       model.parent, env)
+    done = cnn_process(
+        ["export", "-m", str(model), "-f", "onnx", "--quantize", "int8"], model.parent, env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Exported onnx (int8)" in done.stdout
     answers = {}
     lite = logs / result.run_id / "model.tflite"  # the one `cnn train` wrote and checked
     for path in [model, model.with_name("tiny_int8.onnx"), lite]:
-        shown = cnn_process(["predict", "--index", "10", "--model", str(path), "--no-draw"],
-                            model.parent, env)
+        shown = cnn_process(
+            ["predict", "--index", "10", "--model", str(path), "--no-draw"], model.parent, env
+        )
         assert shown.returncode == 0, shown.stderr[-2000:]
         answers[path.suffix] = shown.stdout.split("(")[0]
     assert answers[".onnx"] == answers[".h5"] == answers[".tflite"]
-    code = ("import sys; from cnn_mnist import predict; "
-            f"print(predict.predict(['10'], model_path={str(model.with_name('tiny_int8.onnx'))!r}"
-            f", data_path={str(idx_folder)!r}).items[0].predicted, 'tensorflow' in sys.modules)")
+    code = (
+        "import sys; from cnn_mnist import predict; "
+        f"print(predict.predict(['10'], model_path={str(model.with_name('tiny_int8.onnx'))!r}"
+        f", data_path={str(idx_folder)!r}).items[0].predicted, 'tensorflow' in sys.modules)"
+    )
     import subprocess
     import sys
 
-    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    plain = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert plain.stdout.split()[1] == "False"
-
 
 
 def test_serve_serves_an_export(own_run, idx_folder):

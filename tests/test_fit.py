@@ -49,11 +49,13 @@ def test_feature_maps_need_a_sample_in_the_test_set(tmp_path, tiny_config_file, 
     model = compile_model(build_model(config.model), config.compile)
     with pytest.raises(ConfigError, match="sample_index: 128 is past the 128 test images"):
         fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
-    off = load_config(tiny_config_file, sets=["tensorboard.feature_maps=false",
-                                              "training.epochs=1"])
+    off = load_config(
+        tiny_config_file, sets=["tensorboard.feature_maps=false", "training.epochs=1"]
+    )
     fit(model, prepare(tiny_mnist), off.training, off.tensorboard, tmp_path / "off", verbose=0)
-    assert not any(t.startswith(("kernels/", "feature_maps/"))
-                   for t in event_tags(tmp_path / "off" / "train"))
+    assert not any(
+        t.startswith(("kernels/", "feature_maps/")) for t in event_tags(tmp_path / "off" / "train")
+    )
 
 
 def test_batch_logging_every_n_batches(tmp_path, tiny_config_file, tiny_mnist):
@@ -75,10 +77,13 @@ def test_batch_logging_with_several_steps_per_call(tmp_path, tiny_config_file, t
 
     from cnn_mnist.stages.model import accelerator_plan
 
-    config = load_config(tiny_config_file, sets=["tensorboard.update_freq=5", "training.epochs=1",
-                                                 "compile.steps_per_execution=4"])
-    model = compile_model(build_model(config.model), config.compile,
-                          accelerator=accelerator_plan(config.compile, []))
+    config = load_config(
+        tiny_config_file,
+        sets=["tensorboard.update_freq=5", "training.epochs=1", "compile.steps_per_execution=4"],
+    )
+    model = compile_model(
+        build_model(config.model), config.compile, accelerator=accelerator_plan(config.compile, [])
+    )
     fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
     accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
@@ -87,10 +92,12 @@ def test_batch_logging_with_several_steps_per_call(tmp_path, tiny_config_file, t
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_tensorboard_enabled_decides_the_event_files(tmp_path, tiny_config_file, tiny_mnist,
-                                                     enabled):
-    config = load_config(tiny_config_file, sets=[f"tensorboard.enabled={str(enabled).lower()}",
-                                                 "training.epochs=1"])
+def test_tensorboard_enabled_decides_the_event_files(
+    tmp_path, tiny_config_file, tiny_mnist, enabled
+):
+    config = load_config(
+        tiny_config_file, sets=[f"tensorboard.enabled={str(enabled).lower()}", "training.epochs=1"]
+    )
     model = compile_model(build_model(config.model), config.compile)
     run_dir = tmp_path / "run"
     fit(model, prepare(tiny_mnist), config.training, config.tensorboard, run_dir, verbose=0)
@@ -119,16 +126,15 @@ def test_histograms_are_tensorboard_histograms(tmp_path, tiny_config_file, tiny_
     assert buckets.shape == (30, 3) and buckets[:, 2].sum() == model.layers[0].kernel.numpy().size
 
 
-
-
 def test_profile_batch_captures_steps_for_the_profile_tab(tmp_path, tiny_config_file):
     """`tensorboard.profile_batch` (what `cnn train --profile` sets): TensorFlow's profiler
     writes the steps' trace (an .xplane.pb) into the run's logs, where the Profile tab reads it."""
     from cnn_mnist.config.load import load_config
     from cnn_mnist.training.pipeline import train
 
-    config = load_config(tiny_config_file, sets=["training.epochs=1",
-                                                 "tensorboard.profile_batch=[3, 5]"])
+    config = load_config(
+        tiny_config_file, sets=["training.epochs=1", "tensorboard.profile_batch=[3, 5]"]
+    )
     run = train(config, progress=0)
     (trace,) = run.run_dir.glob("**/plugins/profile/*/*.xplane.pb")
     assert trace.stat().st_size > 1000

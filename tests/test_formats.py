@@ -11,8 +11,12 @@ import pytest
 from cnn_mnist.stages import formats, saved
 from cnn_mnist.core.errors import ExportError
 
-META = {"run_id": "r-1", "dataset": "custom", "class_names": list("abcdefghij"),
-        "config": {"data": {"normalize": False}}}
+META = {
+    "run_id": "r-1",
+    "dataset": "custom",
+    "class_names": list("abcdefghij"),
+    "config": {"data": {"normalize": False}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +24,9 @@ def tiny_keras(tiny_trained):
     return saved.open_saved(tiny_trained[0]).keras_model()
 
 
-@pytest.mark.parametrize("fmt, name", [("litert", "m.tflite"), ("onnx", "m.onnx"),
-                                       ("saved_model", "sm")])
+@pytest.mark.parametrize(
+    "fmt, name", [("litert", "m.tflite"), ("onnx", "m.onnx"), ("saved_model", "sm")]
+)
 def test_metadata_lives_in_the_format(tiny_keras, tmp_path, fmt, name):
     path = formats.convert(tiny_keras, fmt, "none", tmp_path / name, META)
     handle = saved.open_saved(path)
@@ -42,8 +47,9 @@ def test_int8_litert_is_full_integer(tiny_keras, tiny_mnist, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     calibration = tiny_mnist.x_train[:50, ..., None].astype(np.float32) / 255
-    path = formats.convert(tiny_keras, "litert", "int8", tmp_path / "q.tflite",
-                           calibration=calibration)
+    path = formats.convert(
+        tiny_keras, "litert", "int8", tmp_path / "q.tflite", calibration=calibration
+    )
     interpreter = Interpreter(model_path=str(path))
     dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
     ops = {op["op_name"]: op for op in interpreter._get_ops_details()}
@@ -71,8 +77,11 @@ def test_a_model_int8_cannot_hold_is_refused(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
     (tmp_path / "q.tflite").write_bytes(b"an earlier export")
     calibration = np.random.default_rng(0).random((20, 28, 28, 1), np.float32)
-    with pytest.raises(ExportError, match="could not quantize every layer of this model to int8: "
-                                          "SIN would still compute in float"):
+    with pytest.raises(
+        ExportError,
+        match="could not quantize every layer of this model to int8: "
+        "SIN would still compute in float",
+    ):
         formats.convert(model, "litert", "int8", tmp_path / "q.tflite", calibration=calibration)
     assert (tmp_path / "q.tflite").read_bytes() == b"an earlier export"
     assert [p.name for p in tmp_path.iterdir()] == ["q.tflite"]

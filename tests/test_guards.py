@@ -29,9 +29,12 @@ def test_a_loss_that_is_not_finite_stops_the_run_at_once(tmp_path, tiny_config_f
     good = train(load_config(tiny_config_file, sets=QUICK), progress=0)
     stable = good.model_path.read_bytes()
     config = load_config(tiny_config_file, sets=[*QUICK, "compile.learning_rate=1e30"])
-    with pytest.raises(guards.TrainingFailed, match=r"training diverged: the loss became nan at "
-                       r"step \d+ of epoch 1 \(learning rate 1e\+30\); lower "
-                       r"compile.learning_rate, e.g. --learning-rate 1e\+29") as caught:
+    with pytest.raises(
+        guards.TrainingFailed,
+        match=r"training diverged: the loss became nan at "
+        r"step \d+ of epoch 1 \(learning rate 1e\+30\); lower "
+        r"compile.learning_rate, e.g. --learning-rate 1e\+29",
+    ) as caught:
         train(config, progress=0)
     assert "\n" not in str(caught.value)
     (failed,) = [p for p in (tmp_path / "logs").iterdir() if p.name != good.run_id]
@@ -51,11 +54,16 @@ def test_a_run_at_chance_says_so_and_keeps_the_better_model(tmp_path, tiny_confi
     rng = np.random.default_rng(0)
     x_train, y_train = synthetic_digits(512, seed=1)
     x_test, y_test = synthetic_digits(1000, seed=2)
-    noise = write_idx_folder(tmp_path / "noise", Mnist(x_train, rng.permutation(y_train), x_test,
-                                                       rng.permutation(y_test), "shuffled"))
+    noise = write_idx_folder(
+        tmp_path / "noise",
+        Mnist(x_train, rng.permutation(y_train), x_test, rng.permutation(y_test), "shuffled"),
+    )
     config = load_config(tiny_config_file, sets=[*QUICK, f"data.path={noise}"])
-    with pytest.raises(guards.TrainingFailed, match=r"the model did not learn: test accuracy "
-                       r"0\.\d+ is no better than always answering the commonest class") as caught:
+    with pytest.raises(
+        guards.TrainingFailed,
+        match=r"the model did not learn: test accuracy "
+        r"0\.\d+ is no better than always answering the commonest class",
+    ) as caught:
         train(config, progress=0)
     message = str(caught.value)
     assert "\n" not in message and f"still holds run {good.run_id}'s model" in message
@@ -75,13 +83,16 @@ def test_chance_level_is_the_commonest_class():
 def test_a_model_too_large_for_memory_is_refused_before_tensorflow(tmp_path):
     """The issue's example: the lecture's model with a billion-unit Dense layer."""
     started = time.time()
-    result = cnn_process(["train", "--set", "model.layers[5].units=1000000000"], tmp_path,
-                         dict(os.environ))
+    result = cnn_process(
+        ["train", "--set", "model.layers[5].units=1000000000"], tmp_path, dict(os.environ)
+    )
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     # (3x3x1+1)x32 + (3x3x32+1)x64 + (9216+1)x10^9 + (10^9+1)x10, 20 bytes each with Adam
-    assert line.startswith("error: the model is too large for memory: 9,227,000,018,826 "
-                           "parameters need about 184,540.0 GB to train")
+    assert line.startswith(
+        "error: the model is too large for memory: 9,227,000,018,826 "
+        "parameters need about 184,540.0 GB to train"
+    )
     assert "model.layers[5] (Dense, units 1,000,000,000) holds 9,217,000,000,000" in line
     assert "make it smaller" in line and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("logs/fit/*"))  # no run folder left behind
@@ -105,7 +116,7 @@ class AllocateTooMuch:
 
         class Callback(keras.callbacks.Callback):
             def on_train_batch_begin(self, batch, logs=None):
-                tf.zeros((2 ** 40,))
+                tf.zeros((2**40,))
 
         return Callback()
 
@@ -114,8 +125,11 @@ def test_out_of_memory_while_training_is_one_line(tmp_path, tiny_config_file):
     from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=QUICK)
-    with pytest.raises(CnnError, match=r"out of memory while training \([\d,]+ parameters, batch "
-                                       r"size 32 .*\): lower training.batch_size") as caught:
+    with pytest.raises(
+        CnnError,
+        match=r"out of memory while training \([\d,]+ parameters, batch "
+        r"size 32 .*\): lower training.batch_size",
+    ) as caught:
         train(config, progress=0, callbacks=(AllocateTooMuch(),))
     assert "\n" not in str(caught.value)
     (run_dir,) = (tmp_path / "logs").iterdir()
@@ -127,8 +141,11 @@ def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tin
     from cnn_mnist.training.pipeline import request, train
 
     config = load_config(tiny_config_file, sets=[*QUICK, "model.input_shape=[32, 32, 1]"])
-    with pytest.raises(ConfigError, match=r"model.input_shape is 32x32x1, but the data's images "
-                                          r"are 28x28x1; set model.input_shape: \[28, 28, 1\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.input_shape is 32x32x1, but the data's images "
+        r"are 28x28x1; set model.input_shape: \[28, 28, 1\]",
+    ):
         train(config, progress=0)
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").iterdir())
     # A run to resume whose config has that shape (say, edited): --resume says the same.
@@ -138,8 +155,11 @@ def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tin
     saved = (run.run_dir / "config.yaml").read_text()
     (run.run_dir / "config.yaml").write_text(saved.replace("- 28\n  - 28\n", "- 32\n  - 32\n"))
     wanted = request(str(tiny_config_file), resume=run.run_id)
-    with pytest.raises(ConfigError, match=r"model.input_shape is 32x32x1, but the data's images "
-                                          r"are 28x28x1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.input_shape is 32x32x1, but the data's images "
+        r"are 28x28x1",
+    ):
         train(wanted.config, progress=0, resume=wanted.resume)
 
 
@@ -150,8 +170,13 @@ def test_a_killed_run_shows_as_interrupted(tmp_path):
     gone.wait()
     run_dir = tmp_path / "20260101-000000-abcd"
     run_dir.mkdir()
-    record = {"run_id": run_dir.name, "status": "running", "started_at": now(),
-              "host": socket.gethostname(), "pid": gone.pid}
+    record = {
+        "run_id": run_dir.name,
+        "status": "running",
+        "started_at": now(),
+        "host": socket.gethostname(),
+        "pid": gone.pid,
+    }
     (run_dir / "run.json").write_text(json.dumps(record))
     summary = summarize(run_dir)
     assert summary.status == "interrupted" and f"({gone.pid} on " in summary.problem

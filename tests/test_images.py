@@ -40,8 +40,9 @@ def test_light_on_dark_is_not_inverted(tmp_path):
     dark = Image.fromarray(255 - np.asarray(_drawn_one()))
     dark.save(tmp_path / "dark.png")
     _drawn_one().save(tmp_path / "light.png")
-    np.testing.assert_allclose(load_digit(tmp_path / "dark.png"), load_digit(tmp_path / "light.png"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        load_digit(tmp_path / "dark.png"), load_digit(tmp_path / "light.png"), atol=1e-5
+    )
 
 
 def test_position_and_size_do_not_matter(tmp_path):
@@ -52,27 +53,36 @@ def test_position_and_size_do_not_matter(tmp_path):
     # Both crops are a uniform box (11x36 and 101x351 pixels) that scales to the same solid 6x20
     # box, so the two results are identical (measured difference 0.0): any change in how the digit
     # is cropped, scaled or centred breaks this. (It allowed 0.35 per pixel, which nothing failed.)
-    np.testing.assert_allclose(load_digit(tmp_path / "small.png"), load_digit(tmp_path / "large.png"),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        load_digit(tmp_path / "small.png"), load_digit(tmp_path / "large.png"), atol=1e-6
+    )
 
 
 def _seven(scale, size, at):
     image = Image.new("L", size, 235)
     x, y = at
-    ImageDraw.Draw(image).line([(x, y), (x + 50 * scale, y), (x + 15 * scale, y + 70 * scale)],
-                               fill=20, width=round(9 * scale))
+    ImageDraw.Draw(image).line(
+        [(x, y), (x + 50 * scale, y), (x + 15 * scale, y + 70 * scale)],
+        fill=20,
+        width=round(9 * scale),
+    )
     return np.asarray(image, np.float32)
 
 
 def _aligned_difference(a, b):
     """(mean, max) absolute difference after the best shift by up to a pixel each way: where the
     centre of mass falls near a half pixel, rounding may place the same digit a pixel apart."""
-    return min(((d := np.abs(np.roll(a, (dy, dx), (0, 1)) - b)).mean(), d.max())
-               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    return min(
+        ((d := np.abs(np.roll(a, (dy, dx), (0, 1)) - b)).mean(), d.max())
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
 
 
-@pytest.mark.parametrize("scale, size, at", [(1, (300, 200), (10, 10)), (2, (400, 300), (100, 50)),
-                                             (3, (600, 300), (300, 10))])
+@pytest.mark.parametrize(
+    "scale, size, at",
+    [(1, (300, 200), (10, 10)), (2, (400, 300), (100, 50)), (3, (600, 300), (300, 10))],
+)
 def test_a_drawn_digit_looks_the_same_at_any_size_and_place(scale, size, at):
     reference = to_mnist(_seven(4, (400, 400), (20, 40)))
     mean, worst = _aligned_difference(to_mnist(_seven(scale, size, at)), reference)
@@ -126,15 +136,22 @@ def test_save_digit_png(tmp_path):
 
 def _bilevel_png(width, height):
     """A valid all-black 1-bit PNG of any size, written row by row: a few kB on disk or in memory."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     row = bytes(1 + (width + 7) // 8)  # filter byte, then 8 pixels a byte
     packer = zlib.compressobj(9)
     idat = b"".join(packer.compress(row * 500) for _ in range(height // 500))
     idat += packer.compress(row * (height % 500)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -152,8 +169,11 @@ def test_a_large_picture_is_refused_before_it_is_decoded(tmp_path, no_decoding):
     data = _bilevel_png(8000, 6000)  # 48 megapixels, 14 kB
     (tmp_path / "scan.png").write_bytes(data)
     assert 8000 * 6000 > MAX_PIXELS and len(data) < 100_000
-    with pytest.raises(ImageError, match=r"scan.png: picture too large .*8000x6000.* limit is 40 "
-                                         r"megapixels: shrink it"):
+    with pytest.raises(
+        ImageError,
+        match=r"scan.png: picture too large .*8000x6000.* limit is 40 "
+        r"megapixels: shrink it",
+    ):
         load_digit(tmp_path / "scan.png")
     with pytest.raises(ImageError, match=r"upload: picture too large .*8000x6000"):
         load_digit(data)
@@ -162,8 +182,11 @@ def test_a_large_picture_is_refused_before_it_is_decoded(tmp_path, no_decoding):
 def test_a_decompression_bomb_is_an_error_not_a_traceback(tmp_path, no_decoding):
     # 225 megapixels: Pillow's own check refuses it in Image.open (DecompressionBombError).
     (tmp_path / "bomb.png").write_bytes(_bilevel_png(15000, 15000))
-    with pytest.raises(ImageError, match=r"bomb.png: picture too large to read \(225 megapixels\); "
-                                         r"the limit is 40 megapixels: shrink it"):
+    with pytest.raises(
+        ImageError,
+        match=r"bomb.png: picture too large to read \(225 megapixels\); "
+        r"the limit is 40 megapixels: shrink it",
+    ):
         load_digit(tmp_path / "bomb.png")
 
 
@@ -185,7 +208,11 @@ STROKES = {
     "1": [("line", [(10, 12), (25, 0), (25, 70)])],
     "0": [("ellipse", (0, 0, 50, 70))],
     "4": [("line", [(35, 0), (0, 48), (50, 48)]), ("line", [(38, 20), (38, 70)])],
-    "5": [("line", [(8, 0), (50, 0)]), ("line", [(6, 12), (4, 34)]), ("arc", (0, 26, 48, 70, 200, 140))],
+    "5": [
+        ("line", [(8, 0), (50, 0)]),
+        ("line", [(6, 12), (4, 34)]),
+        ("arc", (0, 26, 48, 70, 200, 140)),
+    ],
     "=": [("line", [(0, 20), (50, 20)]), ("line", [(0, 50), (50, 50)])],
     "i": [("ellipse", (19, 0, 31, 12)), ("line", [(25, 24), (25, 70)])],
 }
@@ -208,7 +235,7 @@ def _scan(digit, seed=0, specks=300):
     paper = 225 + rng.uniform(-25, 25, (240, 320))
     for _ in range(specks):  # 1 to 3 pixels square, 90-170 dark
         y, x, side = rng.integers(0, 237), rng.integers(0, 317), rng.integers(1, 4)
-        paper[y:y + side, x:x + side] = rng.uniform(90, 170)
+        paper[y : y + side, x : x + side] = rng.uniform(90, 170)
     ink = np.asarray(sheet, np.float32) / 255  # 0 on the strokes
     return (40 + (paper - 40) * ink).astype(np.float32)
 
@@ -242,7 +269,10 @@ def _parts(digit):
 @pytest.mark.parametrize("digit", ["5", "=", "i"])  # a large detached part, two equal, a small dot
 @pytest.mark.parametrize("seed", [0, 1])
 def test_detached_parts_of_a_digit_are_kept(digit, seed):
-    result, clean = _parts(to_mnist(_scan(digit, seed))), _parts(to_mnist(_scan(digit, seed, specks=0)))
+    result, clean = (
+        _parts(to_mnist(_scan(digit, seed))),
+        _parts(to_mnist(_scan(digit, seed, specks=0))),
+    )
     assert len(result) == len(clean) == 2
     # Measured: each part keeps at least 75% of its size on clean paper (the rest is where the
     # strokes' edges fall on the 28x28 grid); a part left out, or a crop widened by specks, fails.
@@ -259,9 +289,12 @@ def test_each_kind_of_bad_picture_has_its_own_error(tmp_path):
     from cnn_mnist.analysis.images import NoDigit, NotAPicture, PictureTooLarge
 
     Image.new("L", (200, 200), 240).save(tmp_path / "blank.png")
-    cases = [(b"not a picture", NotAPicture), (_bilevel_png(8000, 6000), PictureTooLarge),
-             (_bilevel_png(15000, 15000), PictureTooLarge),
-             ((tmp_path / "blank.png").read_bytes(), NoDigit)]
+    cases = [
+        (b"not a picture", NotAPicture),
+        (_bilevel_png(8000, 6000), PictureTooLarge),
+        (_bilevel_png(15000, 15000), PictureTooLarge),
+        ((tmp_path / "blank.png").read_bytes(), NoDigit),
+    ]
     for data, kind in cases:
         with pytest.raises(kind) as caught:
             load_digit(data)

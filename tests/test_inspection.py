@@ -26,8 +26,14 @@ from tests.conftest import REPO, synthetic_digits
 WINDOW_LAYERS = [
     {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},  # 26x26x4
     {"type": "Conv2D", "filters": 5, "kernel_size": 3, "padding": "same"},  # 26x26x5, P = 1
-    {"type": "Conv2D", "filters": 3, "kernel_size": 3, "strides": 2, "padding": "same",
-     "activation": "relu"},  # 13x13x3, padded 0 before, 1 after
+    {
+        "type": "Conv2D",
+        "filters": 3,
+        "kernel_size": 3,
+        "strides": 2,
+        "padding": "same",
+        "activation": "relu",
+    },  # 13x13x3, padded 0 before, 1 after
     {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"},  # 7x7x3
     {"type": "AveragePooling2D", "pool_size": 3, "strides": 2},  # 3x3x3
     {"type": "Flatten"},
@@ -69,8 +75,8 @@ def test_tile_places_channel_k_at_its_documented_spot_with_a_border():
     filled = np.zeros(tiled.shape, bool)
     for k in range(10):
         top, left = look.tile_origin(k, (5, 7), 10)
-        assert_allclose(tiled[top:top + 5, left:left + 7], maps[:, :, k])
-        filled[top:top + 5, left:left + 7] = True
+        assert_allclose(tiled[top : top + 5, left : left + 7], maps[:, :, k])
+        filled[top : top + 5, left : left + 7] = True
     assert np.isnan(tiled[~filled]).all()  # borders and the two empty slots
 
 
@@ -83,11 +89,17 @@ def test_grids_have_one_tile_per_channel_of_the_layer_output_size(window_model, 
     assert [v.index for v in result.layers] == [0, 1, 2, 3, 4]
     for view in result.layers:
         maps = outs[view.index][0]
-        assert view.output_shape == maps.shape == tuple(window_model.layers[view.index].output.shape[1:])
+        assert (
+            view.output_shape
+            == maps.shape
+            == tuple(window_model.layers[view.index].output.shape[1:])
+        )
         h, w, c = maps.shape
         tiled = look.tile(maps)
-        tiles = [tiled[t:t + h, s:s + w] for t, s in
-                 (look.tile_origin(k, (h, w), c) for k in range(c))]
+        tiles = [
+            tiled[t : t + h, s : s + w]
+            for t, s in (look.tile_origin(k, (h, w), c) for k in range(c))
+        ]
         assert len(tiles) == c and all(t.shape == (h, w) for t in tiles)
         for k, t in enumerate(tiles):
             assert_allclose(t, maps[:, :, k])
@@ -127,7 +139,7 @@ def test_kernels_image_is_the_weights_on_a_symmetric_diverging_scale(window_mode
     for k in range(4):
         t, s = look.tile_origin(k, (3, 3), 4)
         expected = matplotlib.colormaps["RdBu_r"]((weights[:, :, 0, k] + top) / (2 * top))[..., :3]
-        assert_allclose(rgb[t:t + 3, s:s + 3] / 255, expected, atol=1 / 255)
+        assert_allclose(rgb[t : t + 3, s : s + 3] / 255, expected, atol=1 / 255)
 
 
 def test_json_has_exactly_the_documented_shape(window_model, digit, tmp_path):
@@ -136,8 +148,15 @@ def test_json_has_exactly_the_documented_shape(window_model, digit, tmp_path):
     assert isinstance(data["predicted"], int) and 0 <= data["probability"] <= 1
     assert data["label"] is None
     for layer in data["layers"]:
-        assert list(layer) == ["index", "name", "type", "output_shape", "zero_channels",
-                               "top_channels", "png"]
+        assert list(layer) == [
+            "index",
+            "name",
+            "type",
+            "output_shape",
+            "zero_channels",
+            "top_channels",
+            "png",
+        ]
         assert len(layer["output_shape"]) == 3 and len(layer["top_channels"]) == 3
         assert Path(layer["png"]).is_file()
     assert {"input", "kernels", "saliency"} <= set(data["files"])
@@ -148,9 +167,14 @@ def test_saliency_of_a_trained_model_sits_on_the_digit():
 
     images, labels = synthetic_digits(600, seed=5)
     keras.utils.set_random_seed(1)
-    model = build([{"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
-                   {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
-                   {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build(
+        [
+            {"type": "Conv2D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    )
     model.set_weights([w * 0.1 for w in model.get_weights()])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(images[..., None] / 255.0, labels, epochs=3, batch_size=32, verbose=0)
@@ -158,7 +182,7 @@ def test_saliency_of_a_trained_model_sits_on_the_digit():
     for image, k in zip(test, test_labels):
         sal = look.saliency(model, look.model_input(image / 255.0))
         bar = np.zeros((28, 28), bool)
-        bar[2 + 2 * k: 4 + 2 * k, 4:24] = True
+        bar[2 + 2 * k : 4 + 2 * k, 4:24] = True
         assert sal[bar].mean() > 2 * sal[~bar].mean(), (k, sal[bar].mean(), sal[~bar].mean())
 
 
@@ -186,8 +210,13 @@ def test_explain_at_agrees_with_every_layer_at_edges_and_centre(window_model, di
 
 
 def test_explain_at_the_lectures_hand_computation_on_known_weights():
-    model = build([{"type": "Conv2D", "filters": 1, "kernel_size": 3, "activation": "relu"},
-                   {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build(
+        [
+            {"type": "Conv2D", "filters": 1, "kernel_size": 3, "activation": "relu"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    )
     kernel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32)  # a Sobel edge kernel
     weights = model.get_weights()
     weights[0] = kernel[:, :, None, None]
@@ -220,8 +249,11 @@ def test_bad_at_names_the_valid_layers_and_ranges(window_model):
         look.check_position(window_model, 5, 0, 0, 0)
     with pytest.raises(look.BadPosition, match="layer 9 does not exist.*layers 0 to 6"):
         look.check_position(window_model, 9, 0, 0, 0)
-    with pytest.raises(look.BadPosition, match=r"outputs 13x13x3, so ROW is 0 to 12, COL 0 to 12 "
-                                               r"and CHANNEL 0 to 2"):
+    with pytest.raises(
+        look.BadPosition,
+        match=r"outputs 13x13x3, so ROW is 0 to 12, COL 0 to 12 "
+        r"and CHANNEL 0 to 2",
+    ):
         look.check_position(window_model, 2, 13, 0, 0)
     with pytest.raises(look.BadPosition, match="CHANNEL 0 to 3"):
         look.explain_at(window_model, np.zeros((28, 28)), 0, 0, 0, 4)
@@ -262,24 +294,45 @@ def test_cli_on_your_own_picture_writes_pictures_and_json(tiny_trained, tmp_path
     picture = tmp_path / "seven.png"
     _draw_seven(picture)
     out = tmp_path / "inspect"
-    result = CliRunner().invoke(cli, ["inspect", "-m", str(model_path), "--image", str(picture),
-                                      "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        ["inspect", "-m", str(model_path), "--image", str(picture), "--out", str(out), "--json"],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["label"] is None and 0 <= data["predicted"] <= 9
     assert [layer["type"] for layer in data["layers"]] == ["Conv2D", "MaxPooling2D"]
     assert data["layers"][0]["output_shape"] == [26, 26, 8]
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["input.png", "kernels.png", "layer-0-conv2d.png", "layer-1-maxpooling2d.png",
-                     "saliency.png"]
+    assert names == [
+        "input.png",
+        "kernels.png",
+        "layer-0-conv2d.png",
+        "layer-1-maxpooling2d.png",
+        "saliency.png",
+    ]
 
 
-def test_cli_index_with_at_prints_the_hand_computation(tiny_trained, idx_folder, tiny_mnist,
-                                                       tmp_path):
+def test_cli_index_with_at_prints_the_hand_computation(
+    tiny_trained, idx_folder, tiny_mnist, tmp_path
+):
     model_path, _ = tiny_trained
-    result = CliRunner().invoke(cli, ["inspect", "-m", str(model_path), "--index", "4",
-                                      "--data", str(idx_folder), "--out", str(tmp_path / "o"),
-                                      "--at", "0:13,13,5"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "inspect",
+            "-m",
+            str(model_path),
+            "--index",
+            "4",
+            "--data",
+            str(idx_folder),
+            "--out",
+            str(tmp_path / "o"),
+            "--at",
+            "0:13,13,5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "layer 0 Conv2D 26x26x8: (28 - 3 + 2*0) / 1 + 1 = 26" in result.output
     assert "layer 1 MaxPooling2D 13x13x8: (26 - 2 + 2*0) / 2 + 1 = 13" in result.output
@@ -288,32 +341,65 @@ def test_cli_index_with_at_prints_the_hand_computation(tiny_trained, idx_folder,
     assert "(agrees)" in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--index", "128"], "--index 128 is out of range: the test set has 128 images, so valid "
-                         "indices are 0 to 127"),
-    (["--index", "3", "--at", "2:0,0,0"], "layer 2 is Flatten, not a convolution or pooling "
-                                          "layer; choose one of: 0 (Conv2D), 1 (MaxPooling2D)"),
-    (["--index", "3", "--at", "0:26,0,0"], "ROW is 0 to 25, COL 0 to 25 and CHANNEL 0 to 7"),
-    (["--index", "3", "--at", "0-1"], "expected LAYER:ROW,COL,CHANNEL"),
-    (["--image", "nothing.png"], "nothing.png: no such image file"),
-    (["--index", "1", "--image", "x.png"], "give one digit"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--index", "128"],
+            "--index 128 is out of range: the test set has 128 images, so valid "
+            "indices are 0 to 127",
+        ),
+        (
+            ["--index", "3", "--at", "2:0,0,0"],
+            "layer 2 is Flatten, not a convolution or pooling "
+            "layer; choose one of: 0 (Conv2D), 1 (MaxPooling2D)",
+        ),
+        (["--index", "3", "--at", "0:26,0,0"], "ROW is 0 to 25, COL 0 to 25 and CHANNEL 0 to 7"),
+        (["--index", "3", "--at", "0-1"], "expected LAYER:ROW,COL,CHANNEL"),
+        (["--image", "nothing.png"], "nothing.png: no such image file"),
+        (["--index", "1", "--image", "x.png"], "give one digit"),
+    ],
+)
 def test_cli_errors_are_one_clear_line(tiny_trained, idx_folder, tmp_path, args, message):
     model_path, _ = tiny_trained
-    result = CliRunner().invoke(cli, ["inspect", "-m", str(model_path), "--data", str(idx_folder),
-                                      "--out", str(tmp_path / "o"), *args])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "inspect",
+            "-m",
+            str(model_path),
+            "--data",
+            str(idx_folder),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+    )
     assert result.exit_code in (1, 2)
     assert message in result.output and "Traceback" not in result.output
 
 
 def test_cli_missing_or_corrupt_model(tmp_path, idx_folder):
-    result = CliRunner().invoke(cli, ["inspect", "-m", str(tmp_path / "none.h5"), "--index", "1",
-                                      "--data", str(idx_folder)])
+    result = CliRunner().invoke(
+        cli, ["inspect", "-m", str(tmp_path / "none.h5"), "--index", "1", "--data", str(idx_folder)]
+    )
     assert result.exit_code == 1 and "model file not found" in result.output
     broken = tmp_path / "broken.h5"
     broken.write_bytes(b"not a model at all")
-    result = CliRunner().invoke(cli, ["inspect", "-m", str(broken), "--index", "1",
-                                      "--data", str(idx_folder), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "inspect",
+            "-m",
+            str(broken),
+            "--index",
+            "1",
+            "--data",
+            str(idx_folder),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 1 and "not a readable Keras model" in result.output
 
 
@@ -344,18 +430,30 @@ def test_raw_pixel_models_are_fed_raw_pixels(tiny_trained, digit, tmp_path, monk
 def test_callback_logs_kernels_and_feature_maps_every_epoch(tmp_path):
     import tensorflow as tf
 
-    model = build([{"type": "Conv2D", "filters": 6, "kernel_size": 3, "activation": "relu"},
-                   {"type": "MaxPooling2D", "pool_size": 2},
-                   {"type": "Conv2D", "filters": 5, "kernel_size": 3, "strides": 2,
-                    "padding": "same", "activation": "relu"},
-                   {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build(
+        [
+            {"type": "Conv2D", "filters": 6, "kernel_size": 3, "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2},
+            {
+                "type": "Conv2D",
+                "filters": 5,
+                "kernel_size": 3,
+                "strides": 2,
+                "padding": "same",
+                "activation": "relu",
+            },
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     images, labels = synthetic_digits(64, seed=4)
     from cnn_mnist.stages.fit import FeatureMaps
 
     callback = FeatureMaps(tmp_path, images[0] / 255.0)
-    model.fit(images[..., None] / 255.0, labels, epochs=2, batch_size=32, verbose=0,
-              callbacks=[callback])
+    model.fit(
+        images[..., None] / 255.0, labels, epochs=2, batch_size=32, verbose=0, callbacks=[callback]
+    )
 
     found: dict[str, dict[int, tuple[int, int]]] = {}
     for event_file in (tmp_path / "train").glob("events.out.tfevents.*"):
@@ -367,8 +465,11 @@ def test_callback_logs_kernels_and_feature_maps_every_epoch(tmp_path):
                 found.setdefault(value.tag, {})[event.step] = decoded.shape[:2]
     # kernels: 6 tiles of 3x3 in a 2x3 grid -> 9x13, scaled up 14x; maps: 26x26x6 -> 2x3 grid
     # of 26x26 -> 55x82, scaled 2x; layer 2: 7x7x5 (ceil(13 / 2)) -> 2x3 grid of 7x7 -> 17x25
-    expected = {"kernels/layer_0": (9, 13), "feature_maps/layer_0_conv2d": (55, 82),
-                "feature_maps/layer_2_conv2d": (17, 25)}
+    expected = {
+        "kernels/layer_0": (9, 13),
+        "feature_maps/layer_0_conv2d": (55, 82),
+        "feature_maps/layer_2_conv2d": (17, 25),
+    }
     assert set(found) == set(expected)
     for tag, (h, w) in expected.items():
         scale = max(1, look.TB_MIN_SIDE // max(h, w))
@@ -376,8 +477,13 @@ def test_callback_logs_kernels_and_feature_maps_every_epoch(tmp_path):
 
 
 def test_tensorboard_kernels_change_as_the_model_learns(tmp_path):
-    model = build([{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-                   {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])
+    model = build(
+        [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    )
     x = look.model_input(np.zeros((28, 28)))
     before = look.tensorboard_images(model, x)["kernels/layer_0"]
     model.set_weights([w * -1 for w in model.get_weights()])
@@ -390,11 +496,14 @@ def test_tensorboard_kernels_change_as_the_model_learns(tmp_path):
 
 @pytest.mark.slow
 def test_inspect_help_is_fast_and_never_imports_tensorflow():
-    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'inspect', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'inspect', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "--at LAYER:ROW,COL,CHANNEL" in done.stdout
 
@@ -402,9 +511,25 @@ def test_inspect_help_is_fast_and_never_imports_tensorflow():
 @pytest.mark.slow
 def test_inspect_as_a_process(tiny_trained, idx_folder, tmp_path):
     model_path, _ = tiny_trained
-    done = subprocess.run([sys.executable, "-m", "cnn_mnist", "inspect", "--index", "2", "-m",
-                           str(model_path), "--data", str(idx_folder), "--json"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnn_mnist",
+            "inspect",
+            "--index",
+            "2",
+            "-m",
+            str(model_path),
+            "--data",
+            str(idx_folder),
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert Path(data["files"]["dir"]).parent == Path("logs/inspect")
@@ -414,8 +539,7 @@ def test_inspect_as_a_process(tiny_trained, idx_folder, tmp_path):
 def test_class_names_in_the_inspection(window_model, digit, tmp_path):
     from tests.conftest import FASHION_NAMES
 
-    result = look.inspect_digit(window_model, digit, tmp_path, label=4,
-                                class_names=FASHION_NAMES)
+    result = look.inspect_digit(window_model, digit, tmp_path, label=4, class_names=FASHION_NAMES)
     data = result.to_dict()
     assert data["class_name"] == FASHION_NAMES[data["predicted"]]
     assert data["label_class_name"] == "Coat"

@@ -56,8 +56,11 @@ def _body_lines(function) -> int:
 
 @pytest.mark.parametrize("path", MODULES, ids=_name)
 def test_no_function_is_longer_than_60_lines(path):
-    long = [(f.name, f.end_lineno - f.lineno + 1) for f in _functions(_tree(path))
-            if f.end_lineno - f.lineno + 1 > 60]
+    long = [
+        (f.name, f.end_lineno - f.lineno + 1)
+        for f in _functions(_tree(path))
+        if f.end_lineno - f.lineno + 1 > 60
+    ]
     assert not long, f"{_name(path)}: {long}"
 
 
@@ -98,18 +101,23 @@ def _graph() -> dict[str, dict[str, int]]:
 
 
 def test_the_layers_are_the_packages():
-    found = {p.relative_to(PACKAGE).parts[0] for p in MODULES if len(p.relative_to(PACKAGE).parts) > 1}
+    found = {
+        p.relative_to(PACKAGE).parts[0] for p in MODULES if len(p.relative_to(PACKAGE).parts) > 1
+    }
     assert found <= set(LAYERS), f"subpackages not in LAYERS: {sorted(found - set(LAYERS))}"
     for layer in LAYERS:
         assert (PACKAGE / layer / "__init__.py").is_file(), f"cnn_mnist/{layer}/ has no __init__.py"
 
 
 def test_each_layer_imports_only_the_layers_below_it():
-    upward = [f"{module} (layer {LAYERS[_rank(module)] if _rank(module) < TOP else 'top'}) "
-              f"imports {target} (layer {LAYERS[_rank(target)] if _rank(target) < TOP else 'top'})"
-              f" at line {line}"
-              for module, imports in _graph().items() for target, line in imports.items()
-              if _rank(target) > _rank(module)]
+    upward = [
+        f"{module} (layer {LAYERS[_rank(module)] if _rank(module) < TOP else 'top'}) "
+        f"imports {target} (layer {LAYERS[_rank(target)] if _rank(target) < TOP else 'top'})"
+        f" at line {line}"
+        for module, imports in _graph().items()
+        for target, line in imports.items()
+        if _rank(target) > _rank(module)
+    ]
     assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
 
 
@@ -128,8 +136,9 @@ def test_no_import_cycles():
 
 def test_no_module_is_named_like_the_standard_librarys():
     shadows = [_name(p) for p in MODULES if p.stem in sys.stdlib_module_names]
-    shadows += [d.name for d in PACKAGE.iterdir() if d.is_dir() and d.name in
-                sys.stdlib_module_names]
+    shadows += [
+        d.name for d in PACKAGE.iterdir() if d.is_dir() and d.name in sys.stdlib_module_names
+    ]
     assert not shadows, f"named like a standard library module: {shadows}"
 
 
@@ -141,12 +150,16 @@ def test_the_plain_layers_import_no_click_and_no_tensorflow_at_import(layer):
         top_level = set(map(id, tree.body))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [node.module or ""]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
                 for name in names:
                     root = name.split(".")[0]
-                    if root == "click" or (root in ("tensorflow", "keras")
-                                           and id(node) in top_level):
+                    if root == "click" or (
+                        root in ("tensorflow", "keras") and id(node) in top_level
+                    ):
                         found.append(f"{_name(path)}:{node.lineno} imports {name}")
     assert not found, found
 

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from cnn_mnist.config.load import apply_override, default_config_path, load_config, parse_set, validate
+from cnn_mnist.config.load import (
+    apply_override,
+    default_config_path,
+    load_config,
+    parse_set,
+    validate,
+)
 from cnn_mnist.config.schema import LAYER_NAMES, Config
 from cnn_mnist.core.errors import ConfigError
 
@@ -18,8 +24,16 @@ def test_default_yaml_equals_schema_defaults():
 def test_default_is_the_lecture_model():
     config = load_config()
     kinds = [layer.type for layer in config.model.layers]
-    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense",
-                     "Dropout", "Dense"]
+    assert kinds == [
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
     assert config.model.layers[0].filters == 32 and config.model.layers[0].kernel_size == (3, 3)
     assert config.model.layers[3].rate == 0.25 and config.model.layers[6].rate == 0.5
     assert config.compile.optimizer == "adam" and config.compile.learning_rate == 0.001
@@ -28,24 +42,41 @@ def test_default_is_the_lecture_model():
     assert config.output.model_path == "models/digits_recognition_cnn.h5"
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ({"trainig": {"epochs": 1}}, ["trainig: unknown key", "did you mean 'training'"]),
-    ({"model": {"layers": [{"type": "Conv3D", "filters": 2}]}},
-     ["model.layers[0].type: unknown layer type 'Conv3D'", "valid types: Conv2D"]),
-    ({"model": {"layers": [{"type": "Conv2D", "filters": "32", "kernel_size": 3}]}},
-     ["model.layers[0].filters", "valid integer", "'32'"]),
-    ({"model": {"layers": [{"type": "Dropout", "rate": 1.5}]}},
-     ["model.layers[0].rate", "less than 1", "1.5"]),
-    ({"training": {"epochs": -1}}, ["training.epochs", "greater than or equal to 1"]),
-    ({"training": {"batch_size": True}}, ["training.batch_size", "valid integer"]),
-    ({"model": {"layers": [{"type": "Flatten"}, {"type": "MaxPooling2D", "pool_size": "x"}]}},
-     ["model.layers[1].pool_size", "positive integer or a list of two"]),
-    ({"model": {"layers": [{"type": "Dense", "units": 10, "activaton": "relu"}]}},
-     ["model.layers[0].activaton: unknown key", "did you mean 'activation'", "units"]),
-    ({"compile": {"optimizer": "adamm"}}, ["compile.optimizer", "'adamm'", "'adam'"]),
-    ({"output": {"model_path": "model.pt"}}, ["output.model_path", ".h5 or .keras"]),
-    ({"model": {"layers": []}}, ["model.layers", "at least 1"]),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"trainig": {"epochs": 1}}, ["trainig: unknown key", "did you mean 'training'"]),
+        (
+            {"model": {"layers": [{"type": "Conv3D", "filters": 2}]}},
+            ["model.layers[0].type: unknown layer type 'Conv3D'", "valid types: Conv2D"],
+        ),
+        (
+            {"model": {"layers": [{"type": "Conv2D", "filters": "32", "kernel_size": 3}]}},
+            ["model.layers[0].filters", "valid integer", "'32'"],
+        ),
+        (
+            {"model": {"layers": [{"type": "Dropout", "rate": 1.5}]}},
+            ["model.layers[0].rate", "less than 1", "1.5"],
+        ),
+        ({"training": {"epochs": -1}}, ["training.epochs", "greater than or equal to 1"]),
+        ({"training": {"batch_size": True}}, ["training.batch_size", "valid integer"]),
+        (
+            {
+                "model": {
+                    "layers": [{"type": "Flatten"}, {"type": "MaxPooling2D", "pool_size": "x"}]
+                }
+            },
+            ["model.layers[1].pool_size", "positive integer or a list of two"],
+        ),
+        (
+            {"model": {"layers": [{"type": "Dense", "units": 10, "activaton": "relu"}]}},
+            ["model.layers[0].activaton: unknown key", "did you mean 'activation'", "units"],
+        ),
+        ({"compile": {"optimizer": "adamm"}}, ["compile.optimizer", "'adamm'", "'adam'"]),
+        ({"output": {"model_path": "model.pt"}}, ["output.model_path", ".h5 or .keras"]),
+        ({"model": {"layers": []}}, ["model.layers", "at least 1"]),
+    ],
+)
 def test_bad_values_name_the_key(raw, expected):
     with pytest.raises(ConfigError) as info:
         validate(raw)
@@ -81,9 +112,10 @@ def test_empty_file_means_all_defaults(tmp_path):
 
 
 def test_overrides_and_sets_are_type_checked():
-    config = load_config(sets=["model.layers[3].rate=0.3", "training.epochs=3",
-                               "data.limit_train=100"],
-                         overrides={"training.batch_size": 64, "compile.learning_rate": None})
+    config = load_config(
+        sets=["model.layers[3].rate=0.3", "training.epochs=3", "data.limit_train=100"],
+        overrides={"training.batch_size": 64, "compile.learning_rate": None},
+    )
     assert config.model.layers[3].rate == 0.3
     assert config.training.epochs == 3 and config.training.batch_size == 64
     assert config.data.limit_train == 100
@@ -94,12 +126,15 @@ def test_overrides_and_sets_are_type_checked():
         load_config(sets=["training.epoch=3"])
 
 
-@pytest.mark.parametrize("item, expected", [
-    ("training.epochs", "expected KEY.PATH=VALUE"),
-    ("model.layers[9].rate=0.1", r"model.layers\[9\] is out of range \(the list has 8 items"),
-    ("model.layers[x].rate=0.1", "bad list index"),
-    ("training.epochs.deep=1", "training.epochs is not a section"),
-])
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        ("training.epochs", "expected KEY.PATH=VALUE"),
+        ("model.layers[9].rate=0.1", r"model.layers\[9\] is out of range \(the list has 8 items"),
+        ("model.layers[x].rate=0.1", "bad list index"),
+        ("training.epochs.deep=1", "training.epochs is not a section"),
+    ],
+)
 def test_bad_set_items(item, expected):
     with pytest.raises(ConfigError, match=expected):
         load_config(sets=[item])
@@ -159,8 +194,9 @@ def test_shipped_config_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert {"default", "speedrun"} <= set(shipped_configs())
     assert load_config("speedrun").output.model_path == "models/speedrun.h5"
-    with pytest.raises(ConfigError,
-                       match="shipped configs: default, fashion, handwriting, speedrun, sweep"):
+    with pytest.raises(
+        ConfigError, match="shipped configs: default, fashion, handwriting, speedrun, sweep"
+    ):
         load_config("speedrn")
     (tmp_path / "speedrun.yaml").write_text("training: {epochs: 4}\n")
     assert load_config("speedrun.yaml").training.epochs == 4  # a file here wins
@@ -170,5 +206,4 @@ def test_monitor_without_validation_is_rejected(tiny_config_file):
     from cnn_mnist.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs validation data"):
-        load_config(tiny_config_file, sets=["training.validation=none",
-                                            "training.checkpoint={}"])
+        load_config(tiny_config_file, sets=["training.validation=none", "training.checkpoint={}"])

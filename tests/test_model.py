@@ -12,16 +12,38 @@ def test_lecture_model_has_1199882_params():
     assert model.count_params() == 1_199_882
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
     assert [type(layer).__name__ for layer in model.layers] == [
-        "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
     assert model.layers[0].activation.__name__ == "relu"
     assert model.layers[-1].activation.__name__ == "softmax"
     assert model.layers[3].rate == 0.25
 
 
 def test_layer_arguments_reach_keras():
-    config = validate({"model": {"layers": [
-        {"type": "Conv2D", "filters": 4, "kernel_size": [5, 3], "strides": 2, "padding": "same"},
-        {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})
+    config = validate(
+        {
+            "model": {
+                "layers": [
+                    {
+                        "type": "Conv2D",
+                        "filters": 4,
+                        "kernel_size": [5, 3],
+                        "strides": 2,
+                        "padding": "same",
+                    },
+                    {"type": "Flatten"},
+                    {"type": "Dense", "units": 10, "activation": "softmax"},
+                ]
+            }
+        }
+    )
     conv = build_model(config.model).layers[0]
     assert conv.kernel_size == (5, 3) and conv.strides == (2, 2) and conv.padding == "same"
 
@@ -37,8 +59,9 @@ def test_compile_uses_config():
 def test_schedules(kind):
     from cnn_mnist.stages.model import learning_rate
 
-    config = load_config(sets=["compile.learning_rate=0.01",
-                               f"compile.schedule={{type: {kind}, warmup: 0.2}}"]).compile
+    config = load_config(
+        sets=["compile.learning_rate=0.01", f"compile.schedule={{type: {kind}, warmup: 0.2}}"]
+    ).compile
     schedule = learning_rate(config, total_steps=100)
     at = lambda step: float(schedule(step))
     if kind == "one_cycle":
@@ -58,8 +81,10 @@ def test_model_with_schedule_loads_with_plain_keras(tmp_path):
     model = compile_model(build_model(config.model), config.compile, total_steps=50)
     path = save_model(model, tmp_path / "s.h5")
     loaded = keras.models.load_model(path)  # compiled: the schedule is Keras's own
-    assert isinstance(loaded.optimizer.learning_rate, keras.optimizers.schedules.CosineDecay) or \
-        loaded.optimizer is not None
+    assert (
+        isinstance(loaded.optimizer.learning_rate, keras.optimizers.schedules.CosineDecay)
+        or loaded.optimizer is not None
+    )
 
 
 def test_speedrun_config_is_valid_and_fits_exactly(caplog):
@@ -102,8 +127,12 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
 
     auto = load_config().compile
     cpu = accelerator_plan(auto, [], frozenset({"avx2", "fma"}))
-    assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.dtype_policy) == \
-        ("cpu", "auto", 1, "float32")
+    assert (cpu.device, cpu.jit_compile, cpu.steps_per_execution, cpu.dtype_policy) == (
+        "cpu",
+        "auto",
+        1,
+        "float32",
+    )
     assert "no amx_bf16 or avx512_bf16" in cpu.reason
     amx = accelerator_plan(auto, [], frozenset({"avx512f", "amx_tile", "amx_bf16"}))
     assert (amx.steps_per_execution, amx.dtype_policy) == (1, "mixed_bfloat16")
@@ -113,12 +142,20 @@ def test_accelerator_plan_uses_what_helps_on_the_hardware():
     avx512 = accelerator_plan(auto, [], frozenset({"avx2", "avx512f", "avx512_vnni"}))
     assert avx512.dtype_policy == "float32"  # AVX-512 without BF16 emulates it too
     h100 = accelerator_plan(auto, [("NVIDIA H100", (9, 0))])
-    assert (h100.device, h100.steps_per_execution, h100.dtype_policy) == \
-        ("gpu", 32, "mixed_float16")
+    assert (h100.device, h100.steps_per_execution, h100.dtype_policy) == (
+        "gpu",
+        32,
+        "mixed_float16",
+    )
     pascal = accelerator_plan(auto, [("Tesla P100", (6, 0)), ("NVIDIA A100", (8, 0))])
     assert pascal.dtype_policy == "float32"  # no tensor cores on one of them
-    chosen = load_config(sets=["compile.mixed_precision=false", "compile.steps_per_execution=4",
-                               "compile.jit_compile=false"]).compile
+    chosen = load_config(
+        sets=[
+            "compile.mixed_precision=false",
+            "compile.steps_per_execution=4",
+            "compile.jit_compile=false",
+        ]
+    ).compile
     mine = accelerator_plan(chosen, [("NVIDIA H100", (9, 0))])
     assert (mine.jit_compile, mine.steps_per_execution, mine.dtype_policy) == (False, 4, "float32")
     forced = load_config(sets=["compile.mixed_precision=true"]).compile
@@ -130,21 +167,25 @@ def test_cpu_flags_reads_cpuinfo(tmp_path):
     from cnn_mnist.stages.model import cpu_flags
 
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Some CPU\n"
-                    "flags\t\t: fpu sse2 avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Some CPU\n"
+        "flags\t\t: fpu sse2 avx2 avx512_bf16\n\nprocessor\t: 1\n"
+    )
     assert cpu_flags(str(info)) == frozenset({"fpu", "sse2", "avx2", "avx512_bf16"})
     assert cpu_flags(str(tmp_path / "missing")) == frozenset()
     if Path("/proc/cpuinfo").is_file() and "flags" in Path("/proc/cpuinfo").read_text():
         assert cpu_flags() and cpu_flags() <= frozenset(
-            Path("/proc/cpuinfo").read_text().split())  # this machine's, parsed the same way
+            Path("/proc/cpuinfo").read_text().split()
+        )  # this machine's, parsed the same way
 
 
 def test_compile_passes_the_plan_to_keras():
     from cnn_mnist.stages.model import accelerator_plan
 
     config = load_config(sets=["compile.steps_per_execution=8"])
-    model = compile_model(build_model(config.model), config.compile,
-                          accelerator=accelerator_plan(config.compile, []))
+    model = compile_model(
+        build_model(config.model), config.compile, accelerator=accelerator_plan(config.compile, [])
+    )
     assert model.steps_per_execution == 8
     assert model.jit_compile is False  # Keras's "auto" on a machine without a GPU
 
@@ -160,9 +201,13 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     from cnn_mnist.stages.fit import fit
     from tests.conftest import TINY_LAYERS
 
-    config = validate({"model": {"layers": TINY_LAYERS},
-                       "training": {"epochs": 2, "batch_size": 32, "seed": 1},
-                       "tensorboard": {"enabled": False}})
+    config = validate(
+        {
+            "model": {"layers": TINY_LAYERS},
+            "training": {"epochs": 2, "batch_size": 32, "seed": 1},
+            "tensorboard": {"enabled": False},
+        }
+    )
     model = compile_model(build_model(config.model, policy), config.compile)
     half = policy.removeprefix("mixed_")
     assert [layer.compute_dtype for layer in model.layers] == [half, half, half, "float32"]
@@ -172,8 +217,9 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     assert history["val_accuracy"][-1] > 0.8  # the synthetic digits are easy
     saved = load_model(save_model(model, tmp_path / "mixed.h5"))
     assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
-    np.testing.assert_allclose(saved.predict(data.x_test, verbose=0),
-                               model.predict(data.x_test, verbose=0), atol=2e-2)
+    np.testing.assert_allclose(
+        saved.predict(data.x_test, verbose=0), model.predict(data.x_test, verbose=0), atol=2e-2
+    )
     export_litert(model, tmp_path / "mixed.tflite")
     from ai_edge_litert.interpreter import Interpreter
 

@@ -45,6 +45,9 @@ def test_tensorboard_images_are_one_tiled_grid_per_convolution(model):
     tiled = network.tile(network.activations(model, x)[0][0])  # 7x7 maps of 3 channels
     scale = network.tb_scale(tiled)
     assert scale > 1 and max(tiled.shape) * scale <= network.TB_MIN_SIDE  # scaled up whole
-    assert images["feature_maps/layer_0_conv2d"].shape == (tiled.shape[0] * scale,
-                                                         tiled.shape[1] * scale, 3)
+    assert images["feature_maps/layer_0_conv2d"].shape == (
+        tiled.shape[0] * scale,
+        tiled.shape[1] * scale,
+        3,
+    )
     assert all(image.dtype == np.uint8 for image in images.values())

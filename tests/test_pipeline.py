@@ -48,8 +48,9 @@ def test_pipeline_writes_every_artifact(tiny_config_file):
     assert load_config(record["paths"]["config"]) == config  # the resolved config, reloadable
     assert "confusion_matrix" in event_tags(result.run_dir / "evaluation")
     model = keras.models.load_model(result.model_path)
-    x = prepare(__import__("cnn_mnist.stages.data", fromlist=["load_mnist"]).load_mnist(
-        config.data.path)).x_test
+    x = prepare(
+        __import__("cnn_mnist.stages.data", fromlist=["load_mnist"]).load_mnist(config.data.path)
+    ).x_test
     accuracy = (model.predict(x, verbose=0).argmax(1) == result.evaluation.labels).mean()
     assert accuracy == pytest.approx(result.evaluation.accuracy)
 
@@ -72,9 +73,13 @@ def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
 
     # val_loss never improves by 100: stop after patience + 1 epochs. (Not a learning rate of ~0:
     # a model left at chance is a failed run.)
-    config = load_config(tiny_config_file, sets=[
-        "training.epochs=10",
-        "training.early_stopping={monitor: val_loss, patience: 1, min_delta: 100}"])
+    config = load_config(
+        tiny_config_file,
+        sets=[
+            "training.epochs=10",
+            "training.early_stopping={monitor: val_loss, patience: 1, min_delta: 100}",
+        ],
+    )
     result = train(config, progress=0)
     record = json.loads(result.record_path.read_text())
     assert result.epochs_run == 2 and len(record["metrics"]["history"]["loss"]) == 2
@@ -86,8 +91,9 @@ def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
     from cnn_mnist.stages.save import load_model, read_metadata
     from cnn_mnist.training.pipeline import train
 
-    config = load_config(tiny_config_file, sets=["training.epochs=3",
-                                                 "training.checkpoint={monitor: val_accuracy}"])
+    config = load_config(
+        tiny_config_file, sets=["training.epochs=3", "training.checkpoint={monitor: val_accuracy}"]
+    )
     result = train(config, progress=0)
     best = result.run_dir / "best.h5"
     assert best.is_file() and load_model(best) is not None
@@ -132,10 +138,21 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "cnn_mnist", "train", "--quiet", "--config",
-               str(tiny_config_file)]
-    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "cnn_mnist",
+        "train",
+        "--quiet",
+        "--config",
+        str(tiny_config_file),
+    ]
+    processes = [
+        subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     records = [json.loads(p.read_text()) for p in (tmp_path / "logs").glob("*/run.json")]
@@ -146,7 +163,9 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
         assert run_model.startswith(record["paths"]["logs"])
     from cnn_mnist.stages.save import load_model, read_metadata
 
-    assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {r["run_id"] for r in records}
+    assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {
+        r["run_id"] for r in records
+    }
     load_model(tmp_path / "models" / "tiny.h5")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.h5", "tiny.tflite"]
 
@@ -164,8 +183,12 @@ def test_run_record_says_how_it_ran(tiny_trained):
     native = {"amx_bf16", "avx512_bf16"} & cpu_flags()
     expected = "mixed_bfloat16" if native else "float32"
     reason = record["accelerator"].pop("reason")
-    assert record["accelerator"] == {"device": "cpu", "jit_compile": False,
-                                     "steps_per_execution": 1, "dtype_policy": expected}
+    assert record["accelerator"] == {
+        "device": "cpu",
+        "jit_compile": False,
+        "steps_per_execution": 1,
+        "dtype_policy": expected,
+    }
     assert reason.startswith("auto: ") and (not native or sorted(native)[0] in reason)
 
 
@@ -201,8 +224,11 @@ def test_a_write_error_in_training_fails_the_run_cleanly(tiny_config_file, monke
     message = str(caught.value)
     assert "could not write the backup of epoch 2 to " in message and "no space left" in message
     assert "is marked failed and keeps its last finished epoch" in message
-    (run_dir,) = [p.parent for p in Path(config.tensorboard.log_dir).glob("*/run.json")
-                  if p.parent != earlier.run_dir]
+    (run_dir,) = [
+        p.parent
+        for p in Path(config.tensorboard.log_dir).glob("*/run.json")
+        if p.parent != earlier.run_dir
+    ]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and "no space left" in record["error"]
     backup = sorted(p.name for p in (run_dir / "backup").iterdir())
@@ -216,8 +242,9 @@ def test_the_backup_file_writer_failing_leaves_the_last_backup(tmp_path, tiny_mn
     from cnn_mnist.stages.model import build_model, compile_model
     from cnn_mnist.stages.fit import Backup
 
-    config = load_config(sets=["model.layers=[{type: Flatten}, {type: Dense, units: 10, "
-                               "activation: softmax}]"])
+    config = load_config(
+        sets=["model.layers=[{type: Flatten}, {type: Dense, units: 10, activation: softmax}]"]
+    )
     model = compile_model(build_model(config.model), config.compile)
     backup = Backup(str(tmp_path / "backup"), double_checkpoint=True, delete_checkpoint=False)
     backup.set_model(model)
@@ -243,28 +270,48 @@ def test_a_full_disk_for_real(tmp_path, idx_folder):
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): the write-error "
-                    "path is tested without root above")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({mounted.stderr.strip()}): the write-error "
+            "path is tested without root above"
+        )
     try:
-        config = {"data": {"path": str(idx_folder)}, "training": {"epochs": 4, "seed": 1},
-                  "model": {"layers": [{"type": "Flatten"},
-                                       {"type": "Dense", "units": 256, "activation": "relu"},
-                                       {"type": "Dense", "units": 10, "activation": "softmax"}]},
-                  "tensorboard": {"log_dir": str(disk / "logs")},
-                  "output": {"model_path": str(disk / "models" / "m.h5")}}
+        config = {
+            "data": {"path": str(idx_folder)},
+            "training": {"epochs": 4, "seed": 1},
+            "model": {
+                "layers": [
+                    {"type": "Flatten"},
+                    {"type": "Dense", "units": 256, "activation": "relu"},
+                    {"type": "Dense", "units": 10, "activation": "softmax"},
+                ]
+            },
+            "tensorboard": {"log_dir": str(disk / "logs")},
+            "output": {"model_path": str(disk / "models" / "m.h5")},
+        }
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
         command = [sys.executable, "-m", "cnn_mnist", "train", "-q", "--config", "run.yaml"]
-        assert subprocess.run(command + ["--epochs", "1"], cwd=tmp_path,
-                              capture_output=True).returncode == 0
+        assert (
+            subprocess.run(
+                command + ["--epochs", "1"], cwd=tmp_path, capture_output=True
+            ).returncode
+            == 0
+        )
         earlier = (disk / "models" / "m.h5").read_bytes()
-        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 120
-        while not [p for p in (disk / "logs").glob("*/backup/latest.weights.h5")
-                   if not (p.parent.parent / "model.h5").exists()]:
+        while not [
+            p
+            for p in (disk / "logs").glob("*/backup/latest.weights.h5")
+            if not (p.parent.parent / "model.h5").exists()
+        ]:
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.05)
         process.send_signal(signal.SIGSTOP)
@@ -275,8 +322,11 @@ def test_a_full_disk_for_real(tmp_path, idx_folder):
         assert process.returncode == 1, err
         assert "Traceback" not in err and "could not write" in err and "no space left" in err
         assert "cnn train --resume" in err and len(err.strip().splitlines()) <= 3, err
-        (run_dir,) = [p.parent for p in (disk / "logs").glob("*/run.json")
-                      if not (p.parent / "model.h5").exists()]
+        (run_dir,) = [
+            p.parent
+            for p in (disk / "logs").glob("*/run.json")
+            if not (p.parent / "model.h5").exists()
+        ]
         record = json.loads((run_dir / "run.json").read_text())
         assert record["status"] == "failed", err
         assert not list((run_dir / "backup").glob("next*"))  # nothing partial to trust
@@ -311,10 +361,15 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
     from cnn_mnist.training.pipeline import train
 
     names = [f"kana {k}" for k in range(10)]
-    config = load_config(tiny_config_file, sets=["data.dataset=custom",
-                                                 f"data.class_names={json.dumps(names)}",
-                                                 "training.epochs=1",
-                                                 f"compile.mixed_precision={precision}"])
+    config = load_config(
+        tiny_config_file,
+        sets=[
+            "data.dataset=custom",
+            f"data.class_names={json.dumps(names)}",
+            "training.epochs=1",
+            f"compile.mixed_precision={precision}",
+        ],
+    )
     result = train(config, progress=0)
     record = json.loads(result.record_path.read_text())
     assert record["dataset"] == "custom" and record["config"]["data"]["dataset"] == "custom"
@@ -348,8 +403,15 @@ def test_the_data_line_gives_the_slice_taken(tiny_config_file, caplog):
 
     from cnn_mnist.training.pipeline import train
 
-    config = load_config(tiny_config_file, sets=["tensorboard.enabled=false", "training.epochs=1",
-                                                 "data.limit_train=100", "data.limit_test=50"])
+    config = load_config(
+        tiny_config_file,
+        sets=[
+            "tensorboard.enabled=false",
+            "training.epochs=1",
+            "data.limit_train=100",
+            "data.limit_test=50",
+        ],
+    )
     logger = logging.getLogger("cnn_mnist")  # caplog's own handler: the CLI stops propagation
     logger.addHandler(caplog.handler)
     try:

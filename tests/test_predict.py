@@ -11,9 +11,15 @@ def test_parse_indices():
     assert predict.parse_indices(["10", "20", "30:33"]) == [10, 20, 30, 31, 32]
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("x", "not a number"), ("1.5", "not a number"), ("20:10", "STOP > START"), ("3:", "not a number"),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("x", "not a number"),
+        ("1.5", "not a number"),
+        ("20:10", "STOP > START"),
+        ("3:", "not a number"),
+    ],
+)
 def test_bad_index_syntax(spec, expected):
     with pytest.raises(CnnError, match=expected):
         predict.parse_indices([spec])
@@ -28,8 +34,12 @@ def test_index_out_of_range_states_valid_range(index):
 def _prediction(label=None):
     probabilities = np.full(10, 0.01)
     probabilities[3], probabilities[5], probabilities[8] = 0.8, 0.09, 0.04
-    return predict.Prediction(digit=np.zeros((28, 28)), probabilities=probabilities / probabilities.sum(),
-                              index=7, label=label)
+    return predict.Prediction(
+        digit=np.zeros((28, 28)),
+        probabilities=probabilities / probabilities.sum(),
+        index=7,
+        label=label,
+    )
 
 
 def test_prediction_fields():
@@ -58,10 +68,16 @@ def test_probabilities_match_model_predict(tiny_mnist):
     model = build_model(validate({"model": {"layers": TINY_LAYERS}}).model)
     digits = tiny_mnist.x_test[:50] / np.float32(255)
     ours = predict.probabilities(model, digits)
-    np.testing.assert_allclose(ours, model.predict(digits[..., None], verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ours, model.predict(digits[..., None], verbose=0), rtol=1e-5, atol=1e-6
+    )
     raw = predict.probabilities(model, digits, normalize=False)
-    np.testing.assert_allclose(raw, model.predict(tiny_mnist.x_test[:50, ..., None].astype("float32"),
-                                                  verbose=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        raw,
+        model.predict(tiny_mnist.x_test[:50, ..., None].astype("float32"), verbose=0),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 @pytest.fixture

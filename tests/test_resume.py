@@ -38,9 +38,14 @@ def slow_run(tmp_path):
 
 
 def start(cwd, *args):
-    return subprocess.Popen([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
-                             *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=sigint_as_in_a_terminal)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
 
 
 def wait_for_epochs(cwd, count, process, timeout=180):
@@ -63,9 +68,13 @@ def epoch_steps(run_dir):
 
 
 def finish_by_resuming(cwd, run_dir, *args, said=""):
-    result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
-                             "--resume", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml", "--resume", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming run {run_dir.name} ({said}" in result.stderr
     record = json.loads((run_dir / "run.json").read_text())
@@ -107,22 +116,45 @@ def test_kill_then_resume_loses_at_most_one_epoch(slow_run):
     assert killed["status"] == "running" and killed["pid"] == process.pid
     assert killed["host"] == socket.gethostname()
     # Its process is gone from this host: `cnn runs` shows it as interrupted.
-    listed = subprocess.run([sys.executable, "-m", "cnn_mnist", "runs", "--json", "--logdir",
-                             "logs"], cwd=slow_run, capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", "runs", "--json", "--logdir", "logs"],
+        cwd=slow_run,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     (row,) = json.loads(listed.stdout)
     assert row["status"] == "interrupted" and f"({process.pid} on " in row["problem"]
-    record = finish_by_resuming(slow_run, run_dir, run_dir.name,
-                                said=f"interrupted: its process ({process.pid} on")
+    record = finish_by_resuming(
+        slow_run, run_dir, run_dir.name, said=f"interrupted: its process ({process.pid} on"
+    )
     assert record["resumed_from_epoch"] == finished >= 1
 
 
 def test_resume_with_nothing_to_resume(slow_run):
-    result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
-                             "--resume"], cwd=slow_run, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml", "--resume"],
+        cwd=slow_run,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "no unfinished run" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml",
-                             "--resume", "--epochs", "5"], cwd=slow_run, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnn_mnist",
+            "train",
+            "--config",
+            "run.yaml",
+            "--resume",
+            "--epochs",
+            "5",
+        ],
+        cwd=slow_run,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "drop --epochs" in result.stderr
 
 
@@ -155,8 +187,12 @@ def same_run_folder(tmp_path, name):
         "model": {"layers": DROPOUT_LAYERS},
         "compile": {"learning_rate": 0.003, "schedule": {"type": "one_cycle"}},
         "training": {"epochs": EPOCHS, "batch_size": BATCH, "seed": 11, "shuffle": True},
-        "tensorboard": {"log_dir": str(cwd / "logs"), "update_freq": 1, "histogram_freq": 0,
-                        "write_graph": False},
+        "tensorboard": {
+            "log_dir": str(cwd / "logs"),
+            "update_freq": 1,
+            "histogram_freq": 0,
+            "write_graph": False,
+        },
         "output": {"model_path": str(cwd / "models" / "m.h5")},
     }
     (cwd / "run.yaml").write_text(yaml.safe_dump(config))
@@ -186,8 +222,13 @@ def test_resumed_run_repeats_the_uninterrupted_run(tmp_path):
     learning rate carry on from the last finished epoch (TensorFlow runs deterministically on
     the CPU here, so the numbers are equal, not close)."""
     straight = same_run_folder(tmp_path, "straight")
-    result = subprocess.run([sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml"],
-                            cwd=straight, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", "train", "--config", "run.yaml"],
+        cwd=straight,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (expected_dir,) = (straight / "logs").iterdir()
 

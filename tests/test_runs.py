@@ -38,10 +38,13 @@ def test_resume_picks_the_newest_unfinished_run(tmp_path):
     assert runs.find_run_to_resume(tmp_path, "20260101-000000-aaaa").name.endswith("aaaa")
 
 
-@pytest.mark.parametrize("run_id, message", [
-    ("20990101-000000-ffff", "no such run"),
-    ("20260103-000000-cccc", "that run completed"),
-])
+@pytest.mark.parametrize(
+    "run_id, message",
+    [
+        ("20990101-000000-ffff", "no such run"),
+        ("20260103-000000-cccc", "that run completed"),
+    ],
+)
 def test_resume_errors_say_why(tmp_path, run_id, message):
     _run(tmp_path, "20260103-000000-cccc", "completed")
     with pytest.raises(ConfigError, match=message):
@@ -62,8 +65,9 @@ def test_record_goes_from_running_to_completed(tmp_path):
     assert saved["finished_at"] >= saved["started_at"]
 
 
-@pytest.mark.parametrize("error, status", [(KeyboardInterrupt, "interrupted"),
-                                           (RuntimeError("disk on fire"), "failed")])
+@pytest.mark.parametrize(
+    "error, status", [(KeyboardInterrupt, "interrupted"), (RuntimeError("disk on fire"), "failed")]
+)
 def test_a_stopped_stage_is_recorded_and_the_error_goes_on(tmp_path, error, status):
     record = runs.RunRecord(tmp_path, "r2")
     with pytest.raises(type(error) if isinstance(error, Exception) else error):
@@ -83,8 +87,9 @@ def test_run_config_comes_back_with_a_new_data_path(tmp_path):
 
     import yaml
 
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
-        load_config(sets=["training.seed=5"]).to_dict()))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(load_config(sets=["training.seed=5"]).to_dict())
+    )
     config = runs.load_run_config(tmp_path, "/elsewhere/mnist")
     assert config.training.seed == 5 and config.data.path == "/elsewhere/mnist"
 
@@ -112,12 +117,28 @@ def log_dir(tmp_path, monkeypatch) -> Path:
     logs = tmp_path / "logs" / "fit"
     write_run_record(logs, OLD, accuracy=0.9810, loss=0.0610)
     write_run_record(logs, MID, accuracy=0.9850, loss=0.0480, f1=0.95)
-    write_run_record(logs, NEW, accuracy=0.9832, loss=0.0450,
-                     changes={"compile.learning_rate": 0.003, "model.layers[3].rate": 0.3})
-    write_run_record(logs, "20261104-080000-dddd", status="failed", error="loss is NaN",
-                     stopped_at="2026-11-04T08:00:30+00:00", epochs_completed=0)
-    write_run_record(logs, "20261105-080000-eeee", status="interrupted", epochs_completed=1,
-                     stopped_at="2026-11-05T08:01:00+00:00")
+    write_run_record(
+        logs,
+        NEW,
+        accuracy=0.9832,
+        loss=0.0450,
+        changes={"compile.learning_rate": 0.003, "model.layers[3].rate": 0.3},
+    )
+    write_run_record(
+        logs,
+        "20261104-080000-dddd",
+        status="failed",
+        error="loss is NaN",
+        stopped_at="2026-11-04T08:00:30+00:00",
+        epochs_completed=0,
+    )
+    write_run_record(
+        logs,
+        "20261105-080000-eeee",
+        status="interrupted",
+        epochs_completed=1,
+        stopped_at="2026-11-05T08:01:00+00:00",
+    )
     write_run_record(logs, "20261106-080000-ffff", status="running")
     (logs / "20261107-080000-0000").mkdir()
     (logs / "20261107-080000-0000" / "run.json").write_text('{"status": "comp')
@@ -140,8 +161,13 @@ def test_list_runs_reads_every_kind_of_run_folder(log_dir):
     assert by_id["20261105-080000-eeee"].epochs_done == 1
     assert by_id["20261106-080000-ffff"].duration_s > 60  # running since 2026-11-06: until now
     new = by_id[NEW]
-    assert (new.status, new.test_accuracy, new.test_loss, new.epochs, new.config) == \
-        ("completed", 0.9832, 0.0450, 1, "default")
+    assert (new.status, new.test_accuracy, new.test_loss, new.epochs, new.config) == (
+        "completed",
+        0.9832,
+        0.0450,
+        1,
+        "default",
+    )
     # Only what differs from the default config (the seed, drawn for a null one, is not).
     assert new.differences == ("model.layers[3].rate=0.3", "compile.learning_rate=0.003")
     assert by_id[OLD].differences == () and by_id[OLD].model_path == log_dir / OLD / "model.h5"
@@ -193,8 +219,10 @@ def test_best_by_accuracy_or_by_loss_among_completed_runs(log_dir):
 
 def test_compare_shows_only_what_differs(log_dir):
     comparison = runs.compare_runs([log_dir / OLD, log_dir / NEW])
-    assert comparison.settings == {"model.layers[3].rate": (0.25, 0.3),
-                                   "compile.learning_rate": (0.001, 0.003)}
+    assert comparison.settings == {
+        "model.layers[3].rate": (0.25, 0.3),
+        "compile.learning_rate": (0.001, 0.003),
+    }
     assert comparison.f1[0][0] == pytest.approx(0.9) and comparison.f1[1][9] == pytest.approx(0.81)
 
 
@@ -209,7 +237,14 @@ def test_cnn_runs_lists_newest_first(log_dir):
     assert "model.layers[3].rate=0.3, compile.learning_rate=0.003" in new
     assert f"logs/fit/{NEW}/model.h5" in new
     assert [line.split()[1] for line in lines[1:]] == [
-        "corrupt", "running", "interrupted", "failed", "completed", "completed", "completed"]
+        "corrupt",
+        "running",
+        "interrupted",
+        "failed",
+        "completed",
+        "completed",
+        "completed",
+    ]
     assert _cnn("runs", "-q").output.split() == sorted(os.listdir(log_dir), reverse=True)
 
 
@@ -218,8 +253,11 @@ def test_cnn_runs_json(log_dir):
     listed = json.loads(result.output)
     assert [r["id"] for r in listed][:2] == ["20261107-080000-0000", "20261106-080000-ffff"]
     new = next(r for r in listed if r["id"] == NEW)
-    assert {k: new[k] for k in ("status", "test_accuracy", "config")} == \
-        {"status": "completed", "test_accuracy": 0.9832, "config": "default"}
+    assert {k: new[k] for k in ("status", "test_accuracy", "config")} == {
+        "status": "completed",
+        "test_accuracy": 0.9832,
+        "config": "default",
+    }
     assert new["differences"] == ["model.layers[3].rate=0.3", "compile.learning_rate=0.003"]
 
 
@@ -239,8 +277,12 @@ def test_cnn_runs_show(log_dir):
 def test_cnn_runs_compare_and_best(log_dir):
     result = _cnn("runs", "compare", OLD, "20261103")
     assert result.exit_code == 0, result.output
-    rows = {line.split()[0] + (" " + line.split()[1] if line.startswith("F1") else ""):
-            line.split()[-2:] for line in result.output.splitlines()[1:]}
+    rows = {
+        line.split()[0] + (" " + line.split()[1] if line.startswith("F1") else ""): line.split()[
+            -2:
+        ]
+        for line in result.output.splitlines()[1:]
+    }
     assert rows["compile.learning_rate"] == ["0.001", "0.003"]
     assert rows["model.layers[3].rate"] == ["0.25", "0.3"]
     assert "training.batch_size" not in rows  # the same in both
@@ -261,35 +303,44 @@ def test_cnn_runs_rm_asks_first_and_keeps_the_published_model(log_dir):
     stable.parent.mkdir()
     os.link(log_dir / MID / "model.h5", stable)
     refused = _cnn("runs", "rm", MID, "--yes")
-    assert refused.exit_code == 2 and "is the one at models/digits_recognition_cnn.h5" in \
-        refused.output and (log_dir / MID).is_dir()
+    assert (
+        refused.exit_code == 2
+        and "is the one at models/digits_recognition_cnn.h5" in refused.output
+        and (log_dir / MID).is_dir()
+    )
     assert f"* models/digits_recognition_cnn.h5 is run {MID}'s model" in _cnn("runs").output
     assert _cnn("runs", "rm", MID, "--yes", "--force").exit_code == 0
     assert not (log_dir / MID).exists() and stable.read_bytes().startswith(b"not really")
     assert _cnn("runs", "rm", "20261106", "--yes").exit_code == 2  # marked running
 
 
-@pytest.mark.parametrize("args, message", [
-    (["runs", "show", "2026"], "ambiguous"),
-    (["runs", "show", "nope"], "no run 'nope'"),
-    (["runs", "rm", "nope", "--yes"], "no run 'nope'"),
-    (["runs", "compare", "nope", "2026"], "no run 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "show", "2026"], "ambiguous"),
+        (["runs", "show", "nope"], "no run 'nope'"),
+        (["runs", "rm", "nope", "--yes"], "no run 'nope'"),
+        (["runs", "compare", "nope", "2026"], "no run 'nope'"),
+    ],
+)
 def test_bad_run_ids_are_one_line_errors(log_dir, args, message):
     result = _cnn(*args)
     assert result.exit_code == 2 and message in result.output
     assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", [["runs"], ["runs", "--json"], ["runs", "best"],
-                                     ["runs", "show", "x"]])
+@pytest.mark.parametrize(
+    "command", [["runs"], ["runs", "--json"], ["runs", "best"], ["runs", "show", "x"]]
+)
 def test_no_runs_yet_is_an_error(tmp_path, command):
     (tmp_path / "empty").mkdir()
     for folder in ("empty", "missing"):
         result = _cnn(*command, "--logdir", str(tmp_path / folder))
         assert result.exit_code == 2
-        assert result.output == f"error: no runs in {tmp_path / folder}/ yet: run `cnn train` " \
-                                "first, or pass --logdir\n"
+        assert (
+            result.output == f"error: no runs in {tmp_path / folder}/ yet: run `cnn train` "
+            "first, or pass --logdir\n"
+        )
 
 
 def test_the_group_logdir_reaches_the_subcommands(log_dir, tmp_path):
@@ -311,10 +362,17 @@ def test_cnn_runs_never_imports_tensorflow(log_dir):
         "    result = CliRunner().invoke(cli, args)\n"
         "    assert result.exit_code == 0, (args, result.output)\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'tensorboard') if m in sys.modules)\n"
-        "print('imported:', heavy)\n")
+        "print('imported:', heavy)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", script], cwd=log_dir.parent.parent, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=log_dir.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported: []"
 

@@ -14,9 +14,16 @@ def test_seconds_and_tables():
 
 def test_the_list_has_a_line_per_run_and_cuts_long_differences(tmp_path):
     logs = tmp_path / "fit"
-    write_run_record(logs, "20261101-090000-aaaa", changes={
-        "compile.learning_rate": 0.003, "model.layers[3].rate": 0.3,
-        "data.limit_train": 2000, "data.limit_test": 1000})
+    write_run_record(
+        logs,
+        "20261101-090000-aaaa",
+        changes={
+            "compile.learning_rate": 0.003,
+            "model.layers[3].rate": 0.3,
+            "data.limit_train": 2000,
+            "data.limit_test": 1000,
+        },
+    )
     write_run_record(logs, "20261102-090000-bbbb", status="failed", error="loss is NaN")
     lines = format_list(runs.list_runs(logs)).splitlines()
     assert lines[1].startswith("20261102-090000-bbbb  failed     2026-11-02 09:00")
@@ -32,8 +39,11 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
     assert "layers=C32-C64-P2-D0.25-F-U128-D0.5-U10" in shown and "params=1199882" in shown
     compared = format_comparison(runs.compare_runs([a, b])).splitlines()
     assert compared[1].split() == ["config", "default", "speedrun"]
-    assert compared[2].split() == ["model.layers", "C32-C64-P2-D0.25-F-U128-D0.5-U10",
-                                   "C24k5-P2-C32-P2-F-U256-U10"]
+    assert compared[2].split() == [
+        "model.layers",
+        "C32-C64-P2-D0.25-F-U128-D0.5-U10",
+        "C24k5-P2-C32-P2-F-U256-U10",
+    ]
 
     (b / "run.json").write_text('{"status": "completed", "config": {"model": 3}}')
     assert "Settings  ? (run.json's config is incomplete)" in format_show(b)  # no traceback
@@ -41,8 +51,13 @@ def test_show_and_compare_read_old_runs_without_hparams(tmp_path):
 
 def test_a_sweeps_trial_is_listed_with_its_sweep_and_not_its_sweep_section(tmp_path):
     logs = tmp_path / "fit"
-    write_run_record(logs, "20261103-090000-cccc", source="sweep",
-                     changes={"compile.learning_rate": 0.003}, sweep={"name": "lr", "trial": 4})
+    write_run_record(
+        logs,
+        "20261103-090000-cccc",
+        source="sweep",
+        changes={"compile.learning_rate": 0.003},
+        sweep={"name": "lr", "trial": 4},
+    )
     listed = format_list(runs.list_runs(logs))
     assert "sweep (lr #4)" in listed
     assert "compile.learning_rate=0.003" in listed
@@ -63,7 +78,9 @@ def test_a_fashion_run_shows_its_dataset_and_class_names(tmp_path):
     listed = format_list(runs.list_runs(logs)).splitlines()
     assert "DATASET" in listed[0]
     assert " fashion_mnist " in listed[2] and " mnist " in listed[1]
-    assert "T-shirt/top: 0.900" in format_show(folder) and "Ankle boot: 0.810" in format_show(folder)
+    assert "T-shirt/top: 0.900" in format_show(folder) and "Ankle boot: 0.810" in format_show(
+        folder
+    )
     comparison = format_comparison(runs.compare_runs([folder, logs / "20261105-090000-eeee"]))
     # Label 9 is an ankle boot in one run and the digit 9 in the other: the row names both.
     assert "F1 Ankle boot / 9 " in comparison and "F1 T-shirt/top / 0 " in comparison

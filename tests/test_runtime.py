@@ -42,8 +42,11 @@ def test_same_seed_same_draws():
 
     def draws(seed):
         runtime.seed_everything(seed)
-        return (np.random.rand(3), keras.random.uniform((3,), seed=None).numpy(),
-                keras.layers.Dense(2).build((None, 4)) or None)
+        return (
+            np.random.rand(3),
+            keras.random.uniform((3,), seed=None).numpy(),
+            keras.layers.Dense(2).build((None, 4)) or None,
+        )
 
     first, again, other = draws(5)[:2], draws(5)[:2], draws(6)[:2]
     for a, b in zip(first, again):

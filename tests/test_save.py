@@ -19,10 +19,14 @@ def tiny_model():
 def test_save_and_load_with_plain_keras(tmp_path, tiny_model, name):
     path = save_model(tiny_model, tmp_path / "sub" / name)
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0),
-                               tiny_model.predict(x, verbose=0), rtol=1e-6)
-    np.testing.assert_allclose(load_model(path).predict(x, verbose=0),
-                               tiny_model.predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.models.load_model(path).predict(x, verbose=0),
+        tiny_model.predict(x, verbose=0),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        load_model(path).predict(x, verbose=0), tiny_model.predict(x, verbose=0), rtol=1e-6
+    )
     assert [p.name for p in path.parent.iterdir()] == [name]  # no temporary files left
 
 
@@ -38,8 +42,14 @@ def test_failed_save_keeps_the_old_model(tmp_path, tiny_model):
         def call(self, x):
             return x
 
-    broken = keras.Sequential([keras.Input((28, 28, 1)), Unserializable(object()),
-                               keras.layers.Flatten(), keras.layers.Dense(10)])
+    broken = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            Unserializable(object()),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     with pytest.raises(Exception):
         save_model(broken, path)
     assert path.read_bytes() == before
@@ -67,12 +77,17 @@ def test_truncated_model(tmp_path, tiny_model):
         load_model(path)
 
 
-@pytest.mark.parametrize("shape, units, expected", [
-    ((32, 32, 3), 10, r"inputs of shape \(32, 32, 3\), expected \(28, 28, 1\)"),
-    ((28, 28, 1), 3, r"outputs of shape \(3,\), expected \(10,\)"),
-])
+@pytest.mark.parametrize(
+    "shape, units, expected",
+    [
+        ((32, 32, 3), 10, r"inputs of shape \(32, 32, 3\), expected \(28, 28, 1\)"),
+        ((28, 28, 1), 3, r"outputs of shape \(3,\), expected \(10,\)"),
+    ],
+)
 def test_not_a_digit_classifier(tmp_path, shape, units, expected):
-    other = keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)])
+    other = keras.Sequential(
+        [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)]
+    )
     path = save_model(other, tmp_path / "other.h5")
     with pytest.raises(ModelFileError, match=expected):
         load_model(path)
@@ -103,11 +118,14 @@ def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
     assert save.class_names(old) == [str(d) for d in range(10)]
     assert save.dataset(old) == "mnist"
     names = [f"kana {k}" for k in range(10)]
-    new = save_model(tiny_model, tmp_path / "new.keras", {"dataset": "custom", "class_names": names})
+    new = save_model(
+        tiny_model, tmp_path / "new.keras", {"dataset": "custom", "class_names": names}
+    )
     assert save.class_names(new) == names and save.dataset(new) == "custom"
     # Only the config (a best.h5 from an earlier version): its dataset still counts.
-    best = save_model(tiny_model, tmp_path / "best.h5",
-                      {"config": {"data": {"dataset": "fashion_mnist"}}})
+    best = save_model(
+        tiny_model, tmp_path / "best.h5", {"config": {"data": {"dataset": "fashion_mnist"}}}
+    )
     assert save.dataset(best) == "fashion_mnist"
 
 

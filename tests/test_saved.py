@@ -52,21 +52,27 @@ def test_predictor_uses_the_checked_litert_beside(tiny_trained, tmp_path):
 
 def test_opening_reads_metadata_without_tensorflow(tiny_trained):
     """The CLI checks and names classes before TensorFlow is imported."""
-    code = ("import sys; from cnn_mnist.stages.saved import open_saved; "
-            f"h = open_saved({str(tiny_trained[0])!r}); "
-            "print(h.class_names[3], h.dataset, h.run_id is not None, h.litert_beside() is not None);"
-            "p, b = h.predictor(); print(b, p(__import__('numpy').zeros((2, 28, 28, 1))).shape);"
-            "print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+    code = (
+        "import sys; from cnn_mnist.stages.saved import open_saved; "
+        f"h = open_saved({str(tiny_trained[0])!r}); "
+        "print(h.class_names[3], h.dataset, h.run_id is not None, h.litert_beside() is not None);"
+        "p, b = h.predictor(); print(b, p(__import__('numpy').zeros((2, 28, 28, 1))).shape);"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["3", "mnist", "True", "True", "litert", "(2,", "10)", "False"]
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p, "model file not found"),
-    (lambda p: (p.mkdir(), p)[1], "expected a Keras model file ending in .h5 or .keras"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p, "model file not found"),
+        (lambda p: (p.mkdir(), p)[1], "expected a Keras model file ending in .h5 or .keras"),
+    ],
+)
 def test_bad_paths(tmp_path, make, expected):
     with pytest.raises(ModelFileError, match=expected):
         saved.open_saved(make(tmp_path / "m.h5"))
@@ -95,8 +101,11 @@ def test_corrupt_exports_say_so(tmp_path):
 def test_an_export_has_no_keras_model(tiny_trained):
     lite = saved.open_saved(Path(tiny_trained[0]).with_suffix(".tflite"))
     assert lite.format == "litert" and not lite.is_keras
-    with pytest.raises(ModelFileError, match=r"feature maps needs a Keras model \(.h5 or .keras\)"
-                                             r"; this is a LiteRT \(.tflite\) export"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"feature maps needs a Keras model \(.h5 or .keras\)"
+        r"; this is a LiteRT \(.tflite\) export",
+    ):
         lite.keras_model("feature maps")
 
 

@@ -12,9 +12,18 @@ from cnn_mnist.config.schema import Config, Conv2D, LAYER_NAMES
 def test_defaults_are_the_lecture_model():
     config = Config()
     assert [layer.type for layer in config.model.layers] == [
-        "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
-    assert config.model.layers[0] == Conv2D(type="Conv2D", filters=32, kernel_size=3,
-                                            activation="relu")
+        "Conv2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
+    ]
+    assert config.model.layers[0] == Conv2D(
+        type="Conv2D", filters=32, kernel_size=3, activation="relu"
+    )
     assert (config.training.epochs, config.training.batch_size) == (1, 128)
     assert config.compile.optimizer == "adam" and config.compile.learning_rate == 0.001
     assert config.output.model_path == paths.MODEL_PATH
@@ -32,8 +41,9 @@ def test_sections_are_strict_and_frozen():
 
 def test_with_values_replaces_nested_keys_and_keeps_the_rest():
     config = Config()
-    changed = config.with_values({"training.seed": 7, "training.checkpoint": None,
-                                  "tensorboard.enabled": False})
+    changed = config.with_values(
+        {"training.seed": 7, "training.checkpoint": None, "tensorboard.enabled": False}
+    )
     assert changed.training.seed == 7 and not changed.tensorboard.enabled
     assert changed.training.epochs == config.training.epochs
     assert config.training.seed is None and config.tensorboard.enabled  # the original stays

@@ -42,8 +42,9 @@ def drawn_png(kind: str = "1", size: int = 280, fmt: str = "PNG") -> bytes:
     elif kind == "0":
         draw.ellipse([(80 * s, 50 * s), (200 * s, 230 * s)], outline=0, width=int(20 * s))
     else:  # a 7
-        draw.line([(80 * s, 60 * s), (200 * s, 60 * s), (120 * s, 230 * s)], fill=0,
-                  width=int(20 * s))
+        draw.line(
+            [(80 * s, 60 * s), (200 * s, 60 * s), (120 * s, 230 * s)], fill=0, width=int(20 * s)
+        )
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, fmt)
     return buffer.getvalue()
@@ -87,8 +88,9 @@ def server(tiny):
     stop(running)
 
 
-def call(server, method: str, path: str, body: bytes | None = None,
-         headers: dict | None = None) -> tuple[int, dict, bytes]:
+def call(
+    server, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
     try:
         connection.request(method, path, body=body, headers=headers or {})
@@ -131,8 +133,11 @@ def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     page = body.decode()
     assert '<canvas id="pad"' in page and 'src="/static/app.js"' in page
-    for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css"),
-                       ("icon.svg", "image/svg+xml")]:
+    for name, kind in [
+        ("app.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("icon.svg", "image/svg+xml"),
+    ]:
         status, headers, body = call(server, "GET", f"/static/{name}")
         assert status == 200 and headers["Content-Type"].startswith(kind)
         assert body == (REPO / "cnn_mnist" / "tools" / "static" / name).read_bytes()
@@ -155,18 +160,29 @@ def test_predict_answers_as_cnn_predict_image_does(server, tiny, tmp_path):
 
     picture = tmp_path / "one.png"
     picture.write_bytes(drawn_png("1"))
-    status, answer = call_json(server, "POST", "/api/predict", picture.read_bytes(),
-                               {"Content-Type": "image/png"})
+    status, answer = call_json(
+        server, "POST", "/api/predict", picture.read_bytes(), {"Content-Type": "image/png"}
+    )
     assert status == 200
-    assert set(answer) >= {"predicted", "class_name", "probability", "top3", "probabilities",
-                           "input"}
+    assert set(answer) >= {
+        "predicted",
+        "class_name",
+        "probability",
+        "top3",
+        "probabilities",
+        "input",
+    }
     probs = np.array(answer["probabilities"])
     assert probs.shape == (10,) and abs(probs.sum() - 1) < 1e-4
     assert answer["predicted"] == int(probs.argmax()) and answer["class_name"] == str(
-        answer["predicted"])
+        answer["predicted"]
+    )
     assert [t["digit"] for t in answer["top3"]] == list(np.argsort(-probs, kind="stable")[:3])
-    assert answer["top3"][0] == {"digit": answer["predicted"], "class_name": answer["class_name"],
-                                 "probability": answer["probability"]}
+    assert answer["top3"][0] == {
+        "digit": answer["predicted"],
+        "class_name": answer["class_name"],
+        "probability": answer["probability"],
+    }
     seen = np.array(answer["input"])
     assert seen.shape == (28, 28) and seen.min() >= 0 and seen.max() == 1
     # The same preprocessing and model as `cnn predict --image`:
@@ -205,7 +221,8 @@ def test_a_test_digit_with_its_label(server, tiny_mnist):
     status, answer = call_json(server, "GET", "/api/test/3")
     assert status == 200 and answer["index"] == 3
     assert answer["label"] == int(tiny_mnist.y_test[3]) and answer["label_name"] == str(
-        answer["label"])
+        answer["label"]
+    )
     assert answer["correct"] == (answer["predicted"] == answer["label"])
     assert np.allclose(answer["input"], tiny_mnist.x_test[3] / 255.0, atol=1e-6)
     status, answer = call_json(server, "GET", "/api/test/128")
@@ -217,8 +234,12 @@ def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) ->
     from tests.conftest import write_idx
 
     folder.mkdir(parents=True)
-    for role, array in {"x_train": images, "y_train": labels, "x_test": images,
-                        "y_test": labels}.items():
+    for role, array in {
+        "x_train": images,
+        "y_train": labels,
+        "x_test": images,
+        "y_test": labels,
+    }.items():
         write_idx(folder / f"{IDX_FILES[role]}.gz", array)
     return folder
 
@@ -227,8 +248,9 @@ def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
     from cnn_mnist.tools.predict import LiteRTModel, probabilities
 
     model_path, folder, _ = tiny
-    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
-                                (tiny_mnist.y_test + 1) % 10)  # every label off by one
+    wrong = _folder_with_labels(
+        tmp_path / "wrong", tiny_mnist.x_test, (tiny_mnist.y_test + 1) % 10
+    )  # every label off by one
     lite = LiteRTModel(Path(model_path).with_suffix(".tflite"))
     own = probabilities(lite, tiny_mnist.x_test / np.float32(255)).argmax(axis=1)
     right = _folder_with_labels(tmp_path / "right", tiny_mnist.x_test, own.astype(np.uint8))
@@ -246,8 +268,9 @@ def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
             assert "every test digit right" in answer["error"]
 
 
-def test_test_digits_are_from_the_dataset_the_model_was_trained_on(tiny, tiny_mnist, idx_folder,
-                                                                   tmp_path, monkeypatch):
+def test_test_digits_are_from_the_dataset_the_model_was_trained_on(
+    tiny, tiny_mnist, idx_folder, tmp_path, monkeypatch
+):
     # The test's digits stand for Fashion-MNIST (found by checksum), and so does the model's
     # record: the page shows them with its class names, not "this is not MNIST".
     from cnn_mnist.stages import data
@@ -277,8 +300,11 @@ def test_models_beside_the_served_one_and_in_the_models_folder(tiny, tmp_path):
         for suffix in (".h5", ".tflite"):
             shutil.copy(Path(model_path).with_suffix(suffix), where / f"{name}{suffix}")
     app = serve.App(beside / "served.h5", log_dir=tmp_path / "logs", models_dir=models)
-    assert [m["id"] for m in app.models()] == [str(beside / "served.h5"), str(models / "kept.h5"),
-                                               str(beside / "other.h5")]
+    assert [m["id"] for m in app.models()] == [
+        str(beside / "served.h5"),
+        str(models / "kept.h5"),
+        str(beside / "other.h5"),
+    ]
 
 
 def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
@@ -291,8 +317,9 @@ def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
         shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
     opened = []
     real = predict.open_model
-    monkeypatch.setattr(predict, "open_model", lambda path, *a, **k: opened.append(str(path))
-                        or real(path, *a, **k))
+    monkeypatch.setattr(
+        predict, "open_model", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k)
+    )
     running = start(serve.App(model_path, log_dir=folder / "logs", models_dir=models))
     try:
         for model in [None, str(models / "copy.h5"), str(model_path), str(models / "copy.h5")]:
@@ -338,7 +365,9 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
     status, maps = call_json(server, "POST", "/api/features", {"input": answer["input"]})
     assert status == 200
     assert [(m["index"], m["type"], m["shape"]) for m in maps["layers"]] == [
-        (0, "Conv2D", [26, 26, 8]), (1, "MaxPooling2D", [13, 13, 8])]
+        (0, "Conv2D", [26, 26, 8]),
+        (1, "MaxPooling2D", [13, 13, 8]),
+    ]
     model = load_model(tiny[0])
     outs = inspection.activations(model, inspection.model_input(digit))
     for layer in maps["layers"]:
@@ -347,9 +376,9 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
         expected = inspection.to_rgb8(inspection.tile(outs[layer["index"]][0]), "viridis")
         assert np.abs(shown.astype(int) - expected).max() <= 1
         assert layer["grid"] == {"rows": 3, "columns": 3, "tile": layer["shape"][:2], "border": 1}
-        assert layer["arithmetic"] == inspection.arithmetic(model.layers[layer["index"]],
-                                                         (28, 28, 1) if layer["index"] == 0
-                                                         else (26, 26, 8))
+        assert layer["arithmetic"] == inspection.arithmetic(
+            model.layers[layer["index"]], (28, 28, 1) if layer["index"] == 0 else (26, 26, 8)
+        )
 
 
 def test_explain_is_cnn_inspect_at(server, tiny):
@@ -367,12 +396,14 @@ def test_explain_is_cnn_inspect_at(server, tiny):
         assert e["at"] == at and e["value"] == pytest.approx(e["actual"], abs=1e-4)
         assert e["input_size"] == ([28, 28] if position[0] == 0 else [26, 26])
         if e["type"] == "Conv2D":
-            assert np.allclose(e["products"], np.array(e["patch"]) * np.array(e["kernel"]),
-                               atol=1e-5)
+            assert np.allclose(
+                e["products"], np.array(e["patch"]) * np.array(e["kernel"]), atol=1e-5
+            )
             assert e["total"] == pytest.approx(np.sum(e["products"]) + e["bias"], abs=1e-5)
         else:
             assert e["winner"] is not None and e["value"] == max(
-                v for row in e["window"] for v in row if v is not None)
+                v for row in e["window"] for v in row if v is not None
+            )
 
 
 def test_many_clients_at_once_get_the_same_answer(server):
@@ -404,18 +435,25 @@ def _missing_length(server):
 
 
 def _chunked(server):
-    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                       b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    return raw(
+        server,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
 
 
 def _huge_declared(server):  # 1 GB announced, nothing sent: refused without reading
-    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
-                       b"\r\n")
+    return raw(
+        server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n"
+    )
 
 
 def _bad_length(server):
-    return raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n"
-                       b"Connection: close\r\n\r\n")
+    return raw(
+        server,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n"
+        b"Connection: close\r\n\r\n",
+    )
 
 
 def _unknown_method(server):
@@ -433,10 +471,22 @@ def _truncated_png():
 BAD_REQUESTS = [
     # name, method, path, body, status, words in the error
     ("over 5 MB", "POST", "/api/predict", b"\0" * (serve.MAX_BODY + 1), 413, "limit is 5 MB"),
-    ("over 40 megapixels", "POST", "/api/predict", bilevel_png(8000, 6000), 400,
-     "(8000x6000 = 48 megapixels); the limit is 40 megapixels"),
-    ("a decompression bomb", "POST", "/api/predict", bilevel_png(15000, 15000), 400,
-     "225 megapixels"),
+    (
+        "over 40 megapixels",
+        "POST",
+        "/api/predict",
+        bilevel_png(8000, 6000),
+        400,
+        "(8000x6000 = 48 megapixels); the limit is 40 megapixels",
+    ),
+    (
+        "a decompression bomb",
+        "POST",
+        "/api/predict",
+        bilevel_png(15000, 15000),
+        400,
+        "225 megapixels",
+    ),
     ("not an image", "POST", "/api/predict", b"hello, world", 415, "not an image"),
     ("a truncated PNG", "POST", "/api/predict", _truncated_png(), 415, "not an image"),
     ("no body", "POST", "/api/predict", b"", 400, "empty body"),
@@ -446,35 +496,89 @@ BAD_REQUESTS = [
     ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
     ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),
     ("PUT on a static file", "PUT", "/static/app.js", b"x", 405, "read with GET"),
-    ("a negative test index", "GET", "/api/test/-1", None, 404, "no test digit -1: the test set "
-     "has 128 images, so valid indices are 0 to 127"),
+    (
+        "a negative test index",
+        "GET",
+        "/api/test/-1",
+        None,
+        404,
+        "no test digit -1: the test set has 128 images, so valid indices are 0 to 127",
+    ),
     ("a test index past the end", "GET", "/api/test/99999", None, 404, "0 to 127"),
     ("features without JSON", "POST", "/api/features", b"{not json", 400, "JSON object"),
-    ("features of a 27x28 input", "POST", "/api/features",
-     json.dumps({"input": [[0.0] * 28] * 27}).encode(), 400, "28 rows of 28 numbers"),
-    ("features of values over 1", "POST", "/api/features",
-     json.dumps({"input": [[2.0] * 28] * 28}).encode(), 400, "from 0 to 1"),
-    ("features of NaN", "POST", "/api/features", b'{"input": ' + b"[" + b",".join(
-        [b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}", 400, "from 0 to 1"),
-    ("features of text", "POST", "/api/features", json.dumps({"input": "seven"}).encode(), 400,
-     "28 rows"),
-    ("explain a bad position", "POST", "/api/explain",
-     json.dumps({"input": [[0.0] * 28] * 28, "at": "0:13,13"}).encode(), 400,
-     "expected LAYER:ROW,COL,CHANNEL"),
-    ("explain a layer that is not conv", "POST", "/api/explain",
-     json.dumps({"input": [[0.0] * 28] * 28, "at": "3:0,0,0"}).encode(), 400,
-     "not a convolution or pooling layer"),
-    ("explain out of range", "POST", "/api/explain",
-     json.dumps({"input": [[0.0] * 28] * 28, "at": "0:26,0,0"}).encode(), 400, "ROW is 0 to 25"),
-    ("explain without at", "POST", "/api/explain",
-     json.dumps({"input": [[0.0] * 28] * 28}).encode(), 400, '"at" must be a string'),
+    (
+        "features of a 27x28 input",
+        "POST",
+        "/api/features",
+        json.dumps({"input": [[0.0] * 28] * 27}).encode(),
+        400,
+        "28 rows of 28 numbers",
+    ),
+    (
+        "features of values over 1",
+        "POST",
+        "/api/features",
+        json.dumps({"input": [[2.0] * 28] * 28}).encode(),
+        400,
+        "from 0 to 1",
+    ),
+    (
+        "features of NaN",
+        "POST",
+        "/api/features",
+        b'{"input": ' + b"[" + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] * 28) + b"]}",
+        400,
+        "from 0 to 1",
+    ),
+    (
+        "features of text",
+        "POST",
+        "/api/features",
+        json.dumps({"input": "seven"}).encode(),
+        400,
+        "28 rows",
+    ),
+    (
+        "explain a bad position",
+        "POST",
+        "/api/explain",
+        json.dumps({"input": [[0.0] * 28] * 28, "at": "0:13,13"}).encode(),
+        400,
+        "expected LAYER:ROW,COL,CHANNEL",
+    ),
+    (
+        "explain a layer that is not conv",
+        "POST",
+        "/api/explain",
+        json.dumps({"input": [[0.0] * 28] * 28, "at": "3:0,0,0"}).encode(),
+        400,
+        "not a convolution or pooling layer",
+    ),
+    (
+        "explain out of range",
+        "POST",
+        "/api/explain",
+        json.dumps({"input": [[0.0] * 28] * 28, "at": "0:26,0,0"}).encode(),
+        400,
+        "ROW is 0 to 25",
+    ),
+    (
+        "explain without at",
+        "POST",
+        "/api/explain",
+        json.dumps({"input": [[0.0] * 28] * 28}).encode(),
+        400,
+        '"at" must be a string',
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, method, path, body, status, words", BAD_REQUESTS,
-                         ids=[r[0] for r in BAD_REQUESTS])
-def test_bad_requests_get_a_json_error_and_the_server_goes_on(server, name, method, path, body,
-                                                               status, words):
+@pytest.mark.parametrize(
+    "name, method, path, body, status, words", BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS]
+)
+def test_bad_requests_get_a_json_error_and_the_server_goes_on(
+    server, name, method, path, body, status, words
+):
     got, answer = call_json(server, method, path, body)
     assert (got, answer["status"]) == (status, status), answer
     assert words in answer["error"]
@@ -528,12 +632,25 @@ def test_wrong_method_says_which_are_allowed(server):
     assert status == 405 and headers["Allow"] == "POST"
 
 
-@pytest.mark.parametrize("send, status, words", [
-    (_missing_length, 411, "Content-Length"), (_chunked, 411, "Content-Length"),
-    (_huge_declared, 413, "1,000,000,000 bytes"), (_bad_length, 400, "not a number"),
-    (_unknown_method, 501, "'BREW' not supported"), (_garbage, 400, "Bad request"),
-], ids=["no Content-Length", "chunked", "1 GB announced", "a bad Content-Length",
-        "an unknown method", "not HTTP"])
+@pytest.mark.parametrize(
+    "send, status, words",
+    [
+        (_missing_length, 411, "Content-Length"),
+        (_chunked, 411, "Content-Length"),
+        (_huge_declared, 413, "1,000,000,000 bytes"),
+        (_bad_length, 400, "not a number"),
+        (_unknown_method, 501, "'BREW' not supported"),
+        (_garbage, 400, "Bad request"),
+    ],
+    ids=[
+        "no Content-Length",
+        "chunked",
+        "1 GB announced",
+        "a bad Content-Length",
+        "an unknown method",
+        "not HTTP",
+    ],
+)
 def test_malformed_requests_get_a_json_error_and_the_server_goes_on(server, send, status, words):
     got, body = send(server)
     assert got == status
@@ -543,24 +660,43 @@ def test_malformed_requests_get_a_json_error_and_the_server_goes_on(server, send
 
 
 TRAVERSALS = [
-    "/../README.md", "/static/../serve.py", "/static/../../README.md",
-    "/static/..%2fserve.py", "/static/%2e%2e/serve.py", "/static/%2e%2e%2fserve.py",
-    "/static/%2E%2E/%2E%2E/README.md", "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-    "/static/%252e%252e/serve.py", "/static/..%5cserve.py", "/static/..\\serve.py",
-    "/static/....//serve.py", "/static//etc/passwd", "//etc/passwd", "/etc/passwd",
-    "/static/app.js/../../serve.py", "/static/app.js%00.png", "/static/%c0%ae%c0%ae/serve.py",
-    "/static/./app.js", "/static", "/static/", "/cnn_mnist/tools/serve.py", "/index.html",
+    "/../README.md",
+    "/static/../serve.py",
+    "/static/../../README.md",
+    "/static/..%2fserve.py",
+    "/static/%2e%2e/serve.py",
+    "/static/%2e%2e%2fserve.py",
+    "/static/%2E%2E/%2E%2E/README.md",
+    "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/static/%252e%252e/serve.py",
+    "/static/..%5cserve.py",
+    "/static/..\\serve.py",
+    "/static/....//serve.py",
+    "/static//etc/passwd",
+    "//etc/passwd",
+    "/etc/passwd",
+    "/static/app.js/../../serve.py",
+    "/static/app.js%00.png",
+    "/static/%c0%ae%c0%ae/serve.py",
+    "/static/./app.js",
+    "/static",
+    "/static/",
+    "/cnn_mnist/tools/serve.py",
+    "/index.html",
     "http://127.0.0.1/../cnn_mnist/tools/serve.py",
 ]
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_no_path_reaches_files_outside_the_page(server, path):
-    status, body = raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                       .encode())
+    status, body = raw(
+        server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     assert status == 404, body[:200]
     answer = json.loads(body)
-    assert answer["status"] == 404 and "root:" not in body.decode() and "import" not in body.decode()
+    assert (
+        answer["status"] == 404 and "root:" not in body.decode() and "import" not in body.decode()
+    )
     still_serving(server)
 
 
@@ -575,10 +711,24 @@ def test_is_loopback():
 
 def _serve_process(model_path, *args):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "cnn_mnist", "serve", "--model",
-                                str(model_path), "--port", "0", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env,
-                               preexec_fn=sigint_as_in_a_terminal)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnn_mnist",
+            "serve",
+            "--model",
+            str(model_path),
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=sigint_as_in_a_terminal,
+    )
     line = process.stdout.readline()
     found = re.search(r"at (http://[^ ]+/) ", line)
     assert found, (line, process.stderr.read() if process.poll() is not None else "")
@@ -596,8 +746,10 @@ def test_the_command_serves_warns_off_loopback_and_stops_on_ctrl_c(tiny, host, w
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=30) as r:
             info = json.load(r)
         # The page's predictions ran on LiteRT: TensorFlow was never imported.
-        with urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/predict", data=drawn_png("1")), timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", data=drawn_png("1")),
+            timeout=30,
+        ) as r:
             assert json.load(r)["probabilities"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/test/0", timeout=30) as r:
             assert json.load(r)["index"] == 0
@@ -633,16 +785,24 @@ def test_the_command_reports_a_missing_model_and_a_busy_port(tiny, tmp_path):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(cli, ["serve", "--model", str(tiny[0]), "--port", str(port)])
     assert result.exit_code == 1, result.output
-    assert f"error: cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    assert (
+        f"error: cannot listen on 127.0.0.1:{port}" in result.output and "--port" in result.output
+    )
     assert "Traceback" not in result.output
 
 
 def test_serve_help_does_not_import_tensorflow():
-    code = ("import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'serve', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'serve', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert result.returncode == 0, result.stderr
     assert "--host" in result.stdout and "--open" in result.stdout
 
@@ -671,8 +831,13 @@ def browser():
         _unavailable("no chromium or chromedriver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(arg)
     try:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -698,8 +863,11 @@ def _stroke(browser, pad, points, kind="mouse"):
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
 
-    kinds = {"mouse": interaction.POINTER_MOUSE, "touch": interaction.POINTER_TOUCH,
-             "pen": interaction.POINTER_PEN}
+    kinds = {
+        "mouse": interaction.POINTER_MOUSE,
+        "touch": interaction.POINTER_TOUCH,
+        "pen": interaction.POINTER_PEN,
+    }
     actions = ActionBuilder(browser, mouse=PointerInput(kinds[kind], kind), duration=30)
     width, height = pad.rect["width"], pad.rect["height"]
     at = [(int((x - 0.5) * width), int((y - 0.5) * height)) for x, y in points]
@@ -716,19 +884,25 @@ def _shown(browser, previous: str | None = None) -> dict:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 30).until(
-        lambda b: b.find_element(By.ID, "predicted").text not in ("", "?")
-        and b.execute_script("return !state.inFlight") and
-        b.execute_script("return state.answer && JSON.stringify(state.answer.probabilities)")
-        != previous)
+        lambda b: (
+            b.find_element(By.ID, "predicted").text not in ("", "?")
+            and b.execute_script("return !state.inFlight")
+            and b.execute_script(
+                "return state.answer && JSON.stringify(state.answer.probabilities)"
+            )
+            != previous
+        )
+    )
     time.sleep(0.3)  # the debounce: a last request may follow the stroke's end
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return !state.inFlight"))
     bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
-    return {"predicted": browser.find_element(By.ID, "predicted").text,
-            "bars": [float(b.get_attribute("data-probability")) for b in bars],
-            "widths": [b.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style")
-                       for b in bars],
-            "top": [b.get_attribute("class") for b in bars],
-            "answer": browser.execute_script("return JSON.stringify(state.answer.probabilities)")}
+    return {
+        "predicted": browser.find_element(By.ID, "predicted").text,
+        "bars": [float(b.get_attribute("data-probability")) for b in bars],
+        "widths": [b.find_element(By.CSS_SELECTOR, ".fill").get_attribute("style") for b in bars],
+        "top": [b.get_attribute("class") for b in bars],
+        "answer": browser.execute_script("return JSON.stringify(state.answer.probabilities)"),
+    }
 
 
 def _pad_png(browser) -> bytes:
@@ -789,13 +963,15 @@ def test_upload_a_picture(browser, server, tmp_path):
     # The same picture dropped on the pad.
     dropped = drawn_png("0", size=400)
     previous = shown["answer"]
-    browser.execute_script("""
+    browser.execute_script(
+        """
         const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
         document.getElementById("pad").dispatchEvent(new DragEvent("drop",
             {dataTransfer: transfer, bubbles: true, cancelable: true}));""",
-                           base64.b64encode(dropped).decode())
+        base64.b64encode(dropped).decode(),
+    )
     shown = _shown(browser, previous)
     assert "dropped.png" in browser.find_element(By.ID, "source").text
     _check_against_api(server, shown, dropped)
@@ -810,11 +986,14 @@ def test_the_downloads_are_the_input_the_model_saw(browser, server, tmp_path):
     digit = np.array(browser.execute_script("return state.answer.input"))
     # The PNG button saves the 28x28 canvas: the same pixels as --save-preprocessed writes.
     url = browser.execute_script("return document.getElementById('seen').toDataURL('image/png')")
-    page_png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L"))
+    page_png = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L")
+    )
     expected = np.asarray(Image.open(save_digit_png(digit, tmp_path / "seen.png")))
     assert page_png.shape == (28, 28) and np.array_equal(page_png, expected)
-    (tmp_path / "values.csv").write_text(browser.execute_script(
-        "return valuesCSV(state.answer.input)"))
+    (tmp_path / "values.csv").write_text(
+        browser.execute_script("return valuesCSV(state.answer.input)")
+    )
     assert np.allclose(np.loadtxt(tmp_path / "values.csv", delimiter=","), digit, atol=1e-6)
     assert browser.find_element("id", "download-png").is_enabled()
 
@@ -827,7 +1006,9 @@ def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_pat
     pad = _open(browser, server)
     _stroke(browser, pad, [(0.3, 0.3), (0.7, 0.3), (0.45, 0.8)], kind="pen")
     _shown(browser)
-    WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".map img")) == 2)
+    WebDriverWait(browser, 60).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, ".map img")) == 2
+    )
     image = browser.find_elements(By.CSS_SELECTOR, ".map img")[0]
     WebDriverWait(browser, 10).until(lambda b: image.size["width"] > 82)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
@@ -836,7 +1017,8 @@ def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_pat
     scale = image.size["width"] / 82  # the tiled picture is 1 + 3 * (26 + 1) pixels wide
     x, y = (left + 20 + 0.5) * scale, (top + 13 + 0.5) * scale
     ActionChains(browser).move_to_element_with_offset(
-        image, int(x - image.size["width"] / 2), int(y - image.size["height"] / 2)).click().perform()
+        image, int(x - image.size["width"] / 2), int(y - image.size["height"] / 2)
+    ).click().perform()
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#explain pre"))
     heading = browser.find_element(By.CSS_SELECTOR, "#explain h3").text
     assert heading == "Layer 0 (Conv2D), row 13, column 20, channel 5"
@@ -872,18 +1054,21 @@ def test_choose_a_model_and_see_a_mistake_on_the_page(browser, tiny, tiny_mnist,
     models.mkdir()
     for suffix in (".h5", ".tflite"):
         shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
-    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test,
-                                (tiny_mnist.y_test + 1) % 10)
-    running = start(serve.App(model_path, data_path=str(wrong), log_dir=folder / "logs",
-                              models_dir=models))
+    wrong = _folder_with_labels(tmp_path / "wrong", tiny_mnist.x_test, (tiny_mnist.y_test + 1) % 10)
+    running = start(
+        serve.App(model_path, data_path=str(wrong), log_dir=folder / "logs", models_dir=models)
+    )
     try:
         _open(browser, running)
         choice = Select(browser.find_element(By.ID, "model-select"))
-        assert [o.get_attribute("value") for o in choice.options] == [str(model_path),
-                                                                    str(models / "copy.h5")]
+        assert [o.get_attribute("value") for o in choice.options] == [
+            str(model_path),
+            str(models / "copy.h5"),
+        ]
         choice.select_by_value(str(models / "copy.h5"))
         WebDriverWait(browser, 30).until(
-            lambda b: call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5"))
+            lambda b: call_json(running, "GET", "/api/model")[1]["id"] == str(models / "copy.h5")
+        )
         browser.find_element(By.ID, "test-mistake").click()
         WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "truth").text)
         truth = browser.find_element(By.ID, "truth")
@@ -919,22 +1104,28 @@ def test_a_fashion_model_shows_its_class_names_on_the_page(browser, tiny, tmp_pa
         browser.find_element(By.ID, "upload").send_keys(str(picture))
         shown = _shown(browser)
         _check_against_api(running, shown, picture.read_bytes())
-        assert shown["predicted"] in FASHION_NAMES and browser.execute_script(names) == FASHION_NAMES
+        assert (
+            shown["predicted"] in FASHION_NAMES and browser.execute_script(names) == FASHION_NAMES
+        )
         assert browser.find_element(By.ID, "confidence").text.split("; then ")[1].split(" ")[0] in {
-            name.split(" ")[0] for name in FASHION_NAMES}
+            name.split(" ")[0] for name in FASHION_NAMES
+        }
         browser.save_screenshot(str(tmp_path / "fashion.png"))
         browser.set_window_size(390, 844)  # a phone: long names fit, the verdict does not overlap
         assert browser.execute_script(
             "return [...document.querySelectorAll('#bars .name')].every("
-            "(n) => n.scrollWidth <= n.clientWidth + 1)")
+            "(n) => n.scrollWidth <= n.clientWidth + 1)"
+        )
         assert browser.execute_script("""
             const a = document.getElementById('predicted').getBoundingClientRect();
             const b = document.getElementById('confidence').getBoundingClientRect();
             return a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top""")
         browser.save_screenshot(str(tmp_path / "fashion-phone.png"))
         Select(browser.find_element(By.ID, "model-select")).select_by_value(
-            str(models / "digits.h5"))
+            str(models / "digits.h5")
+        )
         WebDriverWait(browser, 30).until(
-            lambda b: b.execute_script(names) == [str(k) for k in range(10)])
+            lambda b: b.execute_script(names) == [str(k) for k in range(10)]
+        )
     finally:
         stop(running)

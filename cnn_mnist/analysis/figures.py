@@ -53,8 +53,9 @@ def digits_png(tiles: list[Tile], empty: str = "no digits") -> bytes:
 
 def show(tiles: list[Tile]) -> bool:
     """Open a matplotlib window; False where there is no display to open it on."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
         return False
     import matplotlib.pyplot as plt
 

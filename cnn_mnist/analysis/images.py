@@ -53,9 +53,13 @@ LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line
 INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
 MIN_DIGIT_SIDE = 10  # pixels: when the largest dark part is smaller than this, or than
 MIN_DIGIT_RATIO = 0.02  # this fraction of the picture's longer side, there are only specks
-NEAR_FRACTION = 0.25  # parts this close to the digit (x its longer side) belong to it, like an i's dot
+NEAR_FRACTION = (
+    0.25  # parts this close to the digit (x its longer side) belong to it, like an i's dot
+)
 PART_FRACTION = 0.05  # ... unless they are smaller than this fraction of the digit's largest stroke
-LARGE_FRACTION = 0.25  # parts at least this fraction of the largest stroke belong to it wherever they are
+LARGE_FRACTION = (
+    0.25  # parts at least this fraction of the largest stroke belong to it wherever they are
+)
 
 
 def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
@@ -104,8 +108,10 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
         size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
         raise PictureTooLarge(_too_large(name, size)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise NotAPicture(f"{name}: not an image Pillow can read ({type(exc).__name__}); "
-                         "expected a PNG or JPEG picture of a digit") from None
+        raise NotAPicture(
+            f"{name}: not an image Pillow can read ({type(exc).__name__}); "
+            "expected a PNG or JPEG picture of a digit"
+        ) from None
 
 
 # Modes whose values go past 255: Pillow's convert("L") clips them, so a 16-bit scan turned white.
@@ -135,18 +141,24 @@ def _shrink(gray: np.ndarray) -> np.ndarray:
         return gray
     scale = MAX_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    return np.asarray(
+        Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX), dtype=np.float32
+    )
 
 
 def _check_size(size: tuple[int, int], name: str) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
-        raise PictureTooLarge(_too_large(name, f"{width}x{height} = {width * height / 1e6:.0f} megapixels"))
+        raise PictureTooLarge(
+            _too_large(name, f"{width}x{height} = {width * height / 1e6:.0f} megapixels")
+        )
 
 
 def _too_large(name: str, size: str) -> str:
-    return (f"{name}: picture too large to read ({size}); the limit is "
-            f"{MAX_PIXELS / 1e6:.0f} megapixels: shrink it, e.g. to {MAX_SIDE} pixels on the longer side")
+    return (
+        f"{name}: picture too large to read ({size}); the limit is "
+        f"{MAX_PIXELS / 1e6:.0f} megapixels: shrink it, e.g. to {MAX_SIDE} pixels on the longer side"
+    )
 
 
 def _flatten_alpha(rgba):
@@ -186,8 +198,9 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     from scipy import ndimage
 
     faint = INK_FRACTION * ink.max()
-    strong, count = ndimage.label(ink > max(otsu_threshold(ink), faint, MIN_CONTRAST / 2),
-                                  structure=np.ones((3, 3)))
+    strong, count = ndimage.label(
+        ink > max(otsu_threshold(ink), faint, MIN_CONTRAST / 2), structure=np.ones((3, 3))
+    )
     sizes = np.bincount(strong.ravel())[1:]
     boxes = ndimage.find_objects(strong)
     largest = int(np.argmax(sizes))
@@ -195,9 +208,11 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     side = max(s.stop - s.start for s in box)
     min_side = max(MIN_DIGIT_SIDE, MIN_DIGIT_RATIO * max(ink.shape))
     if side < min_side:
-        raise NoDigit(f"{source}: no digit found, only specks or dust; expected a digit at least "
-                         f"{MIN_DIGIT_RATIO:.0%} of the picture's size (and {MIN_DIGIT_SIDE} pixels) tall, "
-                         "dark on light or light on dark: crop the picture closer around it")
+        raise NoDigit(
+            f"{source}: no digit found, only specks or dust; expected a digit at least "
+            f"{MIN_DIGIT_RATIO:.0%} of the picture's size (and {MIN_DIGIT_SIDE} pixels) tall, "
+            "dark on light or light on dark: crop the picture closer around it"
+        )
 
     # Parts that belong to the digit: large ones anywhere, and others not tiny within a margin of
     # the large ones' box. The box does not grow with what it takes in, so specks cannot chain.
@@ -232,7 +247,9 @@ def _polarity_evidence(gray: np.ndarray) -> tuple[float, float]:
     light = float((border > (low + high) / 2).mean())
     height, width = gray.shape
     factor = max(1, int(np.ceil(max(height, width) / 48)))
-    small = _resized(gray, (max(1, width // factor), max(1, height // factor)), Image.Resampling.BOX)
+    small = _resized(
+        gray, (max(1, width // factor), max(1, height // factor)), Image.Resampling.BOX
+    )
     local = ndimage.median_filter(small, max(3, max(small.shape) // 3), mode="nearest")
     flat = gray - _resized(local, (width, height), Image.Resampling.BILINEAR)
     return light, (-float(flat.min()) - float(flat.max())) / max(high - low, 1e-6)
@@ -267,12 +284,16 @@ def paper_level(gray: np.ndarray) -> np.ndarray:
         size = (max(1, width // factor), max(1, height // factor))
         small = np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX))
     window = max(3, int(round(PAPER_WINDOW * max(small.shape))))
-    closed = ndimage.minimum_filter(ndimage.maximum_filter(small, window, mode="nearest"),
-                                    window, mode="nearest")
+    closed = ndimage.minimum_filter(
+        ndimage.maximum_filter(small, window, mode="nearest"), window, mode="nearest"
+    )
     closed = ndimage.uniform_filter(closed, max(1, window // 2), mode="nearest")  # no blocks
     if closed.shape != gray.shape:
-        closed = np.asarray(Image.fromarray(closed.astype(np.float32), "F").resize(
-            (width, height), Image.Resampling.BILINEAR))
+        closed = np.asarray(
+            Image.fromarray(closed.astype(np.float32), "F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
     return closed.astype(np.float32)
 
 
@@ -319,8 +340,10 @@ def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndar
     residual = gray - smooth  # the sensor's (or paper's) noise, and the strokes' edges
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     if smooth_ink.max() < max(MIN_CONTRAST, NOISE_MARGIN * noise):
-        raise NoDigit(f"{source}: no digit found (the picture is blank or has too little "
-                      "contrast); expected a dark digit on light paper, or light on dark")
+        raise NoDigit(
+            f"{source}: no digit found (the picture is blank or has too little "
+            "contrast); expected a dark digit on light paper, or light on dark"
+        )
     return ink.astype(np.float32), smooth_ink.astype(np.float32)
 
 
@@ -330,7 +353,7 @@ def centre_digit(ink: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     rows, cols = np.nonzero(ink)
-    ink = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1].astype(np.float32)
+    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32)
 
     height, width = ink.shape
     scale = 20.0 / max(height, width)
@@ -344,7 +367,7 @@ def centre_digit(ink: np.ndarray) -> np.ndarray:
     top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
     left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
     canvas = np.zeros((28, 28), dtype=np.float32)
-    canvas[top: top + small.shape[0], left: left + small.shape[1]] = small
+    canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
     return canvas / canvas.max()
 
 

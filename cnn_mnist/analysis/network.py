@@ -59,12 +59,13 @@ def tile(maps: np.ndarray, border: int = 1, fill: float = np.nan) -> np.ndarray:
         maps = maps[:, :, None]
     h, w, c = maps.shape
     rows, columns = grid_shape(c)
-    out = np.full((border + rows * (h + border), border + columns * (w + border)), fill,
-                  dtype=np.float32)
+    out = np.full(
+        (border + rows * (h + border), border + columns * (w + border)), fill, dtype=np.float32
+    )
     for k in range(c):
         r, q = divmod(k, columns)
         top, left = border + r * (h + border), border + q * (w + border)
-        out[top: top + h, left: left + w] = maps[:, :, k]
+        out[top : top + h, left : left + w] = maps[:, :, k]
     return out
 
 
@@ -136,9 +137,11 @@ def conv_pool_layers(model) -> list[int]:
 def check_has_convolution(model, name: str = "the model") -> None:
     if not any(_type(layer) in CONV_TYPES for layer in model.layers):
         kinds = ", ".join(_type(layer) for layer in model.layers)
-        raise NoConvolution(f"{name} has no convolution layer ({kinds}), so it has no kernels or "
-                            "feature maps to show; `cnn predict --index N` and `cnn summary` "
-                            "still describe it")
+        raise NoConvolution(
+            f"{name} has no convolution layer ({kinds}), so it has no kernels or "
+            "feature maps to show; `cnn predict --index N` and `cnn summary` "
+            "still describe it"
+        )
 
 
 def model_input(digit: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -152,8 +155,9 @@ def activations(model, x: np.ndarray) -> list[np.ndarray]:
     return forward(model, x)[0]
 
 
-def forward(model, x: np.ndarray, gradient: bool = False
-            ) -> tuple[list[np.ndarray], np.ndarray | None]:
+def forward(
+    model, x: np.ndarray, gradient: bool = False
+) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Every layer's output for one batch, and with `gradient` the saliency of the first
     input: |d p(predicted digit) / d pixel|, scaled to [0, 1] (which pixels, changed a little,
     would change the model's confidence most). One pass for both."""
@@ -198,9 +202,15 @@ class LayerView:
     png: Path
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "name": self.name, "type": self.type,
-                "output_shape": list(self.output_shape), "zero_channels": self.zero_channels,
-                "top_channels": self.top_channels, "png": str(self.png)}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "type": self.type,
+            "output_shape": list(self.output_shape),
+            "zero_channels": self.zero_channels,
+            "top_channels": self.top_channels,
+            "png": str(self.png),
+        }
 
 
 @dataclass
@@ -220,9 +230,13 @@ class Inspection:
         return self.class_names[label]
 
     def to_dict(self) -> dict:
-        out = {"predicted": self.predicted, "probability": round(self.probability, 6),
-               "label": self.label, "layers": [v.to_dict() for v in self.layers],
-               "files": {k: str(v) for k, v in self.files.items()}}
+        out = {
+            "predicted": self.predicted,
+            "probability": round(self.probability, 6),
+            "label": self.label,
+            "layers": [v.to_dict() for v in self.layers],
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
         if self.class_names != [str(d) for d in range(10)]:  # named classes, not MNIST's digits
             out["class_name"] = self.name(self.predicted)
             if self.label is not None:
@@ -240,9 +254,15 @@ def channel_summary(maps: np.ndarray) -> tuple[int, list[int]]:
     return zero, top
 
 
-def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | None = None,
-                  normalize: bool = True, source: str = "",
-                  class_names: list[str] | None = None) -> Inspection:
+def inspect_digit(
+    model,
+    digit: np.ndarray,
+    out_dir: str | Path,
+    label: int | None = None,
+    normalize: bool = True,
+    source: str = "",
+    class_names: list[str] | None = None,
+) -> Inspection:
     """Write input.png, one layer-<i>-<type>.png per conv/pool layer, kernels.png and
     saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show.
     `class_names` names the classes 0 to 9 (default: the digits)."""
@@ -262,19 +282,36 @@ def inspect_digit(model, digit: np.ndarray, out_dir: str | Path, label: int | No
         maps = outs[i][0]
         in_shape = (outs[i - 1] if i else x)[0].shape
         zero, top = channel_summary(maps)
-        view = LayerView(i, layer.name, _type(layer), tuple(int(s) for s in maps.shape),
-                         arithmetic(layer, in_shape), zero, top,
-                         out_dir / f"layer-{i}-{_type(layer).lower()}.png")
+        view = LayerView(
+            i,
+            layer.name,
+            _type(layer),
+            tuple(int(s) for s in maps.shape),
+            arithmetic(layer, in_shape),
+            zero,
+            top,
+            out_dir / f"layer-{i}-{_type(layer).lower()}.png",
+        )
         files.write_bytes(view.png, _png(_maps_picture(maps, view, layer)))
         views.append(view)
 
     written = {"dir": out_dir}
-    written["input"] = files.write_bytes(out_dir / "input.png", _png(_input_picture(
-        digit, names[predicted], probability, None if label is None else names[label], source)))
-    written["kernels"] = files.write_bytes(out_dir / "kernels.png",
-                                           _png(_kernels_picture(model)))
-    written["saliency"] = files.write_bytes(out_dir / "saliency.png", _png(_saliency_picture(
-        digit, sal, names[predicted])))
+    written["input"] = files.write_bytes(
+        out_dir / "input.png",
+        _png(
+            _input_picture(
+                digit,
+                names[predicted],
+                probability,
+                None if label is None else names[label],
+                source,
+            )
+        ),
+    )
+    written["kernels"] = files.write_bytes(out_dir / "kernels.png", _png(_kernels_picture(model)))
+    written["saliency"] = files.write_bytes(
+        out_dir / "saliency.png", _png(_saliency_picture(digit, sal, names[predicted]))
+    )
     return Inspection(predicted, probability, label, views, written, source, class_names=names)
 
 
@@ -374,8 +411,14 @@ def grid_picture(maps: np.ndarray, cmap: str, symmetric: bool, title: list[str])
 def _stack(pictures, pad: int = 6):
     from PIL import Image
 
-    out = Image.new("RGB", (max(p.width for p in pictures),
-                            sum(p.height for p in pictures) + pad * (len(pictures) - 1)), "white")
+    out = Image.new(
+        "RGB",
+        (
+            max(p.width for p in pictures),
+            sum(p.height for p in pictures) + pad * (len(pictures) - 1),
+        ),
+        "white",
+    )
     y = 0
     for p in pictures:
         out.paste(p, (0, y))
@@ -393,13 +436,20 @@ def _maps_picture(maps, view: LayerView, layer):
     h, w, c = maps.shape
     activation = getattr(getattr(layer, "activation", None), "__name__", None)
     what = {"relu": "after ReLU", None: "", "linear": "no activation"}.get(
-        activation, f"after {activation}")
+        activation, f"after {activation}"
+    )
     if view.type in POOL_TYPES:
         what = "max of each window" if view.type == "MaxPooling2D" else "mean of each window"
-    return grid_picture(maps, "viridis", False, [
-        f"{view.type} {h}x{w}x{c}: {view.arithmetic}",
-        f"layer {view.index}: {c} feature maps for this digit ({what}), numbered by channel,",
-        f"one colour scale for all; {view.zero_channels} all zero (dead for this input)"])
+    return grid_picture(
+        maps,
+        "viridis",
+        False,
+        [
+            f"{view.type} {h}x{w}x{c}: {view.arithmetic}",
+            f"layer {view.index}: {c} feature maps for this digit ({what}), numbered by channel,",
+            f"one colour scale for all; {view.zero_channels} all zero (dead for this input)",
+        ],
+    )
 
 
 def _kernels_picture(model):
@@ -409,8 +459,10 @@ def _kernels_picture(model):
             continue
         kernel = np.asarray(layer.kernel, dtype=np.float32)  # (kh, kw, in, out)
         kh, kw, depth, filters = kernel.shape
-        title = [f"layer {i} Conv2D: {filters} kernels of {kh}x{kw}x{depth} "
-                 "(weights: red positive, blue negative, white 0)"]
+        title = [
+            f"layer {i} Conv2D: {filters} kernels of {kh}x{kw}x{depth} "
+            "(weights: red positive, blue negative, white 0)"
+        ]
         if depth > 1:
             title.append(f"summary: each kernel averaged over its {depth} input channels")
         pictures.append(grid_picture(kernel.mean(axis=2), "RdBu_r", True, title))
@@ -425,8 +477,10 @@ def _digit_rgb(digit: np.ndarray, scale: int = 8) -> np.ndarray:
 def _input_picture(digit, predicted, probability, label, source):
     from PIL import Image
 
-    title = ([source] if source else []) + [f"predicted {predicted} ({probability:.0%})"
-                                            + (f", true label {label}" if label is not None else "")]
+    title = ([source] if source else []) + [
+        f"predicted {predicted} ({probability:.0%})"
+        + (f", true label {label}" if label is not None else "")
+    ]
     return _compose(title, Image.fromarray(_digit_rgb(digit), "RGB"))
 
 
@@ -441,9 +495,14 @@ def _saliency_picture(digit, sal, predicted):
     pair = Image.new("RGB", (2 * 224 + 10, 224), "white")
     pair.paste(Image.fromarray(_digit_rgb(digit), "RGB"), (0, 0))
     pair.paste(Image.fromarray(blend.round().astype(np.uint8), "RGB"), (234, 0))
-    return _compose([f"saliency for {predicted}: |d probability / d pixel| over the input",
-                     "(left: the input; right: brighter = the prediction depends more on it)"],
-                    pair, _colour_bar(224, "hot", 0.0, 1.0, False))
+    return _compose(
+        [
+            f"saliency for {predicted}: |d probability / d pixel| over the input",
+            "(left: the input; right: brighter = the prediction depends more on it)",
+        ],
+        pair,
+        _colour_bar(224, "hot", 0.0, 1.0, False),
+    )
 
 
 # --- one value by hand ----------------------------------------------------------------------
@@ -471,11 +530,21 @@ class ConvExplanation:
     actual: float  # what the layer produced
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer_index, "type": self.layer_type, "row": self.row,
-                "col": self.col, "channel": self.channel, "input_rows": self.input_rows,
-                "input_cols": self.input_cols, "channel_sums": self.channel_sums.tolist(),
-                "bias": self.bias, "total": self.total, "activation": self.activation,
-                "value": self.value, "actual": self.actual}
+        return {
+            "layer": self.layer_index,
+            "type": self.layer_type,
+            "row": self.row,
+            "col": self.col,
+            "channel": self.channel,
+            "input_rows": self.input_rows,
+            "input_cols": self.input_cols,
+            "channel_sums": self.channel_sums.tolist(),
+            "bias": self.bias,
+            "total": self.total,
+            "activation": self.activation,
+            "value": self.value,
+            "actual": self.actual,
+        }
 
 
 @dataclass
@@ -495,16 +564,23 @@ class PoolExplanation:
     actual: float
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer_index, "type": self.layer_type, "row": self.row,
-                "col": self.col, "channel": self.channel, "input_rows": self.input_rows,
-                "input_cols": self.input_cols,
-                "window": [[None if np.isnan(v) else float(v) for v in r] for r in self.window],
-                "winner": list(self.winner) if self.winner else None, "value": self.value,
-                "actual": self.actual}
+        return {
+            "layer": self.layer_index,
+            "type": self.layer_type,
+            "row": self.row,
+            "col": self.col,
+            "channel": self.channel,
+            "input_rows": self.input_rows,
+            "input_cols": self.input_cols,
+            "window": [[None if np.isnan(v) else float(v) for v in r] for r in self.window],
+            "winner": list(self.winner) if self.winner else None,
+            "value": self.value,
+            "actual": self.actual,
+        }
 
 
 def parse_at(text: str) -> tuple[int, int, int, int]:
-    """"LAYER:ROW,COL,CHANNEL" -> four integers (syntax only; ranges are checked on the model)."""
+    """ "LAYER:ROW,COL,CHANNEL" -> four integers (syntax only; ranges are checked on the model)."""
     layer, colon, rest = text.strip().partition(":")
     parts = rest.split(",")
     try:
@@ -512,8 +588,10 @@ def parse_at(text: str) -> tuple[int, int, int, int]:
             raise ValueError
         values = (int(layer), *(int(p) for p in parts))
     except ValueError:
-        raise BadPosition(f"--at {text!r}: expected LAYER:ROW,COL,CHANNEL, for example "
-                          "--at 0:13,13,5 (layer 0, row 13, column 13, channel 5)") from None
+        raise BadPosition(
+            f"--at {text!r}: expected LAYER:ROW,COL,CHANNEL, for example "
+            "--at 0:13,13,5 (layer 0, row 13, column 13, channel 5)"
+        ) from None
     return values  # type: ignore[return-value]
 
 
@@ -521,28 +599,42 @@ def check_position(model, layer_index: int, row: int, col: int, channel: int) ->
     """BadPosition naming the valid layers and ranges, unless the position exists."""
     valid = ", ".join(f"{i} ({_type(model.layers[i])})" for i in conv_pool_layers(model))
     if not 0 <= layer_index < len(model.layers):
-        raise BadPosition(f"--at: layer {layer_index} does not exist (the model has layers 0 to "
-                          f"{len(model.layers) - 1}); conv and pooling layers: {valid}")
+        raise BadPosition(
+            f"--at: layer {layer_index} does not exist (the model has layers 0 to "
+            f"{len(model.layers) - 1}); conv and pooling layers: {valid}"
+        )
     layer = model.layers[layer_index]
     if _type(layer) not in CONV_TYPES + POOL_TYPES:
-        raise BadPosition(f"--at: layer {layer_index} is {_type(layer)}, not a convolution or "
-                          f"pooling layer; choose one of: {valid}")
+        raise BadPosition(
+            f"--at: layer {layer_index} is {_type(layer)}, not a convolution or "
+            f"pooling layer; choose one of: {valid}"
+        )
     h, w, c = (int(s) for s in layer.output.shape[1:])
     if not (0 <= row < h and 0 <= col < w and 0 <= channel < c):
-        raise BadPosition(f"--at {layer_index}:{row},{col},{channel}: layer {layer_index} "
-                          f"({_type(layer)}) outputs {h}x{w}x{c}, so ROW is 0 to {h - 1}, COL 0 "
-                          f"to {w - 1} and CHANNEL 0 to {c - 1}")
+        raise BadPosition(
+            f"--at {layer_index}:{row},{col},{channel}: layer {layer_index} "
+            f"({_type(layer)}) outputs {h}x{w}x{c}, so ROW is 0 to {h - 1}, COL 0 "
+            f"to {w - 1} and CHANNEL 0 to {c - 1}"
+        )
 
 
-def _positions(out_index: int, size: int, kernel: int, stride: int, padding: str,
-               dilation: int = 1) -> list[int]:
+def _positions(
+    out_index: int, size: int, kernel: int, stride: int, padding: str, dilation: int = 1
+) -> list[int]:
     before, _ = pad_sides(size, (kernel - 1) * dilation + 1, stride, padding)
     start = out_index * stride - before
     return [start + k * dilation for k in range(kernel)]
 
 
-def explain_at(model, digit: np.ndarray, layer_index: int, row: int, col: int, channel: int,
-               normalize: bool = True) -> ConvExplanation | PoolExplanation:
+def explain_at(
+    model,
+    digit: np.ndarray,
+    layer_index: int,
+    row: int,
+    col: int,
+    channel: int,
+    normalize: bool = True,
+) -> ConvExplanation | PoolExplanation:
     """Recompute the value at (row, col, channel) of layer `layer_index`'s output for this digit
     from the layer's input, kernel and bias (or pooling window), beside what Keras produced."""
     check_position(model, layer_index, row, col, channel)
@@ -555,13 +647,15 @@ def explain_at(model, digit: np.ndarray, layer_index: int, row: int, col: int, c
     dh, dw = _pair(getattr(layer, "dilation_rate", 1))
     rows = _positions(row, inp.shape[0], kh, sh, padding, dh)
     cols = _positions(col, inp.shape[1], kw, sw, padding, dw)
-    inside = np.array([[0 <= r < inp.shape[0] and 0 <= q < inp.shape[1] for q in cols]
-                       for r in rows])
+    inside = np.array(
+        [[0 <= r < inp.shape[0] and 0 <= q < inp.shape[1] for q in cols] for r in rows]
+    )
     patch = np.zeros((kh, kw, inp.shape[2]))
     for a, r in enumerate(rows):
         for b, q in enumerate(cols):
             if inside[a, b]:
                 patch[a, b] = inp[r, q]
+    where = (layer_index, _type(layer), row, col, channel, rows, cols)  # each explanation's start
     if _type(layer) in CONV_TYPES:
         kernel = np.asarray(layer.kernel, dtype=np.float64)[:, :, :, channel]
         bias = float(np.asarray(layer.bias)[channel]) if layer.use_bias else 0.0
@@ -570,56 +664,74 @@ def explain_at(model, digit: np.ndarray, layer_index: int, row: int, col: int, c
         total = float(sums.sum() + bias)
         act = getattr(layer.activation, "__name__", "linear")
         value = float(np.asarray(layer.activation(np.array([[total]], dtype=np.float32)))[0, 0])
-        return ConvExplanation(layer_index, _type(layer), row, col, channel, rows, cols, patch,
-                               kernel, products, sums, bias, total, act, value, actual)
+        return ConvExplanation(
+            *where, patch, kernel, products, sums, bias, total, act, value, actual
+        )
     window = np.where(inside, patch[:, :, channel], np.nan)
     if _type(layer) == "MaxPooling2D":
         a, b = np.unravel_index(np.nanargmax(window), window.shape)
-        return PoolExplanation(layer_index, _type(layer), row, col, channel, rows, cols, window,
-                               (rows[a], cols[b]), float(window[a, b]), actual)
-    return PoolExplanation(layer_index, _type(layer), row, col, channel, rows, cols, window,
-                           None, float(np.nanmean(window)), actual)
+        return PoolExplanation(*where, window, (rows[a], cols[b]), float(window[a, b]), actual)
+    return PoolExplanation(*where, window, None, float(np.nanmean(window)), actual)
 
 
 def _matrix(m: np.ndarray, fmt: str = "{:8.4f}") -> list[str]:
-    return ["  ".join("     pad" if np.isnan(v) else fmt.format(v if abs(v) >= 5e-5 else 0.0)
-                      for v in r) for r in m]
+    return [
+        "  ".join(
+            "     pad" if np.isnan(v) else fmt.format(v if abs(v) >= 5e-5 else 0.0) for v in r
+        )
+        for r in m
+    ]
 
 
 def format_explanation(e: ConvExplanation | PoolExplanation) -> str:
     """The computation as the lecture writes it by hand, ending with Keras's own value."""
-    where = f"layer {e.layer_index} ({e.layer_type}), row {e.row}, column {e.col}, channel {e.channel}"
-    span = (f"rows {e.input_rows[0]} to {e.input_rows[-1]}, columns {e.input_cols[0]} to "
-            f"{e.input_cols[-1]}")
-    lines = [f"Value at {where}",
-             f"Window on the layer's input: {span} (below 0 or past the end: padding)"]
+    where = (
+        f"layer {e.layer_index} ({e.layer_type}), row {e.row}, column {e.col}, channel {e.channel}"
+    )
+    span = (
+        f"rows {e.input_rows[0]} to {e.input_rows[-1]}, columns {e.input_cols[0]} to "
+        f"{e.input_cols[-1]}"
+    )
+    lines = [
+        f"Value at {where}",
+        f"Window on the layer's input: {span} (below 0 or past the end: padding)",
+    ]
     if isinstance(e, PoolExplanation):
         lines += ["Window:", *_matrix(e.window)]
         if e.winner is not None:
-            lines.append(f"Max pooling: the largest value, {e.value:.6f}, at input row "
-                         f"{e.winner[0]}, column {e.winner[1]}, wins")
+            lines.append(
+                f"Max pooling: the largest value, {e.value:.6f}, at input row "
+                f"{e.winner[0]}, column {e.winner[1]}, wins"
+            )
         else:
             lines.append(f"Average pooling: the mean of the window = {e.value:.6f}")
     else:
         depth = e.patch.shape[2]
         if depth == 1:
-            lines += ["Input patch:", *_matrix(e.patch[:, :, 0]),
-                      f"Kernel (channel {e.channel}):", *_matrix(e.kernel[:, :, 0]),
-                      "Element-wise products:", *_matrix(e.products[:, :, 0]),
-                      f"Sum of products       {e.channel_sums[0]: .6f}"]
+            lines += [
+                "Input patch:",
+                *_matrix(e.patch[:, :, 0]),
+                f"Kernel (channel {e.channel}):",
+                *_matrix(e.kernel[:, :, 0]),
+                "Element-wise products:",
+                *_matrix(e.products[:, :, 0]),
+                f"Sum of products       {e.channel_sums[0]: .6f}",
+            ]
         else:
-            lines.append(f"The kernel spans all {depth} input channels; patch . kernel per "
-                         "input channel:")
+            lines.append(
+                f"The kernel spans all {depth} input channels; patch . kernel per input channel:"
+            )
             lines += [f"  input channel {k:>3}: {s: .6f}" for k, s in enumerate(e.channel_sums)]
             lines.append(f"Sum over channels     {e.channel_sums.sum(): .6f}")
-        lines += [f"+ bias                {e.bias: .6f}",
-                  f"= {e.total: .6f}",
-                  f"{e.activation}({e.total:.6f}) = {e.value:.6f}"
-                  + ("   (ReLU(x) = max(0, x))" if e.activation == "relu" else ""),
-                  "(Keras slides the kernel without flipping it: cross-correlation.)"]
+        lines += [
+            f"+ bias                {e.bias: .6f}",
+            f"= {e.total: .6f}",
+            f"{e.activation}({e.total:.6f}) = {e.value:.6f}"
+            + ("   (ReLU(x) = max(0, x))" if e.activation == "relu" else ""),
+            "(Keras slides the kernel without flipping it: cross-correlation.)",
+        ]
     agree = abs(e.value - e.actual) <= 1e-4 * max(1.0, abs(e.actual))
-    lines.append(f"The layer produced {e.actual:.6f}" + ("  (agrees)" if agree else
-                                                          "  (DIFFERS)"))
+    lines.append(f"The layer produced {e.actual:.6f}" + ("  (agrees)" if agree else "  (DIFFERS)"))
     return "\n".join(lines)
 
 
@@ -636,5 +748,6 @@ def tensorboard_images(model, x: np.ndarray) -> dict[str, np.ndarray]:
         if _type(layer) in CONV_TYPES:
             tiled = tile(outs[i][0])
             images[f"feature_maps/layer_{i}_{_type(layer).lower()}"] = to_rgb8(
-                tiled, "viridis", False, tb_scale(tiled))
+                tiled, "viridis", False, tb_scale(tiled)
+            )
     return images

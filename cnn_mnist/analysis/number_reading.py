@@ -46,7 +46,9 @@ def _split(mask: np.ndarray, height: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def segment(ink: np.ndarray, source: str = "image") -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+def segment(
+    ink: np.ndarray, source: str = "image"
+) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box."""
     from scipy import ndimage
 
@@ -56,8 +58,11 @@ def segment(ink: np.ndarray, source: str = "image") -> list[tuple[np.ndarray, tu
         raise NoDigit(f"{source}: no digits found")
     boxes = ndimage.find_objects(labels)
     tallest = max(b[0].stop - b[0].start for b in boxes)
-    parts = [[i + 1] for i, b in enumerate(boxes)
-             if max(b[0].stop - b[0].start, b[1].stop - b[1].start) >= SPECK_FRACTION * tallest]
+    parts = [
+        [i + 1]
+        for i, b in enumerate(boxes)
+        if max(b[0].stop - b[0].start, b[1].stop - b[1].start) >= SPECK_FRACTION * tallest
+    ]
     spans = {p[0]: (boxes[p[0] - 1][1].start, boxes[p[0] - 1][1].stop) for p in parts}
     parts.sort(key=lambda p: spans[p[0]][0])
     merged: list[list[int]] = []
@@ -79,18 +84,24 @@ def segment(ink: np.ndarray, source: str = "image") -> list[tuple[np.ndarray, tu
         mask = np.isin(labels, part)
         for left, right in _split(mask[:, a:b], height):
             piece = np.zeros_like(mask)
-            piece[:, a + left: a + right] = mask[:, a + left: a + right]
+            piece[:, a + left : a + right] = mask[:, a + left : a + right]
             if not piece.any():
                 continue
             weak = ndimage.binary_dilation(piece, iterations=2) & (ink > 0)
             weak[:, : a + left] = False
-            weak[:, a + right:] = False
+            weak[:, a + right :] = False
             ys, xs = np.nonzero(weak)
-            digits.append((np.where(weak, ink, 0).astype(np.float32),
-                           (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
+            digits.append(
+                (
+                    np.where(weak, ink, 0).astype(np.float32),
+                    (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                )
+            )
     if len(digits) > MAX_DIGITS:
-        raise NoDigit(f"{source}: {len(digits)} separate marks, more than the {MAX_DIGITS} digits "
-                      "of a number: crop the picture to the number")
+        raise NoDigit(
+            f"{source}: {len(digits)} separate marks, more than the {MAX_DIGITS} digits "
+            "of a number: crop the picture to the number"
+        )
     return digits
 
 

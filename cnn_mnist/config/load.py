@@ -39,11 +39,14 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X),
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
     list("-+0123456789."),
 )
 
@@ -77,8 +80,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a dict; a missing file or broken YAML is a ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass a YAML file to --config, or one "
-                          f"of the shipped configs: {', '.join(shipped_configs())})")
+        raise ConfigError(
+            f"config file not found: {path} (pass a YAML file to --config, or one "
+            f"of the shipped configs: {', '.join(shipped_configs())})"
+        )
     try:
         raw = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -91,8 +96,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data, model, ...), "
-                          f"got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (data, model, ...), got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -100,8 +106,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     """`key.path=value` -> (key path, YAML-parsed value)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, for example "
-                          "--set training.epochs=2 or --set model.layers[3].rate=0.3")
+        raise ConfigError(
+            f"--set {item!r}: expected KEY.PATH=VALUE, for example "
+            "--set training.epochs=2 or --set model.layers[3].rate=0.3"
+        )
     try:
         value = _yaml(text) if text.strip() else None
     except yaml.YAMLError:
@@ -119,7 +127,9 @@ def split_key(key: str, what: str = "--set") -> list[str | int]:
         while rest:
             index, _, rest = rest.partition("]")
             if not index.isdigit():
-                raise ConfigError(f"{what} {key}: bad list index [{index}] (expected [0], [1], ...)")
+                raise ConfigError(
+                    f"{what} {key}: bad list index [{index}] (expected [0], [1], ...)"
+                )
             parts.append(int(index))
             rest = rest.removeprefix("[")
     return parts
@@ -145,8 +155,12 @@ def differences(a: Any, b: Any, ignore: tuple[str, ...] = (), path: str = "") ->
         for key in dict.fromkeys([*a, *b]):
             out.update(differences(a.get(key), b.get(key), ignore, f"{path}.{key}".lstrip(".")))
         return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
-            [_kind(x) for x in a] == [_kind(x) for x in b]:
+    if (
+        isinstance(a, list)
+        and isinstance(b, list)
+        and len(a) == len(b)
+        and [_kind(x) for x in a] == [_kind(x) for x in b]
+    ):
         out = {}
         for i, (x, y) in enumerate(zip(a, b)):
             out.update(differences(x, y, ignore, f"{path}[{i}]"))
@@ -167,10 +181,14 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
         where = _format_loc(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list):
-                raise ConfigError(f"--set {key}: {_format_loc(parts[:depth]) or 'config'} is not a list")
+                raise ConfigError(
+                    f"--set {key}: {_format_loc(parts[:depth]) or 'config'} is not a list"
+                )
             if part >= len(node):
-                raise ConfigError(f"--set {key}: {where} is out of range "
-                                  f"(the list has {len(node)} items: 0 to {len(node) - 1})")
+                raise ConfigError(
+                    f"--set {key}: {where} is out of range "
+                    f"(the list has {len(node)} items: 0 to {len(node) - 1})"
+                )
         elif not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {_format_loc(parts[:depth])} is not a section")
         if last:
@@ -197,7 +215,8 @@ def _clean_loc(loc: tuple) -> list[str | int]:
             clean.append(part)  # a key path such as model.layers[3].rate, not a tag
             continue
         if isinstance(part, str) and (
-            (after_index and part in LAYER_NAMES) or "[" in part
+            (after_index and part in LAYER_NAMES)
+            or "[" in part
             or part in ("none", "bool", "int", "constrained-int", "float", "str")
         ):
             continue
@@ -250,7 +269,9 @@ def _describe_error(err: Mapping[str, Any], raw: dict[str, Any]) -> str:
     given = err.get("input")
     if kind == "extra_forbidden":
         cls = _section_at(loc, raw)
-        valid = [k for k in cls.model_fields if k != "type" or cls not in LAYER_TYPES] if cls else []
+        valid = (
+            [k for k in cls.model_fields if k != "type" or cls not in LAYER_TYPES] if cls else []
+        )
         hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         msg = f"{where}: unknown key"
         if hint:
@@ -280,7 +301,9 @@ def _join(key: str, messages: list[str]) -> str:
     if len(messages) == 1 or not all(", got " in m for m in messages):
         return f"{key}: {'; '.join(messages)}"
     wants = [m.split(", got ")[0].removeprefix("Input should be ") for m in messages]
-    return f"{key}: expected {' or '.join(dict.fromkeys(wants))}, got {messages[0].split(', got ')[1]}"
+    return (
+        f"{key}: expected {' or '.join(dict.fromkeys(wants))}, got {messages[0].split(', got ')[1]}"
+    )
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
@@ -303,8 +326,11 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(head) from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
-                sets: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+) -> Config:
     """Read a YAML config (default: the lecture's), apply overrides, validate.
 
     `overrides` maps key paths to values (from options like --epochs); `sets` are
@@ -340,11 +366,20 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_mapping(
-    "tag:yaml.org,2002:map", data.items(), flow_style=True))
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
-    "tag:yaml.org,2002:seq", data,
-    flow_style=not any(isinstance(item, (dict, list)) for item in data)))
+_Dumper.add_representer(
+    _Flow,
+    lambda dumper, data: dumper.represent_mapping(
+        "tag:yaml.org,2002:map", data.items(), flow_style=True
+    ),
+)
+_Dumper.add_representer(
+    list,
+    lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq",
+        data,
+        flow_style=not any(isinstance(item, (dict, list)) for item in data),
+    ),
+)
 
 
 def to_yaml(config: Config) -> str:

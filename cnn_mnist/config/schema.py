@@ -34,9 +34,16 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 # The JSON Schema says what a file may hold (3 or [3, 3]), not the pair it becomes.
-Pair = Annotated[tuple[int, int], BeforeValidator(_pair, json_schema_input_type=Union[
-    Annotated[int, Field(ge=1)], Annotated[list[Annotated[int, Field(ge=1)]],
-                                           Field(min_length=2, max_length=2)]])]
+Pair = Annotated[
+    tuple[int, int],
+    BeforeValidator(
+        _pair,
+        json_schema_input_type=Union[
+            Annotated[int, Field(ge=1)],
+            Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)],
+        ],
+    ),
+]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -53,8 +60,10 @@ def _type(name: str) -> Any:
 
 
 _ACTIVATION = "Keras's activation by name; null: none (linear)."
-_PADDING = ("`valid`: no padding (P = 0); `same`: zeros around the input so that the output is "
-            "ceil(W / S) wide.")
+_PADDING = (
+    "`valid`: no padding (P = 0); `same`: zeros around the input so that the output is "
+    "ceil(W / S) wide."
+)
 _POOL_STRIDES = "The step between windows: an integer or [rows, columns]; null: pool_size."
 
 
@@ -67,8 +76,9 @@ class Conv2D(_Section):
     type: Literal["Conv2D"] = _type("Conv2D")
     filters: int = Field(ge=1, description="Kernels, so output channels.")
     kernel_size: Pair = Field(description="The kernel's height and width: 3 or [3, 3].")
-    strides: Pair = Field(default=(1, 1), description="The step between kernel positions: 1 "
-                                                      "or [rows, columns].")
+    strides: Pair = Field(
+        default=(1, 1), description="The step between kernel positions: 1 or [rows, columns]."
+    )
     padding: Padding = Field(default="valid", description=_PADDING)
     activation: Activation | None = Field(default=None, description=_ACTIVATION)
 
@@ -115,12 +125,17 @@ class BatchNormalization(_Section):
     predicting)."""
 
     type: Literal["BatchNormalization"] = _type("BatchNormalization")
-    momentum: float = Field(default=0.99, gt=0.0, lt=1.0,
-                            description="How slowly the running mean and variance follow the "
-                                        "batches; 0.9 settles within a few dozen steps, Keras's "
-                                        "0.99 needs a few hundred.")
-    epsilon: float = Field(default=0.001, gt=0.0,
-                           description="Added to the variance, so that it never divides by 0.")
+    momentum: float = Field(
+        default=0.99,
+        gt=0.0,
+        lt=1.0,
+        description="How slowly the running mean and variance follow the "
+        "batches; 0.9 settles within a few dozen steps, Keras's "
+        "0.99 needs a few hundred.",
+    )
+    epsilon: float = Field(
+        default=0.001, gt=0.0, description="Added to the variance, so that it never divides by 0."
+    )
 
 
 class Dense(_Section):
@@ -132,14 +147,30 @@ class Dense(_Section):
 
 
 LAYER_TYPES = (
-    Conv2D, MaxPooling2D, AveragePooling2D, Dropout, Flatten, GlobalAveragePooling2D,
-    BatchNormalization, Dense,
+    Conv2D,
+    MaxPooling2D,
+    AveragePooling2D,
+    Dropout,
+    Flatten,
+    GlobalAveragePooling2D,
+    BatchNormalization,
+    Dense,
 )
 LAYER_NAMES = tuple(cls.__name__ for cls in LAYER_TYPES)
 # Written out (not Union[LAYER_TYPES]) so that a type checker can read it.
-Layer = Annotated[Union[Conv2D, MaxPooling2D, AveragePooling2D, Dropout, Flatten,
-                        GlobalAveragePooling2D, BatchNormalization, Dense],
-                  Field(discriminator="type")]
+Layer = Annotated[
+    Union[
+        Conv2D,
+        MaxPooling2D,
+        AveragePooling2D,
+        Dropout,
+        Flatten,
+        GlobalAveragePooling2D,
+        BatchNormalization,
+        Dense,
+    ],
+    Field(discriminator="type"),
+]
 # A new layer type: a class above (Keras's own name and arguments, each with a description),
 # added to LAYER_TYPES and to Layer, and a shape rule in shapes.RULES.
 
@@ -167,32 +198,69 @@ class AugmentConfig(_Section):
     function of training.seed, the epoch and the batch alone, so resumed and distributed runs
     see the same images as one uninterrupted run."""
 
-    shift: float = Field(default=0.0, ge=0.0, le=14.0, description=(
-        "The largest shift of the digit, in pixels, up or down and left or right (each drawn "
-        "from -shift to shift); 0: none."))
-    rotation: float = Field(default=0.0, ge=0.0, le=180.0, description=(
-        "The largest rotation, in degrees, either way (drawn from -rotation to rotation); "
-        "0: none."))
-    zoom: float = Field(default=0.0, ge=0.0, lt=1.0, description=(
-        "The largest change of size, as a fraction: the digit is scaled by a factor drawn from "
-        "1 - zoom to 1 + zoom; 0: none."))
-    thickness: float = Field(default=0.0, ge=0.0, le=1.0, description=(
-        "The largest change of stroke width, in pixels on each side of a stroke: a 3x3 "
-        "dilation (thicker) or erosion (thinner), blended in by a fraction drawn from "
-        "-thickness to thickness; 0: none."))
-    elastic_alpha: float = Field(default=0.0, ge=0.0, le=100.0, description=(
-        "Elastic distortion (Simard et al., 2003): the strength alpha of a random displacement "
-        "field (uniform noise in -1..1 per pixel, smoothed by a Gaussian of elastic_sigma "
-        "pixels, times alpha); 34 with sigma 4 is the classic MNIST setting; 0: none."))
-    elastic_sigma: float = Field(default=4.0, ge=1.0, le=8.0, description=(
-        "The elastic distortion's smoothness: the Gaussian's standard deviation, in pixels "
-        "(small: a jagged warp, large: a gentle bend)."))
+    shift: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=14.0,
+        description=(
+            "The largest shift of the digit, in pixels, up or down and left or right (each drawn "
+            "from -shift to shift); 0: none."
+        ),
+    )
+    rotation: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=180.0,
+        description=(
+            "The largest rotation, in degrees, either way (drawn from -rotation to rotation); "
+            "0: none."
+        ),
+    )
+    zoom: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "The largest change of size, as a fraction: the digit is scaled by a factor drawn from "
+            "1 - zoom to 1 + zoom; 0: none."
+        ),
+    )
+    thickness: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "The largest change of stroke width, in pixels on each side of a stroke: a 3x3 "
+            "dilation (thicker) or erosion (thinner), blended in by a fraction drawn from "
+            "-thickness to thickness; 0: none."
+        ),
+    )
+    elastic_alpha: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Elastic distortion (Simard et al., 2003): the strength alpha of a random displacement "
+            "field (uniform noise in -1..1 per pixel, smoothed by a Gaussian of elastic_sigma "
+            "pixels, times alpha); 34 with sigma 4 is the classic MNIST setting; 0: none."
+        ),
+    )
+    elastic_sigma: float = Field(
+        default=4.0,
+        ge=1.0,
+        le=8.0,
+        description=(
+            "The elastic distortion's smoothness: the Gaussian's standard deviation, in pixels "
+            "(small: a jagged warp, large: a gentle bend)."
+        ),
+    )
 
     @property
     def active(self) -> bool:
         """Whether any augmentation is on (all off: the pipeline is the lecture's, unchanged)."""
-        return bool(self.shift or self.rotation or self.zoom or self.thickness
-                    or self.elastic_alpha)
+        return bool(
+            self.shift or self.rotation or self.zoom or self.thickness or self.elastic_alpha
+        )
 
 
 class DataConfig(_Section):
@@ -201,32 +269,44 @@ class DataConfig(_Section):
     path: str | None = Field(
         default=None,
         description="A folder of the four IDX files (gzipped or not) or an .npz with x_train, "
-                    "y_train, x_test, y_test. null: $CNN_MNIST_DATA ($CNN_FASHION_DATA for "
-                    "fashion_mnist), else Keras's download, cached in ~/.keras/datasets/ (a "
-                    "custom dataset needs a path). `--data PATH` sets it.")
+        "y_train, x_test, y_test. null: $CNN_MNIST_DATA ($CNN_FASHION_DATA for "
+        "fashion_mnist), else Keras's download, cached in ~/.keras/datasets/ (a "
+        "custom dataset needs a path). `--data PATH` sets it.",
+    )
     dataset: Literal["mnist", "fashion_mnist", "custom"] = Field(
         default="mnist",
         description="mnist and fashion_mnist are checked by the checksum of every file's "
-                    "content; custom is any set of 28x28 grayscale images in ten classes, "
-                    "checked for its structure only.")
+        "content; custom is any set of 28x28 grayscale images in ten classes, "
+        "checked for its structure only.",
+    )
     class_names: list[str] | None = Field(
         default=None,
         description="Ten different names, for labels 0 to 9, used wherever a class is named. "
-                    "Fixed for mnist (the digits) and fashion_mnist (T-shirt/top ... Ankle "
-                    "boot); null: the dataset's, the digits for custom.")
+        "Fixed for mnist (the digits) and fashion_mnist (T-shirt/top ... Ankle "
+        "boot); null: the dataset's, the digits for custom.",
+    )
     normalize: bool = Field(
         default=True,
         description="Scale pixels to [0, 1]. The lecture fed raw 0-255 pixels (0.9777 after "
-                    "one epoch); false reproduces that, and the model file remembers it.")
-    limit_train: int | None = Field(default=None, ge=1,
-                                    description="Train on the first N images only (quick "
-                                                "runs); null: all of them.")
-    limit_test: int | None = Field(default=None, ge=1,
-                                   description="Validate and evaluate on the first N test "
-                                               "images only; null: all of them.")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig, description=(
-        "Random shifts, rotations, zooms, stroke thickness and elastic distortion of the "
-        "training images; all off by default (docs/guides/augmentation.md)."))
+        "one epoch); false reproduces that, and the model file remembers it.",
+    )
+    limit_train: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train on the first N images only (quick runs); null: all of them.",
+    )
+    limit_test: int | None = Field(
+        default=None,
+        ge=1,
+        description="Validate and evaluate on the first N test images only; null: all of them.",
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description=(
+            "Random shifts, rotations, zooms, stroke thickness and elastic distortion of the "
+            "training images; all off by default (docs/guides/augmentation.md)."
+        ),
+    )
 
     @field_validator("class_names")
     @classmethod
@@ -237,8 +317,10 @@ class DataConfig(_Section):
             raise ValueError(f"expected 10 different names (label 0 to 9), got {value!r}")
         fixed = CLASS_NAMES.get(info.data.get("dataset", "mnist"))
         if fixed is not None and value != fixed:
-            raise ValueError(f"the names of {info.data.get('dataset')} are fixed "
-                             f"({', '.join(fixed)}); leave class_names out, or use dataset custom")
+            raise ValueError(
+                f"the names of {info.data.get('dataset')} are fixed "
+                f"({', '.join(fixed)}); leave class_names out, or use dataset custom"
+            )
         return value
 
     @property
@@ -252,14 +334,17 @@ class ModelConfig(_Section):
 
     name: str = Field(default="digits_recognition_cnn", description="The Keras model's name.")
     input_shape: Annotated[tuple[int, int, int], BeforeValidator(_as_tuple)] = Field(
-        default=(28, 28, 1), description="Height, width and channels of one image.")
+        default=(28, 28, 1), description="Height, width and channels of one image."
+    )
     layers: list[Layer] = Field(
-        default_factory=_lecture_layers, min_length=1,
+        default_factory=_lecture_layers,
+        min_length=1,
         description="Keras layers in order, each a `type` and its Keras arguments (the "
-                    "layers below). The default is the lecture's eight layers, 1,199,882 "
-                    "parameters. The last layer must give 10 outputs; a layer whose output "
-                    "would be empty is an error, a window that does not tile its input exactly "
-                    "a warning. `cnn summary` shows what a stack builds.")
+        "layers below). The default is the lecture's eight layers, 1,199,882 "
+        "parameters. The last layer must give 10 outputs; a layer whose output "
+        "would be empty is an error, a window that does not tile its input exactly "
+        "a warning. `cnn summary` shows what a stack builds.",
+    )
 
 
 class ScheduleConfig(_Section):
@@ -272,15 +357,26 @@ class ScheduleConfig(_Section):
     """
 
     type: Literal["one_cycle", "cosine"] = Field(
-        description="one_cycle: up, then down along a cosine; cosine: down along a cosine.")
-    warmup: float = Field(default=0.25, ge=0.0, lt=1.0,
-                          description="one_cycle: the fraction of all steps spent rising.")
-    start_factor: float = Field(default=0.04, gt=0.0, le=1.0,
-                                description="one_cycle: the first step's rate, as a fraction "
-                                            "of learning_rate.")
-    end_factor: float = Field(default=0.0, ge=0.0, le=1.0,
-                              description="The last step's rate, as a fraction of "
-                                          "learning_rate.")
+        description="one_cycle: up, then down along a cosine; cosine: down along a cosine."
+    )
+    warmup: float = Field(
+        default=0.25,
+        ge=0.0,
+        lt=1.0,
+        description="one_cycle: the fraction of all steps spent rising.",
+    )
+    start_factor: float = Field(
+        default=0.04,
+        gt=0.0,
+        le=1.0,
+        description="one_cycle: the first step's rate, as a fraction of learning_rate.",
+    )
+    end_factor: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="The last step's rate, as a fraction of learning_rate.",
+    )
 
 
 class CompileConfig(_Section):
@@ -288,40 +384,68 @@ class CompileConfig(_Section):
     the hardware found (model.accelerator_plan); run.json's `accelerator` records the choice."""
 
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = Field(
-        default="adam", description="Keras's optimizer by name; the lecture used Adam.")
-    learning_rate: float = Field(default=0.001, gt=0.0,
-                                 description="Adam's default, as in the lecture; with a "
-                                             "schedule, its peak. `--learning-rate` sets it.")
-    schedule: ScheduleConfig | None = Field(default=None,
-                                            description="How the learning rate moves over the "
-                                                        "steps; null: constant.")
-    beta_1: float | None = Field(default=None, gt=0.0, lt=1.0, description=(
-        "Adam's and AdamW's decay of the gradient's running mean; null: Keras's 0.9. Lower "
-        "(0.7) follows the gradient sooner: the one-epoch speed-run uses it."))
-    beta_2: float | None = Field(default=None, gt=0.0, lt=1.0, description=(
-        "Adam's and AdamW's decay of the squared gradient's running mean; null: Keras's 0.999."))
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0, description=(
-        "Mix each one-hot label with the uniform distribution by this much (Keras's "
-        "CategoricalCrossentropy(label_smoothing)); 0: the lecture's plain loss."))
+        default="adam", description="Keras's optimizer by name; the lecture used Adam."
+    )
+    learning_rate: float = Field(
+        default=0.001,
+        gt=0.0,
+        description="Adam's default, as in the lecture; with a "
+        "schedule, its peak. `--learning-rate` sets it.",
+    )
+    schedule: ScheduleConfig | None = Field(
+        default=None, description="How the learning rate moves over the steps; null: constant."
+    )
+    beta_1: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Adam's and AdamW's decay of the gradient's running mean; null: Keras's 0.9. Lower "
+            "(0.7) follows the gradient sooner: the one-epoch speed-run uses it."
+        ),
+    )
+    beta_2: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Adam's and AdamW's decay of the squared gradient's running mean; null: Keras's 0.999."
+        ),
+    )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Mix each one-hot label with the uniform distribution by this much (Keras's "
+            "CategoricalCrossentropy(label_smoothing)); 0: the lecture's plain loss."
+        ),
+    )
     loss: Literal["categorical_crossentropy"] = Field(
         default="categorical_crossentropy",
-        description="On one-hot labels, as in the lecture (to_categorical).")
-    metrics: list[Literal["accuracy"]] = Field(default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
-                                               description="Reported after each epoch.")
+        description="On one-hot labels, as in the lecture (to_categorical).",
+    )
+    metrics: list[Literal["accuracy"]] = Field(
+        default_factory=lambda: ["accuracy"],  # type: ignore[arg-type]
+        description="Reported after each epoch.",
+    )
     jit_compile: Literal["auto"] | bool = Field(
         default="auto",
         description="XLA. auto: Keras's rule, on with a GPU, off on CPUs (it made an epoch 5x "
-                    "slower on a 2-core CPU) and under training.distribution.")
+        "slower on a 2-core CPU) and under training.distribution.",
+    )
     steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         default="auto",
-        description="Training steps per call into TensorFlow. auto: 32 with a GPU, 1 on CPUs.")
+        description="Training steps per call into TensorFlow. auto: 32 with a GPU, 1 on CPUs.",
+    )
     mixed_precision: Literal["auto"] | bool = Field(
         default="auto",
         description="16-bit compute with float32 weights and softmax: float16 with loss "
-                    "scaling on GPUs, bfloat16 on CPUs. auto: on when every GPU has tensor "
-                    "cores (compute capability 7.0+) or the CPU computes bfloat16 natively "
-                    "(amx_bf16 or avx512_bf16), off otherwise and under training.distribution. "
-                    "The model is saved in float32.")
+        "scaling on GPUs, bfloat16 on CPUs. auto: on when every GPU has tensor "
+        "cores (compute capability 7.0+) or the CPU computes bfloat16 natively "
+        "(amx_bf16 or avx512_bf16), off otherwise and under training.distribution. "
+        "The model is saved in float32.",
+    )
 
 
 Monitor = Literal["val_loss", "val_accuracy", "loss", "accuracy"]
@@ -331,68 +455,90 @@ class EarlyStoppingConfig(_Section):
     """Stop when `monitor` has not improved for `patience` epochs."""
 
     monitor: Monitor = Field(default="val_loss", description="The Keras log to watch.")
-    patience: int = Field(default=3, ge=0,
-                          description="Epochs without improvement before it stops.")
-    min_delta: float = Field(default=0.0, ge=0.0,
-                             description="The least change that counts as an improvement.")
-    restore_best_weights: bool = Field(default=True,
-                                       description="End with the best epoch's weights, not "
-                                                   "the last epoch's.")
+    patience: int = Field(
+        default=3, ge=0, description="Epochs without improvement before it stops."
+    )
+    min_delta: float = Field(
+        default=0.0, ge=0.0, description="The least change that counts as an improvement."
+    )
+    restore_best_weights: bool = Field(
+        default=True, description="End with the best epoch's weights, not the last epoch's."
+    )
 
 
 class CheckpointConfig(_Section):
     """Keep the best model by `monitor` as best.h5 in the run folder, updated each epoch."""
 
-    monitor: Monitor = Field(default="val_accuracy",
-                             description="The Keras log by which an epoch is the best.")
+    monitor: Monitor = Field(
+        default="val_accuracy", description="The Keras log by which an epoch is the best."
+    )
 
 
 class TrainingConfig(_Section):
     """How long and on what the model trains."""
 
-    epochs: int = Field(default=1, ge=1, description="Passes over the training images "
-                                                     "(`--epochs`).")
-    batch_size: int = Field(default=128, ge=1,
-                            description="Images per gradient update (`--batch-size`); under "
-                                        "training.distribution the global batch, shared among "
-                                        "the replicas.")
-    seed: int | None = Field(default=None, ge=0,
-                             description="Same seed, config and machine: same metrics "
-                                         "(`--seed`). null: a fresh seed each run, written to "
-                                         "run.json so the run can be repeated.")
+    epochs: int = Field(
+        default=1, ge=1, description="Passes over the training images (`--epochs`)."
+    )
+    batch_size: int = Field(
+        default=128,
+        ge=1,
+        description="Images per gradient update (`--batch-size`); under "
+        "training.distribution the global batch, shared among "
+        "the replicas.",
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Same seed, config and machine: same metrics "
+        "(`--seed`). null: a fresh seed each run, written to "
+        "run.json so the run can be repeated.",
+    )
     validation: Literal["test", "none"] = Field(
         default="test",
         description="test: validate on the test set after each epoch, as the lecture does; "
-                    "none: skip it (the test set is evaluated once, after training).")
-    shuffle: bool = Field(default=True, description="Shuffle the training images each epoch "
-                                                    "(an order drawn from the seed and the "
-                                                    "epoch number).")
+        "none: skip it (the test set is evaluated once, after training).",
+    )
+    shuffle: bool = Field(
+        default=True,
+        description="Shuffle the training images each epoch "
+        "(an order drawn from the seed and the "
+        "epoch number).",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
-        default=None, description="Stop when `monitor` stops improving; null: off.")
+        default=None, description="Stop when `monitor` stops improving; null: off."
+    )
     checkpoint: CheckpointConfig | None = Field(
-        default=None, description="Keep the best epoch's model as best.h5 in the run folder; "
-                                  "null: off.")
+        default=None,
+        description="Keep the best epoch's model as best.h5 in the run folder; null: off.",
+    )
     distribution: Literal["none", "mirrored", "multi_worker"] = Field(
         default="none",
         description="tf.distribute (`--distribution`). mirrored: all local GPUs, one replica "
-                    "each (no GPU: cpu_devices logical CPU devices); multi_worker: the cluster "
-                    "in $TF_CONFIG, with `cnn train` run on every worker.")
-    cpu_devices: int = Field(default=2, ge=1,
-                             description="Replicas for mirrored on a machine without GPUs.")
+        "each (no GPU: cpu_devices logical CPU devices); multi_worker: the cluster "
+        "in $TF_CONFIG, with `cnn train` run on every worker.",
+    )
+    cpu_devices: int = Field(
+        default=2, ge=1, description="Replicas for mirrored on a machine without GPUs."
+    )
     collective_timeout: float = Field(
-        default=120.0, gt=0,
+        default=120.0,
+        gt=0,
         description="Seconds a worker waits on the others (joining, each exchange) before it "
-                    "stops with an error instead of hanging; a step on this model takes well "
-                    "under a second. Heartbeats have their own fixed 60 s, the same on every "
-                    "worker.")
+        "stops with an error instead of hanging; a step on this model takes well "
+        "under a second. Heartbeats have their own fixed 60 s, the same on every "
+        "worker.",
+    )
 
     @model_validator(mode="after")
     def _monitors_need_validation(self) -> "TrainingConfig":
         for name in ("early_stopping", "checkpoint"):
             section = getattr(self, name)
             if section and section.monitor.startswith("val_") and self.validation == "none":
-                raise ValueError(f"{name}.monitor {section.monitor!r} needs validation data, but "
-                                 "validation is 'none'; monitor 'loss' or 'accuracy' instead")
+                raise ValueError(
+                    f"{name}.monitor {section.monitor!r} needs validation data, but "
+                    "validation is 'none'; monitor 'loss' or 'accuracy' instead"
+                )
         return self
 
 
@@ -400,29 +546,43 @@ class TensorBoardConfig(_Section):
     """What each run logs for TensorBoard (`cnn tensorboard`)."""
 
     enabled: bool = Field(default=True, description="Write TensorBoard logs.")
-    log_dir: str = Field(default=paths.LOG_DIR,
-                         description="One folder per run inside it, with its run.json and "
-                                     "model; `cnn runs` and `cnn train --resume` read it.")
-    histogram_freq: int = Field(default=1, ge=0,
-                                description="Weight histograms every N epochs (0: none); the "
-                                            "lecture used 1.")
-    update_freq: int = Field(default=50, ge=1,
-                             description="Loss and accuracy every N batches too (batch_loss, "
-                                         "batch_accuracy): with one epoch, epoch-level curves "
-                                         "are single dots.")
+    log_dir: str = Field(
+        default=paths.LOG_DIR,
+        description="One folder per run inside it, with its run.json and "
+        "model; `cnn runs` and `cnn train --resume` read it.",
+    )
+    histogram_freq: int = Field(
+        default=1,
+        ge=0,
+        description="Weight histograms every N epochs (0: none); the lecture used 1.",
+    )
+    update_freq: int = Field(
+        default=50,
+        ge=1,
+        description="Loss and accuracy every N batches too (batch_loss, "
+        "batch_accuracy): with one epoch, epoch-level curves "
+        "are single dots.",
+    )
     write_graph: bool = Field(default=True, description="The model graph (Graphs tab).")
     feature_maps: bool = Field(
         default=True,
         description="Once per epoch, in the Images tab: the first convolution's kernels, and "
-                    "every convolution's feature maps for test digit sample_index, the same "
-                    "pictures as `cnn inspect`.")
-    sample_index: int = Field(default=10, ge=0,
-                              description="The test digit whose feature maps are logged (10, "
-                                          "the lecture's example).")
-    profile_batch: int | list[int] = Field(default=0, description=(
-        "Capture these training batches with TensorFlow's profiler, for TensorBoard's Profile "
-        "tab (tensorboard-plugin-profile): a batch number, or [first, last]; 0: off. `cnn train "
-        "--profile` sets [10, 15], after the first steps' tracing."))
+        "every convolution's feature maps for test digit sample_index, the same "
+        "pictures as `cnn inspect`.",
+    )
+    sample_index: int = Field(
+        default=10,
+        ge=0,
+        description="The test digit whose feature maps are logged (10, the lecture's example).",
+    )
+    profile_batch: int | list[int] = Field(
+        default=0,
+        description=(
+            "Capture these training batches with TensorFlow's profiler, for TensorBoard's Profile "
+            "tab (tensorboard-plugin-profile): a batch number, or [first, last]; 0: off. `cnn train "
+            "--profile` sets [10, 15], after the first steps' tracing."
+        ),
+    )
 
     @field_validator("profile_batch")
     @classmethod
@@ -431,8 +591,10 @@ class TensorBoardConfig(_Section):
             return value
         if isinstance(value, list) and len(value) == 2 and 1 <= value[0] <= value[1]:
             return value
-        raise ValueError(f"expected a batch number (0: off) or [first, last] with "
-                         f"1 <= first <= last, got {value!r}")
+        raise ValueError(
+            f"expected a batch number (0: off) or [first, last] with "
+            f"1 <= first <= last, got {value!r}"
+        )
 
 
 class OutputConfig(_Section):
@@ -441,8 +603,9 @@ class OutputConfig(_Section):
     model_path: str = Field(
         default=paths.MODEL_PATH,
         description="The stable path of the newest finished run's model (the lecture's name), "
-                    "ending in .h5 or .keras (`--model-path`); each run's own copy stays in its "
-                    "run folder, and a LiteRT export (.tflite) goes beside it.")
+        "ending in .h5 or .keras (`--model-path`); each run's own copy stays in its "
+        "run folder, and a LiteRT export (.tflite) goes beside it.",
+    )
 
     @field_validator("model_path")
     @classmethod
@@ -462,17 +625,21 @@ class SweepParameter(_Section):
     ends included; `log: true` samples its logarithm evenly; `type` int or float, by default
     int when both ends are integers)."""
 
-    values: list[Choice] | None = Field(default=None, min_length=1,
-                                        description="The choices: numbers, strings, booleans.")
-    low: int | float | None = Field(default=None, description="A range's lowest value "
-                                                              "(included).")
-    high: int | float | None = Field(default=None, description="A range's highest value "
-                                                               "(included).")
-    log: bool = Field(default=False, description="Sample the range's logarithm evenly (low "
-                                                 "above 0), as for learning rates.")
+    values: list[Choice] | None = Field(
+        default=None, min_length=1, description="The choices: numbers, strings, booleans."
+    )
+    low: int | float | None = Field(default=None, description="A range's lowest value (included).")
+    high: int | float | None = Field(
+        default=None, description="A range's highest value (included)."
+    )
+    log: bool = Field(
+        default=False,
+        description="Sample the range's logarithm evenly (low above 0), as for learning rates.",
+    )
     type: Literal["int", "float"] | None = Field(
-        default=None, description="A range of integers or floats; null: int when both ends "
-                                  "are integers.")
+        default=None,
+        description="A range of integers or floats; null: int when both ends are integers.",
+    )
 
     @model_validator(mode="after")
     def _values_or_range(self) -> "SweepParameter":
@@ -495,11 +662,12 @@ class SweepParameter(_Section):
 
     @property
     def kind(self) -> str:
-        """"values", "int" or "float"."""
+        """ "values", "int" or "float"."""
         if self.values is not None:
             return "values"
-        return self.type or ("int" if isinstance(self.low, int) and isinstance(self.high, int)
-                             else "float")
+        return self.type or (
+            "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
+        )
 
 
 class SweepConfig(_Section):
@@ -509,37 +677,47 @@ class SweepConfig(_Section):
     parameters: dict[str, SweepParameter] = Field(
         min_length=1,
         description="Key path (as for --set, e.g. model.layers[3].rate; the defaults count "
-                    "too) -> its search space: {values: [...]} or {low, high}.")
+        "too) -> its search space: {values: [...]} or {low, high}.",
+    )
     metric: Monitor = Field(
         default="val_accuracy",
         description="The Keras log reported after each epoch (to the pruner). A trial's value "
-                    "is the final model's test accuracy or loss for val_accuracy/val_loss "
-                    "(validation is on the test set), the last epoch's value for "
-                    "accuracy/loss.")
+        "is the final model's test accuracy or loss for val_accuracy/val_loss "
+        "(validation is on the test set), the last epoch's value for "
+        "accuracy/loss.",
+    )
     goal: Literal["maximize", "minimize"] | None = Field(
-        default=None, description="null: minimize a loss, maximize an accuracy.")
-    trials: int = Field(default=10, ge=1,
-                        description="The study's total, counted over every process that joins "
-                                    "it: trials that completed, were pruned, failed or are "
-                                    "running; not those interrupted (`--trials`).")
+        default=None, description="null: minimize a loss, maximize an accuracy."
+    )
+    trials: int = Field(
+        default=10,
+        ge=1,
+        description="The study's total, counted over every process that joins "
+        "it: trials that completed, were pruned, failed or are "
+        "running; not those interrupted (`--trials`).",
+    )
     method: Literal["tpe", "random", "grid"] = Field(
         default="tpe",
         description="tpe: Optuna's default (random for its first 10 trials); random; grid: "
-                    "every combination of the values, each once (trials at most).")
-    pruning: bool = Field(default=True,
-                          description="Optuna's median rule after each epoch: a trial worse "
-                                      "than the median of earlier trials at the same epoch "
-                                      "stops there.")
-    pruning_startup_trials: int = Field(default=2, ge=0,
-                                        description="Trials that must finish before the median "
-                                                    "rule prunes.")
+        "every combination of the values, each once (trials at most).",
+    )
+    pruning: bool = Field(
+        default=True,
+        description="Optuna's median rule after each epoch: a trial worse "
+        "than the median of earlier trials at the same epoch "
+        "stops there.",
+    )
+    pruning_startup_trials: int = Field(
+        default=2, ge=0, description="Trials that must finish before the median rule prunes."
+    )
 
     @field_validator("parameters")
     @classmethod
     def _not_the_sweep(cls, value: dict[str, SweepParameter]) -> dict[str, SweepParameter]:
         for key in value:
-            if key.split(".")[0].split("[")[0] not in Config.model_fields or \
-                    key.startswith("sweep"):
+            if key.split(".")[0].split("[")[0] not in Config.model_fields or key.startswith(
+                "sweep"
+            ):
                 sections = ", ".join(k for k in Config.model_fields if k != "sweep")
                 raise ValueError(f"{key!r} is not a key path in a section ({sections})")
         return value
@@ -548,8 +726,10 @@ class SweepConfig(_Section):
     def _grid_needs_values(self) -> "SweepConfig":
         ranged = [key for key, p in self.parameters.items() if p.values is None]
         if self.method == "grid" and ranged:
-            raise ValueError(f"method grid needs values: [...] for every parameter; "
-                             f"{', '.join(ranged)} has low/high")
+            raise ValueError(
+                f"method grid needs values: [...] for every parameter; "
+                f"{', '.join(ranged)} has low/high"
+            )
         return self
 
     @property
@@ -568,26 +748,31 @@ class Config(_Section):
 
     data: DataConfig = Field(default_factory=DataConfig, description=_doc(DataConfig))
     model: ModelConfig = Field(default_factory=ModelConfig, description=_doc(ModelConfig))
-    compile: CompileConfig = Field(default_factory=CompileConfig,
-                                   description=_doc(CompileConfig))
-    training: TrainingConfig = Field(default_factory=TrainingConfig,
-                                     description=_doc(TrainingConfig))
-    tensorboard: TensorBoardConfig = Field(default_factory=TensorBoardConfig,
-                                           description=_doc(TensorBoardConfig))
+    compile: CompileConfig = Field(default_factory=CompileConfig, description=_doc(CompileConfig))
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description=_doc(TrainingConfig)
+    )
+    tensorboard: TensorBoardConfig = Field(
+        default_factory=TensorBoardConfig, description=_doc(TensorBoardConfig)
+    )
     output: OutputConfig = Field(default_factory=OutputConfig, description=_doc(OutputConfig))
-    sweep: SweepConfig | None = Field(default=None,
-                                      description="The search `cnn sweep` runs over the other "
-                                                  "sections; null: nothing to search (`cnn "
-                                                  "train` leaves it out).")
+    sweep: SweepConfig | None = Field(
+        default=None,
+        description="The search `cnn sweep` runs over the other "
+        "sections; null: nothing to search (`cnn "
+        "train` leaves it out).",
+    )
 
     @model_validator(mode="after")
     def _distribution_runs_float32(self) -> "Config":
         if self.sweep is not None:
             _check_sweep(self)
         if self.training.distribution != "none" and self.compile.mixed_precision is True:
-            raise ValueError(f"compile.mixed_precision: true does not work with "
-                             f"training.distribution {self.training.distribution!r} (Keras's loss "
-                             "scaling fails under tf.distribute); set it to auto or false")
+            raise ValueError(
+                f"compile.mixed_precision: true does not work with "
+                f"training.distribution {self.training.distribution!r} (Keras's loss "
+                "scaling fails under tf.distribute); set it to auto or false"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -602,8 +787,12 @@ class Config(_Section):
         for key, value in values.items():
             section, _, name = key.partition(".")
             sections.setdefault(section, {})[name] = value
-        return self.model_copy(update={section: getattr(self, section).model_copy(update=update)
-                                       for section, update in sections.items()})
+        return self.model_copy(
+            update={
+                section: getattr(self, section).model_copy(update=update)
+                for section, update in sections.items()
+            }
+        )
 
 
 def _check_sweep(config: Config) -> None:
@@ -611,9 +800,13 @@ def _check_sweep(config: Config) -> None:
     if config.sweep is None:
         return
     if config.sweep.metric.startswith("val_") and config.training.validation == "none":
-        raise ValueError(f"sweep.metric {config.sweep.metric!r} needs validation data, but "
-                         "training.validation is 'none'; use metric 'accuracy' or 'loss'")
+        raise ValueError(
+            f"sweep.metric {config.sweep.metric!r} needs validation data, but "
+            "training.validation is 'none'; use metric 'accuracy' or 'loss'"
+        )
     if config.training.distribution != "none":
-        raise ValueError("a sweep trains each trial in its own process; set "
-                         "training.distribution: none (run `cnn sweep` on several machines to "
-                         "share a study instead)")
+        raise ValueError(
+            "a sweep trains each trial in its own process; set "
+            "training.distribution: none (run `cnn sweep` on several machines to "
+            "share a study instead)"
+        )

@@ -21,7 +21,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; files should read like any other
@@ -73,8 +75,10 @@ def ensure_writable_dir(folder: str | Path, what: str) -> Path:
             pass
     except (OSError, FileExistsError) as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"cannot write the {what} to {folder}/ ({reason}); "
-                          f"choose another path or fix its permissions") from None
+        raise OutputError(
+            f"cannot write the {what} to {folder}/ ({reason}); "
+            f"choose another path or fix its permissions"
+        ) from None
     return folder
 
 
@@ -82,11 +86,15 @@ def write_error(exc: BaseException, path: str | Path | None, what: str) -> Outpu
     """An OSError (or h5py's, which says less) while writing `what` to `path`, for the user:
     what was being written, where, and why (a full disk above all)."""
     text = str(exc)
-    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text \
-            or "errno = 28" in text:
+    if (
+        getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        or "No space left" in text
+        or "errno = 28" in text
+    ):
         reason = "no space left on the device"
     else:
-        reason = getattr(exc, "strerror", None) or (text.splitlines()[0][:200] if text
-                                                     else type(exc).__name__)
+        reason = getattr(exc, "strerror", None) or (
+            text.splitlines()[0][:200] if text else type(exc).__name__
+        )
     where = f" to {path}" if path else ""
     return OutputError(f"could not write {what}{where}: {reason}")

@@ -58,8 +58,9 @@ def _thickness(x: tf.Tensor, key: tf.Tensor, limit: float) -> tf.Tensor:
     return x + tf.nn.relu(t) * (dilated - x) + tf.nn.relu(-t) * (eroded - x)
 
 
-def _coordinates(shape: tf.Tensor, static: tf.TensorShape, keys: tf.Tensor,
-                 config: AugmentConfig) -> tf.Tensor:
+def _coordinates(
+    shape: tf.Tensor, static: tf.TensorShape, keys: tf.Tensor, config: AugmentConfig
+) -> tf.Tensor:
     """Where each output pixel is read from, (B, H, W, 2) as (row, column): the inverse of a
     rotation and zoom about the centre and a shift, plus the elastic displacement."""
     batch, height, width = shape[0], shape[1], shape[2]
@@ -77,21 +78,31 @@ def _coordinates(shape: tf.Tensor, static: tf.TensorShape, keys: tf.Tensor,
     source_c = sin * r + cos * c + (tf.cast(width, tf.float32) - 1) / 2
     coords = tf.stack([source_r, source_c], axis=-1)
     if config.elastic_alpha:
-        coords += _elastic(tf.stack([batch, height, width]), keys[4:], config.elastic_alpha,
-                           config.elastic_sigma, *static[1:3])
+        coords += _elastic(
+            tf.stack([batch, height, width]),
+            keys[4:],
+            config.elastic_alpha,
+            config.elastic_sigma,
+            *static[1:3],
+        )
     return coords
 
 
-def _elastic(shape: tf.Tensor, keys: tf.Tensor, alpha: float, sigma: float,
-             height: int, width: int) -> tf.Tensor:
+def _elastic(
+    shape: tf.Tensor, keys: tf.Tensor, alpha: float, sigma: float, height: int, width: int
+) -> tf.Tensor:
     """Simard et al. (2003)'s displacement field, (B, H, W, 2): uniform noise in -1..1 per
     pixel and direction, smoothed by a Gaussian of `sigma` pixels, times `alpha`."""
-    noise = tf.stack([tf.random.stateless_uniform(shape, k, -1.0, 1.0)
-                      for k in tf.unstack(keys)], axis=1)  # (B, 2, H, W)
+    noise = tf.stack(
+        [tf.random.stateless_uniform(shape, k, -1.0, 1.0) for k in tf.unstack(keys)], axis=1
+    )  # (B, 2, H, W)
     # The Gaussian filter as two small matrices (rows, then columns): two batched products of
     # 28x28 matrices cost a fraction of a convolution with a 25-tap kernel.
-    smooth = tf.matmul(tf.matmul(gaussian_matrix(height, sigma), noise),
-                       gaussian_matrix(width, sigma), transpose_b=True)
+    smooth = tf.matmul(
+        tf.matmul(gaussian_matrix(height, sigma), noise),
+        gaussian_matrix(width, sigma),
+        transpose_b=True,
+    )
     return alpha * tf.transpose(smooth, [0, 2, 3, 1])
 
 
@@ -126,8 +137,11 @@ def _resample(x: tf.Tensor, coords: tf.Tensor) -> tf.Tensor:
     for r, wr in ((top, 1.0 - dr), (top + 1, dr)):
         for c, wc in ((left, 1.0 - dc), (left + 1, dc)):
             inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-            index = base + tf.clip_by_value(r, 0, height - 1) * width + \
-                tf.clip_by_value(c, 0, width - 1)
+            index = (
+                base
+                + tf.clip_by_value(r, 0, height - 1) * width
+                + tf.clip_by_value(c, 0, width - 1)
+            )
             value = tf.gather(flat, index)
             out += tf.where(inside, wr * wc * value, 0.0)
     return out[..., None]

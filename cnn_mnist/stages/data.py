@@ -44,8 +44,10 @@ def check_indices(indices: list[int], count: int) -> None:
     """Every index within the test set: 0 to count - 1."""
     for index in indices:
         if not 0 <= index < count:
-            raise BadIndex(f"--index {index} is out of range: the test set has {count:,} "
-                              f"images, so valid indices are 0 to {count - 1}")
+            raise BadIndex(
+                f"--index {index} is out of range: the test set has {count:,} "
+                f"images, so valid indices are 0 to {count - 1}"
+            )
 
 
 ENV_VAR = ENV_VARS["mnist"]
@@ -73,11 +75,11 @@ HOW_TO_GET = (
 )
 HOW_TO_GET_OTHER = {
     "fashion_mnist": "get Fashion-MNIST's four files (train-images-idx3-ubyte.gz, ...; on Debian "
-                     "`apt-get install dataset-fashion-mnist` puts them in "
-                     "/usr/share/datasets/fashion-mnist) and pass the folder with --data PATH or "
-                     f"set {ENV_VARS['fashion_mnist']}=PATH",
+    "`apt-get install dataset-fashion-mnist` puts them in "
+    "/usr/share/datasets/fashion-mnist) and pass the folder with --data PATH or "
+    f"set {ENV_VARS['fashion_mnist']}=PATH",
     "custom": "pass a folder of the four IDX files (train-images-idx3-ubyte.gz, ...) or an .npz "
-              "with x_train, y_train, x_test, y_test with --data PATH (or data.path)",
+    "with x_train, y_train, x_test, y_test with --data PATH (or data.path)",
 }
 
 
@@ -144,29 +146,36 @@ def idx_bytes(path: str | Path) -> tuple[bytes, bytes]:
         data = path.read_bytes()
         return (gzip.decompress(data) if path.suffix == ".gz" else data), data
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); the file is truncated or corrupt, "
-                        "download it again") from None
+        raise DataError(
+            f"{path}: cannot read ({exc}); the file is truncated or corrupt, download it again"
+        ) from None
 
 
 def parse_idx(raw: bytes, path: str | Path, magic: int | None = None) -> np.ndarray:
     """The array in an IDX file's bytes, its header checked against its size."""
     if len(raw) < 4:
-        raise DataError(f"{path}: {len(raw)} bytes, too short for an IDX header; "
-                        "the file is truncated, download it again")
+        raise DataError(
+            f"{path}: {len(raw)} bytes, too short for an IDX header; "
+            "the file is truncated, download it again"
+        )
     found = struct.unpack(">I", raw[:4])[0]
     ndim = found & 0xFF
     if found >> 8 != 0x08 or (magic is not None and found != magic):
         expected = f"0x{magic:08X}" if magic is not None else "0x000008NN (unsigned bytes)"
-        raise DataError(f"{path}: not an MNIST IDX file of this kind (magic number 0x{found:08X}, "
-                        f"expected {expected})")
+        raise DataError(
+            f"{path}: not an MNIST IDX file of this kind (magic number 0x{found:08X}, "
+            f"expected {expected})"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: header cut short; the file is truncated, download it again")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected_size = header + int(np.prod(dims, dtype=np.int64))
     if len(raw) != expected_size:
-        raise DataError(f"{path}: {len(raw):,} bytes, but its header ({'x'.join(map(str, dims))}) "
-                        f"needs {expected_size:,}; the file is truncated or corrupt, download it again")
+        raise DataError(
+            f"{path}: {len(raw):,} bytes, but its header ({'x'.join(map(str, dims))}) "
+            f"needs {expected_size:,}; the file is truncated or corrupt, download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -176,9 +185,16 @@ def to_idx(array: np.ndarray, magic: int) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
-def verify(where: str | Path, stem: str, records: int, content_sha256: str, dataset: str,
-           wrapper: set[str] = frozenset(), known: dict[str, dict[str, KnownFile]] | None = None,
-           required: bool = True) -> None:
+def verify(
+    where: str | Path,
+    stem: str,
+    records: int,
+    content_sha256: str,
+    dataset: str,
+    wrapper: set[str] = frozenset(),
+    known: dict[str, dict[str, KnownFile]] | None = None,
+    required: bool = True,
+) -> None:
     """Check one file's content against the known datasets' checksums.
 
     Images of another known dataset are named as such; labels are not: a set is a known one
@@ -193,28 +209,39 @@ def verify(where: str | Path, stem: str, records: int, content_sha256: str, data
         raise WrongDataset(
             f"{where}: this is {TITLES[found]} ({stem}, found by checksum), not "
             f"{TITLES[dataset]}: set data.dataset: {found} (or pass --dataset {found})",
-            found=found, expected=dataset, where=str(where))
+            found=found,
+            expected=dataset,
+            where=str(where),
+        )
     spec = known.get(dataset, {}).get(stem)
     if required and spec and records == spec.records and found != dataset:
-        raise DataError(f"{where}: checksum does not match the original {TITLES[dataset]} file "
-                        f"(sha256 of its IDX data {content_sha256[:12]}..., expected "
-                        f"{spec.sha256[:12]}...); it is corrupt or altered, download it again")
+        raise DataError(
+            f"{where}: checksum does not match the original {TITLES[dataset]} file "
+            f"(sha256 of its IDX data {content_sha256[:12]}..., expected "
+            f"{spec.sha256[:12]}...); it is corrupt or altered, download it again"
+        )
 
 
 def _find_idx(folder: Path, stem: str, dataset: str = "mnist") -> Path:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):  # the last: a common rename
         if (folder / name).is_file():
             return folder / name
-    raise DataError(f"{folder}: no {stem}.gz (or raw {stem}) here; expected the four "
-                    f"{_title(dataset)}IDX files. To fix: {how_to_get(dataset)}")
+    raise DataError(
+        f"{folder}: no {stem}.gz (or raw {stem}) here; expected the four "
+        f"{_title(dataset)}IDX files. To fix: {how_to_get(dataset)}"
+    )
 
 
 def _empty_split() -> dict[str, np.ndarray]:
     return {"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros((0,), np.uint8)}
 
 
-def load_idx_folder(folder: Path, test_only: bool = False, dataset: str = "mnist",
-                    known: dict[str, dict[str, KnownFile]] | None = None) -> Mnist:
+def load_idx_folder(
+    folder: Path,
+    test_only: bool = False,
+    dataset: str = "mnist",
+    known: dict[str, dict[str, KnownFile]] | None = None,
+) -> Mnist:
     """Load the IDX files from a folder, verifying a known dataset's files by their content."""
     arrays, sums, paths = (_empty_split() if test_only else {}), {}, {}
     for role, stem in IDX_FILES.items():
@@ -232,22 +259,27 @@ def load_idx_folder(folder: Path, test_only: bool = False, dataset: str = "mnist
     for split in ("train", "test"):
         images, labels = f"x_{split}", f"y_{split}"
         if images in paths and len(arrays[images]) != len(arrays[labels]):
-            raise DataError(f"{paths[labels]}: {len(arrays[labels]):,} labels for "
-                            f"{len(arrays[images]):,} images in {paths[images].name}; expected one "
-                            "label per image (a file from another set, or cut short)")
+            raise DataError(
+                f"{paths[labels]}: {len(arrays[labels]):,} labels for "
+                f"{len(arrays[images]):,} images in {paths[images].name}; expected one "
+                "label per image (a file from another set, or cut short)"
+            )
     return Mnist(**arrays, source=str(folder), sha256=sums, dataset=dataset)
 
 
-def load_npz(path: Path, dataset: str = "mnist",
-             known: dict[str, dict[str, KnownFile]] | None = None) -> Mnist:
+def load_npz(
+    path: Path, dataset: str = "mnist", known: dict[str, dict[str, KnownFile]] | None = None
+) -> Mnist:
     """Load an .npz with x_train, y_train, x_test, y_test (the layout of Keras's mnist.npz);
     uint8 arrays are checked by content like IDX files."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in IDX_FILES if k not in npz.files]
             if missing:
-                raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected "
-                                f"x_train, y_train, x_test, y_test (found: {', '.join(npz.files)})")
+                raise DataError(
+                    f"{path}: missing arrays {', '.join(missing)}; expected "
+                    f"x_train, y_train, x_test, y_test (found: {', '.join(npz.files)})"
+                )
             arrays = {k: npz[k] for k in IDX_FILES}
     except DataError:
         raise
@@ -258,14 +290,21 @@ def load_npz(path: Path, dataset: str = "mnist",
             content = to_idx(array, IMAGE_MAGIC if role.startswith("x") else LABEL_MAGIC)
             # An .npz of MNIST loads as before (Keras verifies its own mnist.npz); the other
             # known datasets publish no .npz, so a complete one must match their files' content.
-            verify(f"{path} ({role})", IDX_FILES[role], len(array),
-                   hashlib.sha256(content).hexdigest(), dataset, known=known,
-                   required=dataset != "mnist")
+            verify(
+                f"{path} ({role})",
+                IDX_FILES[role],
+                len(array),
+                hashlib.sha256(content).hexdigest(),
+                dataset,
+                known=known,
+                required=dataset != "mnist",
+            )
     return Mnist(**arrays, source=str(path), sha256={path.name: sha256(path)}, dataset=dataset)
 
 
-def load_keras(dataset: str = "mnist", test_only: bool = False,
-               cache_dir: str | Path | None = None) -> Mnist:
+def load_keras(
+    dataset: str = "mnist", test_only: bool = False, cache_dir: str | Path | None = None
+) -> Mnist:
     """Keras's download-and-cache: mnist.npz (its checksum verified by Keras), or
     Fashion-MNIST's four files (which Keras does not verify: they are checked here)."""
     from cnn_mnist.core.runtime import import_tensorflow
@@ -278,8 +317,10 @@ def load_keras(dataset: str = "mnist", test_only: bool = False,
     try:
         (x_train, y_train), (x_test, y_test) = mnist.load_data()
     except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on a failed download
-        raise DataError(f"could not download MNIST ({_reason(exc)}).\n"
-                        f"Offline? {HOW_TO_GET[0].upper()}{HOW_TO_GET[1:]}.") from None
+        raise DataError(
+            f"could not download MNIST ({_reason(exc)}).\n"
+            f"Offline? {HOW_TO_GET[0].upper()}{HOW_TO_GET[1:]}."
+        ) from None
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "mnist.npz"
     return Mnist(x_train, y_train, x_test, y_test, source=f"keras.datasets.mnist ({cache})")
 
@@ -293,8 +334,11 @@ FASHION_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 FASHION_CACHE = os.path.join("datasets", "fashion-mnist")
 
 
-def load_keras_fashion(test_only: bool = False, cache_dir: str | Path | None = None,
-                       known: dict[str, dict[str, KnownFile]] | None = None) -> Mnist:
+def load_keras_fashion(
+    test_only: bool = False,
+    cache_dir: str | Path | None = None,
+    known: dict[str, dict[str, KnownFile]] | None = None,
+) -> Mnist:
     """keras.datasets.fashion_mnist's files, fetched into its cache by Keras's own get_file
     (~/.keras/datasets/fashion-mnist/; `cache_dir` in place of ~/.keras), then checked by their
     content and loaded like a local folder."""
@@ -305,18 +349,27 @@ def load_keras_fashion(test_only: bool = False, cache_dir: str | Path | None = N
         if test_only and role.endswith("train"):
             continue
         try:
-            folder = Path(get_file(f"{stem}.gz", origin=FASHION_ORIGIN + f"{stem}.gz",
-                                   cache_subdir=FASHION_CACHE,
-                                   cache_dir=None if cache_dir is None else str(cache_dir))).parent
+            folder = Path(
+                get_file(
+                    f"{stem}.gz",
+                    origin=FASHION_ORIGIN + f"{stem}.gz",
+                    cache_subdir=FASHION_CACHE,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                )
+            ).parent
         except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on a failed download
             how = how_to_get("fashion_mnist")
-            raise DataError(f"could not download Fashion-MNIST ({_reason(exc)}).\nOffline? "
-                            f"{how[0].upper()}{how[1:]}.") from None
+            raise DataError(
+                f"could not download Fashion-MNIST ({_reason(exc)}).\nOffline? "
+                f"{how[0].upper()}{how[1:]}."
+            ) from None
     try:
         loaded = load_idx_folder(folder, test_only, "fashion_mnist", known)
     except DataError as exc:
-        raise DataError(f"{exc}\n(The file is in Keras's cache, {folder}: delete it and run "
-                        "again to download it anew.)") from None
+        raise DataError(
+            f"{exc}\n(The file is in Keras's cache, {folder}: delete it and run "
+            "again to download it anew.)"
+        ) from None
     loaded.source = f"keras.datasets.fashion_mnist ({folder})"
     return loaded
 
@@ -326,20 +379,26 @@ def check(mnist: Mnist) -> Mnist:
     for split in ("train", "test"):
         x, y = getattr(mnist, f"x_{split}"), getattr(mnist, f"y_{split}")
         if x.dtype.kind not in "uif" or y.dtype.kind not in "uif":  # an .npz of strings, objects
-            raise DataError(f"{mnist.source}: x_{split} and y_{split} hold {x.dtype} and "
-                            f"{y.dtype}; expected numbers (pixel values 0-255, labels 0-9)")
+            raise DataError(
+                f"{mnist.source}: x_{split} and y_{split} hold {x.dtype} and "
+                f"{y.dtype}; expected numbers (pixel values 0-255, labels 0-9)"
+            )
         if split == "test" and not len(x):  # train may be empty: test_only skips its files
             raise DataError(f"{mnist.source}: x_test has no images; expected at least one")
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise DataError(f"{mnist.source}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
         if y.ndim != 1 or len(y) != len(x):
-            raise DataError(f"{mnist.source}: {len(x):,} {split} images but y_{split} has shape "
-                            f"{y.shape}; expected one label per image")
+            raise DataError(
+                f"{mnist.source}: {len(x):,} {split} images but y_{split} has shape "
+                f"{y.shape}; expected one label per image"
+            )
         if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES or np.any(y != np.round(y))):
             what = "digits" if mnist.dataset == "mnist" else "labels"
-            raise DataError(f"{mnist.source}: y_{split} has labels from {y.min()} to {y.max()}"
-                            f"{'' if np.all(y == np.round(y)) else ', not all whole'}, "
-                            f"expected {what} 0-9")
+            raise DataError(
+                f"{mnist.source}: y_{split} has labels from {y.min()} to {y.max()}"
+                f"{'' if np.all(y == np.round(y)) else ', not all whole'}, "
+                f"expected {what} 0-9"
+            )
         if x.dtype != np.uint8 and len(x) and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{mnist.source}: x_{split} has pixel values outside 0-255")
     return mnist
@@ -353,8 +412,12 @@ def resolve_path(path: str | Path | None, dataset: str = "mnist") -> Path | None
     return Path(chosen).expanduser() if chosen else None
 
 
-def load_mnist(path: str | Path | None = None, test_only: bool = False, dataset: str = "mnist",
-               known: dict[str, dict[str, KnownFile]] | None = None) -> Mnist:
+def load_mnist(
+    path: str | Path | None = None,
+    test_only: bool = False,
+    dataset: str = "mnist",
+    known: dict[str, dict[str, KnownFile]] | None = None,
+) -> Mnist:
     """Load and validate `dataset` from `path`, its environment variable, or Keras's cache (in
     that order); a custom dataset needs a path. `test_only` skips reading the training files
     where it can (for predict and evaluate). `known`: the checksums (default datasets.KNOWN)."""
@@ -368,21 +431,31 @@ def load_mnist(path: str | Path | None = None, test_only: bool = False, dataset:
     elif where.is_file() and where.suffix == ".npz":
         loaded = check(load_npz(where, dataset, known))
     elif where.exists():
-        raise DataError(f"{where}: expected a folder of the four {_title(dataset)}IDX files or "
-                        "an .npz file")
+        raise DataError(
+            f"{where}: expected a folder of the four {_title(dataset)}IDX files or an .npz file"
+        )
     else:
         source = "--data/data.path" if path else ENV_VARS.get(dataset, "data.path")
         relative = "" if where.is_absolute() else f", relative to the current folder {Path.cwd()}"
-        raise DataError(f"{where}: no such file or folder (from {source}{relative}). "
-                        f"To fix: {how_to_get(dataset)}")
+        raise DataError(
+            f"{where}: no such file or folder (from {source}{relative}). "
+            f"To fix: {how_to_get(dataset)}"
+        )
     if dataset == "custom":
-        log.info("%s: no checksum is known for a custom dataset; only its structure was checked "
-                 "(magic numbers, dimensions, sizes, labels 0-9)", where)
+        log.info(
+            "%s: no checksum is known for a custom dataset; only its structure was checked "
+            "(magic numbers, dimensions, sizes, labels 0-9)",
+            where,
+        )
     return loaded
 
 
-def load_for_model(path: str | Path | None, model_dataset: str, dataset: str | None = None,
-                   model: str = "the model") -> Mnist:
+def load_for_model(
+    path: str | Path | None,
+    model_dataset: str,
+    dataset: str | None = None,
+    model: str = "the model",
+) -> Mnist:
     """The test data for a model trained on `model_dataset`, read as `dataset` (default: the
     model's); test data of another dataset than the model's is refused."""
     try:
@@ -394,12 +467,19 @@ def load_for_model(path: str | Path | None, model_dataset: str, dataset: str | N
             f"{model} was trained on {TITLES[model_dataset]}, but {exc.where} is "
             f"{TITLES[exc.found]} (found by checksum): give it {TITLES[model_dataset]}'s test "
             f"files with --data PATH, or use a model trained on {TITLES[exc.found]}",
-            found=exc.found, expected=model_dataset, where=exc.where) from None
+            found=exc.found,
+            expected=model_dataset,
+            where=exc.where,
+        ) from None
     if loaded.dataset != model_dataset:
         raise WrongDataset(
             f"{model} was trained on {TITLES[model_dataset]}, not {TITLES[loaded.dataset]}: "
             f"drop --dataset {loaded.dataset} and give it {TITLES[model_dataset]}'s test files "
-            "(--data PATH)", found=loaded.dataset, expected=model_dataset, where=loaded.source)
+            "(--data PATH)",
+            found=loaded.dataset,
+            expected=model_dataset,
+            where=loaded.source,
+        )
     return loaded
 
 
@@ -425,15 +505,26 @@ def check_trainable(mnist: Mnist) -> Mnist:
     return mnist
 
 
-def prepare(mnist: Mnist, normalize: bool = True, limit_train: int | None = None,
-            limit_test: int | None = None, augment: "AugmentConfig | None" = None) -> Prepared:
+def prepare(
+    mnist: Mnist,
+    normalize: bool = True,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    augment: "AugmentConfig | None" = None,
+) -> Prepared:
     """Optionally take the first N images; the network's view is made batch by batch (and
     augmented as `augment` says, training batches only)."""
-    if normalize and mnist.x_train.dtype.kind == "f" and len(mnist.x_train) \
-            and mnist.x_train.max() <= 1.0:  # scaled twice, it would train on near-black images
-        raise DataError(f"{mnist.source}: the images hold values 0 to 1 (already scaled); "
-                        "expected pixel values 0-255, which data.normalize scales: save "
-                        "(x * 255).round().astype('uint8'), or set data.normalize: false")
+    if (
+        normalize
+        and mnist.x_train.dtype.kind == "f"
+        and len(mnist.x_train)
+        and mnist.x_train.max() <= 1.0
+    ):  # scaled twice, it would train on near-black images
+        raise DataError(
+            f"{mnist.source}: the images hold values 0 to 1 (already scaled); "
+            "expected pixel values 0-255, which data.normalize scales: save "
+            "(x * 255).round().astype('uint8'), or set data.normalize: false"
+        )
     return Prepared(
         images_train=mnist.x_train[:limit_train],
         labels_train=mnist.y_train[:limit_train].astype(np.int64),

@@ -50,18 +50,26 @@ class Evaluation:
             "num_test_images": int(self.confusion.sum()),
             "class_names": list(self.class_names),
             "confusion_matrix": {
-                "rows": f"true {what}", "columns": f"predicted {what}",
-                "labels": DIGITS, "counts": self.confusion.tolist(),
+                "rows": f"true {what}",
+                "columns": f"predicted {what}",
+                "labels": DIGITS,
+                "counts": self.confusion.tolist(),
             },
             "per_class": {
-                str(d): {"precision": float(self.precision[d]), "recall": float(self.recall[d]),
-                         "f1": float(self.f1[d]), "support": int(self.support[d])}
+                str(d): {
+                    "precision": float(self.precision[d]),
+                    "recall": float(self.recall[d]),
+                    "f1": float(self.f1[d]),
+                    "support": int(self.support[d]),
+                }
                 for d in DIGITS
             },
         }
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10) -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray, predicted: np.ndarray, num_classes: int = 10
+) -> np.ndarray:
     """Rows are true labels, columns predictions (as tf.math.confusion_matrix)."""
     flat = labels.astype(np.int64) * num_classes + predicted.astype(np.int64)
     return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
@@ -95,8 +103,10 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = BATCH) -> np.n
 
     `model.predict` has a large fixed cost per call; this also works for a LiteRT model.
     """
-    out = [np.asarray(model(x[i: i + batch_size], training=False))
-           for i in range(0, len(x), batch_size)]
+    out = [
+        np.asarray(model(x[i : i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 10))
 
 
@@ -113,15 +123,22 @@ def traced(model):
     return tf.function(lambda x, training=False: model(x, training=False), reduce_retracing=True)
 
 
-def evaluate(model, x: np.ndarray, labels: np.ndarray, batch_size: int = BATCH,
-             class_names: list[str] | None = None) -> Evaluation:
+def evaluate(
+    model,
+    x: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = BATCH,
+    class_names: list[str] | None = None,
+) -> Evaluation:
     """One pass over the test set gives loss, accuracy and the confusion matrix together."""
-    return from_probabilities(predict_probabilities(traced(model), x, batch_size), labels,
-                              class_names)
+    return from_probabilities(
+        predict_probabilities(traced(model), x, batch_size), labels, class_names
+    )
 
 
-def from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
-                       class_names: list[str] | None = None) -> Evaluation:
+def from_probabilities(
+    probabilities: np.ndarray, labels: np.ndarray, class_names: list[str] | None = None
+) -> Evaluation:
     """The evaluation of predictions already made (by `evaluate`, or during training)."""
     predicted = probabilities.argmax(axis=1)
     confusion = confusion_matrix(labels, predicted)
@@ -129,8 +146,13 @@ def from_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     return Evaluation(
         loss=crossentropy(probabilities, labels),
         accuracy=float((predicted == labels).mean()),
-        confusion=confusion, precision=precision, recall=recall, f1=f1, support=support,
-        probabilities=probabilities, labels=labels,
+        confusion=confusion,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        support=support,
+        probabilities=probabilities,
+        labels=labels,
         class_names=list(class_names or DIGIT_NAMES),
     )
 
@@ -141,8 +163,9 @@ def format_confusion(confusion: np.ndarray, class_names: list[str] | None = None
     width = max(4, len(str(confusion.max())) + 1)
     labels, left = _row_labels(class_names, 9)
     head = "true\\pred".ljust(left) + "".join(f"{d:>{width}}" for d in DIGITS)
-    rows = [label + "".join(f"{n:>{width}}" for n in confusion[d])
-            for d, label in zip(DIGITS, labels)]
+    rows = [
+        label + "".join(f"{n:>{width}}" for n in confusion[d]) for d, label in zip(DIGITS, labels)
+    ]
     return "\n".join([head, *rows])
 
 
@@ -159,14 +182,21 @@ def _row_labels(class_names: list[str] | None, least: int) -> tuple[list[str], i
 def format_report(evaluation: Evaluation, tables: bool = True) -> str:
     """The confusion matrix and per-class metrics (if `tables`), then test loss and accuracy."""
     ev = evaluation
-    line = (f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
-            f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})")
+    line = (
+        f"Test loss {ev.loss:.4f}, test accuracy {ev.accuracy:.4f} "
+        f"({int(ev.confusion.trace()):,} of {int(ev.confusion.sum()):,})"
+    )
     if not tables:
         return line
-    what = ("rows: true digit, columns: predicted" if _digits(ev.class_names)
-            else "rows: true class, columns: predicted class, by number")
-    return (f"Confusion matrix ({what})\n"
-            f"{format_confusion(ev.confusion, ev.class_names)}\n\n{format_per_class(ev)}\n\n{line}")
+    what = (
+        "rows: true digit, columns: predicted"
+        if _digits(ev.class_names)
+        else "rows: true class, columns: predicted class, by number"
+    )
+    return (
+        f"Confusion matrix ({what})\n"
+        f"{format_confusion(ev.confusion, ev.class_names)}\n\n{format_per_class(ev)}\n\n{line}"
+    )
 
 
 def format_per_class(evaluation: Evaluation) -> str:
@@ -175,13 +205,16 @@ def format_per_class(evaluation: Evaluation) -> str:
     what = "digit" if _digits(evaluation.class_names) else "class"
     lines = [f"{what:<{left}}  precision  recall      f1  support"]
     for d, label in zip(DIGITS, labels):
-        lines.append(f"{label}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
-                     f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}")
+        lines.append(
+            f"{label}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
+            f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}"
+        )
     return "\n".join(lines)
 
 
-def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix",
-                  class_names: list[str] | None = None) -> bytes:
+def confusion_png(
+    confusion: np.ndarray, title: str = "Confusion matrix", class_names: list[str] | None = None
+) -> bytes:
     """A labelled heat map with the counts in the cells, as PNG bytes."""
     plt = pyplot()
     digits = _digits(class_names)
@@ -189,16 +222,24 @@ def confusion_png(confusion: np.ndarray, title: str = "Confusion matrix",
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax)
     what = "digit" if digits else "class"
-    ax.set(xticks=DIGITS, yticks=DIGITS, xlabel=f"Predicted {what}", ylabel=f"True {what}",
-           title=title)
+    ax.set(
+        xticks=DIGITS, yticks=DIGITS, xlabel=f"Predicted {what}", ylabel=f"True {what}", title=title
+    )
     if not digits:
         ax.set_xticklabels(class_names, rotation=45, ha="right", rotation_mode="anchor")
         ax.set_yticklabels(class_names)
     threshold = confusion.max() / 2
     for i in DIGITS:
         for j in DIGITS:
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if confusion[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(confusion[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if confusion[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     return png_bytes(plt, fig)
 
@@ -210,22 +251,37 @@ def worst_mistakes(labels: np.ndarray, probs: np.ndarray, count: int = 25) -> np
     return wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:count]
 
 
-def mistakes_png(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, count: int = 25,
-                 class_names: list[str] | None = None) -> bytes:
+def mistakes_png(
+    images: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    count: int = 25,
+    class_names: list[str] | None = None,
+) -> bytes:
     """A grid of the most confident mistakes: image, true label, prediction, confidence."""
     names = list(class_names or DIGIT_NAMES)
     predicted = probs.argmax(axis=1)
-    return digits_png([Tile(images[i], f"#{i}: predicted {names[predicted[i]]} "
-                                       f"({probs[i, predicted[i]]:.0%})\ntrue label "
-                                       f"{names[labels[i]]}",
-                            wrong=True) for i in worst_mistakes(labels, probs, count)],
-                      empty="no mistakes")
+    return digits_png(
+        [
+            Tile(
+                images[i],
+                f"#{i}: predicted {names[predicted[i]]} "
+                f"({probs[i, predicted[i]]:.0%})\ntrue label "
+                f"{names[labels[i]]}",
+                wrong=True,
+            )
+            for i in worst_mistakes(labels, probs, count)
+        ],
+        empty="no mistakes",
+    )
 
 
 def save_results(evaluation: Evaluation, folder: Path) -> dict[str, Path]:
     """confusion_matrix.png and confusion_matrix.json (with per-class metrics) in `folder`."""
-    png = files.write_bytes(folder / "confusion_matrix.png",
-                            confusion_png(evaluation.confusion, class_names=evaluation.class_names))
+    png = files.write_bytes(
+        folder / "confusion_matrix.png",
+        confusion_png(evaluation.confusion, class_names=evaluation.class_names),
+    )
     data = files.write_json(folder / "confusion_matrix.json", evaluation.to_dict())
     return {"confusion_matrix_png": png, "confusion_matrix_json": data}
 
@@ -239,9 +295,11 @@ def log_to_tensorboard(evaluation: Evaluation, png: Path, log_dir: Path, step: i
         tf.summary.image("confusion_matrix", image, step=step)
         tf.summary.scalar("test_loss", evaluation.loss, step=step)
         tf.summary.scalar("test_accuracy", evaluation.accuracy, step=step)
-        tf.summary.text("confusion_matrix_table",
-                        "```\n" + format_confusion(evaluation.confusion, evaluation.class_names)
-                        + "\n```", step=step)
+        tf.summary.text(
+            "confusion_matrix_table",
+            "```\n" + format_confusion(evaluation.confusion, evaluation.class_names) + "\n```",
+            step=step,
+        )
 
 
 @dataclass
@@ -254,9 +312,14 @@ class Report:
     source: str  # where the test images came from
 
 
-def evaluate_model(model_path: str | Path, data_path: str | None = None,
-                   out_dir: str | Path | None = None, *, verbose: bool = False,
-                   dataset: str | None = None) -> Report:
+def evaluate_model(
+    model_path: str | Path,
+    data_path: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    verbose: bool = False,
+    dataset: str | None = None,
+) -> Report:
     """The saved model on the whole test set, fed as it was trained (see
     saved.SavedModel.normalize), its classes named as its dataset names them; files go to `out_dir`
     (default logs/evaluate/<time>/). The test data is read as the model's dataset (or
@@ -269,14 +332,17 @@ def evaluate_model(model_path: str | Path, data_path: str | None = None,
     saved = open_saved(model_path)  # the cheap checks come before TensorFlow is imported
     names = saved.class_names
     mnist = load_for_model(data_path, saved.dataset, dataset, f"model {model_path}")
-    out_dir = files.ensure_writable_dir(out_dir or Path(paths.EVALUATE_DIR) / new_run_id(),
-                                        "evaluation results")
+    out_dir = files.ensure_writable_dir(
+        out_dir or Path(paths.EVALUATE_DIR) / new_run_id(), "evaluation results"
+    )
     model, _ = saved.predictor(verbose=verbose, fast=False)  # Keras for a Keras model
     labels = mnist.y_test.astype("int64")
-    ev = evaluate(model, prepare_images(mnist.x_test, normalize=saved.normalize), labels,
-                  class_names=names)
+    ev = evaluate(
+        model, prepare_images(mnist.x_test, normalize=saved.normalize), labels, class_names=names
+    )
     written = save_results(ev, out_dir)
     written["mistakes_png"] = files.write_bytes(
-        out_dir / "mistakes.png", mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities,
-                                               class_names=names))
+        out_dir / "mistakes.png",
+        mistakes_png(mnist.x_test / 255.0, labels, ev.probabilities, class_names=names),
+    )
     return Report(ev, written, Path(model_path), mnist.source)

@@ -68,8 +68,13 @@ class Export:
     recorded_in: Path | None = None  # the run.json it was added to
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "quantize": self.quantize, "path": str(self.path),
-                "bytes": self.bytes, "checks": self.checks.to_dict()}
+        return {
+            "format": self.format,
+            "quantize": self.quantize,
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "checks": self.checks.to_dict(),
+        }
 
 
 # --- what may be asked -----------------------------------------------------------------------
@@ -78,15 +83,17 @@ class Export:
 def check_request(fmt: str, quantize: str, out: str | Path | None) -> None:
     """Cheap checks of what was asked, before anything is read."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}: expected one of "
-                          f"{', '.join(FORMATS)}")
+        raise ExportError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS:
-        raise ExportError(f"unknown quantization {quantize!r}: expected one of "
-                          f"{', '.join(QUANTIZATIONS)}")
+        raise ExportError(
+            f"unknown quantization {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}"
+        )
     if fmt == "saved_model" and quantize != "none":
-        raise ExportError("a SavedModel is exported in float32 only (quantization belongs to "
-                          "the converter that reads it): use --format litert or onnx with "
-                          f"--quantize {quantize}")
+        raise ExportError(
+            "a SavedModel is exported in float32 only (quantization belongs to "
+            "the converter that reads it): use --format litert or onnx with "
+            f"--quantize {quantize}"
+        )
     if out is not None and FORMATS[fmt] and Path(out).suffix != FORMATS[fmt]:
         raise ExportError(f"--out {out}: a {fmt} export is a file ending in {FORMATS[fmt]}")
 
@@ -127,7 +134,7 @@ def _size(path: Path) -> int:
 
 def ms_per_image(predictor, x: np.ndarray, count: int = TIMED_IMAGES) -> float:
     """Milliseconds per image, one image per call (batch 1), after a warm-up."""
-    images = [x[i: i + 1] for i in range(min(count, len(x)))]
+    images = [x[i : i + 1] for i in range(min(count, len(x)))]
     for image in images[:10]:
         predictor(image)
     start = time.perf_counter()
@@ -136,8 +143,9 @@ def ms_per_image(predictor, x: np.ndarray, count: int = TIMED_IMAGES) -> float:
     return round((time.perf_counter() - start) / len(images) * 1000, 4)
 
 
-def check(path: Path, x: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray,
-          keras_model=None) -> Checks:
+def check(
+    path: Path, x: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray, keras_model=None
+) -> Checks:
     """The export at `path` run by its own runtime on `x`, against Keras's `keras_probs`
     (and Keras's own time per image, where `keras_model` is given)."""
     from cnn_mnist.stages.evaluate import predict_probabilities, traced
@@ -149,11 +157,16 @@ def check(path: Path, x: np.ndarray, labels: np.ndarray, keras_probs: np.ndarray
     keras_ms = None
     if keras_model is not None:
         keras_ms = ms_per_image(traced(keras_model), x)
-    return Checks(images=len(x), keras_accuracy=float((theirs == labels).mean()),
-                  export_accuracy=float((ours == labels).mean()),
-                  agreement=float((ours == theirs).mean()),
-                  max_prob_diff=float(np.abs(probs - keras_probs).max()), bytes=_size(path),
-                  ms_per_image=ms_per_image(predictor, x), keras_ms_per_image=keras_ms)
+    return Checks(
+        images=len(x),
+        keras_accuracy=float((theirs == labels).mean()),
+        export_accuracy=float((ours == labels).mean()),
+        agreement=float((ours == theirs).mean()),
+        max_prob_diff=float(np.abs(probs - keras_probs).max()),
+        bytes=_size(path),
+        ms_per_image=ms_per_image(predictor, x),
+        keras_ms_per_image=keras_ms,
+    )
 
 
 def judge(checks: Checks, fmt: str, quantize: str, allow_drop: float | None = None) -> None:
@@ -166,7 +179,8 @@ def judge(checks: Checks, fmt: str, quantize: str, allow_drop: float | None = No
                 f"the {fmt} export does not answer as the Keras model does: largest probability "
                 f"difference {checks.max_prob_diff:.2g} (float rounding is below "
                 f"{FLOAT_TOLERANCE:g}), {differ} of {checks.images:,} predictions differ; "
-                "nothing was written")
+                "nothing was written"
+            )
         return
     allowed = ALLOWED_DROP if allow_drop is None else allow_drop
     if checks.accuracy_drop > allowed:
@@ -174,21 +188,32 @@ def judge(checks: Checks, fmt: str, quantize: str, allow_drop: float | None = No
             f"the {quantize} {fmt} export loses {checks.accuracy_drop:.2f} points of test "
             f"accuracy ({checks.keras_accuracy:.4f} -> {checks.export_accuracy:.4f}), more than "
             f"the {allowed:g} allowed: pass --allow-drop {checks.accuracy_drop:.2f} to keep it, "
-            "or export another --quantize; nothing was written")
+            "or export another --quantize; nothing was written"
+        )
 
 
-def export_checked(model, fmt: str, quantize: str, path: str | Path, x: np.ndarray,
-                   labels: np.ndarray, keras_probs: np.ndarray,
-                   metadata: dict[str, Any] | None = None, calibration: np.ndarray | None = None,
-                   allow_drop: float | None = None, time_keras: bool = False) -> Export:
+def export_checked(
+    model,
+    fmt: str,
+    quantize: str,
+    path: str | Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    keras_probs: np.ndarray,
+    metadata: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,
+    allow_drop: float | None = None,
+    time_keras: bool = False,
+) -> Export:
     """Convert, check on the test set against Keras, judge; only then put it at `path`."""
     from cnn_mnist.stages.save import float32_copy
 
     path, model = Path(path), float32_copy(model)
     try:
         with atomic_export(path, fmt) as tmp:
-            write_export(model, fmt, quantize, tmp, export_metadata(metadata, fmt, quantize),
-                   calibration)
+            write_export(
+                model, fmt, quantize, tmp, export_metadata(metadata, fmt, quantize), calibration
+            )
             checks = check(tmp, x, labels, keras_probs, model if time_keras else None)
             judge(checks, fmt, quantize, allow_drop)
     except OSError as exc:
@@ -216,10 +241,16 @@ def record_export(log_dir: str | Path, run_id: str | None, export: Export) -> Pa
     return files.write_json(record, data)
 
 
-def export_model(model_path: str | Path, fmt: str, quantize: str = "none",
-                 out: str | Path | None = None, data_path: str | None = None,
-                 allow_drop: float | None = None, verbose: bool = False,
-                 log_dir: str | Path | None = None) -> Export:
+def export_model(
+    model_path: str | Path,
+    fmt: str,
+    quantize: str = "none",
+    out: str | Path | None = None,
+    data_path: str | None = None,
+    allow_drop: float | None = None,
+    verbose: bool = False,
+    log_dir: str | Path | None = None,
+) -> Export:
     """`cnn export`: the saved Keras model at `model_path` as `fmt`, checked on its whole test
     set (read as its dataset), recorded in its run's run.json."""
     from cnn_mnist.core import paths
@@ -231,8 +262,10 @@ def export_model(model_path: str | Path, fmt: str, quantize: str = "none",
         raise ExportError(f"--allow-drop {allow_drop:g}: expected points of accuracy, 0 or more")
     saved = open_saved(model_path)
     if not saved.is_keras:
-        raise ModelFileError(f"{model_path}: `cnn export` needs the Keras model (.h5 or .keras) "
-                             "an export was made from, not an export")
+        raise ModelFileError(
+            f"{model_path}: `cnn export` needs the Keras model (.h5 or .keras) "
+            "an export was made from, not an export"
+        )
     out = Path(out) if out is not None else default_out(model_path, fmt, quantize)
     if out.resolve() == Path(model_path).resolve():
         raise OutputError(f"--out {out}: that is the model itself; choose another path")
@@ -241,8 +274,9 @@ def export_model(model_path: str | Path, fmt: str, quantize: str = "none",
     calibration = None
     if quantize == "int8":  # a few hundred training images, the same ones every time
         train = load_mnist(data_path, dataset=saved.dataset).x_train
-        pick = np.random.default_rng(0).choice(len(train), min(CALIBRATION_IMAGES, len(train)),
-                                               replace=False)
+        pick = np.random.default_rng(0).choice(
+            len(train), min(CALIBRATION_IMAGES, len(train)), replace=False
+        )
         calibration = prepare_images(train[np.sort(pick)], normalize=saved.normalize)
     from cnn_mnist.stages.evaluate import predict_probabilities, traced
 
@@ -250,8 +284,19 @@ def export_model(model_path: str | Path, fmt: str, quantize: str = "none",
     x = prepare_images(mnist.x_test, normalize=saved.normalize)
     labels = mnist.y_test.astype(np.int64)
     keras_probs = predict_probabilities(traced(model), x)
-    done = export_checked(model, fmt, quantize, out, x, labels, keras_probs, saved.metadata,
-                          calibration, allow_drop, time_keras=True)
+    done = export_checked(
+        model,
+        fmt,
+        quantize,
+        out,
+        x,
+        labels,
+        keras_probs,
+        saved.metadata,
+        calibration,
+        allow_drop,
+        time_keras=True,
+    )
     done.recorded_in = record_export(log_dir or paths.LOG_DIR, saved.run_id, done)
     return done
 
@@ -261,13 +306,15 @@ def format_export(done: Export) -> str:
     c = done.checks
     what = "float32" if done.quantize == "none" else done.quantize
     keras_ms = f" (Keras {c.keras_ms_per_image:.3f} ms)" if c.keras_ms_per_image else ""
-    lines = [f"Exported {done.format} ({what}) to {done.path}{'/' if done.path.is_dir() else ''}"
-             f" ({c.bytes / 1e6:.2f} MB)",
-             f"Checked on {c.images:,} test images against Keras: accuracy "
-             f"{c.export_accuracy:.4f} (Keras {c.keras_accuracy:.4f}, drop "
-             f"{c.accuracy_drop:.2f} points), same prediction on {c.agreement:.2%}, largest "
-             f"probability difference {c.max_prob_diff:.2g}",
-             f"Time per image at batch 1: {c.ms_per_image:.3f} ms{keras_ms}"]
+    lines = [
+        f"Exported {done.format} ({what}) to {done.path}{'/' if done.path.is_dir() else ''}"
+        f" ({c.bytes / 1e6:.2f} MB)",
+        f"Checked on {c.images:,} test images against Keras: accuracy "
+        f"{c.export_accuracy:.4f} (Keras {c.keras_accuracy:.4f}, drop "
+        f"{c.accuracy_drop:.2f} points), same prediction on {c.agreement:.2%}, largest "
+        f"probability difference {c.max_prob_diff:.2g}",
+        f"Time per image at batch 1: {c.ms_per_image:.3f} ms{keras_ms}",
+    ]
     if done.recorded_in:
         lines.append(f"Recorded in {done.recorded_in}")
     return "\n".join(lines)

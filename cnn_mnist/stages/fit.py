@@ -16,7 +16,12 @@ import numpy as np
 import tensorflow as tf
 
 from cnn_mnist.core import files
-from cnn_mnist.config.schema import AugmentConfig, CheckpointConfig, TensorBoardConfig, TrainingConfig
+from cnn_mnist.config.schema import (
+    AugmentConfig,
+    CheckpointConfig,
+    TensorBoardConfig,
+    TrainingConfig,
+)
 from cnn_mnist.stages.data import Prepared
 
 
@@ -66,8 +71,9 @@ class StopOnNonFinite(keras.callbacks.Callback):
             step = int(self.model.optimizer.iterations.numpy())
             rate = self.model.optimizer.learning_rate
             rate = float(rate.numpy() if hasattr(rate, "numpy") else rate)
-            raise guards.TrainingFailed(guards.non_finite_message(
-                float(loss), step, getattr(self, "epoch", 0), rate))
+            raise guards.TrainingFailed(
+                guards.non_finite_message(float(loss), step, getattr(self, "epoch", 0), rate)
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -182,8 +188,11 @@ class Histograms(EpochWriter):
                 value = float(values[0]) if values.size else 0.0
                 buckets = np.array([[value - 0.5, value + 0.5, float(values.size)]])
             tag = f"{weight.path.replace(':', '_')}/histogram"
-            tf.summary.write(tag, tf.constant(buckets, tf.float64),
-                             metadata=metadata.create_summary_metadata(tag, None))
+            tf.summary.write(
+                tag,
+                tf.constant(buckets, tf.float64),
+                metadata=metadata.create_summary_metadata(tag, None),
+            )
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -231,15 +240,19 @@ class Backup(keras.callbacks.BackupAndRestore):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self.model.save_weights(str(weights), overwrite=True)
-            metadata.write_text(json.dumps({"epoch": self._current_epoch,
-                                            "batch": self._last_batch_seen}))
+            metadata.write_text(
+                json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+            )
         except (OSError, RuntimeError) as exc:  # h5py raises both
             weights.unlink(missing_ok=True)
             metadata.unlink(missing_ok=True)
-            raise files.write_error(exc, folder, f"the backup of epoch {self._current_epoch}") \
-                from None
-        for latest, previous in ((self._weights_path, self._prev_weights_path),
-                                 (self._training_metadata_path, self._prev_training_metadata_path)):
+            raise files.write_error(
+                exc, folder, f"the backup of epoch {self._current_epoch}"
+            ) from None
+        for latest, previous in (
+            (self._weights_path, self._prev_weights_path),
+            (self._training_metadata_path, self._prev_training_metadata_path),
+        ):
             if os.path.exists(latest):
                 os.replace(latest, previous)
         os.replace(weights, self._weights_path)
@@ -251,8 +264,9 @@ def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
     """The block runs to its end; a signal among `signals` that came meanwhile is then raised
     again, to its own handler. Outside the main thread (no handlers there), nothing is held."""
     previous = {s: signal.getsignal(s) for s in signals}
-    if threading.current_thread() is not threading.main_thread() \
-            or None in previous.values():  # None: a handler not set from Python
+    if (
+        threading.current_thread() is not threading.main_thread() or None in previous.values()
+    ):  # None: a handler not set from Python
         yield
         return
     caught: list[int] = []
@@ -283,11 +297,14 @@ def read_epochs(path: Path) -> list[dict]:
 class BestModel(keras.callbacks.Callback):
     """Keep the best model by a monitored metric, written atomically after each epoch."""
 
-    def __init__(self, config: CheckpointConfig, path: Path, metadata: dict,
-                 history: list[dict]) -> None:
+    def __init__(
+        self, config: CheckpointConfig, path: Path, metadata: dict, history: list[dict]
+    ) -> None:
         super().__init__()
         self.monitor, self.path, self.metadata = config.monitor, path, metadata
-        self.better = (lambda a, b: a < b) if config.monitor.endswith("loss") else (lambda a, b: a > b)
+        self.better = (
+            (lambda a, b: a < b) if config.monitor.endswith("loss") else (lambda a, b: a > b)
+        )
         previous = [e[self.monitor] for e in history if self.monitor in e]
         self.best = None
         for value in previous:  # a resumed run remembers its best epoch
@@ -302,7 +319,9 @@ class BestModel(keras.callbacks.Callback):
             return
         if self.best is None or self.better(value, self.best):
             self.best = float(value)
-            save_model(self.model, self.path, {**self.metadata, "epoch": epoch, self.monitor: value})
+            save_model(
+                self.model, self.path, {**self.metadata, "epoch": epoch, self.monitor: value}
+            )
 
 
 class FitTimer(keras.callbacks.Callback):
@@ -318,7 +337,9 @@ class FitTimer(keras.callbacks.Callback):
         self._t = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.timings["first_step" if self._first else "train_steps"] += time.perf_counter() - self._t
+        self.timings["first_step" if self._first else "train_steps"] += (
+            time.perf_counter() - self._t
+        )
         self._first = False
 
     def on_epoch_end(self, epoch, logs=None):
@@ -349,10 +370,16 @@ def write_graph(model: keras.Model, log_dir: Path) -> None:
         tf.summary.graph(graph)
 
 
-def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir: Path | None,
-              metadata: dict | None = None, timer: FitTimer | None = None,
-              validation: TestValidation | None = None, seeds: EpochSeeds | None = None,
-              images: keras.callbacks.Callback | None = None) -> list[keras.callbacks.Callback]:
+def callbacks(
+    training: TrainingConfig,
+    tensorboard: TensorBoardConfig,
+    run_dir: Path | None,
+    metadata: dict | None = None,
+    timer: FitTimer | None = None,
+    validation: TestValidation | None = None,
+    seeds: EpochSeeds | None = None,
+    images: keras.callbacks.Callback | None = None,
+) -> list[keras.callbacks.Callback]:
     """Validation (first, so the others see its metrics), the non-finite loss check, epoch
     seeds, history, TensorBoard (with `images`, the feature maps, if given), stopping, and the
     backup last: an epoch in the backup is in the history too."""
@@ -367,38 +394,75 @@ def callbacks(training: TrainingConfig, tensorboard: TensorBoardConfig, run_dir:
     if run_dir is not None:
         out.append(EpochLog(run_dir / "epochs.jsonl"))
         if training.checkpoint:
-            out.append(BestModel(training.checkpoint, run_dir / "best.h5", metadata or {},
-                                 read_epochs(run_dir / "epochs.jsonl")))
+            out.append(
+                BestModel(
+                    training.checkpoint,
+                    run_dir / "best.h5",
+                    metadata or {},
+                    read_epochs(run_dir / "epochs.jsonl"),
+                )
+            )
         if tensorboard.enabled:
-            out.append(keras.callbacks.TensorBoard(
-                log_dir=str(run_dir), histogram_freq=0, update_freq="epoch",
-                write_graph=tensorboard.write_graph,
-                profile_batch=tuple(tensorboard.profile_batch)
-                if isinstance(tensorboard.profile_batch, list) else tensorboard.profile_batch))
-            out.append(BatchScalars(run_dir, tensorboard.update_freq))
-            if tensorboard.histogram_freq:
-                out.append(Histograms(run_dir, tensorboard.histogram_freq))
-            if images is not None:
-                out.append(images)
+            out += _tensorboard_callbacks(tensorboard, run_dir, images)
     if training.early_stopping:
         stop = training.early_stopping
-        out.append(keras.callbacks.EarlyStopping(
-            monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta,
-            restore_best_weights=stop.restore_best_weights, verbose=0))
+        out.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stop.monitor,
+                patience=stop.patience,
+                min_delta=stop.min_delta,
+                verbose=0,
+                restore_best_weights=stop.restore_best_weights,
+            )
+        )
     if run_dir is not None:
         # Last, so that an interrupt between two callbacks never leaves a backed-up epoch out
         # of epochs.jsonl, best.h5 or TensorBoard: a resumed run redoes an unsaved epoch, the
         # same way. Kept after fit (delete_checkpoint=False): the pipeline removes it once the
         # run is recorded as completed, so an interrupt during evaluation or saving still resumes.
-        out.append(Backup(str(run_dir / "backup"), save_freq="epoch", double_checkpoint=True,
-                          delete_checkpoint=False))
+        out.append(
+            Backup(
+                str(run_dir / "backup"),
+                save_freq="epoch",
+                double_checkpoint=True,
+                delete_checkpoint=False,
+            )
+        )
     return out
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normalize: bool,
-                 shuffle: bool = False, seed: int | None = None,
-                 epoch: tf.Variable | int = 0,
-                 augment: AugmentConfig | None = None) -> tf.data.Dataset:
+def _tensorboard_callbacks(
+    tensorboard: TensorBoardConfig, run_dir: Path, images: keras.callbacks.Callback | None
+) -> list[keras.callbacks.Callback]:
+    """Keras's TensorBoard callback (graph, profile), our batch scalars, histograms, images."""
+    profile = tensorboard.profile_batch
+    out: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(
+            log_dir=str(run_dir),
+            histogram_freq=0,
+            update_freq="epoch",
+            write_graph=tensorboard.write_graph,
+            profile_batch=tuple(profile) if isinstance(profile, list) else profile,
+        ),
+        BatchScalars(run_dir, tensorboard.update_freq),
+    ]
+    if tensorboard.histogram_freq:
+        out.append(Histograms(run_dir, tensorboard.histogram_freq))
+    if images is not None:
+        out.append(images)
+    return out
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    normalize: bool,
+    shuffle: bool = False,
+    seed: int | None = None,
+    epoch: tf.Variable | int = 0,
+    augment: AugmentConfig | None = None,
+) -> tf.data.Dataset:
     """uint8 images and digit labels -> batches of float32 (N, 28, 28, 1) and one-hot labels.
 
     Batches are gathered from a shuffled index, so only 47 MB of uint8 pixels are held, not a
@@ -422,14 +486,7 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
         return tf.expand_dims(x, -1), tf.one_hot(tf.gather(digits, index), 10)
 
     count = len(images)
-    dataset = tf.data.Dataset.range(count)
-    if shuffle:
-        def permutation(_):
-            key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
-            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
-
-        dataset = tf.data.Dataset.from_tensors(0).map(permutation).unbatch() \
-            .apply(tf.data.experimental.assert_cardinality(count))
+    dataset = _shuffled(count, seed, epoch) if shuffle else tf.data.Dataset.range(count)
     dataset = dataset.batch(batch_size)
     if augment is not None and augment.active:
         from cnn_mnist.stages.augment import augment_batch, batch_key
@@ -450,19 +507,44 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, normal
     return dataset.with_options(options)
 
 
-def train_dataset(data: Prepared, training: TrainingConfig,
-                  epoch: tf.Variable | int = 0) -> tf.data.Dataset:
+def _shuffled(count: int, seed: int | None, epoch: tf.Variable | int) -> tf.data.Dataset:
+    """Indices 0..count-1 in an order drawn from `seed` and `epoch` alone, each pass."""
+
+    def permutation(_):
+        key = tf.stack([tf.constant(seed or 0, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
+
+    dataset = tf.data.Dataset.from_tensors(0).map(permutation).unbatch()
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
+
+
+def train_dataset(
+    data: Prepared, training: TrainingConfig, epoch: tf.Variable | int = 0
+) -> tf.data.Dataset:
     """The training images in batches of `training.batch_size`, in the order that the seed
     and `epoch` give (EpochSeeds.epoch moves it on each epoch)."""
-    return make_dataset(data.images_train, data.labels_train, training.batch_size,
-                        data.normalize, shuffle=training.shuffle, seed=training.seed, epoch=epoch,
-                        augment=data.augment)
+    return make_dataset(
+        data.images_train,
+        data.labels_train,
+        training.batch_size,
+        data.normalize,
+        shuffle=training.shuffle,
+        seed=training.seed,
+        epoch=epoch,
+        augment=data.augment,
+    )
 
 
-def fit_callbacks(data: Prepared, training: TrainingConfig, tensorboard: TensorBoardConfig,
-                  run_dir: Path | None, metadata: dict | None = None,
-                  timer: FitTimer | None = None, validation: TestValidation | None = None,
-                  seeds: EpochSeeds | None = None) -> list[keras.callbacks.Callback]:
+def fit_callbacks(
+    data: Prepared,
+    training: TrainingConfig,
+    tensorboard: TensorBoardConfig,
+    run_dir: Path | None,
+    metadata: dict | None = None,
+    timer: FitTimer | None = None,
+    validation: TestValidation | None = None,
+    seeds: EpochSeeds | None = None,
+) -> list[keras.callbacks.Callback]:
     """The callbacks of either fit loop; with `training.validation: test`, a TestValidation is
     made if none is given (pass one to keep its last predictions)."""
     if training.validation != "test":
@@ -481,8 +563,9 @@ class FeatureMaps(EpochWriter):
     [0, 1]), one image per layer (`feature_maps/layer_<i>_<type>`); drawn by network.py, as
     `cnn inspect` draws them. One forward pass of one image per epoch."""
 
-    def __init__(self, log_dir: Path, sample: np.ndarray, normalize: bool = True,
-                 every: int = 1) -> None:
+    def __init__(
+        self, log_dir: Path, sample: np.ndarray, normalize: bool = True, every: int = 1
+    ) -> None:
         from cnn_mnist.analysis.network import model_input
 
         super().__init__(log_dir, every)
@@ -502,23 +585,34 @@ def feature_maps(data: Prepared, tensorboard: TensorBoardConfig, run_dir: Path) 
 
     index, count = tensorboard.sample_index, len(data.images_test)
     if index >= count:
-        raise ConfigError(f"tensorboard.sample_index: {index} is past the {count:,} test images "
-                          f"in use; pick 0 to {count - 1}, or set tensorboard.feature_maps: false")
+        raise ConfigError(
+            f"tensorboard.sample_index: {index} is past the {count:,} test images "
+            f"in use; pick 0 to {count - 1}, or set tensorboard.feature_maps: false"
+        )
     return FeatureMaps(run_dir, data.images_test[index] / np.float32(255), data.normalize)
 
 
-def fit_history(model: keras.Model, history: dict, tensorboard: TensorBoardConfig,
-                run_dir: Path | None) -> dict:
+def fit_history(
+    model: keras.Model, history: dict, tensorboard: TensorBoardConfig, run_dir: Path | None
+) -> dict:
     """After either fit loop: the model's graph for TensorBoard, and the history as floats."""
     if tensorboard.enabled and tensorboard.write_graph and run_dir is not None:
         write_graph(model, run_dir)
     return {name: [float(v) for v in values] for name, values in history.items()}
 
 
-def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
-        tensorboard: TensorBoardConfig, run_dir: Path | None, verbose: int = 1,
-        metadata: dict | None = None, timer: FitTimer | None = None,
-        validation: TestValidation | None = None, extra_callbacks=()) -> dict:
+def fit(
+    model: keras.Model,
+    data: Prepared,
+    training: TrainingConfig,
+    tensorboard: TensorBoardConfig,
+    run_dir: Path | None,
+    verbose: int = 1,
+    metadata: dict | None = None,
+    timer: FitTimer | None = None,
+    validation: TestValidation | None = None,
+    extra_callbacks=(),
+) -> dict:
     """Train (resuming from `run_dir/backup` if a backup is there); returns this call's history.
     `extra_callbacks` run after the others (they see the validation metrics)."""
     seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
@@ -526,8 +620,12 @@ def fit(model: keras.Model, data: Prepared, training: TrainingConfig,
         train_dataset(data, training, seeds.epoch),
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
-        callbacks=[*fit_callbacks(data, training, tensorboard, run_dir, metadata, timer,
-                                  validation, seeds), *extra_callbacks],
+        callbacks=[
+            *fit_callbacks(
+                data, training, tensorboard, run_dir, metadata, timer, validation, seeds
+            ),
+            *extra_callbacks,
+        ],
         verbose=verbose,
     )
     return fit_history(model, history.history, tensorboard, run_dir)

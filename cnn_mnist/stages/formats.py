@@ -45,6 +45,7 @@ def _representative(calibration: np.ndarray):
     def batches():
         for image in calibration:
             yield [image[None].astype(np.float32)]
+
     return batches
 
 
@@ -53,12 +54,16 @@ def _litert(model, path: Path, quantize: str, calibration: np.ndarray | None) ->
 
     options: dict[str, Any] = {}
     if quantize == "float16":
-        options = {"optimizations": [tf.lite.Optimize.DEFAULT],
-                   "target_spec": {"supported_types": [tf.float16]}}
+        options = {
+            "optimizations": [tf.lite.Optimize.DEFAULT],
+            "target_spec": {"supported_types": [tf.float16]},
+        }
     elif quantize == "int8":  # full integer: every op in int8, float32 only at the edges
-        options = {"optimizations": [tf.lite.Optimize.DEFAULT],
-                   "representative_dataset": _representative(calibration),
-                   "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
+        options = {
+            "optimizations": [tf.lite.Optimize.DEFAULT],
+            "representative_dataset": _representative(calibration),
+            "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+        }
     model.export(str(path), format="litert", verbose=False, **options)
 
 
@@ -104,9 +109,15 @@ def _onnx(model, path: Path, quantize: str, calibration: np.ndarray | None) -> N
         os.replace(path, float_path)
         try:
             name = onnx.load(str(float_path)).graph.input[0].name
-            quantize_static(str(float_path), str(path), _Calibration(name, calibration),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                str(float_path),
+                str(path),
+                _Calibration(name, calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
         finally:
             float_path.unlink(missing_ok=True)
 
@@ -138,20 +149,35 @@ def float_ops(path: Path, fmt: str) -> list[str]:
         with stderr_captured():
             interpreter = Interpreter(model_path=str(path))
         dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
-        return sorted({op["op_name"] for op in interpreter._get_ops_details()
-                       if op["op_name"] not in _EDGES
-                       and any(dtypes.get(i) == np.float32 for i in op["outputs"])})
+        return sorted(
+            {
+                op["op_name"]
+                for op in interpreter._get_ops_details()
+                if op["op_name"] not in _EDGES
+                and any(dtypes.get(i) == np.float32 for i in op["outputs"])
+            }
+        )
     import onnx
 
     graph = onnx.load(str(path)).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    return sorted({n.op_type for n in graph.node if n.op_type in _ONNX_COMPUTE
-                   and not all(i in dequantized for i in n.input[:2])})
+    return sorted(
+        {
+            n.op_type
+            for n in graph.node
+            if n.op_type in _ONNX_COMPUTE and not all(i in dequantized for i in n.input[:2])
+        }
+    )
 
 
-def write_export(model, fmt: str, quantize: str, path: Path,
-                 metadata: dict[str, Any] | None = None,
-                 calibration: np.ndarray | None = None) -> None:
+def write_export(
+    model,
+    fmt: str,
+    quantize: str,
+    path: Path,
+    metadata: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,
+) -> None:
     """The conversion itself, into `path` (a temporary one); `model` computes in float32."""
     from cnn_mnist.core.runtime import stderr_captured
 
@@ -164,17 +190,22 @@ def write_export(model, fmt: str, quantize: str, path: Path,
             else:
                 model.export(str(path), format="tf_saved_model", verbose=False)
     except ModuleNotFoundError as exc:
-        raise ExportError(f"the {fmt} export needs the package {exc.name} "
-                          "(pip install -e . installs it)") from None
+        raise ExportError(
+            f"the {fmt} export needs the package {exc.name} (pip install -e . installs it)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the converters raise many types
         what = {"none": "float32", "float16": "float16", "int8": "int8"}[quantize]
-        raise ExportError(f"the {fmt} converter refused the {what} export of this model "
-                          f"({_reason(exc)}); try another --quantize") from None
+        raise ExportError(
+            f"the {fmt} converter refused the {what} export of this model "
+            f"({_reason(exc)}); try another --quantize"
+        ) from None
     left = float_ops(path, fmt) if quantize == "int8" else []
     if left:
-        raise ExportError(f"the {fmt} converter could not quantize every layer of this model to "
-                          f"int8: {', '.join(left)} would still compute in float; export it "
-                          "with --quantize float16 or none")
+        raise ExportError(
+            f"the {fmt} converter could not quantize every layer of this model to "
+            f"int8: {', '.join(left)} would still compute in float; export it "
+            "with --quantize float16 or none"
+        )
     if metadata is not None:
         if fmt == "litert":
             embed_litert_metadata(path, metadata)
@@ -207,8 +238,14 @@ def atomic_export(path: Path, fmt: str) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def convert(model, fmt: str, quantize: str, path: str | Path,
-            metadata: dict[str, Any] | None = None, calibration: np.ndarray | None = None) -> Path:
+def convert(
+    model,
+    fmt: str,
+    quantize: str,
+    path: str | Path,
+    metadata: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,
+) -> Path:
     """The (float32) model exported to `path`, unchecked (export.export_checked checks);
     atomic."""
     path = Path(path)

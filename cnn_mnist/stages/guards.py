@@ -75,14 +75,16 @@ def check_model_fits(config) -> None:
         return
     big = max(rows, key=lambda r: r.params)
     layer = config.model.layers[big.index]
-    size = ", ".join(f"{k} {v:,}" for k, v in layer.model_dump().items()
-                     if k in ("units", "filters"))
+    size = ", ".join(
+        f"{k} {v:,}" for k, v in layer.model_dump().items() if k in ("units", "filters")
+    )
     raise ConfigError(
         f"the model is too large for memory: {params:,} parameters need about {gb(need)} to "
         f"train (weights, gradients, {config.compile.optimizer}'s "
         f"{OPTIMIZER_SLOTS.get(config.compile.optimizer, 2)} slot(s) each), and "
         f"{gb(have)} is {where}. model.layers[{big.index}] ({layer.type}{', ' + size if size else ''}"
-        f") holds {big.params:,} of them: make it smaller (`cnn summary` shows each layer's count)")
+        f") holds {big.params:,} of them: make it smaller (`cnn summary` shows each layer's count)"
+    )
 
 
 def out_of_memory(config) -> TrainingFailed:
@@ -94,7 +96,8 @@ def out_of_memory(config) -> TrainingFailed:
     limit = f" ({gb(have)} {where})" if have else ""
     return TrainingFailed(
         f"out of memory while training ({size}batch size {config.training.batch_size}"
-        f"{limit}): lower training.batch_size (--batch-size), or the model's units and filters")
+        f"{limit}): lower training.batch_size (--batch-size), or the model's units and filters"
+    )
 
 
 def check_input_shape(config, image_shape: tuple[int, ...]) -> None:
@@ -105,7 +108,8 @@ def check_input_shape(config, image_shape: tuple[int, ...]) -> None:
         raise ConfigError(
             f"model.input_shape is {show(wanted)}, but the data's images are "
             f"{show(image_shape)}; set model.input_shape: {list(image_shape)} (or give the model "
-            "data of that shape)")
+            "data of that shape)"
+        )
 
 
 def chance_level(labels: np.ndarray) -> float:
@@ -123,8 +127,10 @@ def at_chance(accuracy: float, labels: np.ndarray, margin: float = 0.01) -> bool
 def non_finite_message(value: float, step: int, epoch: int, learning_rate: float | None) -> str:
     rate = f" (learning rate {learning_rate:g})" if learning_rate else ""
     lower = f", e.g. --learning-rate {learning_rate / 10:g}" if learning_rate else ""
-    return (f"training diverged: the loss became {value} at step {step} of epoch {epoch + 1}"
-            f"{rate}; lower compile.learning_rate{lower}, or warm it up with compile.schedule")
+    return (
+        f"training diverged: the loss became {value} at step {step} of epoch {epoch + 1}"
+        f"{rate}; lower compile.learning_rate{lower}, or warm it up with compile.schedule"
+    )
 
 
 def is_finite(value) -> bool:
@@ -139,8 +145,12 @@ def process_gone(host: str | None, pid, started_at: str | None = None) -> bool:
     this machine and no process has that id now, or the one that has it started later."""
     import socket
 
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 \
-            or host != socket.gethostname():
+    if (
+        not isinstance(pid, int)
+        or isinstance(pid, bool)
+        or pid <= 0
+        or host != socket.gethostname()
+    ):
         return False
     try:
         os.kill(pid, 0)
@@ -156,10 +166,14 @@ def _started_after(pid: int, started_at: str | None) -> bool:
     import datetime
 
     try:
-        ticks = int(open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1]
-                    .split()[19])
-        boot = next(float(line.split()[1]) for line in open("/proc/stat", encoding="utf-8")
-                    if line.startswith("btime"))
+        ticks = int(
+            open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()[19]
+        )
+        boot = next(
+            float(line.split()[1])
+            for line in open("/proc/stat", encoding="utf-8")
+            if line.startswith("btime")
+        )
         began = boot + ticks / os.sysconf("SC_CLK_TCK")
         recorded = datetime.datetime.fromisoformat(started_at).timestamp()
     except (OSError, ValueError, IndexError, StopIteration, TypeError):

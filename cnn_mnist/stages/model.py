@@ -60,13 +60,18 @@ def _cpu_dtype(cpu_flags: frozenset[str]) -> tuple[bool, str]:
     for flag, name in BF16_FLAGS.items():
         if flag in cpu_flags:
             return True, f"auto: this CPU has {name} ({flag})"
-    return False, ("auto: no amx_bf16 or avx512_bf16 on this CPU, where bfloat16 is emulated "
-                   "and about 10x slower")
+    return False, (
+        "auto: no amx_bf16 or avx512_bf16 on this CPU, where bfloat16 is emulated "
+        "and about 10x slower"
+    )
 
 
-def accelerator_plan(config: CompileConfig, gpus: list[tuple[str, tuple[int, int] | None]],
-                     cpu_flags: frozenset[str] = frozenset(), distributed: bool = False
-                     ) -> Accelerator:
+def accelerator_plan(
+    config: CompileConfig,
+    gpus: list[tuple[str, tuple[int, int] | None]],
+    cpu_flags: frozenset[str] = frozenset(),
+    distributed: bool = False,
+) -> Accelerator:
     """Settings for `gpus` (name, compute capability) or a CPU with `cpu_flags` (as in
     /proc/cpuinfo), where the config says "auto"; an explicit value wins.
 
@@ -81,12 +86,20 @@ def accelerator_plan(config: CompileConfig, gpus: list[tuple[str, tuple[int, int
     if on_gpu:
         fast = all(cc is not None and cc >= (7, 0) for _, cc in gpus)
         mixed = "mixed_float16"
-        why = ("auto: every GPU has tensor cores" if fast
-               else "auto: a GPU without tensor cores (compute capability < 7.0)")
+        why = (
+            "auto: every GPU has tensor cores"
+            if fast
+            else "auto: a GPU without tensor cores (compute capability < 7.0)"
+        )
     else:
         (fast, why), mixed = _cpu_dtype(cpu_flags), "mixed_bfloat16"
-    steps = (config.steps_per_execution if config.steps_per_execution != "auto"
-             else GPU_STEPS_PER_EXECUTION if on_gpu else 1)
+    steps = (
+        config.steps_per_execution
+        if config.steps_per_execution != "auto"
+        else GPU_STEPS_PER_EXECUTION
+        if on_gpu
+        else 1
+    )
     wanted = fast if config.mixed_precision == "auto" else config.mixed_precision
     if config.mixed_precision != "auto":
         why = f"compile.mixed_precision: {str(config.mixed_precision).lower()}"
@@ -137,31 +150,49 @@ def learning_rate(config: CompileConfig, total_steps: int):
     total_steps = max(1, total_steps)
     if schedule.type == "cosine":
         return keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=total_steps, alpha=schedule.end_factor)
+            config.learning_rate, decay_steps=total_steps, alpha=schedule.end_factor
+        )
     warmup = int(round(schedule.warmup * total_steps))
     return keras.optimizers.schedules.CosineDecay(
-        config.learning_rate * schedule.start_factor, decay_steps=max(1, total_steps - warmup),
-        alpha=schedule.end_factor, warmup_target=config.learning_rate, warmup_steps=warmup)
+        config.learning_rate * schedule.start_factor,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=schedule.end_factor,
+        warmup_target=config.learning_rate,
+        warmup_steps=warmup,
+    )
 
 
-def compile_model(model: keras.Model, config: CompileConfig, total_steps: int = 1,
-                  accelerator: Accelerator | None = None) -> keras.Model:
+def compile_model(
+    model: keras.Model,
+    config: CompileConfig,
+    total_steps: int = 1,
+    accelerator: Accelerator | None = None,
+) -> keras.Model:
     """Optimizer with its learning rate (or schedule over `total_steps`), loss and metrics.
 
     A float16 model gets Keras's loss scaling (a LossScaleOptimizer around the optimizer);
     bfloat16 has float32's range and needs none.
     """
-    betas = {name: value for name, value in (("beta_1", config.beta_1), ("beta_2", config.beta_2))
-             if value is not None and config.optimizer in ("adam", "adamw")}
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate(config, total_steps),
-                                             **betas)
+    betas = {
+        name: value
+        for name, value in (("beta_1", config.beta_1), ("beta_2", config.beta_2))
+        if value is not None and config.optimizer in ("adam", "adamw")
+    }
+    optimizer = OPTIMIZERS[config.optimizer](
+        learning_rate=learning_rate(config, total_steps), **betas
+    )
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     extra = {}
     if accelerator is not None:
-        extra = {"jit_compile": accelerator.jit_compile,
-                 "steps_per_execution": accelerator.steps_per_execution}
-    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-            if config.label_smoothing else config.loss)
+        extra = {
+            "jit_compile": accelerator.jit_compile,
+            "steps_per_execution": accelerator.steps_per_execution,
+        }
+    loss = (
+        keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        if config.label_smoothing
+        else config.loss
+    )
     model.compile(optimizer=optimizer, loss=loss, metrics=list(config.metrics), **extra)
     return model

@@ -32,8 +32,11 @@ def float32_copy(model):
     copy.set_weights(model.get_weights())
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     if optimizer is not None:
-        copy.compile(optimizer=optimizer.__class__.from_config(optimizer.get_config()),
-                     loss=model.loss, metrics=["accuracy"])
+        copy.compile(
+            optimizer=optimizer.__class__.from_config(optimizer.get_config()),
+            loss=model.loss,
+            metrics=["accuracy"],
+        )
     return copy
 
 
@@ -80,7 +83,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         else:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-                text = archive.read(f"{METADATA_KEY}.json") if f"{METADATA_KEY}.json" in names else None
+                text = (
+                    archive.read(f"{METADATA_KEY}.json")
+                    if f"{METADATA_KEY}.json" in names
+                    else None
+                )
         return json.loads(text) if text else {}
     except Exception:  # noqa: BLE001 - unreadable here means load_model will say what is wrong
         return {}
@@ -95,7 +102,8 @@ def dataset_of(metadata: dict[str, Any]) -> str:
     """The dataset the model was trained on: mnist, fashion_mnist or custom ("mnist" for a
     model saved before datasets were recorded, or by other means)."""
     return metadata.get("dataset") or metadata.get("config", {}).get("data", {}).get(
-        "dataset", "mnist")
+        "dataset", "mnist"
+    )
 
 
 def class_names_of(metadata: dict[str, Any]) -> list[str]:
@@ -125,8 +133,9 @@ def check_model_path(path: str | Path) -> Path:
     """Cheap checks before TensorFlow is imported: the file exists and has a model suffix."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"model file not found: {path}; train one with `cnn train` "
-                             "or pass --model PATH")
+        raise ModelFileError(
+            f"model file not found: {path}; train one with `cnn train` or pass --model PATH"
+        )
     if path.is_dir() or path.suffix not in (".h5", ".keras"):
         raise ModelFileError(f"{path}: expected a Keras model file ending in .h5 or .keras")
     if path.stat().st_size == 0:
@@ -143,16 +152,22 @@ def load_model(path: str | Path):
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - h5py/zipfile/keras raise many types for a broken file
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise ModelFileError(f"{path}: not a readable Keras model ({reason}); the file is "
-                             "truncated or corrupt: train again with `cnn train`") from None
+        raise ModelFileError(
+            f"{path}: not a readable Keras model ({reason}); the file is "
+            "truncated or corrupt: train again with `cnn train`"
+        ) from None
     try:
         shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     except (AttributeError, ValueError):
         shape_in = shape_out = None
     if shape_in != EXPECTED_INPUT:
-        raise ModelFileError(f"{path}: the model takes inputs of shape {shape_in}, expected "
-                             f"{EXPECTED_INPUT} (one 28x28 grayscale digit)")
+        raise ModelFileError(
+            f"{path}: the model takes inputs of shape {shape_in}, expected "
+            f"{EXPECTED_INPUT} (one 28x28 grayscale digit)"
+        )
     if shape_out != (10,):
-        raise ModelFileError(f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
-                             "(one probability per digit)")
+        raise ModelFileError(
+            f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
+            "(one probability per digit)"
+        )
     return model

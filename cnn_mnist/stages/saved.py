@@ -30,21 +30,29 @@ METADATA_KEY = save.METADATA_KEY
 SAVED_MODEL_ASSET = formats.SAVED_MODEL_ASSET
 KERAS_SUFFIXES = (".h5", ".keras")
 FORMAT_OF_SUFFIX = {".h5": "h5", ".keras": "keras", ".tflite": "litert", ".onnx": "onnx"}
-FORMAT_NAMES = {"h5": "Keras (.h5)", "keras": "Keras (.keras)", "litert": "LiteRT (.tflite)",
-                "onnx": "ONNX", "saved_model": "SavedModel"}
+FORMAT_NAMES = {
+    "h5": "Keras (.h5)",
+    "keras": "Keras (.keras)",
+    "litert": "LiteRT (.tflite)",
+    "onnx": "ONNX",
+    "saved_model": "SavedModel",
+}
 
 
 def check_path(path: str | Path) -> tuple[Path, str]:
     """Cheap checks before any runtime is imported; (the path, its format)."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"model file not found: {path}; train one with `cnn train` "
-                             "or pass --model PATH")
+        raise ModelFileError(
+            f"model file not found: {path}; train one with `cnn train` or pass --model PATH"
+        )
     if path.is_dir() and (path / "saved_model.pb").is_file():
         return path, "saved_model"
     if path.is_dir() or path.suffix not in FORMAT_OF_SUFFIX:
-        raise ModelFileError(f"{path}: expected a Keras model file ending in .h5 or .keras, or "
-                             "an export of one (.tflite, .onnx, a SavedModel folder)")
+        raise ModelFileError(
+            f"{path}: expected a Keras model file ending in .h5 or .keras, or "
+            "an export of one (.tflite, .onnx, a SavedModel folder)"
+        )
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the file is empty; train again with `cnn train`")
     return path, FORMAT_OF_SUFFIX[path.suffix]
@@ -82,10 +90,10 @@ def litert_metadata(data: bytes) -> dict[str, Any]:
         o = buffer.Offset(4)
         if o:
             start, length = buffer.Vector(o), buffer.VectorLen(o)
-            return json.loads(bytes(buf[start:start + length]))
+            return json.loads(bytes(buf[start : start + length]))
         offset = buffer.Get(number_types.Uint64Flags, buffer.Pos + buffer.Offset(6))
         size = buffer.Get(number_types.Uint64Flags, buffer.Pos + buffer.Offset(8))
-        return json.loads(bytes(buf[offset:offset + size]))
+        return json.loads(bytes(buf[offset : offset + size]))
     return {}
 
 
@@ -122,8 +130,9 @@ class LiteRTModel:
         from cnn_mnist.core.runtime import stderr_captured
 
         with stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interpreter = Interpreter(model_path=str(path),
-                                           num_threads=threads or os.cpu_count() or 1)
+            self.interpreter = Interpreter(
+                model_path=str(path), num_threads=threads or os.cpu_count() or 1
+            )
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None
@@ -198,11 +207,14 @@ class SavedModel:
                 handle._onnx = OnnxModel(path)
                 handle.metadata = handle._onnx.metadata()
             except ModuleNotFoundError:
-                raise ModelFileError(f"{path}: reading .onnx needs onnxruntime "
-                                     "(pip install onnxruntime)") from None
+                raise ModelFileError(
+                    f"{path}: reading .onnx needs onnxruntime (pip install onnxruntime)"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-                raise ModelFileError(f"{path}: not a readable ONNX model ({_reason(exc)}); "
-                                     "export it again with `cnn export`") from None
+                raise ModelFileError(
+                    f"{path}: not a readable ONNX model ({_reason(exc)}); "
+                    "export it again with `cnn export`"
+                ) from None
         return handle
 
     @property
@@ -233,15 +245,18 @@ class SavedModel:
     def keras_model(self, what: str = "this"):
         """The Keras model (loaded once); ModelFileError for an export, which has none."""
         if not self.is_keras:
-            raise ModelFileError(f"{self.path}: {what} needs a Keras model (.h5 or .keras); "
-                                 f"this is a {FORMAT_NAMES[self.format]} export: pass the model "
-                                 "it was exported from with --model")
+            raise ModelFileError(
+                f"{self.path}: {what} needs a Keras model (.h5 or .keras); "
+                f"this is a {FORMAT_NAMES[self.format]} export: pass the model "
+                "it was exported from with --model"
+            )
         if self._keras is None:
             self._keras = save.load_model(self.path)
         return self._keras
 
-    def predictor(self, threads: int | None = None, verbose: bool = False,
-                  fast: bool = True) -> tuple[Any, str]:
+    def predictor(
+        self, threads: int | None = None, verbose: bool = False, fast: bool = True
+    ) -> tuple[Any, str]:
         """(a callable on a batch giving probabilities, its backend). A Keras model runs on
         its checked LiteRT export beside it where `fast` and there is one, else on Keras."""
         from cnn_mnist.core.runtime import import_tensorflow
@@ -252,18 +267,24 @@ class SavedModel:
             try:
                 return LiteRTModel(self.path, threads), "litert"
             except ModuleNotFoundError:
-                raise ModelFileError(f"{self.path}: reading .tflite needs ai-edge-litert "
-                                     "(pip install ai-edge-litert)") from None
+                raise ModelFileError(
+                    f"{self.path}: reading .tflite needs ai-edge-litert "
+                    "(pip install ai-edge-litert)"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError
-                raise ModelFileError(f"{self.path}: not a readable LiteRT model "
-                                     f"({_reason(exc)}); export it again with `cnn export`") from None
+                raise ModelFileError(
+                    f"{self.path}: not a readable LiteRT model "
+                    f"({_reason(exc)}); export it again with `cnn export`"
+                ) from None
         if self.format == "saved_model":
             import_tensorflow(verbose)
             try:
                 return SavedModelRunner(self.path), "saved_model"
             except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types
-                raise ModelFileError(f"{self.path}: not a readable SavedModel ({_reason(exc)}); "
-                                     "export it again with `cnn export`") from None
+                raise ModelFileError(
+                    f"{self.path}: not a readable SavedModel ({_reason(exc)}); "
+                    "export it again with `cnn export`"
+                ) from None
         if fast:
             lite = self.litert_beside()
             if lite is not None:

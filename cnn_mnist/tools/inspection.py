@@ -13,13 +13,36 @@ from pathlib import Path
 import numpy as np
 
 # What network.py does, under the names `cnn inspect`'s callers have always used.
-from cnn_mnist.analysis.network import (CONV_TYPES, POOL_TYPES, TB_MIN_SIDE, BadPosition,  # noqa: F401
-                               ConvExplanation, Inspection, LayerView, NoConvolution,
-                               PoolExplanation, activations, arithmetic, channel_summary,
-                               check_has_convolution, check_position, conv_pool_layers,
-                               explain_at, first_kernels, format_explanation, forward,
-                               grid_shape, inspect_digit, model_input, parse_at, saliency,
-                               tensorboard_images, tile, tile_origin, to_rgb8)
+from cnn_mnist.analysis.network import (
+    CONV_TYPES,
+    POOL_TYPES,
+    TB_MIN_SIDE,
+    BadPosition,
+    ConvExplanation,
+    Inspection,
+    LayerView,
+    NoConvolution,
+    PoolExplanation,
+    activations,
+    arithmetic,
+    channel_summary,
+    check_has_convolution,
+    check_position,
+    conv_pool_layers,
+    explain_at,
+    first_kernels,
+    format_explanation,
+    forward,
+    grid_shape,
+    inspect_digit,
+    model_input,
+    parse_at,
+    saliency,
+    tensorboard_images,
+    tile,
+    tile_origin,
+    to_rgb8,
+)
 
 
 # --- the command's library call --------------------------------------------------------------
@@ -33,10 +56,17 @@ def default_out_dir() -> Path:
     return Path(paths.INSPECT_DIR) / new_run_id()
 
 
-def inspect_model(model_path: str | Path, *, index: int | None = None, image: str | Path | None = None,
-                  out_dir: str | Path | None = None, data_path: str | Path | None = None,
-                  at: str | None = None, verbose: bool = False,
-                  dataset: str | None = None) -> Inspection:
+def inspect_model(
+    model_path: str | Path,
+    *,
+    index: int | None = None,
+    image: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    data_path: str | Path | None = None,
+    at: str | None = None,
+    verbose: bool = False,
+    dataset: str | None = None,
+) -> Inspection:
     """`cnn inspect`: one test item (by index, with its label; read as the model's dataset, or
     `dataset`) or your own picture, through a saved model. Everything the user typed is
     checked before TensorFlow is imported."""
@@ -71,8 +101,15 @@ def inspect_model(model_path: str | Path, *, index: int | None = None, image: st
     check_has_convolution(model, str(model_path))
     if position is not None:
         check_position(model, *position)
-    result = inspect_digit(model, digit, out_dir, label=label, normalize=normalize, source=source,
-                           class_names=saved.class_names)
+    result = inspect_digit(
+        model,
+        digit,
+        out_dir,
+        label=label,
+        normalize=normalize,
+        source=source,
+        class_names=saved.class_names,
+    )
     if position is not None:
         result.explanation = explain_at(model, digit, *position, normalize=normalize)
     return result
@@ -84,17 +121,22 @@ def format_inspection(result: Inspection) -> str:
     for v in result.layers:
         h, w, c = v.output_shape
         lines.append(f"layer {v.index} {v.type} {h}x{w}x{c}: {v.arithmetic}")
-        lines.append(f"    {v.zero_channels} of {c} channels all zero (dead for this input); "
-                     f"most active (mean): {', '.join(str(t) for t in v.top_channels)}")
+        lines.append(
+            f"    {v.zero_channels} of {c} channels all zero (dead for this input); "
+            f"most active (mean): {', '.join(str(t) for t in v.top_channels)}"
+        )
         lines.append(f"    {v.png}")
     guess = f"{result.source}: " if result.source else ""
     guess += f"predicted {result.name(result.predicted)} ({result.probability:.1%})"
     if result.label is not None:
-        guess += f", true label {result.name(result.label)}" + ("" if result.label == result.predicted
-                                                    else "  <- wrong")
+        guess += f", true label {result.name(result.label)}" + (
+            "" if result.label == result.predicted else "  <- wrong"
+        )
     lines.append(guess)
-    lines.append(f"Input, kernels, saliency: {result.files['input']}, {result.files['kernels']}, "
-                 f"{result.files['saliency']}")
+    lines.append(
+        f"Input, kernels, saliency: {result.files['input']}, {result.files['kernels']}, "
+        f"{result.files['saliency']}"
+    )
     if result.explanation is not None:
         lines += ["", format_explanation(result.explanation)]
     return "\n".join(lines)

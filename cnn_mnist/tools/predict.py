@@ -58,10 +58,15 @@ class Prediction:
 
     def to_dict(self) -> dict:
         out: dict = {"index": self.index} if self.index is not None else {"image": self.image}
-        out.update(predicted=self.predicted, class_name=self.class_name,
-                   probability=round(self.probability, 6),
-                   top3=[{"digit": d, "class_name": self.class_names[d], "probability": round(p, 6)}
-                         for d, p in self.top3])
+        out.update(
+            predicted=self.predicted,
+            class_name=self.class_name,
+            probability=round(self.probability, 6),
+            top3=[
+                {"digit": d, "class_name": self.class_names[d], "probability": round(p, 6)}
+                for d, p in self.top3
+            ],
+        )
         if self.label is not None:
             out["label"] = self.label
             out["label_class_name"] = self.class_names[self.label]
@@ -69,7 +74,7 @@ class Prediction:
 
 
 def parse_indices(specs: list[str] | tuple[str, ...]) -> list[int]:
-    """"10", "10:20" (10 to 19, like Python) -> indices; syntax only, range comes later."""
+    """ "10", "10:20" (10 to 19, like Python) -> indices; syntax only, range comes later."""
     indices: list[int] = []
     for spec in specs:
         text = spec.strip()
@@ -78,19 +83,24 @@ def parse_indices(specs: list[str] | tuple[str, ...]) -> list[int]:
             if colon:
                 first, last = int(start), int(stop)
                 if last <= first:
-                    raise BadIndex(f"--index {spec}: a range START:STOP needs STOP > START "
-                                      "(10:20 means 10 to 19)")
+                    raise BadIndex(
+                        f"--index {spec}: a range START:STOP needs STOP > START "
+                        "(10:20 means 10 to 19)"
+                    )
                 indices.extend(range(first, last))
             else:
                 indices.append(int(text))
         except ValueError:
-            raise BadIndex(f"--index {spec!r}: not a number; expected N or START:STOP, "
-                              "for example --index 10 or --index 10:20") from None
+            raise BadIndex(
+                f"--index {spec!r}: not a number; expected N or START:STOP, "
+                "for example --index 10 or --index 10:20"
+            ) from None
     return indices
 
 
-def open_model(model_path: str | Path, verbose: bool = False, threads: int | None = None,
-               saved=None):
+def open_model(
+    model_path: str | Path, verbose: bool = False, threads: int | None = None, saved=None
+):
     """The fastest way to run a saved model: (predictor, backend). A Keras model runs on its
     LiteRT export if there, else on Keras; an export on its own runtime (saved.SavedModel).
 
@@ -164,11 +174,14 @@ def expand_images(paths: list[str] | tuple[str, ...]) -> list[str]:
         if not path.is_dir():
             found.append(str(path))
             continue
-        inside = sorted(str(p) for p in path.iterdir()
-                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        inside = sorted(
+            str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
         if not inside:
-            raise ImageError(f"{path}/: no pictures in this folder (looked for "
-                             f"{', '.join(IMAGE_SUFFIXES)}); give picture files or another folder")
+            raise ImageError(
+                f"{path}/: no pictures in this folder (looked for "
+                f"{', '.join(IMAGE_SUFFIXES)}); give picture files or another folder"
+            )
         found += inside
     return found
 
@@ -181,9 +194,17 @@ class Predictions:
     failed: list[str] = field(default_factory=list)  # one message per unreadable picture
 
 
-def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: str | None = None,
-            verbose: bool = False, save_image: str | None = None,
-            save_preprocessed: str | None = None, dataset: str | None = None) -> Predictions:
+def predict(
+    indices=(),
+    images=(),
+    *,
+    model_path: str | Path = "",
+    data_path: str | None = None,
+    verbose: bool = False,
+    save_image: str | None = None,
+    save_preprocessed: str | None = None,
+    dataset: str | None = None,
+) -> Predictions:
     """Test items by index (`indices` as typed: "10", "10:20") and the user's pictures (files
     or folders), through the model at `model_path`. The test data is read as the model's
     dataset (or `dataset`), and refused if it is another. Everything typed is checked before
@@ -202,15 +223,25 @@ def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: st
         model_dataset = handle.dataset if handle else "mnist"
         mnist = load_for_model(data_path, model_dataset, dataset, f"model {model_path}")
         check_indices(wanted, len(mnist.x_test))
-        items += [Prediction(digit=mnist.x_test[i] / np.float32(255), probabilities=None,
-                             index=i, label=int(mnist.y_test[i]), class_names=names)
-                  for i in wanted]
+        items += [
+            Prediction(
+                digit=mnist.x_test[i] / np.float32(255),
+                probabilities=None,
+                index=i,
+                label=int(mnist.y_test[i]),
+                class_names=names,
+            )
+            for i in wanted
+        ]
     handle = handle or open_saved(model_path)  # not found, or not a model: says which
     failed = []
     for path in expand_images(images):
         try:
-            items.append(Prediction(digit=load_digit(path), probabilities=None, image=path,
-                                    class_names=names))
+            items.append(
+                Prediction(
+                    digit=load_digit(path), probabilities=None, image=path, class_names=names
+                )
+            )
         except ImageError as exc:
             failed.append(str(exc))
     if items:
@@ -223,8 +254,9 @@ def predict(indices=(), images=(), *, model_path: str | Path = "", data_path: st
     return Predictions(items, failed)
 
 
-def save_pictures(items: list[Prediction], save_image: str | None,
-                  save_preprocessed: str | None) -> None:
+def save_pictures(
+    items: list[Prediction], save_image: str | None, save_preprocessed: str | None
+) -> None:
     """--save-image: one figure of the digits; --save-preprocessed: each 28x28 input as PNG."""
     if save_preprocessed:
         from cnn_mnist.analysis.images import save_digit_png
@@ -238,8 +270,7 @@ def save_pictures(items: list[Prediction], save_image: str | None,
         log.info("Picture saved to %s", save_image)
 
 
-def format_predictions(items: list[Prediction], as_json: bool = False,
-                       draw: bool = False) -> str:
+def format_predictions(items: list[Prediction], as_json: bool = False, draw: bool = False) -> str:
     """JSON, or a line per input (after each digit in block characters, if `draw`)."""
     if as_json:
         return json.dumps([p.to_dict() for p in items], indent=2)
@@ -247,8 +278,12 @@ def format_predictions(items: list[Prediction], as_json: bool = False,
     return "\n".join([*drawn, *(describe(p) for p in items)])
 
 
-def predict_numbers(images=(), model_path: str | Path = "", verbose: bool = False,
-                    save_preprocessed: str | None = None) -> Predictions:
+def predict_numbers(
+    images=(),
+    model_path: str | Path = "",
+    verbose: bool = False,
+    save_preprocessed: str | None = None,
+) -> Predictions:
     """Each picture read as a number (numbers.read_number): one dict per picture, `number` and
     its `digits` (predicted, probability, box: left, top, right, bottom in the picture)."""
     from cnn_mnist.stages import save
@@ -267,15 +302,31 @@ def predict_numbers(images=(), model_path: str | Path = "", verbose: bool = Fals
         model, _ = open_model(model_path, verbose)
         names = save.class_names(model_path)
         for n, (path, digits) in enumerate(found):
-            rows = probabilities(model, np.stack([d.digit for d in digits]),
-                                 normalize=save.model_normalize(model_path))
-            read = [{"predicted": int(r.argmax()), "probability": round(float(r.max()), 6),
-                     "box": list(d.box)} for d, r in zip(digits, rows)]
-            items.append({"image": path, "number": "".join(names[r["predicted"]] for r in read),
-                          "digits": read})
+            rows = probabilities(
+                model,
+                np.stack([d.digit for d in digits]),
+                normalize=save.model_normalize(model_path),
+            )
+            read = [
+                {
+                    "predicted": int(r.argmax()),
+                    "probability": round(float(r.max()), 6),
+                    "box": list(d.box),
+                }
+                for d, r in zip(digits, rows)
+            ]
+            items.append(
+                {
+                    "image": path,
+                    "number": "".join(names[r["predicted"]] for r in read),
+                    "digits": read,
+                }
+            )
             if save_preprocessed:
                 for k, d in enumerate(digits):
-                    save_digit_png(d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png")
+                    save_digit_png(
+                        d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png"
+                    )
     return Predictions(items, failed)
 
 
@@ -283,6 +334,9 @@ def format_numbers(items: list[dict], as_json: bool = False) -> str:
     """JSON (one object, or a list for several pictures), or a line per picture."""
     if as_json:
         return json.dumps(items[0] if len(items) == 1 else items, indent=2)
-    return "\n".join(f"{it['image']}: {it['number']}  ("
-                     + ", ".join(f"{d['predicted']} {_percent(d['probability'])}" for d in it["digits"])
-                     + ")" for it in items)
+    return "\n".join(
+        f"{it['image']}: {it['number']}  ("
+        + ", ".join(f"{d['predicted']} {_percent(d['probability'])}" for d in it["digits"])
+        + ")"
+        for it in items
+    )

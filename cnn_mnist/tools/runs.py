@@ -15,11 +15,21 @@ from pathlib import Path
 from cnn_mnist.config.load import differences, load_config, value_at
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
+
 # The record and the run to resume live with the run (record.py); these names stay here too.
-from cnn_mnist.training.record import (RunFile, RunRecord, find_run_to_resume,  # noqa: F401
-                              epochs_logged, killed, killed_reason, load_run_config, read_record,
-                              read_status, recorded_source)
-from cnn_mnist.core.stamps import new_run_id, now  # noqa: F401
+from cnn_mnist.training.record import (
+    RunFile,
+    RunRecord,
+    find_run_to_resume,
+    epochs_logged,
+    killed,
+    killed_reason,
+    load_run_config,
+    read_record,
+    read_status,
+    recorded_source,
+)
+from cnn_mnist.core.stamps import new_run_id, now
 
 
 # --- the runs in logs/fit/: `cnn runs` ---------------------------------------------------------
@@ -54,8 +64,11 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out.update(model_path=str(self.model_path) if self.model_path else None,
-                   run_dir=str(self.run_dir), differences=list(self.differences))
+        out.update(
+            model_path=str(self.model_path) if self.model_path else None,
+            run_dir=str(self.run_dir),
+            differences=list(self.differences),
+        )
         return out
 
 
@@ -64,8 +77,11 @@ def run_folders(log_dir: str | Path) -> list[Path]:
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         return []
-    return sorted((p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name, reverse=True)
+    return sorted(
+        (p for p in log_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+        reverse=True,
+    )
 
 
 def list_runs(log_dir: str | Path) -> list[RunSummary]:
@@ -75,8 +91,7 @@ def list_runs(log_dir: str | Path) -> list[RunSummary]:
 
 
 def no_runs(log_dir: str | Path) -> ConfigError:
-    return ConfigError(f"no runs in {Path(log_dir)}/ yet: run `cnn train` first, or pass "
-                       "--logdir")
+    return ConfigError(f"no runs in {Path(log_dir)}/ yet: run `cnn train` first, or pass --logdir")
 
 
 def find_run(log_dir: str | Path, prefix: str) -> Path:
@@ -84,14 +99,17 @@ def find_run(log_dir: str | Path, prefix: str) -> Path:
     folders = run_folders(log_dir)
     if not folders:
         raise no_runs(log_dir)
-    matches = [p for p in folders if p.name == prefix] or \
-        [p for p in folders if p.name.startswith(prefix)]
+    matches = [p for p in folders if p.name == prefix] or [
+        p for p in folders if p.name.startswith(prefix)
+    ]
     if not matches:
         raise ConfigError(f"no run {prefix!r} in {Path(log_dir)}/; `cnn runs` lists the run ids")
     if len(matches) > 1:
         shown = ", ".join(p.name for p in matches[:3]) + (", ..." if len(matches) > 3 else "")
-        raise ConfigError(f"run id {prefix!r} is ambiguous: {len(matches)} runs start with it "
-                          f"({shown}); give more of it")
+        raise ConfigError(
+            f"run id {prefix!r} is ambiguous: {len(matches)} runs start with it "
+            f"({shown}); give more of it"
+        )
     return matches[0]
 
 
@@ -106,12 +124,18 @@ def summarize(run_dir: Path, bases: dict | None = None) -> RunSummary:
         except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
             problem = f"run.json has unexpected contents ({type(exc).__name__}: {exc})"
     model = _run_model(run_dir)
-    return RunSummary(id=run_dir.name, status=NO_RECORD if data is None and
-                      not (run_dir / "run.json").exists() else CORRUPT, started=None,
-                      test_accuracy=None, config="?", model_path=model, run_dir=run_dir,
-                      epochs_done=epochs_logged(run_dir) or None,
-                      published=_published(model, {}, {} if bases is None else bases),
-                      problem=problem)
+    return RunSummary(
+        id=run_dir.name,
+        status=NO_RECORD if data is None and not (run_dir / "run.json").exists() else CORRUPT,
+        started=None,
+        test_accuracy=None,
+        config="?",
+        model_path=model,
+        run_dir=run_dir,
+        epochs_done=epochs_logged(run_dir) or None,
+        published=_published(model, {}, {} if bases is None else bases),
+        problem=problem,
+    )
 
 
 def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
@@ -122,15 +146,25 @@ def _summary(run_dir: Path, record: RunFile, bases: dict) -> RunSummary:
     if status == "running" and killed(record):
         status, problem = "interrupted", killed_reason(record)
     return RunSummary(
-        id=run_dir.name, status=status, started=record.started_at,
+        id=run_dir.name,
+        status=status,
+        started=record.started_at,
         test_accuracy=metrics.test_accuracy if metrics else None,
-        config=source or "default", model_path=model, run_dir=run_dir,
-        test_loss=metrics.test_loss if metrics else None, duration_s=record.duration_s(),
+        config=source or "default",
+        model_path=model,
+        run_dir=run_dir,
+        test_loss=metrics.test_loss if metrics else None,
+        duration_s=record.duration_s(),
         epochs_done=done if done is not None else epochs_logged(run_dir),
-        epochs=config.get("training", {}).get("epochs"), differences=differ,
-        compared_to=compared_to, sweep=sweep.name if sweep else None,
-        trial=sweep.trial if sweep else None, dataset=record.dataset_name,
-        published=_published(model, config, bases), problem=problem)
+        epochs=config.get("training", {}).get("epochs"),
+        differences=differ,
+        compared_to=compared_to,
+        sweep=sweep.name if sweep else None,
+        trial=sweep.trial if sweep else None,
+        dataset=record.dataset_name,
+        published=_published(model, config, bases),
+        problem=problem,
+    )
 
 
 def _run_model(run_dir: Path) -> Path | None:
@@ -169,8 +203,9 @@ _NOT_SETTINGS = ("data.path", "sweep")
 _ORDER = ("model", "compile", "training", "data")  # differences list the model's first
 
 
-def config_differences(config: dict, source: str | None,
-                       bases: dict | None = None) -> tuple[tuple[str, ...], str]:
+def config_differences(
+    config: dict, source: str | None, bases: dict | None = None
+) -> tuple[tuple[str, ...], str]:
     """`key=value` for each setting of the resolved `config` that differs from the config it
     came from (`source`: a shipped name or a file), or from the default config if that is gone;
     returns (differences, the config compared to). `bases` caches loaded configs."""
@@ -183,37 +218,45 @@ def config_differences(config: dict, source: str | None,
             bases[name] = (load_config(None).to_dict(), "default")
     base, compared_to = bases[name]
     changed = changed_settings(base, config)
-    return tuple(f"{key}={show_value(changed[key][1])}" for key in _in_order(changed)), \
-        compared_to
+    return tuple(f"{key}={show_value(changed[key][1])}" for key in _in_order(changed)), compared_to
 
 
 def _in_order(keys) -> list[str]:
     """Key paths, the model's first, then compile, training, data and the rest."""
-    return sorted(keys, key=lambda k: _ORDER.index(k.split(".")[0])
-                  if k.split(".")[0] in _ORDER else len(_ORDER))
+    return sorted(
+        keys,
+        key=lambda k: _ORDER.index(k.split(".")[0]) if k.split(".")[0] in _ORDER else len(_ORDER),
+    )
 
 
 def changed_settings(a, b) -> dict[str, tuple]:
     """{key path: (value in a, value in b)} where two config dicts differ, leaving out what is
     not a setting (config.differences: a list of layers that changes in kind or length is one
     value, shown as the layer stack)."""
-    return {key: values for key, values in differences(a, b, ignore=_NOT_SETTINGS).items()
-            if not (key == "training.seed" and values[0] is None)}
+    return {
+        key: values
+        for key, values in differences(a, b, ignore=_NOT_SETTINGS).items()
+        if not (key == "training.seed" and values[0] is None)
+    }
 
 
 def show_value(value) -> str:
     """A setting as `--set` would take it; a list of layers as the layer stack."""
     from cnn_mnist.training.hparams import layer_stack
 
-    if isinstance(value, list) and value and all(isinstance(x, dict) and "type" in x
-                                                 for x in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(x, dict) and "type" in x for x in value)
+    ):
         return layer_stack(value)
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
-        else str(value)
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 UNKNOWN = "?"  # a setting of a run whose record is unreadable
@@ -233,12 +276,15 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
     summaries = tuple(summarize(run_dir) for run_dir in run_dirs)
     configs = [_config_of(run_dir) for run_dir in run_dirs]
     known = [config for config in configs if config is not None]  # a corrupt record has none
-    keys = _in_order(dict.fromkeys(key for other in known[1:]
-                                   for key in changed_settings(known[0], other)))
+    keys = _in_order(
+        dict.fromkeys(key for other in known[1:] for key in changed_settings(known[0], other))
+    )
     # A list that changed as a whole (the layer stack) needs no rows for its items too.
     keys = [k for k in keys if not any(k.startswith(f"{whole}[") for whole in keys)]
-    settings = {key: tuple(value_at(config, key) if config is not None else UNKNOWN
-                           for config in configs) for key in keys}
+    settings = {
+        key: tuple(value_at(config, key) if config is not None else UNKNOWN for config in configs)
+        for key in keys
+    }
     if len({s.config for s in summaries}) > 1:
         settings = {"config": tuple(s.config for s in summaries), **settings}
     return Comparison(summaries, settings, tuple(per_class_f1(d) for d in run_dirs))
@@ -281,8 +327,10 @@ def best_run(log_dir: str | Path, metric: str = "test_accuracy") -> RunSummary:
         raise no_runs(log_dir)
     scored = [r for r in listed if r.status == "completed" and getattr(r, metric) is not None]
     if not scored:
-        raise ConfigError(f"no completed run in {Path(log_dir)}/ has a {metric} yet "
-                          f"({len(listed)} run(s), none completed)")
+        raise ConfigError(
+            f"no completed run in {Path(log_dir)}/ has a {metric} yet "
+            f"({len(listed)} run(s), none completed)"
+        )
     return METRICS[metric](scored, key=lambda r: getattr(r, metric))
 
 
@@ -296,11 +344,15 @@ def check_removable(summary: RunSummary, force: bool = False) -> None:
     if force:
         return
     if summary.published:
-        raise ConfigError(f"run {summary.id}'s model is the one at {summary.published}; pass "
-                          f"--force to remove the run anyway ({summary.published} stays)")
+        raise ConfigError(
+            f"run {summary.id}'s model is the one at {summary.published}; pass "
+            f"--force to remove the run anyway ({summary.published} stays)"
+        )
     if summary.status == "running":
-        raise ConfigError(f"run {summary.id} is marked running (training now, or killed before "
-                          "it could record how it ended); pass --force to remove it")
+        raise ConfigError(
+            f"run {summary.id} is marked running (training now, or killed before "
+            "it could record how it ended); pass --force to remove it"
+        )
 
 
 def remove_run(run_dir: Path, force: bool = False) -> RunSummary:

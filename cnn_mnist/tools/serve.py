@@ -37,13 +37,18 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 5 * 1024 * 1024  # bytes: larger uploads get 413
 DRAIN_LIMIT = 64 * 1024 * 1024  # a larger refused body is not read: the connection is closed
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
-                 ".png": "image/png", ".ico": "image/x-icon"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-                               "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
 }
 
@@ -62,9 +67,17 @@ def error_status(exc: Exception) -> int:
     from cnn_mnist.analysis.network import BadPosition, NoConvolution
     from cnn_mnist.tools.predict import BadIndex
 
-    statuses = [(ApiError, None), (PictureTooLarge, 400), (NotAPicture, 415), (NoDigit, 422),
-                (BadIndex, 404), (BadPosition, 400), (NoConvolution, 422),
-                (ModelFileError, 422), (DataError, 503)]
+    statuses = [
+        (ApiError, None),
+        (PictureTooLarge, 400),
+        (NotAPicture, 415),
+        (NoDigit, 422),
+        (BadIndex, 404),
+        (BadPosition, 400),
+        (NoConvolution, 422),
+        (ModelFileError, 422),
+        (DataError, 503),
+    ]
     for kind, status in statuses:
         if isinstance(exc, kind):
             return exc.status if status is None else status
@@ -88,7 +101,9 @@ class Served:
     dataset: str = "mnist"  # what it was trained on: the test digits shown are that set's
     lock: threading.Lock = field(default_factory=threading.Lock)  # an interpreter is one-at-a-time
     keras: object = None
-    keras_lock: threading.Lock = field(default_factory=threading.Lock)  # feature maps: one at a time
+    keras_lock: threading.Lock = field(
+        default_factory=threading.Lock
+    )  # feature maps: one at a time
     mistakes: np.ndarray | None = None  # test indices the model gets wrong, once computed
     saved: object = None  # its saved.SavedModel handle
 
@@ -108,8 +123,9 @@ def count_params(path: Path) -> int | None:
             group = "layers"
         with h5:
             sizes = []
-            h5[group].visititems(lambda _, item: sizes.append(item.size)
-                                 if isinstance(item, h5py.Dataset) else None)
+            h5[group].visititems(
+                lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
+            )
         return int(sum(sizes))
     except Exception:  # noqa: BLE001 - a model saved by other means: unknown
         return None
@@ -134,13 +150,16 @@ def model_info(path: Path, log_dir: Path, metadata: dict | None = None) -> dict:
     metrics = record.metrics
     model = (metadata.get("config") or {}).get("model") or {}
     source = record.config_source
-    return {"path": str(path), "run_id": run_id,
-            "config": Path(str(source)).stem if source else None,
-            "model_name": model.get("name"),
-            "test_accuracy": metrics.test_accuracy if metrics else None,
-            "params": (metrics.params if metrics else None) or count_params(path),
-            "layers": [layer.get("type") for layer in model.get("layers", [])],
-            "started": record.started_at}
+    return {
+        "path": str(path),
+        "run_id": run_id,
+        "config": Path(str(source)).stem if source else None,
+        "model_name": model.get("name"),
+        "test_accuracy": metrics.test_accuracy if metrics else None,
+        "params": (metrics.params if metrics else None) or count_params(path),
+        "layers": [layer.get("type") for layer in model.get("layers", [])],
+        "started": record.started_at,
+    }
 
 
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
@@ -150,8 +169,17 @@ def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False)
 
     saved = open_saved(path)
     predictor, backend = open_model(path, verbose, threads=1, saved=saved)  # one digit at a time
-    served = Served(model_id, path, predictor, backend, saved.normalize, saved.class_names,
-                    model_info(path, log_dir, saved.metadata), saved.dataset, saved=saved)
+    served = Served(
+        model_id,
+        path,
+        predictor,
+        backend,
+        saved.normalize,
+        saved.class_names,
+        model_info(path, log_dir, saved.metadata),
+        saved.dataset,
+        saved=saved,
+    )
     if backend == "keras":
         served.keras = predictor
     served.predictor(np.zeros((1, 28, 28, 1), np.float32))  # the interpreter's tensors, now
@@ -164,9 +192,15 @@ def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False)
 class App:
     """What the API does, without HTTP: every method takes and returns plain values."""
 
-    def __init__(self, model_path: str | Path = paths.MODEL_PATH, *, data_path: str | None = None,
-                 log_dir: str | Path = paths.LOG_DIR, models_dir: str | Path | None = None,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | Path = paths.MODEL_PATH,
+        *,
+        data_path: str | None = None,
+        log_dir: str | Path = paths.LOG_DIR,
+        models_dir: str | Path | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.models_dir = Path(models_dir) if models_dir else Path(model_path).parent
         self.data_path, self.verbose = data_path, verbose
@@ -191,10 +225,15 @@ class App:
 
     def model(self) -> dict:
         served = self.current
-        return {"id": served.id, **served.info, "backend": served.backend,
-                "normalize": served.normalize, "class_names": served.class_names,
-                "keras_loaded": served.keras is not None,
-                "tensorflow_imported": "tensorflow" in sys.modules}
+        return {
+            "id": served.id,
+            **served.info,
+            "backend": served.backend,
+            "normalize": served.normalize,
+            "class_names": served.class_names,
+            "keras_loaded": served.keras is not None,
+            "tensorflow_imported": "tensorflow" in sys.modules,
+        }
 
     def models(self) -> list[dict]:
         """The models the page can switch to: files in the models folder and beside the one
@@ -204,11 +243,16 @@ class App:
         candidates = [Path(self.default_id)]
         for folder in dict.fromkeys([self.models_dir, Path(self.default_id).parent]):
             if folder.is_dir():
-                candidates += sorted(p for p in folder.iterdir()
-                                     if p.suffix in (".h5", ".keras") and p.is_file()
-                                     and not p.name.startswith("."))  # not a save in progress
-        candidates += [run.model_path for run in list_runs(self.log_dir)
-                       if run.status == "completed" and run.model_path is not None]
+                candidates += sorted(
+                    p
+                    for p in folder.iterdir()
+                    if p.suffix in (".h5", ".keras") and p.is_file() and not p.name.startswith(".")
+                )  # not a save in progress
+        candidates += [
+            run.model_path
+            for run in list_runs(self.log_dir)
+            if run.status == "completed" and run.model_path is not None
+        ]
         seen, out = set(), []
         for path in candidates:
             try:
@@ -218,14 +262,20 @@ class App:
             if (stat.st_dev, stat.st_ino) in seen:  # models/x.h5 is a hard link to a run's model
                 continue
             seen.add((stat.st_dev, stat.st_ino))
-            out.append({"id": str(path), **model_info(path, self.log_dir),
-                        "current": str(path) == self.current.id})
+            out.append(
+                {
+                    "id": str(path),
+                    **model_info(path, self.log_dir),
+                    "current": str(path) == self.current.id,
+                }
+            )
         return out
 
     def select(self, model_id: object) -> dict:
         if not isinstance(model_id, str) or model_id not in {m["id"] for m in self.models()}:
-            raise ApiError(404, f"no model {model_id!r} to serve; choose an id that GET "
-                                "/api/models lists")
+            raise ApiError(
+                404, f"no model {model_id!r} to serve; choose an id that GET /api/models lists"
+            )
         self.current = self._load(model_id, Path(model_id))
         return self.model()
 
@@ -238,12 +288,18 @@ class App:
             probs = probabilities(served.predictor, digit[None], served.normalize)[0]
         names = served.class_names
         order = np.argsort(-probs, kind="stable")
-        return {"model": served.id, "predicted": int(order[0]), "class_name": names[order[0]],
-                "probability": round(float(probs[order[0]]), 6),
-                "top3": [{"digit": int(d), "class_name": names[d],
-                          "probability": round(float(probs[d]), 6)} for d in order[:3]],
-                "probabilities": [round(float(p), 6) for p in probs],
-                "input": np.round(digit.astype(np.float64), 6).tolist()}
+        return {
+            "model": served.id,
+            "predicted": int(order[0]),
+            "class_name": names[order[0]],
+            "probability": round(float(probs[order[0]]), 6),
+            "top3": [
+                {"digit": int(d), "class_name": names[d], "probability": round(float(probs[d]), 6)}
+                for d in order[:3]
+            ],
+            "probabilities": [round(float(p), 6) for p in probs],
+            "input": np.round(digit.astype(np.float64), 6).tolist(),
+        }
 
     def predict(self, body: bytes) -> dict:
         """An uploaded picture (PNG or JPEG bytes), made MNIST-like, through the model."""
@@ -278,14 +334,22 @@ class App:
         mnist = self._test_set(served)
         label = int(mnist.y_test[index])
         answer = self._answer(served, mnist.x_test[index].astype(np.float32) / np.float32(255))
-        return {"index": index, "label": label, "label_name": served.class_names[label],
-                "correct": answer["predicted"] == label, **answer}
+        return {
+            "index": index,
+            "label": label,
+            "label_name": served.class_names[label],
+            "correct": answer["predicted"] == label,
+            **answer,
+        }
 
     def test_digit(self, index: int) -> dict:
         count = len(self._test_set(self.current).x_test)
         if not 0 <= index < count:  # said for the page, not as `cnn predict`'s --index
-            raise ApiError(404, f"no test digit {index}: the test set has {count:,} images, so "
-                                f"valid indices are 0 to {count - 1}")
+            raise ApiError(
+                404,
+                f"no test digit {index}: the test set has {count:,} images, so "
+                f"valid indices are 0 to {count - 1}",
+            )
         return self._test_answer(self.current, index)
 
     def mistake(self) -> dict:
@@ -338,8 +402,11 @@ class App:
             outs = network.activations(model, x)
         layers = []
         for i in network.conv_pool_layers(model):
-            layers.append(_layer_maps(network, model.layers[i], i, outs[i][0],
-                                      (outs[i - 1] if i else x)[0].shape))
+            layers.append(
+                _layer_maps(
+                    network, model.layers[i], i, outs[i][0], (outs[i - 1] if i else x)[0].shape
+                )
+            )
         return {"model": served.id, "layers": layers}
 
     def explain(self, digit: np.ndarray, at: object) -> dict:
@@ -354,8 +421,13 @@ class App:
         with served.keras_lock:
             e = network.explain_at(model, digit, *position, normalize=served.normalize)
         size = [int(s) for s in model.layers[position[0]].input.shape[1:3]]
-        out = {"model": served.id, "at": "{}:{},{},{}".format(*position), **_plain(e.to_dict()),
-               "input_size": size, "text": network.format_explanation(e)}
+        out = {
+            "model": served.id,
+            "at": "{}:{},{},{}".format(*position),
+            **_plain(e.to_dict()),
+            "input_size": size,
+            "text": network.format_explanation(e),
+        }
         if isinstance(e, network.ConvExplanation):
             out.update(patch=_plain(e.patch), kernel=_plain(e.kernel), products=_plain(e.products))
         return out
@@ -385,12 +457,19 @@ def _layer_maps(network, layer, index: int, maps: np.ndarray, in_shape) -> dict:
     h, w, c = (int(s) for s in maps.shape)
     rows, columns = network.grid_shape(c)
     zero, top = network.channel_summary(maps)
-    return {"index": index, "name": layer.name, "type": type(layer).__name__,
-            "shape": [h, w, c], "arithmetic": network.arithmetic(layer, in_shape),
-            "min": round(float(maps.min()), 6), "max": round(float(maps.max()), 6),
-            "zero_channels": zero, "top_channels": top,
-            "grid": {"rows": rows, "columns": columns, "tile": [h, w], "border": 1},
-            "png": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+    return {
+        "index": index,
+        "name": layer.name,
+        "type": type(layer).__name__,
+        "shape": [h, w, c],
+        "arithmetic": network.arithmetic(layer, in_shape),
+        "min": round(float(maps.min()), 6),
+        "max": round(float(maps.max()), 6),
+        "zero_channels": zero,
+        "top_channels": top,
+        "grid": {"rows": rows, "columns": columns, "tile": [h, w], "border": 1},
+        "png": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }
 
 
 def digit_from_json(value: object) -> np.ndarray:
@@ -399,10 +478,16 @@ def digit_from_json(value: object) -> np.ndarray:
         digit = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         digit = None
-    if digit is None or digit.shape != (28, 28) or not np.isfinite(digit).all() \
-            or digit.min() < 0 or digit.max() > 1:
-        raise ApiError(400, '"input" must be 28 rows of 28 numbers from 0 to 1, as '
-                            "/api/predict answers it")
+    if (
+        digit is None
+        or digit.shape != (28, 28)
+        or not np.isfinite(digit).all()
+        or digit.min() < 0
+        or digit.max() > 1
+    ):
+        raise ApiError(
+            400, '"input" must be 28 rows of 28 numbers from 0 to 1, as /api/predict answers it'
+        )
     return digit
 
 
@@ -454,8 +539,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path in self.server.static:
                 if self.command not in ("GET", "HEAD"):
-                    raise ApiError(405, f"{self.command} {path}: the page's files are read "
-                                        "with GET", allow="GET, HEAD")
+                    raise ApiError(
+                        405,
+                        f"{self.command} {path}: the page's files are read with GET",
+                        allow="GET, HEAD",
+                    )
                 body, kind = self.server.static[path]
                 return self._send(200, body, kind, {"Cache-Control": "no-cache"})
             self._json(200, self._api(path))
@@ -475,12 +563,18 @@ class Handler(BaseHTTPRequestHandler):
             if found is None:
                 continue
             if self.command not in methods:
-                raise ApiError(405, f"{self.command} {path}: this address takes "
-                                    f"{' or '.join(methods)}", allow=", ".join(methods))
+                raise ApiError(
+                    405,
+                    f"{self.command} {path}: this address takes {' or '.join(methods)}",
+                    allow=", ".join(methods),
+                )
             return getattr(self, f"_api_{methods[self.command]}")(*found.groups())
-        raise ApiError(404, f"{path}: no such page or API address (the API: /api/predict, "
-                            "/api/model, /api/models, /api/test/N, /api/test/mistake, "
-                            "/api/features, /api/explain)")
+        raise ApiError(
+            404,
+            f"{path}: no such page or API address (the API: /api/predict, "
+            "/api/model, /api/models, /api/test/N, /api/test/mistake, "
+            "/api/features, /api/explain)",
+        )
 
     def _api_predict(self):
         return self.server.app.predict(self._body())
@@ -521,8 +615,11 @@ class Handler(BaseHTTPRequestHandler):
         size = int(length)
         if size > MAX_BODY:
             self._discard(size)
-            raise ApiError(413, f"the body is {size:,} bytes; the limit is {MAX_BODY // 2**20} MB "
-                                f"({MAX_BODY:,} bytes): send a smaller picture")
+            raise ApiError(
+                413,
+                f"the body is {size:,} bytes; the limit is {MAX_BODY // 2**20} MB "
+                f"({MAX_BODY:,} bytes): send a smaller picture",
+            )
         return self.rfile.read(size)
 
     def _discard(self, size: int) -> None:
@@ -542,8 +639,11 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             request = None
         if not isinstance(request, dict):
-            raise ApiError(400, "expected a JSON object as the body, e.g. "
-                                '{"input": [[...28 numbers...], ...28 rows]}')
+            raise ApiError(
+                400,
+                "expected a JSON object as the body, e.g. "
+                '{"input": [[...28 numbers...], ...28 rows]}',
+            )
         return request
 
     def _json(self, status: int, value, headers: dict | None = None) -> None:
@@ -605,11 +705,15 @@ def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> Server:
     try:
         return Server((host, port), app)
     except socket.gaierror as exc:
-        raise CnnError(f"--host {host}: not an address of this machine ({exc.strerror}); "
-                       "use 127.0.0.1, or 0.0.0.0 for every interface") from None
+        raise CnnError(
+            f"--host {host}: not an address of this machine ({exc.strerror}); "
+            "use 127.0.0.1, or 0.0.0.0 for every interface"
+        ) from None
     except OSError as exc:
-        raise CnnError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another "
-                       f"program may use the port: try --port {port + 1 if port else 8000}") from None
+        raise CnnError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); another "
+            f"program may use the port: try --port {port + 1 if port else 8000}"
+        ) from None
 
 
 def url(server: Server) -> str:
@@ -625,5 +729,6 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
-                               for info in infos)
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
+    )

@@ -33,7 +33,11 @@ import yaml
 
 from cnn_mnist.core import files
 from cnn_mnist.config.load import (
-    apply_override, check_shapes, read_yaml, resolve_config_path, validate,
+    apply_override,
+    check_shapes,
+    read_yaml,
+    resolve_config_path,
+    validate,
 )
 from cnn_mnist.core.errors import CnnError, ConfigError
 from cnn_mnist.stages.guards import TrainingFailed
@@ -117,8 +121,14 @@ class SweepReport:
 # --- planning ---------------------------------------------------------------------------------
 
 
-def plan(config_path: str | None, sets: tuple[str, ...] = (), *, trials: int | None = None,
-         storage: str | None = None, study: str | None = None) -> Sweep:
+def plan(
+    config_path: str | None,
+    sets: tuple[str, ...] = (),
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+) -> Sweep:
     """The sweep in a config file, its parameters checked against the config; `trials`,
     `storage` and `study` override the section and the defaults."""
     from cnn_mnist.config.load import parse_set
@@ -129,8 +139,10 @@ def plan(config_path: str | None, sets: tuple[str, ...] = (), *, trials: int | N
         apply_override(raw, *parse_set(item))
     config = validate(raw, source=f"config {path.name}")
     if config.sweep is None:
-        raise ConfigError(f"{path} has no sweep: section to search; add one, e.g.\n  sweep: "
-                          "{parameters: {compile.learning_rate: {low: 1e-4, high: 1e-2, log: true}}}")
+        raise ConfigError(
+            f"{path} has no sweep: section to search; add one, e.g.\n  sweep: "
+            "{parameters: {compile.learning_rate: {low: 1e-4, high: 1e-2, log: true}}}"
+        )
     for key, parameter in config.sweep.parameters.items():
         _check_parameter(raw, key, parameter, path.name)
     name = study or path.stem
@@ -142,23 +154,27 @@ def plan(config_path: str | None, sets: tuple[str, ...] = (), *, trials: int | N
     sweep = Sweep(config, raw, str(path), name, storage or "", total)
     if not storage:
         files.ensure_writable_dir(sweep.folder, "sweep studies")
-        sweep = Sweep(config, raw, str(path), name, f"sqlite:///{sweep.folder.resolve()}/{name}.db",
-                      total)
+        sweep = Sweep(
+            config, raw, str(path), name, f"sqlite:///{sweep.folder.resolve()}/{name}.db", total
+        )
     return sweep
 
 
 def _check_parameter(raw: dict, key: str, parameter, source: str) -> None:
     """Each value (or both ends of a range) set at `key` must give a valid config."""
-    candidates = parameter.values if parameter.values is not None else [parameter.low,
-                                                                        parameter.high]
+    candidates = (
+        parameter.values if parameter.values is not None else [parameter.low, parameter.high]
+    )
     for value in candidates:
         try:
             _with_values(raw, {key: value})
         except ConfigError as exc:
             problem = str(exc).splitlines()[0].removeprefix("invalid config: ")
             problem = problem.removeprefix(f"--set {key}: ")
-            raise ConfigError(f"invalid sweep in {source}: sweep.parameters.{key}: {value!r} "
-                              f"does not fit the config: {problem}") from None
+            raise ConfigError(
+                f"invalid sweep in {source}: sweep.parameters.{key}: {value!r} "
+                f"does not fit the config: {problem}"
+            ) from None
 
 
 def _with_values(raw: dict, values: dict[str, Any]) -> Config:
@@ -193,29 +209,42 @@ def open_study(sweep: Sweep, create: bool = True):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     section = sweep.config.sweep
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-    sampler = (optuna.samplers.GridSampler({k: p.values for k, p in section.parameters.items()})
-               if section.method == "grid" else samplers[section.method]())
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=section.pruning_startup_trials)
-              if section.pruning else optuna.pruners.NopPruner())
+    sampler = (
+        optuna.samplers.GridSampler({k: p.values for k, p in section.parameters.items()})
+        if section.method == "grid"
+        else samplers[section.method]()
+    )
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=section.pruning_startup_trials)
+        if section.pruning
+        else optuna.pruners.NopPruner()
+    )
     if not create and _missing_sqlite_file(sweep.storage):  # --status leaves no empty file
         raise _no_study(sweep)
     storage = _storage(sweep.storage)
     if not create:
         try:
-            return optuna.load_study(study_name=sweep.study, storage=storage, sampler=sampler,
-                                     pruner=pruner)
+            return optuna.load_study(
+                study_name=sweep.study, storage=storage, sampler=sampler, pruner=pruner
+            )
         except KeyError:
             raise _no_study(sweep) from None
     for attempt in range(5):  # workers started together race to create it: the others load it
         try:
-            return optuna.create_study(study_name=sweep.study, storage=storage, sampler=sampler,
-                                       pruner=pruner, direction=section.direction,
-                                       load_if_exists=True)
+            return optuna.create_study(
+                study_name=sweep.study,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction=section.direction,
+                load_if_exists=True,
+            )
         except Exception as exc:  # noqa: BLE001 - an integrity error from the race
             if attempt == 4:
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise StorageError(f"cannot open study {sweep.study!r} in "
-                                   f"{_redact(sweep.storage)}: {detail}") from None
+                raise StorageError(
+                    f"cannot open study {sweep.study!r} in {_redact(sweep.storage)}: {detail}"
+                ) from None
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
 
 
@@ -231,8 +260,9 @@ def _no_study(sweep: Sweep) -> StorageError:
         command += f" --study {sweep.study}"
     if sweep.storage != f"sqlite:///{sweep.folder.resolve()}/{sweep.study}.db":
         command += f" --storage {_redact(sweep.storage)}"
-    return StorageError(f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; "
-                        f"start it with: {command}")
+    return StorageError(
+        f"no study {sweep.study!r} in {_redact(sweep.storage)} yet; start it with: {command}"
+    )
 
 
 def _storage(url: str):
@@ -249,8 +279,9 @@ def _storage(url: str):
     last: Exception | None = None
     for _ in range(5):  # two workers creating the tables at once: one of them retries
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                              heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+            )
         except DBAPIError as exc:  # the database's own error: a race, or down for now
             last = exc
             if "timeout" in str(exc).lower():  # no answer: waiting again would not help
@@ -260,10 +291,11 @@ def _storage(url: str):
             last = exc
             break
     detail = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
-    raise StorageError(f"cannot open the sweep storage {_redact(given)}: {detail}\n"
-                       f"expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST[:PORT]/DB"
-                       " (a server that is up and reachable from here): check --storage"
-                       ) from None
+    raise StorageError(
+        f"cannot open the sweep storage {_redact(given)}: {detail}\n"
+        f"expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST[:PORT]/DB"
+        " (a server that is up and reachable from here): check --storage"
+    ) from None
 
 
 def _redact(url: str) -> str:
@@ -286,8 +318,11 @@ def _counts(trial) -> bool:
 
 def counted(study, before: int | None = None) -> int:
     """Trials that count toward the total (those numbered below `before`, if given)."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if _counts(t) and (before is None or t.number < before))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if _counts(t) and (before is None or t.number < before)
+    )
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -313,12 +348,16 @@ def run(sweep: Sweep, progress: int = 1, verbose: bool = False) -> SweepReport:
         except (KeyboardInterrupt, CnnError) as exc:
             if isinstance(exc, CnnError) and exc.exit_code != 130:  # 130: interrupted
                 raise
-            which = "before a trial started" if objective.number is None else \
-                f"trial {objective.number} is marked failed (interrupted)"
+            which = (
+                "before a trial started"
+                if objective.number is None
+                else f"trial {objective.number} is marked failed (interrupted)"
+            )
             raise SweepInterrupted(
                 f"interrupted: {which}; "
                 f"{counted(study)} of {sweep.trials} trial(s) count so far. Run the same "
-                "command again to continue the study.") from None
+                "command again to continue the study."
+            ) from None
     return report(sweep, study)
 
 
@@ -373,16 +412,23 @@ class _Objective:
         reporter = pruning_reporter(trial, sweep.config.sweep.metric)
         try:
             result = pipeline.train(
-                _training_copy(sweep, config), config_source=sweep.source,
-                progress=self.progress, verbose=self.verbose, callbacks=(reporter,),
-                run_id=run_id, tags={"sweep": {"name": sweep.study, "trial": trial.number}})
+                _training_copy(sweep, config),
+                config_source=sweep.source,
+                progress=self.progress,
+                verbose=self.verbose,
+                callbacks=(reporter,),
+                run_id=run_id,
+                tags={"sweep": {"name": sweep.study, "trial": trial.number}},
+            )
         except TrainingFailed:
             if reporter.pruned_at is None:
                 raise
             result = None  # stopped by the pruner, and at chance: the pruner's verdict stands
         if reporter.pruned_at is not None:
-            trial.set_user_attr("reason", f"pruned after epoch {reporter.pruned_at + 1}: "
-                                          f"below the median of earlier trials")
+            trial.set_user_attr(
+                "reason",
+                f"pruned after epoch {reporter.pruned_at + 1}: below the median of earlier trials",
+            )
             raise optuna.TrialPruned()
         assert result is not None
         return trial_value(sweep.config.sweep.metric, result, reporter.last)
@@ -392,8 +438,9 @@ def _training_copy(sweep: Sweep, config: Config) -> Config:
     """What a trial trains: its model is kept in its run folder, and the stable model path is
     the sweep's own, so a sweep never replaces the model `cnn train` made."""
     suffix = Path(config.output.model_path).suffix
-    return config.with_values({"output.model_path": str(sweep.folder / sweep.study /
-                                                        f"model{suffix}")})
+    return config.with_values(
+        {"output.model_path": str(sweep.folder / sweep.study / f"model{suffix}")}
+    )
 
 
 def suggest(trial, section: SweepConfig) -> dict[str, Any]:
@@ -437,8 +484,10 @@ def pruning_reporter(trial, metric: str):
             self.last = {k: float(v) for k, v in (logs or {}).items()}
             loss = self.last.get("loss", 0.0)
             if not math.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {loss} in epoch {epoch + 1}: training "
-                                       "diverged (a learning rate too high?)")
+                raise TrainingDiverged(
+                    f"the loss became {loss} in epoch {epoch + 1}: training "
+                    "diverged (a learning rate too high?)"
+                )
             value = self.last.get(metric)
             if value is None or not math.isfinite(value):
                 return
@@ -468,22 +517,48 @@ def report(sweep: Sweep, study) -> SweepReport:
         best = next(r for r in rows if r.number == trial.number)
         path = _write_best(sweep, trial)
     section = sweep.config.sweep
-    return SweepReport(sweep.study, _redact(sweep.storage), section.metric,
-                       study.direction.name.lower(), sweep.trials, counted(study), rows, best,
-                       path)
+    return SweepReport(
+        sweep.study,
+        _redact(sweep.storage),
+        section.metric,
+        study.direction.name.lower(),
+        sweep.trials,
+        counted(study),
+        rows,
+        best,
+        path,
+    )
 
 
 def _row(trial) -> TrialRow:
-    state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
-             "RUNNING": "running", "WAITING": "waiting"}[trial.state.name]
+    state = {
+        "COMPLETE": "complete",
+        "PRUNED": "pruned",
+        "FAIL": "failed",
+        "RUNNING": "running",
+        "WAITING": "waiting",
+    }[trial.state.name]
     reason = trial.user_attrs.get("reason", "")
     if state == "failed" and not reason:
         reason = "abandoned: its worker stopped"
-    value = trial.value if trial.value is not None else (
-        trial.intermediate_values[max(trial.intermediate_values)]
-        if trial.intermediate_values else None)
-    return TrialRow(trial.number, state, value, dict(trial.params), trial.user_attrs.get("run_id"),
-                    trial.user_attrs.get("host", ""), reason)
+    value = (
+        trial.value
+        if trial.value is not None
+        else (
+            trial.intermediate_values[max(trial.intermediate_values)]
+            if trial.intermediate_values
+            else None
+        )
+    )
+    return TrialRow(
+        trial.number,
+        state,
+        value,
+        dict(trial.params),
+        trial.user_attrs.get("run_id"),
+        trial.user_attrs.get("host", ""),
+        reason,
+    )
 
 
 def _write_best(sweep: Sweep, trial) -> Path | None:
@@ -491,12 +566,15 @@ def _write_best(sweep: Sweep, trial) -> Path | None:
     config = trial.user_attrs.get("config")
     if not config:
         return None
-    header = (f"# The best trial ({trial.number}) of sweep {sweep.study}: "
-              f"{sweep.config.sweep.metric} {trial.value:.4f} (run "
-              f"{trial.user_attrs.get('run_id')}).\n# Train it again: cnn train --config "
-              f"{sweep.best_config_path}\n")
-    return files.write_text(sweep.best_config_path,
-                            header + yaml.safe_dump(config, sort_keys=False))
+    header = (
+        f"# The best trial ({trial.number}) of sweep {sweep.study}: "
+        f"{sweep.config.sweep.metric} {trial.value:.4f} (run "
+        f"{trial.user_attrs.get('run_id')}).\n# Train it again: cnn train --config "
+        f"{sweep.best_config_path}\n"
+    )
+    return files.write_text(
+        sweep.best_config_path, header + yaml.safe_dump(config, sort_keys=False)
+    )
 
 
 def _format_params(params: dict[str, Any]) -> str:
@@ -513,21 +591,34 @@ def format_report(report: SweepReport) -> str:
     here = platform.node()
     head = ["trial", "state", "value", "run", *keys, "note"]
     table = [head] + [
-        [str(r.number), r.state, _fmt(r.value) if r.value is not None else "-",
-         (r.run_id or "-") + (f"@{r.host}" if r.host and r.host != here else ""),
-         *[_fmt(r.params[k]) if k in r.params else "-" for k in keys], r.reason]
-        for r in report.rows]
+        [
+            str(r.number),
+            r.state,
+            _fmt(r.value) if r.value is not None else "-",
+            (r.run_id or "-") + (f"@{r.host}" if r.host and r.host != here else ""),
+            *[_fmt(r.params[k]) if k in r.params else "-" for k in keys],
+            r.reason,
+        ]
+        for r in report.rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = [f"Study {report.study} in {report.storage}: {report.counted} of {report.trials} "
-             f"trial(s), {report.metric} ({report.direction})", ""]
+    lines = [
+        f"Study {report.study} in {report.storage}: {report.counted} of {report.trials} "
+        f"trial(s), {report.metric} ({report.direction})",
+        "",
+    ]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     if report.best is None:
         lines += ["", "No trial has completed yet."]
     else:
-        lines += ["", f"Best trial    {report.best.number}: {report.metric} "
-                      f"{_fmt(report.best.value)}, run {report.best.run_id}, "
-                      f"{_format_params(report.best.params)}"]
+        lines += [
+            "",
+            f"Best trial    {report.best.number}: {report.metric} "
+            f"{_fmt(report.best.value)}, run {report.best.run_id}, "
+            f"{_format_params(report.best.params)}",
+        ]
         if report.best_config:
-            lines.append(f"Best config   {report.best_config}  "
-                         f"(cnn train --config {report.best_config})")
+            lines.append(
+                f"Best config   {report.best_config}  (cnn train --config {report.best_config})"
+            )
     return "\n".join(lines)

@@ -27,7 +27,12 @@ from cnn_mnist.config.schema import TensorBoardConfig, TrainingConfig
 from cnn_mnist.stages.data import Prepared
 from cnn_mnist.core.errors import ClusterError
 from cnn_mnist.stages.fit import (
-    EpochSeeds, FitTimer, TestValidation, fit_callbacks, fit_history, train_dataset,
+    EpochSeeds,
+    FitTimer,
+    TestValidation,
+    fit_callbacks,
+    fit_history,
+    train_dataset,
 )
 
 log = logging.getLogger(__name__)
@@ -63,9 +68,12 @@ def make_cluster(training: TrainingConfig) -> Cluster:
         try:
             return _multi_worker(training.collective_timeout)
         except PEER_ERRORS as exc:
-            raise peer_failure(exc, "could not form the cluster from TF_CONFIG: a worker did not "
-                               "answer within training.collective_timeout; start `cnn train` "
-                               "on every worker and check TF_CONFIG's addresses") from None
+            raise peer_failure(
+                exc,
+                "could not form the cluster from TF_CONFIG: a worker did not "
+                "answer within training.collective_timeout; start `cnn train` "
+                "on every worker and check TF_CONFIG's addresses",
+            ) from None
     raise ValueError(f"no distribution strategy for {training.distribution!r}")
 
 
@@ -89,16 +97,22 @@ def _mirrored(cpu_devices: int) -> Cluster:
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+            )
         except RuntimeError:  # already set in this process (tests): keep what is there
             pass
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         if len(devices) != cpu_devices:
-            log.warning("TensorFlow was already running with %d CPU device(s); training on "
-                        "those instead of training.cpu_devices=%d", len(devices), cpu_devices)
+            log.warning(
+                "TensorFlow was already running with %d CPU device(s); training on "
+                "those instead of training.cpu_devices=%d",
+                len(devices),
+                cpu_devices,
+            )
         # NCCL is for GPUs; on CPUs the replicas' values are summed on one device.
         strategy = tf.distribute.MirroredStrategy(
-            devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
     return Cluster(strategy, "mirrored", strategy.num_replicas_in_sync)
 
 
@@ -109,12 +123,20 @@ def _multi_worker(timeout: float) -> Cluster:
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING,
-        timeout_seconds=timeout)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                         communication_options=options)
+        timeout_seconds=timeout,
+    )
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver, communication_options=options
+    )
     workers = sum(len(v) for v in cluster.values())
-    return Cluster(strategy, "multi_worker", strategy.num_replicas_in_sync, workers,
-                   f"{task['type']} {task['index']}", chief_task(spec))
+    return Cluster(
+        strategy,
+        "multi_worker",
+        strategy.num_replicas_in_sync,
+        workers,
+        f"{task['type']} {task['index']}",
+        chief_task(spec),
+    )
 
 
 # Seconds without a heartbeat before the coordination service (on the chief) declares a worker
@@ -140,36 +162,65 @@ def _coordination_timeouts(cluster: dict, timeout: float) -> None:
 
     if context.context().coordination_service is not None:
         return
-    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
-            for job in ("chief", "worker") if job in cluster]
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+        for job in ("chief", "worker")
+        if job in cluster
+    ]
     leader = "/job:chief/replica:0/task:0" if "chief" in cluster else "/job:worker/replica:0/task:0"
     ms = int(timeout * 1000)
     context.context().configure_coordination_service(
-        service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
-        cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
-        shutdown_barrier_timeout_in_ms=ms)
+        service_type="standalone",
+        service_leader=leader,
+        coordinated_jobs=jobs,
+        cluster_register_timeout_in_ms=ms,
+        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_S * 1000,
+        shutdown_barrier_timeout_in_ms=ms,
+    )
     # Without the barrier, the register timeout is not applied to the tasks still missing.
     context.context().coordination_service.cluster_register_with_barrier = True
 
 
 # What TensorFlow raises when a peer dies, hangs past the timeouts, or never joins.
-PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-               tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.InternalError)
+PEER_ERRORS = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.InternalError,
+)
 
 
 def peer_failure(exc: Exception, what: str) -> ClusterError:
     """`what` went wrong, with TensorFlow's cause in one line (no graph trace)."""
     message = str(getattr(exc, "message", exc))
-    joined = re.search(r"Wait_for_all_tasks_to_register.*reached the barrier: (\d+)/(\d+)",
-                       message, re.S)
+    joined = re.search(
+        r"Wait_for_all_tasks_to_register.*reached the barrier: (\d+)/(\d+)", message, re.S
+    )
     if joined:
-        return ClusterError(f"{what}: only {joined[1]} of {joined[2]} workers joined within "
-                            "training.collective_timeout; start `cnn train` on every worker in "
-                            "TF_CONFIG within that time, or raise the timeout")
+        return ClusterError(
+            f"{what}: only {joined[1]} of {joined[2]} workers joined within "
+            "training.collective_timeout; start `cnn train` on every worker in "
+            "TF_CONFIG within that time, or raise the timeout"
+        )
     lines = [line.strip() for line in message.splitlines()]
-    useful = [line for line in lines if line and not line.startswith(
-        ("Detected at node", "File ", "[[", "Graph execution error", "The error could be",
-         "Additional GRPC", ":UNKNOWN", "The tasks have crashed"))]
+    useful = [
+        line
+        for line in lines
+        if line
+        and not line.startswith(
+            (
+                "Detected at node",
+                "File ",
+                "[[",
+                "Graph execution error",
+                "The error could be",
+                "Additional GRPC",
+                ":UNKNOWN",
+                "The tasks have crashed",
+            )
+        )
+    ]
     cause = " ".join(useful[:2]).replace("Collective ops is aborted by: ", "")[:300]
     return ClusterError(f"{what} (TensorFlow: {cause})")
 
@@ -206,7 +257,7 @@ def broadcast_text(cluster: Cluster, text: str, size: int = 128) -> str:
     """The chief's `text` (a run id, say) on every worker."""
     codes = np.zeros(size)
     raw = text.encode()[:size]
-    codes[:len(raw)] = list(raw)
+    codes[: len(raw)] = list(raw)
     (received,) = broadcast(cluster, [codes])
     return bytes(int(c) for c in received if c).decode()
 
@@ -237,8 +288,9 @@ def _any_worker(cluster: Cluster, flag: bool) -> bool:
     return bool(cluster.strategy.experimental_local_results(result)[0].numpy() > 0)
 
 
-def distributed_dataset(cluster: Cluster, data: Prepared, training: TrainingConfig,
-                        epoch: tf.Variable | int = 0):
+def distributed_dataset(
+    cluster: Cluster, data: Prepared, training: TrainingConfig, epoch: tf.Variable | int = 0
+):
     """Global batches, each split among the replicas. Every worker reads the same shuffled
     order (that of `epoch`, see make_dataset) and keeps its share of each batch (DATA
     sharding: there are no files to split)."""
@@ -266,8 +318,9 @@ def make_train_step(cluster: Cluster, model: keras.Model, loss_name: str):
         variables = model.trainable_variables
         gradients = tape.gradient(loss, variables)
         model.optimizer.apply_gradients(zip(gradients, variables))  # all-reduces (sums) them
-        correct = tf.reduce_sum(tf.cast(
-            tf.equal(tf.argmax(y, -1), tf.argmax(predictions, -1)), tf.float32))
+        correct = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(y, -1), tf.argmax(predictions, -1)), tf.float32)
+        )
         return tf.reduce_sum(per_example), correct, local
 
     @tf.function
@@ -278,10 +331,19 @@ def make_train_step(cluster: Cluster, model: keras.Model, loss_name: str):
     return step
 
 
-def fit(cluster: Cluster, model: keras.Model, data: Prepared, training: TrainingConfig,
-        tensorboard: TensorBoardConfig, loss: str, run_dir: Path, verbose: int = 1,
-        metadata: dict | None = None, timer: FitTimer | None = None,
-        validation: TestValidation | None = None) -> dict:
+def fit(
+    cluster: Cluster,
+    model: keras.Model,
+    data: Prepared,
+    training: TrainingConfig,
+    tensorboard: TensorBoardConfig,
+    loss: str,
+    run_dir: Path,
+    verbose: int = 1,
+    metadata: dict | None = None,
+    timer: FitTimer | None = None,
+    validation: TestValidation | None = None,
+) -> dict:
     """`train.fit` under the cluster's strategy: same callbacks, same logs, same backups.
 
     The model and its optimizer must have been made in `cluster.strategy.scope()`.
@@ -292,18 +354,24 @@ def fit(cluster: Cluster, model: keras.Model, data: Prepared, training: Training
     seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
     train = distributed_dataset(cluster, data, training, seeds.epoch)
     step = make_train_step(cluster, model, loss)
-    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation,
-                           seeds)
-    hooks = keras.callbacks.CallbackList(listed, add_history=True, add_progbar=verbose != 0,
-                                         model=model, verbose=verbose, epochs=training.epochs,
-                                         steps=steps)
+    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation, seeds)
+    hooks = keras.callbacks.CallbackList(
+        listed,
+        add_history=True,
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=training.epochs,
+        steps=steps,
+    )
     model.stop_training = False
     model._initial_epoch = 0
     try:
         logs = _loop(cluster, model, step, train, steps, hooks, training.epochs)
     except PEER_ERRORS as exc:
-        raise peer_failure(exc, "training stopped: another worker stopped or stopped "
-                               "answering") from None
+        raise peer_failure(
+            exc, "training stopped: another worker stopped or stopped answering"
+        ) from None
     hooks.on_train_end(logs)
     history = model.history.history if model.history else {}
     return fit_history(model, history, tensorboard, run_dir if cluster.is_chief else None)
@@ -321,8 +389,11 @@ def _loop(cluster, model, step, train, steps, hooks, epochs) -> dict:
         for batch in range(steps):
             hooks.on_train_batch_begin(batch)
             batch_loss, batch_correct, batch_seen = (float(v) for v in step(iterator))
-            loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, \
-                seen + batch_seen
+            loss_sum, correct, seen = (
+                loss_sum + batch_loss,
+                correct + batch_correct,
+                seen + batch_seen,
+            )
             logs = {"loss": loss_sum / seen, "accuracy": correct / seen}
             hooks.on_train_batch_end(batch, logs)
         logs = dict(logs)

@@ -21,18 +21,32 @@ METRICS_GROUP = "evaluation"  # the run folder's subfolder with the scalars (eva
 # Main numbers of the layer stack, by position, so every run has the same columns:
 # the first convolutions' filters, the hidden Dense layers' units (the output layer's 10 are
 # no setting), the dropout rates.
-MAIN_NUMBERS = {"Conv2D": ("conv", "filters", 3), "Dense": ("dense", "units", 2),
-                "Dropout": ("dropout", "rate", 3)}
+MAIN_NUMBERS = {
+    "Conv2D": ("conv", "filters", 3),
+    "Dense": ("dense", "units", 2),
+    "Dropout": ("dropout", "rate", 3),
+}
 
 # Every hparam with its type: the columns of the dashboard.
 HPARAMS: dict[str, type] = {
-    "config": str, "data.dataset": str, "sweep": str,
-    "compile.optimizer": str, "compile.learning_rate": float, "compile.schedule": str,
-    "training.batch_size": int, "training.epochs": int, "training.seed": int,
-    "compute_dtype": str, "model.layers": str, "model.params": int,
+    "config": str,
+    "data.dataset": str,
+    "sweep": str,
+    "compile.optimizer": str,
+    "compile.learning_rate": float,
+    "compile.schedule": str,
+    "training.batch_size": int,
+    "training.epochs": int,
+    "training.seed": int,
+    "compute_dtype": str,
+    "model.layers": str,
+    "model.params": int,
     "model.kernel_size": int,
-    **{f"model.{short}{i}.{key}": float if key == "rate" else int
-       for short, key, count in MAIN_NUMBERS.values() for i in range(1, count + 1)},
+    **{
+        f"model.{short}{i}.{key}": float if key == "rate" else int
+        for short, key, count in MAIN_NUMBERS.values()
+        for i in range(1, count + 1)
+    },
 }
 
 _POOLS = {"MaxPooling2D": "P", "AveragePooling2D": "A"}
@@ -48,14 +62,18 @@ def _layer_code(layer: dict) -> str:
     if kind == "Conv2D":
         code = f"C{layer['filters']}"
         kernel, strides = _size(layer.get("kernel_size", 3)), _size(layer.get("strides", 1))
-        return code + (f"k{kernel}" if kernel != 3 else "") + (f"s{strides}" if strides != 1 else "")
+        return (
+            code + (f"k{kernel}" if kernel != 3 else "") + (f"s{strides}" if strides != 1 else "")
+        )
     if kind in _POOLS:
         return f"{_POOLS[kind]}{_size(layer.get('pool_size', 2))}"
     if kind == "Dropout":
         return f"D{layer['rate']:g}"
     if kind == "Dense":
         return f"U{layer['units']}"
-    return {"Flatten": "F", "GlobalAveragePooling2D": "G", "BatchNormalization": "B"}.get(kind, kind)
+    return {"Flatten": "F", "GlobalAveragePooling2D": "G", "BatchNormalization": "B"}.get(
+        kind, kind
+    )
 
 
 def layer_stack(layers: list[dict]) -> str:
@@ -88,8 +106,13 @@ def config_name(source: str | None) -> str:
     return Path(source).name if source else "default"
 
 
-def hparams_of(config: dict, params: int | None = None, compute_dtype: str | None = None,
-               source: str | None = None, sweep: dict | None = None) -> dict[str, Any]:
+def hparams_of(
+    config: dict,
+    params: int | None = None,
+    compute_dtype: str | None = None,
+    source: str | None = None,
+    sweep: dict | None = None,
+) -> dict[str, Any]:
     """The flat settings of a run from its resolved config (a dict, as in run.json)."""
     compile_, training, layers = config["compile"], config["training"], config["model"]["layers"]
     schedule = compile_.get("schedule")
@@ -99,8 +122,10 @@ def hparams_of(config: dict, params: int | None = None, compute_dtype: str | Non
         "compile.optimizer": compile_["optimizer"],
         "compile.learning_rate": float(compile_["learning_rate"]),
         "compile.schedule": schedule["type"] if schedule else "constant",
-        "training.batch_size": training["batch_size"], "training.epochs": training["epochs"],
-        "model.layers": layer_stack(layers), **main_numbers(layers),
+        "training.batch_size": training["batch_size"],
+        "training.epochs": training["epochs"],
+        "model.layers": layer_stack(layers),
+        **main_numbers(layers),
     }
     if training.get("seed") is not None:
         values["training.seed"] = training["seed"]
@@ -135,10 +160,12 @@ def choices() -> dict[str, list[str]]:
         info = model.model_fields.get(field)
         return [str(v) for v in typing.get_args(info.annotation)] if info else list(default)
 
-    return {"compile.optimizer": options(CompileConfig, "optimizer"),
-            "compile.schedule": ["constant", *options(ScheduleConfig, "type")],
-            "compute_dtype": ["float32", "bfloat16", "float16"],
-            "data.dataset": options(DataConfig, "dataset", ("mnist",)) or ["mnist"]}
+    return {
+        "compile.optimizer": options(CompileConfig, "optimizer"),
+        "compile.schedule": ["constant", *options(ScheduleConfig, "type")],
+        "compute_dtype": ["float32", "bfloat16", "float16"],
+        "data.dataset": options(DataConfig, "dataset", ("mnist",)) or ["mnist"],
+    }
 
 
 def _domains(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,8 +183,9 @@ def _domains(runs: list[dict[str, Any]]) -> dict[str, Any]:
         seen = [run[name] for run in runs if isinstance(run.get(name), (int, float, str))]
         if kind is str:
             values = known.get(name, [])
-            domains[name] = hp.Discrete(values + sorted({str(v) for v in seen} - set(values))
-                                        if values else [], dtype=str)
+            domains[name] = hp.Discrete(
+                values + sorted({str(v) for v in seen} - set(values)) if values else [], dtype=str
+            )
         elif kind is int:
             ints = [int(v) for v in seen] or [0]
             domains[name] = hp.IntInterval(min(ints), max(ints))
@@ -176,8 +204,9 @@ def write_hparams(run_dir: Path, values: dict[str, Any], log_dir: Path | None = 
     others = recorded_hparams(log_dir or run_dir.parent)
     domains = _domains([*others, values])
     columns = [hp.HParam(name, domains[name]) for name in HPARAMS]
-    metrics = [hp.Metric(tag, group=METRICS_GROUP, display_name=shown)
-               for tag, shown in METRICS.items()]
+    metrics = [
+        hp.Metric(tag, group=METRICS_GROUP, display_name=shown) for tag, shown in METRICS.items()
+    ]
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
         hp.hparams_config(hparams=columns, metrics=metrics)

@@ -35,8 +35,13 @@ from cnn_mnist.core import files
 from cnn_mnist.training.cluster import chief_task, read_tf_config
 from cnn_mnist.config.load import differences, load_config
 from cnn_mnist.core.errors import ClusterError, CnnError, OutputError
-from cnn_mnist.training.record import (RunRecord, describe_resumed, find_run_to_resume, load_run_config,
-                              recorded_source)
+from cnn_mnist.training.record import (
+    RunRecord,
+    describe_resumed,
+    find_run_to_resume,
+    load_run_config,
+    recorded_source,
+)
 from cnn_mnist.config.schema import Config
 from cnn_mnist.core.stamps import new_run_id
 
@@ -104,8 +109,13 @@ class TrainRequest:
     own_config: bool = True  # False: another worker, which trains with the chief's config
 
 
-def request(config_path: str | None = None, sets: tuple[str, ...] = (),
-            overrides: dict | None = None, *, resume: str | None = None) -> TrainRequest:
+def request(
+    config_path: str | None = None,
+    sets: tuple[str, ...] = (),
+    overrides: dict | None = None,
+    *,
+    resume: str | None = None,
+) -> TrainRequest:
     """The config and run for `cnn train`'s options. `resume` is "" for the most recent
     unfinished run, or a run id; `overrides` are key paths from the options (None: not given).
     A run resumes with the config it started with (its data path and distribution may change:
@@ -113,8 +123,10 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     config = load_config(config_path, sets=sets, overrides=overrides)
     if config.sweep is not None:
-        log.info("note: this config has a sweep: section; cnn train trains it as it is, and "
-                 "`cnn sweep` runs the search")
+        log.info(
+            "note: this config has a sweep: section; cnn train trains it as it is, and "
+            "`cnn sweep` runs the search"
+        )
         config = config.model_copy(update={"sweep": None})
     if resume is None:
         return TrainRequest(config)
@@ -124,15 +136,23 @@ def request(config_path: str | None = None, sets: tuple[str, ...] = (),
     log.info("Resuming %s", describe_resumed(run_dir))
     resumed = load_run_config(run_dir, overrides.get("data.path"))
     if "training.distribution" in overrides:
-        resumed = resumed.with_values(
-            {"training.distribution": overrides["training.distribution"]})
+        resumed = resumed.with_values({"training.distribution": overrides["training.distribution"]})
     return TrainRequest(resumed, run_dir)
 
 
-def train(config: Config, *, config_source: str = "default", progress: int = 1,
-          verbose: bool = False, resume: Path | None = None, overwrite: bool = False,
-          own_config: bool = True, callbacks: tuple = (), tags: dict | None = None,
-          run_id: str | None = None) -> RunResult:
+def train(
+    config: Config,
+    *,
+    config_source: str = "default",
+    progress: int = 1,
+    verbose: bool = False,
+    resume: Path | None = None,
+    overwrite: bool = False,
+    own_config: bool = True,
+    callbacks: tuple = (),
+    tags: dict | None = None,
+    run_id: str | None = None,
+) -> RunResult:
     """Run the whole pipeline; `progress` is Keras's verbose (0 silent, 1 bar, 2 a line/epoch).
 
     `resume` is a run folder to continue from its last finished epoch (see
@@ -142,19 +162,24 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
     `callbacks` are more Keras callbacks for fit, `tags` more run.json fields, and `run_id`
     the new run's id (default: a fresh one).
     """
-    common = dict(config=config, config_source=config_source, progress=progress,
-                  verbose=verbose, callbacks=tuple(callbacks), tags=dict(tags or {}))
+    common = dict(
+        config=config,
+        config_source=config_source,
+        progress=progress,
+        verbose=verbose,
+        callbacks=tuple(callbacks),
+        tags=dict(tags or {}),
+    )
     if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
-        with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
-            (Path(scratch) / "run").mkdir()
-            suffix = Path(config.output.model_path).suffix
-            return _run(RunInputs(run_id=new_run_id(), run_dir=Path(scratch) / "run",
-                                  model_path=Path(scratch) / f"model{suffix}", chief=False,
-                                  warn_differs=own_config, **common))
+        return _train_as_worker(common, own_config)
     run_id = resume.name if resume else (run_id or new_run_id())
-    run = RunInputs(run_id=run_id, run_dir=resume or Path(config.tensorboard.log_dir) / run_id,
-                    model_path=Path(config.output.model_path), resumed=resume is not None,
-                    **common)
+    run = RunInputs(
+        run_id=run_id,
+        run_dir=resume or Path(config.tensorboard.log_dir) / run_id,
+        model_path=Path(config.output.model_path),
+        resumed=resume is not None,
+        **common,
+    )
     # Unwritable outputs are found now, not after the training they would throw away.
     run = dataclasses.replace(run, previous_run=_check_model_path(run.model_path, overwrite))
     files.ensure_writable_dir(run.run_dir, "logs and run record")
@@ -163,11 +188,27 @@ def train(config: Config, *, config_source: str = "default", progress: int = 1,
     except BaseException as exc:
         from cnn_mnist.stages.guards import TrainingFailed
 
-        if not run.resumed and not isinstance(exc, TrainingFailed) \
-                and not run.epochs_file.exists() \
-                and not (run.run_dir / "train").exists():
+        started = run.epochs_file.exists() or (run.run_dir / "train").exists()
+        if not run.resumed and not isinstance(exc, TrainingFailed) and not started:
             shutil.rmtree(run.run_dir, ignore_errors=True)  # failed before training: no empty run
         raise
+
+
+def _train_as_worker(common: dict, own_config: bool) -> RunResult:
+    """A multi-worker run's other worker: it writes only to a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
+        (Path(scratch) / "run").mkdir()
+        suffix = Path(common["config"].output.model_path).suffix
+        return _run(
+            RunInputs(
+                run_id=new_run_id(),
+                run_dir=Path(scratch) / "run",
+                model_path=Path(scratch) / f"model{suffix}",
+                chief=False,
+                warn_differs=own_config,
+                **common,
+            )
+        )
 
 
 def _run(run: RunInputs) -> RunResult:
@@ -192,15 +233,20 @@ def _run(run: RunInputs) -> RunResult:
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted: run {run.run_id} stopped after {finished()} of {epochs} epoch(s), "
-            f"which are kept.\nResume it with: cnn train --resume {run.run_id}") from None
+            f"which are kept.\nResume it with: cnn train --resume {run.run_id}"
+        ) from None
     except ClusterError as exc:
         raise ClusterError(
             f"{exc}.\nRun {run.run_id} keeps its last finished epoch ({finished()} of {epochs}): "
             f"restart `cnn train --resume {run.run_id}` on the chief and `cnn train --resume` "
-            "on the other workers.") from None
+            "on the other workers."
+        ) from None
     except (OSError, OutputError) as exc:
-        error = exc if isinstance(exc, OutputError) else \
-            files.write_error(exc, getattr(exc, "filename", None), "the run's files")
+        error = (
+            exc
+            if isinstance(exc, OutputError)
+            else files.write_error(exc, getattr(exc, "filename", None), "the run's files")
+        )
         raise OutputError(
             f"{error}.\nRun {run.run_id} is marked failed and keeps its last finished epoch "
             f"({finished()} of {epochs}): make room, then `cnn train --resume {run.run_id}`"
@@ -232,17 +278,30 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
     with watch("save"):
         paths = {**_save(run, saved, data, evaluation, record, publish=not chance), **plots}
     if chance:  # kept in the run folder, but not published over a model that learnt
-        record.add("metrics", {"test_loss": evaluation.loss,
-                               "test_accuracy": evaluation.accuracy})
+        record.add("metrics", {"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy})
         record.add("paths", paths)
-        kept = (f"{run.model_path} still holds run {run.previous_run}'s model"
-                if run.previous_run else f"{run.model_path} was not written")
+        kept = (
+            f"{run.model_path} still holds run {run.previous_run}'s model"
+            if run.previous_run
+            else f"{run.model_path} was not written"
+        )
         raise TrainingFailed(
             f"the model did not learn: test accuracy {evaluation.accuracy:.4f} is no better "
             f"than always answering the commonest class; it stays in {paths['run_model']}, and "
-            f"{kept}. Lower compile.learning_rate (--learning-rate) or train longer")
-    return _complete(run, record, model, evaluation, epochs, watch, timer, validation, paths,
-                     worker=cluster.task if cluster is not None else "")
+            f"{kept}. Lower compile.learning_rate (--learning-rate) or train longer"
+        )
+    return _complete(
+        run,
+        record,
+        model,
+        evaluation,
+        epochs,
+        watch,
+        timer,
+        validation,
+        paths,
+        worker=cluster.task if cluster is not None else "",
+    )
 
 
 def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> str:
@@ -251,23 +310,32 @@ def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> st
 
     ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
     if not result.chief:
-        return (f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
-                f"{weights}. The chief saved the model and run {result.run_id}'s record.")
-    lines = [f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
-             f"Model saved to {result.model_path}"]
+        return (
+            f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
+            f"{weights}. The chief saved the model and run {result.run_id}'s record."
+        )
+    lines = [
+        f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
+        f"Model saved to {result.model_path}",
+    ]
     if quiet:
         return "\n".join(lines)
     if result.distribution:
         d = result.distribution
-        lines.append(f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
-                     f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
-                     f"weights {weights}")
+        lines.append(
+            f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
+            f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
+            f"weights {weights}"
+        )
     if result.replaced_run and result.replaced_run != result.run_id:
-        lines.append(f"              (the model it replaced stays in run {result.replaced_run}'s "
-                     "folder)")
-    lines += [f"Run record    {result.record_path}",
-              f"Plots         {result.paths['confusion_matrix_png']}",
-              f"TensorBoard   cnn tensorboard --logdir {log_dir}"]
+        lines.append(
+            f"              (the model it replaced stays in run {result.replaced_run}'s folder)"
+        )
+    lines += [
+        f"Run record    {result.record_path}",
+        f"Plots         {result.paths['confusion_matrix_png']}",
+        f"TensorBoard   cnn tensorboard --logdir {log_dir}",
+    ]
     return "\n".join(lines)
 
 
@@ -299,8 +367,9 @@ def _settle(run: RunInputs, cluster) -> RunInputs:
     from cnn_mnist.core.runtime import seed_everything
 
     seed = run.config.training.seed
-    config = run.config.with_values({"training.seed": secrets.randbelow(2**31)
-                                     if seed is None else seed})
+    config = run.config.with_values(
+        {"training.seed": secrets.randbelow(2**31) if seed is None else seed}
+    )
     run = dataclasses.replace(run, config=config)
     if cluster is not None:
         run_id, config = _agree(cluster, run)
@@ -318,23 +387,40 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
     # A resumed run keeps the config name it started with (`--resume` takes no --config).
     source = recorded_source(run.run_dir) if run.resumed else None
     record = RunRecord(
-        run.run_dir, run.run_id, config_source=source or run.config_source,
-        config=config.to_dict(), dataset=config.data.dataset,
-        seed=config.training.seed, versions={
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__,
-            "platform": platform.platform()},
-        argv=sys.argv, host=socket.gethostname(), pid=os.getpid(), **run.tags)
+        run.run_dir,
+        run.run_id,
+        config_source=source or run.config_source,
+        config=config.to_dict(),
+        dataset=config.data.dataset,
+        seed=config.training.seed,
+        versions={
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": numpy.__version__,
+            "platform": platform.platform(),
+        },
+        argv=sys.argv,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        **run.tags,
+    )
     if run.resumed:
         record.add("resumed_from_epoch", len(_read_epochs(run.epochs_file)))
     if cluster is not None:
         # The batch is global (shared among the replicas) and the learning rate is as configured.
-        record.add("distribution", {
-            "strategy": cluster.kind, "replicas": cluster.replicas, "workers": cluster.workers,
-            "global_batch_size": config.training.batch_size,
-            "per_replica_batch_size": config.training.batch_size / cluster.replicas,
-            "learning_rate": config.compile.learning_rate,
-            "local_devices": list(cluster.strategy.extended.worker_devices)})
+        record.add(
+            "distribution",
+            {
+                "strategy": cluster.kind,
+                "replicas": cluster.replicas,
+                "workers": cluster.workers,
+                "global_batch_size": config.training.batch_size,
+                "per_replica_batch_size": config.training.batch_size / cluster.replicas,
+                "learning_rate": config.compile.learning_rate,
+                "local_devices": list(cluster.strategy.extended.worker_devices),
+            },
+        )
     files.write_text(run.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     record.write()
     return record
@@ -345,19 +431,35 @@ def _prepare_data(config: Config, watch, record: RunRecord):
     from cnn_mnist.stages import data as stage
 
     with watch("load_data"):
-        mnist = stage.check_trainable(stage.load_mnist(config.data.path,
-                                                       dataset=config.data.dataset))
+        mnist = stage.check_trainable(
+            stage.load_mnist(config.data.path, dataset=config.data.dataset)
+        )
     with watch("prepare_data"):
-        data = stage.prepare(mnist, config.data.normalize, config.data.limit_train,
-                             config.data.limit_test, config.data.augment)
-    log.info("Data: %s training and %s test images from %s",
-             _of(len(data.labels_train), len(mnist.x_train)),
-             _of(len(data.labels_test), len(mnist.x_test)), mnist.source)
-    record.add("data", {
-        "dataset": config.data.dataset, "class_names": config.data.names,
-        "source": mnist.source, "sha256": mnist.sha256,
-        "num_train": int(len(data.labels_train)), "num_test": int(len(data.labels_test)),
-        "normalize": config.data.normalize})
+        data = stage.prepare(
+            mnist,
+            config.data.normalize,
+            config.data.limit_train,
+            config.data.limit_test,
+            config.data.augment,
+        )
+    log.info(
+        "Data: %s training and %s test images from %s",
+        _of(len(data.labels_train), len(mnist.x_train)),
+        _of(len(data.labels_test), len(mnist.x_test)),
+        mnist.source,
+    )
+    record.add(
+        "data",
+        {
+            "dataset": config.data.dataset,
+            "class_names": config.data.names,
+            "source": mnist.source,
+            "sha256": mnist.sha256,
+            "num_train": int(len(data.labels_train)),
+            "num_test": int(len(data.labels_test)),
+            "normalize": config.data.normalize,
+        },
+    )
     return data
 
 
@@ -372,8 +474,9 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
     from cnn_mnist.stages.model import accelerator_plan, build_model, compile_model, cpu_flags
 
     config = run.config
-    accelerator = accelerator_plan(config.compile, _gpus(tf), cpu_flags(),
-                                   distributed=cluster is not None)
+    accelerator = accelerator_plan(
+        config.compile, _gpus(tf), cpu_flags(), distributed=cluster is not None
+    )
     record.add("accelerator", accelerator.to_dict())
     # Under a strategy, variables are made mirrored on every replica.
     scope = cluster.strategy.scope if cluster is not None else contextlib.nullcontext
@@ -381,8 +484,12 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
         model = build_model(config.model, accelerator.dtype_policy)
     with watch("compile"), scope():
         steps = math.ceil(len(data.labels_train) / config.training.batch_size)
-        compile_model(model, config.compile, total_steps=steps * config.training.epochs,
-                      accelerator=accelerator)
+        compile_model(
+            model,
+            config.compile,
+            total_steps=steps * config.training.epochs,
+            accelerator=accelerator,
+        )
     # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
     xla = record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
     _log_plan(run, cluster, model, len(data.labels_train), accelerator, xla)
@@ -391,19 +498,37 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
 
 def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: bool) -> None:
     config = run.config
-    log.info("Runtime: %s, %s compute (%s), XLA %s, %d step(s) per call",
-             accelerator.device.upper(), accelerator.dtype_policy.replace("mixed_", "") +
-             " (mixed)" if accelerator.mixed_precision else "float32", accelerator.reason,
-             "on" if xla else "off", accelerator.steps_per_execution)
-    log.info("Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
-             "seed %d", len(config.model.layers), f"{model.count_params():,}",
-             config.training.epochs, f"{images:,}", config.training.batch_size,
-             config.training.seed)
+    log.info(
+        "Runtime: %s, %s compute (%s), XLA %s, %d step(s) per call",
+        accelerator.device.upper(),
+        accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
+        if accelerator.mixed_precision
+        else "float32",
+        accelerator.reason,
+        "on" if xla else "off",
+        accelerator.steps_per_execution,
+    )
+    log.info(
+        "Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
+        "seed %d",
+        len(config.model.layers),
+        f"{model.count_params():,}",
+        config.training.epochs,
+        f"{images:,}",
+        config.training.batch_size,
+        config.training.seed,
+    )
     if cluster is not None:
-        log.info("Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
-                 "replica, learning rate %g as configured", cluster.kind, cluster.task,
-                 cluster.replicas, config.training.batch_size,
-                 config.training.batch_size / cluster.replicas, config.compile.learning_rate)
+        log.info(
+            "Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
+            "replica, learning rate %g as configured",
+            cluster.kind,
+            cluster.task,
+            cluster.replicas,
+            config.training.batch_size,
+            config.training.batch_size / cluster.replicas,
+            config.compile.learning_rate,
+        )
 
 
 def _fit(run: RunInputs, cluster, model, data):
@@ -412,14 +537,31 @@ def _fit(run: RunInputs, cluster, model, data):
     from cnn_mnist.stages import fit as stage
 
     config = run.config
-    metadata = {"run_id": run.run_id, "config": config.to_dict(),
-                "dataset": config.data.dataset, "class_names": config.data.names}
+    metadata = {
+        "run_id": run.run_id,
+        "config": config.to_dict(),
+        "dataset": config.data.dataset,
+        "class_names": config.data.names,
+    }
     timer = stage.FitTimer()
-    validation = (stage.TestValidation(data.x_test, data.labels_test)
-                  if config.training.validation == "test" else None)
+    validation = (
+        stage.TestValidation(data.x_test, data.labels_test)
+        if config.training.validation == "test"
+        else None
+    )
     if cluster is None:
-        stage.fit(model, data, config.training, config.tensorboard, run.run_dir, run.progress,
-                  metadata, timer, validation, run.callbacks)
+        stage.fit(
+            model,
+            data,
+            config.training,
+            config.tensorboard,
+            run.run_dir,
+            run.progress,
+            metadata,
+            timer,
+            validation,
+            run.callbacks,
+        )
     else:
         _fit_distributed(run, cluster, model, data, metadata, timer, validation)
     return timer, validation
@@ -431,8 +573,19 @@ def _fit_distributed(run: RunInputs, cluster, model, data, metadata, timer, vali
     config = run.config
     if not run.chief:  # the chief writes the logs and checkpoints
         config = config.with_values({"training.checkpoint": None, "tensorboard.enabled": False})
-    distribute.fit(cluster, model, data, config.training, config.tensorboard,
-                   config.compile.loss, run.run_dir, run.progress, metadata, timer, validation)
+    distribute.fit(
+        cluster,
+        model,
+        data,
+        config.training,
+        config.tensorboard,
+        config.compile.loss,
+        run.run_dir,
+        run.progress,
+        metadata,
+        timer,
+        validation,
+    )
 
 
 def _evaluate(run: RunInputs, model, data, validation, accelerator):
@@ -448,8 +601,12 @@ def _evaluate(run: RunInputs, model, data, validation, accelerator):
     stop = run.config.training.early_stopping
     restored = stop is not None and stop.restore_best_weights
     names = run.config.data.names
-    if validation is not None and validation.last is not None and not restored \
-            and not accelerator.mixed_precision:
+    if (
+        validation is not None
+        and validation.last is not None
+        and not restored
+        and not accelerator.mixed_precision
+    ):
         return saved, dataclasses.replace(validation.last[1], class_names=list(names))
     return saved, stage.evaluate(saved, data.x_test, data.labels_test, class_names=names)
 
@@ -460,8 +617,9 @@ def _report(run: RunInputs, evaluation, epochs: int) -> dict[str, str]:
 
     plots = stage.save_results(evaluation, run.run_dir)
     if run.config.tensorboard.enabled:
-        stage.log_to_tensorboard(evaluation, plots["confusion_matrix_png"], run.run_dir,
-                                 step=epochs)
+        stage.log_to_tensorboard(
+            evaluation, plots["confusion_matrix_png"], run.run_dir, step=epochs
+        )
     return {name: str(path) for name, path in plots.items()}
 
 
@@ -471,15 +629,21 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
     from cnn_mnist.training.hparams import hparams_of, write_hparams
 
     sweep = record.file.sweep
-    values = hparams_of(run.config.to_dict(), model.count_params(), accelerator.dtype_policy,
-                        record.file.config_source, sweep.model_dump() if sweep else None)
+    values = hparams_of(
+        run.config.to_dict(),
+        model.count_params(),
+        accelerator.dtype_policy,
+        record.file.config_source,
+        sweep.model_dump() if sweep else None,
+    )
     record.add("hparams", values)
     if run.config.tensorboard.enabled:
         write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
 
 
-def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
-          publish: bool = True) -> dict[str, str]:
+def _save(
+    run: RunInputs, saved, data, evaluation, record: RunRecord, publish: bool = True
+) -> dict[str, str]:
     """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
     `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (one
     LiteRT pass over the test set), then (if `publish`) the stable model path pointed at
@@ -487,17 +651,31 @@ def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
     from cnn_mnist.stages.export import export_checked
     from cnn_mnist.stages.save import save_model
 
-    metadata = {"run_id": run.run_id, "config": run.config.to_dict(),
-                "dataset": run.config.data.dataset, "class_names": run.config.data.names}
+    metadata = {
+        "run_id": run.run_id,
+        "config": run.config.to_dict(),
+        "dataset": run.config.data.dataset,
+        "class_names": run.config.data.names,
+    }
     try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
-        lite = export_checked(saved, "litert", "none", run.run_dir / f"{RUN_MODEL}.tflite",
-                              data.x_test, data.labels_test, evaluation.probabilities, metadata)
+        lite = export_checked(
+            saved,
+            "litert",
+            "none",
+            run.run_dir / f"{RUN_MODEL}.tflite",
+            data.x_test,
+            data.labels_test,
+            evaluation.probabilities,
+            metadata,
+        )
         run_lite = lite.path
         metadata["litert_sha256"] = files.sha256(run_lite)
         record.add("exports", [lite.to_dict()])
     except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
-        log.warning("could not export the model for LiteRT (%s); cnn predict will use Keras",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        log.warning(
+            "could not export the model for LiteRT (%s); cnn predict will use Keras",
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
         run_lite = None
     run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", metadata)
     if publish:
@@ -507,8 +685,12 @@ def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
             _publish(run_lite, stable_lite)
         else:
             stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
-    paths = {"model": str(run.model_path), "run_model": str(run_model),
-             "logs": str(run.run_dir), "config": str(run.run_dir / "config.yaml")}
+    paths = {
+        "model": str(run.model_path),
+        "run_model": str(run_model),
+        "logs": str(run.run_dir),
+        "config": str(run.run_dir / "config.yaml"),
+    }
     if not publish:
         del paths["model"]
     if (run.run_dir / "best.h5").exists():
@@ -516,33 +698,67 @@ def _save(run: RunInputs, saved, data, evaluation, record: RunRecord,
     return paths
 
 
-def _complete(run: RunInputs, record: RunRecord, model, evaluation, epochs, watch, timer,
-              validation, paths, worker: str) -> RunResult:
+def _complete(
+    run: RunInputs,
+    record: RunRecord,
+    model,
+    evaluation,
+    epochs,
+    watch,
+    timer,
+    validation,
+    paths,
+    worker: str,
+) -> RunResult:
     """run.json `completed` with the metrics, timings and files; the backup is no longer
     needed."""
     watch.timings["total"] = round(time.perf_counter() - run.started, 3)
     if validation is not None:
         timer.timings["validation"] = validation.seconds
     watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
-    history = {key: [e[key] for e in epochs if key in e]
-               for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")}
+    history = {
+        key: [e[key] for e in epochs if key in e]
+        for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")
+    }
     record.complete(
-        metrics={"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-                 "params": int(model.count_params()), "epochs_completed": len(epochs),
-                 "history": history},
-        timings_s=watch.timings, peak_memory_mb_after=watch.peak_mb, paths=paths)
+        metrics={
+            "test_loss": evaluation.loss,
+            "test_accuracy": evaluation.accuracy,
+            "params": int(model.count_params()),
+            "epochs_completed": len(epochs),
+            "history": history,
+        },
+        timings_s=watch.timings,
+        peak_memory_mb_after=watch.peak_mb,
+        paths=paths,
+    )
     shutil.rmtree(run.run_dir / "backup", ignore_errors=True)  # completed: nothing to resume
-    return _result(run, record, evaluation, epochs, watch, paths=paths, worker=worker,
-                   replaced_run=run.previous_run)
+    return _result(
+        run,
+        record,
+        evaluation,
+        epochs,
+        watch,
+        paths=paths,
+        worker=worker,
+        replaced_run=run.previous_run,
+    )
 
 
 def _result(run: RunInputs, record: RunRecord, evaluation, epochs, watch, **fields) -> RunResult:
-    return RunResult(run_id=run.run_id, run_dir=run.run_dir, model_path=run.model_path,
-                     record_path=record.path, evaluation=evaluation,
-                     seed=run.config.training.seed, epochs_run=len(epochs),
-                     resumed_from_epoch=record.file.resumed_from_epoch or 0,
-                     timings=watch.timings, distribution=_distribution(record),
-                     **fields)
+    return RunResult(
+        run_id=run.run_id,
+        run_dir=run.run_dir,
+        model_path=run.model_path,
+        record_path=record.path,
+        evaluation=evaluation,
+        seed=run.config.training.seed,
+        epochs_run=len(epochs),
+        resumed_from_epoch=record.file.resumed_from_epoch or 0,
+        timings=watch.timings,
+        distribution=_distribution(record),
+        **fields,
+    )
 
 
 def _distribution(record: RunRecord) -> dict:
@@ -590,8 +806,10 @@ def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
         raise OutputError(f"{model_path} is a folder; output.model_path must be a file path")
     previous = read_metadata(model_path).get("run_id")
     if previous is None and not overwrite:
-        raise OutputError(f"{model_path} exists and was not saved by `cnn train`; pass "
-                          "--overwrite to replace it, or choose another --model-path")
+        raise OutputError(
+            f"{model_path} exists and was not saved by `cnn train`; pass "
+            "--overwrite to replace it, or choose another --model-path"
+        )
     return previous
 
 
@@ -629,6 +847,9 @@ def _agree(cluster, run: RunInputs) -> tuple[str, Config]:
     # The seed aside: the chief may have drawn it.
     differs = list(differences(run.config.to_dict(), theirs.to_dict(), ignore=("training.seed",)))
     if differs and run.warn_differs:
-        log.warning("this worker was started with a config that differs from the chief's at %s; "
-                    "training with the chief's", ", ".join(differs[:5]))
+        log.warning(
+            "this worker was started with a config that differs from the chief's at %s; "
+            "training with the chief's",
+            ", ".join(differs[:5]),
+        )
     return run_id, theirs

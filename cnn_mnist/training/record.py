@@ -141,8 +141,9 @@ class RunFile(_Section):
     @property
     def dataset_name(self) -> str:
         data = (self.config or {}).get("data")
-        return str((data.get("dataset") if isinstance(data, dict) else None) or self.dataset
-                   or "mnist")
+        return str(
+            (data.get("dataset") if isinstance(data, dict) else None) or self.dataset or "mnist"
+        )
 
     def duration_s(self) -> float | None:
         """Seconds from start to finish (or to the interrupt, or until now while running)."""
@@ -189,13 +190,14 @@ def killed(record: RunFile) -> bool:
     a power cut: nothing could record how it ended)."""
     from cnn_mnist.stages.guards import process_gone
 
-    return record.status == "running" and \
-        process_gone(record.host, record.pid, record.started_at)
+    return record.status == "running" and process_gone(record.host, record.pid, record.started_at)
 
 
 def killed_reason(record: RunFile) -> str:
-    return (f"its process ({record.pid} on {record.host}) is gone without recording "
-            "how it ended (killed, or crashed)")
+    return (
+        f"its process ({record.pid} on {record.host}) is gone without recording "
+        "how it ended (killed, or crashed)"
+    )
 
 
 def epochs_logged(run_dir: Path) -> int:
@@ -212,15 +214,21 @@ def describe_resumed(run_dir: Path) -> str:
     record, problem = read_record(run_dir)
     status, epochs, source, done = "no-record", None, None, None
     if record is not None:
-        status, problem, source, done = (record.status, record.error, record.config_source,
-                                         record.epochs_done)
+        status, problem, source, done = (
+            record.status,
+            record.error,
+            record.config_source,
+            record.epochs_done,
+        )
         if status == "running" and killed(record):
             status, problem = "interrupted", killed_reason(record)
         epochs = ((record.config or {}).get("training") or {}).get("epochs")
     why = f": {problem.splitlines()[0]}" if problem else ""
     done = done if done is not None else epochs_logged(run_dir)
-    return (f"run {Path(run_dir).name} ({status}{why}; config {source or 'default'}) after "
-            f"epoch {done or 0} of {epochs}")
+    return (
+        f"run {Path(run_dir).name} ({status}{why}; config {source or 'default'}) after "
+        f"epoch {done or 0} of {epochs}"
+    )
 
 
 def recorded_source(run_dir: Path) -> str | None:
@@ -269,13 +277,15 @@ class RunRecord:
                 fh.write(json.dumps(self.file.to_json(), indent=2) + "\n")
             return self.path
         except OSError as exc:
-            log.warning("could not record the run as %s in %s (%s)", status, self.path,
-                        exc.strerror or exc)
+            log.warning(
+                "could not record the run as %s in %s (%s)", status, self.path, exc.strerror or exc
+            )
             return None
 
     @contextlib.contextmanager
-    def recording_failures(self, epochs_done: Callable[[], int],
-                           timings: dict | None = None) -> Iterator[None]:
+    def recording_failures(
+        self, epochs_done: Callable[[], int], timings: dict | None = None
+    ) -> Iterator[None]:
         """Ctrl-C or SIGTERM inside the block: `interrupted`; an error: `failed` with its
         message. Either way with the epochs finished, and the exception goes on."""
         try:
@@ -297,16 +307,18 @@ def find_run_to_resume(log_dir: str | Path, run_id: str | None = None) -> Path:
     if run_id:
         run_dir = log_dir / run_id
         if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"--resume {run_id}: no such run in {log_dir}/ "
-                              "(run ids are the folder names there)")
+            raise ConfigError(
+                f"--resume {run_id}: no such run in {log_dir}/ (run ids are the folder names there)"
+            )
         if read_status(run_dir) == "completed":
             raise ConfigError(f"--resume {run_id}: that run completed; nothing to resume")
         return run_dir
     for run_dir in sorted((p.parent for p in log_dir.glob("*/config.yaml")), reverse=True):
         if read_status(run_dir) != "completed":
             return run_dir
-    raise ConfigError(f"--resume: no unfinished run in {log_dir}/ to resume; "
-                      "start one with `cnn train`")
+    raise ConfigError(
+        f"--resume: no unfinished run in {log_dir}/ to resume; start one with `cnn train`"
+    )
 
 
 def load_run_config(run_dir: Path, data_path: str | None = None) -> Config:

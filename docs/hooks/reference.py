@@ -29,10 +29,19 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 from cnn_mnist.config import schema
 
 MARKER = "<!-- config-reference -->"
-_YAML_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-               "NoneType": "null"}
-_CONSTRAINTS = {annotated_types.Ge: ("≥", "ge"), annotated_types.Gt: (">", "gt"),
-                annotated_types.Le: ("≤", "le"), annotated_types.Lt: ("<", "lt")}
+_YAML_TYPES = {
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "NoneType": "null",
+}
+_CONSTRAINTS = {
+    annotated_types.Ge: ("≥", "ge"),
+    annotated_types.Gt: (">", "gt"),
+    annotated_types.Le: ("≤", "le"),
+    annotated_types.Lt: ("<", "lt"),
+}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -89,10 +98,15 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[dict[str, str]]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         pair = any(getattr(meta, "func", None) is schema._pair for meta in field.metadata)
-        out.append({"key": key, "type": "integer or [integer, integer]" if pair
-                    else type_text(field.annotation),
-                    "default": default_text(field), "allowed": allowed_text(field),
-                    "description": field.description or ""})
+        out.append(
+            {
+                "key": key,
+                "type": "integer or [integer, integer]" if pair else type_text(field.annotation),
+                "default": default_text(field),
+                "allowed": allowed_text(field),
+                "description": field.description or "",
+            }
+        )
         inner = _section(field.annotation)
         if inner is not None and inner is not schema.SweepParameter:
             out += rows(inner, f"{key}.")
@@ -136,8 +150,10 @@ def type_text(annotation: Any) -> str:
         return " or ".join(dict.fromkeys(t for text in texts for t in text.split(" or ")))
     if origin is list:
         inner = args[0]
-        if get_origin(inner) is typing.Annotated and \
-                get_args(inner)[0] is Union[schema.LAYER_TYPES]:
+        if (
+            get_origin(inner) is typing.Annotated
+            and get_args(inner)[0] is Union[schema.LAYER_TYPES]
+        ):
             return "list of layers"
         text = type_text(inner)
         return f"list of ({text})" if " or " in text else f"list of {text}"
@@ -168,8 +184,10 @@ def default_text(field: FieldInfo) -> str:
 
 def allowed_text(field: FieldInfo) -> str:
     """The choices of a Literal and the bounds of a number, anywhere in the annotation."""
-    parts = [f"`{value}`" if not isinstance(value, bool) else f"`{str(value).lower()}`"
-             for value in _literals(field.annotation)]
+    parts = [
+        f"`{value}`" if not isinstance(value, bool) else f"`{str(value).lower()}`"
+        for value in _literals(field.annotation)
+    ]
     bounds = _bounds(field.metadata) or _annotated_bounds(field.annotation)
     if parts and bool in get_args(field.annotation):  # "auto" or a boolean
         parts += ["`true`", "`false`"]
@@ -188,8 +206,12 @@ def _literals(annotation: Any) -> list[Any]:
 
 
 def _bounds(metadata: list[Any]) -> str:
-    found = [f"{sign} {getattr(meta, attr)}" for meta in metadata
-             for kind, (sign, attr) in _CONSTRAINTS.items() if isinstance(meta, kind)]
+    found = [
+        f"{sign} {getattr(meta, attr)}"
+        for meta in metadata
+        for kind, (sign, attr) in _CONSTRAINTS.items()
+        if isinstance(meta, kind)
+    ]
     return " and ".join(found)
 
 
@@ -197,8 +219,11 @@ def _annotated_bounds(annotation: Any) -> str:
     """Bounds inside a union member: `"auto" | Annotated[int, Field(ge=1)]`."""
     for arg in get_args(annotation):
         if get_origin(arg) is typing.Annotated:
-            inner = [m for meta in get_args(arg)[1:]
-                     for m in (meta.metadata if isinstance(meta, FieldInfo) else [meta])]
+            inner = [
+                m
+                for meta in get_args(arg)[1:]
+                for m in (meta.metadata if isinstance(meta, FieldInfo) else [meta])
+            ]
             if _bounds(inner):
                 return f"integer {_bounds(inner)}"
     return ""
@@ -210,8 +235,7 @@ def _annotated_bounds(annotation: Any) -> str:
 def _table(table_rows: list[dict[str, str]]) -> str:
     lines = ["| key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
     for row in table_rows:
-        cells = [_key(row["key"]), row["type"], row["default"], row["allowed"],
-                 row["description"]]
+        cells = [_key(row["key"]), row["type"], row["default"], row["allowed"], row["description"]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
@@ -225,11 +249,14 @@ def config_reference() -> str:
     """The whole reference, as Markdown."""
     parts = []
     for name, field in schema.Config.model_fields.items():
-        parts.append(f"## {name}\n\n{field.description or ''}\n\n"
-                     + _table([row for row in rows(schema.Config) if
-                               row["key"].startswith(f"{name}.")]))
-    parts.append("## Layers\n\nEach item of `model.layers` is a `type` and that Keras layer's "
-                 "arguments, with Keras's names and defaults.")
+        parts.append(
+            f"## {name}\n\n{field.description or ''}\n\n"
+            + _table([row for row in rows(schema.Config) if row["key"].startswith(f"{name}.")])
+        )
+    parts.append(
+        "## Layers\n\nEach item of `model.layers` is a `type` and that Keras layer's "
+        "arguments, with Keras's names and defaults."
+    )
     for layer in schema.LAYER_TYPES:
         body = _table(layer_rows(layer)) if layer_rows(layer) else "No arguments."
         parts.append(f"### {layer.__name__}\n\n{inspect.cleandoc(layer.__doc__ or '')}\n\n{body}")
