@@ -281,7 +281,7 @@ def test_exported_models_predict_as_the_h5_in_a_process(own_run, idx_folder):
         answers[path.suffix] = shown.stdout.split("(")[0]
     assert answers[".onnx"] == answers[".h5"] == answers[".tflite"]
     code = (
-        "import sys; from cnn_mnist import predict; "
+        "import sys; from cnn_mnist.tools import predict; "
         f"print(predict.predict(['10'], model_path={str(model.with_name('tiny_int8.onnx'))!r}"
         f", data_path={str(idx_folder)!r}).items[0].predicted, 'tensorflow' in sys.modules)"
     )
