@@ -132,9 +132,9 @@ def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
     status, headers, body = call(server, "GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     page = body.decode()
-    assert '<canvas id="pad"' in page and 'src="/static/app.js"' in page
+    assert '<canvas id="pad"' in page and 'src="/static/main.js"' in page
     for name, kind in [
-        ("app.js", "text/javascript"),
+        ("main.js", "text/javascript"),
         ("style.css", "text/css"),
         ("icon.svg", "image/svg+xml"),
     ]:
@@ -495,7 +495,7 @@ BAD_REQUESTS = [
     ("GET on predict", "GET", "/api/predict", None, 405, "takes POST"),
     ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
     ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),
-    ("PUT on a static file", "PUT", "/static/app.js", b"x", 405, "read with GET"),
+    ("PUT on a static file", "PUT", "/static/main.js", b"x", 405, "read with GET"),
     (
         "a negative test index",
         "GET",
@@ -675,10 +675,10 @@ TRAVERSALS = [
     "/static//etc/passwd",
     "//etc/passwd",
     "/etc/passwd",
-    "/static/app.js/../../serve.py",
-    "/static/app.js%00.png",
+    "/static/main.js/../../serve.py",
+    "/static/main.js%00.png",
     "/static/%c0%ae%c0%ae/serve.py",
-    "/static/./app.js",
+    "/static/./main.js",
     "/static",
     "/static/",
     "/cnn_mnist/tools/serve.py",

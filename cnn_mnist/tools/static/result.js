@@ -1,0 +1,107 @@
+// The prediction view: the verdict, the bars, the 28x28 input the model sees and its downloads.
+import {$, digitImage, say} from "./dom.js";
+import {scheduleMaps} from "./maps.js";
+import {state} from "./state.js";
+
+export function show(answer) {
+  state.answer = answer;
+  const names = state.classNames;
+  $("#predicted").textContent = answer.class_name;
+  $("#predicted").classList.remove("empty");
+  $(".verdict").classList.toggle("long", answer.class_name.length > 2); // not a digit: a word
+  const runnersUp = answer.top3.slice(1).map((t) => `${t.class_name} ${percent(t.probability)}`);
+  $("#confidence").textContent = `${percent(answer.probability)} sure; then ${runnersUp.join(", ")}`;
+  const truth = $("#truth");
+  truth.className = "";
+  truth.textContent = "";
+  if (answer.label !== undefined) {
+    truth.textContent = answer.correct ? `True label ${answer.label_name}: right`
+                                       : `True label ${answer.label_name}: wrong`;
+    truth.className = answer.correct ? "right" : "wrong";
+  }
+  drawBars(answer.probabilities, answer.predicted, names);
+  drawSeen(answer.input);
+  $("#download-png").disabled = false;
+  $("#download-values").disabled = false;
+  say("");
+  scheduleMaps();
+}
+
+export function showNothing(message, isError = false) {
+  state.answer = null;
+  $("#predicted").textContent = "?";
+  $("#predicted").classList.add("empty");
+  $(".verdict").classList.remove("long");
+  $("#confidence").textContent = "Draw a digit to see what the model makes of it.";
+  $("#truth").textContent = "";
+  drawBars(null, null, state.classNames);
+  const seen = $("#seen").getContext("2d");
+  seen.clearRect(0, 0, 28, 28);
+  $("#download-png").disabled = true;
+  $("#download-values").disabled = true;
+  $("#maps").replaceChildren();
+  $("#explain").hidden = true;
+  say(message, isError);
+}
+
+function percent(p) {
+  if (p < 0.001) return "<0.1%";
+  if (p > 0.999) return ">99.9%";
+  return `${(p * 100).toFixed(1)}%`;
+}
+
+export function drawBars(probabilities, predicted, names) {
+  const list = $("#bars");
+  if (list.dataset.names !== JSON.stringify(names)) { // another model's classes: new rows
+    list.dataset.names = JSON.stringify(names);
+    list.replaceChildren(...names.map((name) => {
+      const item = document.createElement("li");
+      item.innerHTML = '<span class="name"></span><span class="track"><span class="fill">' +
+                       '</span></span><span class="pct"></span>';
+      item.querySelector(".name").textContent = name;
+      return item;
+    }));
+  }
+  [...list.children].forEach((item, k) => {
+    const p = probabilities ? probabilities[k] : 0;
+    item.querySelector(".fill").style.width = `${(p * 100).toFixed(2)}%`;
+    item.querySelector(".pct").textContent = probabilities ? percent(p) : "";
+    item.classList.toggle("top", k === predicted);
+    item.dataset.probability = String(p);
+    item.setAttribute("aria-label", `${names[k]}: ${probabilities ? percent(p) : "none"}`);
+  });
+}
+
+function drawSeen(digit) {
+  $("#seen").getContext("2d").putImageData(digitImage(digit), 0, 0);
+}
+
+// --- downloads of the 28x28 input -------------------------------------------------------------
+
+function download(blob, name) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+export function valuesCSV(digit) {
+  // The 784 values: 28 lines of 28, as numpy.loadtxt(path, delimiter=",") reads them.
+  return digit.map((row) => row.map((v) => v.toFixed(6)).join(",")).join("\n") + "\n";
+}
+
+function inputName() {
+  if (state.source === "test") return `test-${state.testIndex}-28x28`;
+  return "digit-28x28";
+}
+
+export function downloadPNG() {
+  $("#seen").toBlob((blob) => download(blob, `${inputName()}.png`), "image/png");
+}
+
+export function downloadValues() {
+  download(new Blob([valuesCSV(state.answer.input)], {type: "text/csv"}), `${inputName()}.csv`);
+}
