@@ -147,6 +147,46 @@ def test_the_page_and_its_files_come_from_the_package_without_a_cdn(server):
     assert "default-src 'self'" in headers["Content-Security-Policy"]
 
 
+STATIC = REPO / "cnn_mnist" / "tools" / "static"
+IMPORT = re.compile(r'^import \{[^}]*\} from "\./([\w-]+\.js)";$', re.M)
+
+
+def test_the_page_loads_as_es_modules_each_served_as_javascript(server):
+    page = call(server, "GET", "/")[2].decode()
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts == ['<script type="module" src="/static/main.js">']
+    seen, todo = set(), ["main.js"]
+    while todo:  # main.js and every module it imports, and theirs
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        status, headers, body = call(server, "GET", f"/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith("text/javascript"), name
+        assert body == (STATIC / name).read_bytes()
+        todo += IMPORT.findall(body.decode())
+    assert seen == {p.name for p in STATIC.glob("*.js")}  # no module left out, none unused
+    assert {"state.js", "api.js", "pad.js", "result.js", "maps.js", "model.js"} <= seen
+
+
+def test_the_page_state_lives_in_one_module():
+    # state.js declares the one state object; the others import it and keep no mutable state
+    # of their own at the top level (no module-level let or var).
+    for path in sorted(STATIC.glob("*.js")):
+        text = path.read_text()
+        top = [line for line in text.splitlines() if re.match(r"(export )?(let|var) ", line)]
+        assert not top, (path.name, top)
+        declares = re.findall(r"^(?:export )?(?:const|let|var) state\b", text, re.M)
+        if path.name == "state.js":
+            assert declares == ["export const state"]
+        else:
+            assert not declares, path.name
+            if re.search(r"\bstate\.", text):
+                assert re.search(
+                    r'^import \{[^}]*\bstate\b[^}]*\} from "\./state\.js";$', text, re.M
+                ), path.name
+
+
 def test_the_static_files_are_package_data():
     text = (REPO / "pyproject.toml").read_text()
     assert '"tools/static/*"' in text
@@ -839,6 +879,7 @@ def browser():
         "--window-size=1280,1000",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for its errors
     try:
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
     except WebDriverException as exc:
@@ -945,6 +986,19 @@ def test_draw_a_one_and_a_zero(browser, server, tmp_path):
     browser.save_screenshot(str(tmp_path / "zero.png"))
     for name in ("one.png", "zero.png"):
         assert Image.open(tmp_path / name).size[0] > 300
+
+
+def test_the_modules_load_and_share_one_state_without_console_errors(browser, server):
+    browser.get_log("browser")  # what earlier pages logged
+    pad = _open(browser, server)
+    assert browser.execute_script(
+        "return import('/static/state.js').then((m) => m.state === window.state)"
+    )
+    _stroke(browser, pad, [(0.52, 0.18), (0.51, 0.4), (0.5, 0.6), (0.49, 0.82)])
+    shown = _shown(browser)
+    _check_against_api(server, shown, _pad_png(browser))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
 
 
 def test_upload_a_picture(browser, server, tmp_path):
