@@ -318,3 +318,43 @@ def write_run_record(
     record.update(fields)
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     return folder
+
+
+def fit_both_ways(config, model_config, data, tmp_path: Path):
+    """The same model trained by Keras's `Model.fit` and by the tf.distribute loop on one
+    replica, each from seed 3 into its own run folder: (histories, weights, run folders), each
+    a dict by "fit" and "distributed"."""
+    import tensorflow as tf
+
+    from cnn_mnist.core.runtime import seed_everything
+    from cnn_mnist.stages import fit
+    from cnn_mnist.stages.model import build_model, compile_model
+    from cnn_mnist.training import distribute
+
+    histories, weights, run_dirs = {}, {}, {}
+    for kind in ("fit", "distributed"):
+        seed_everything(3)
+        run_dir = run_dirs[kind] = tmp_path / kind
+        run_dir.mkdir()
+        if kind == "fit":
+            model = compile_model(build_model(model_config), config.compile)
+            histories[kind] = fit.fit(
+                model, data, config.training, config.tensorboard, run_dir, verbose=0
+            )
+        else:
+            strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+            with strategy.scope():
+                model = compile_model(build_model(model_config), config.compile)
+            cluster = distribute.Cluster(strategy, "mirrored", 1)
+            histories[kind] = distribute.fit(
+                cluster,
+                model,
+                data,
+                config.training,
+                config.tensorboard,
+                config.compile.loss,
+                run_dir,
+                verbose=0,
+            )
+        weights[kind] = [w.numpy() for w in model.weights]
+    return histories, weights, run_dirs

@@ -226,14 +226,12 @@ def test_normalize_false_augments_raw_pixels_alike(tiny_mnist):
 def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     """One replica under a strategy: the custom loop reads the same augmented batches as
     `Model.fit` (both through train.train_dataset), so they train alike."""
-    import tensorflow as tf
-
+    from cnn_mnist.config.schema import ModelConfig
+    from cnn_mnist.core.runtime import seed_everything
     from cnn_mnist.stages import fit
-    from cnn_mnist.training import distribute
     from cnn_mnist.stages.data import prepare
     from cnn_mnist.stages.model import build_model, compile_model
-    from cnn_mnist.core.runtime import seed_everything
-    from cnn_mnist.config.schema import ModelConfig
+    from tests.conftest import fit_both_ways
 
     config = load_config(
         sets=[
@@ -247,29 +245,7 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     )
     model_config = ModelConfig.model_validate({"layers": TINY_LAYERS})
     data = prepare(tiny_mnist, True, None, None, config.data.augment)
-    histories = {}
-    for kind in ("fit", "distributed"):
-        seed_everything(3)
-        run_dir = tmp_path / kind
-        if kind == "fit":
-            model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = fit.fit(
-                model, data, config.training, config.tensorboard, run_dir, verbose=0
-            )
-        else:
-            strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-            with strategy.scope():
-                model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = distribute.fit(
-                distribute.Cluster(strategy, "mirrored", 1),
-                model,
-                data,
-                config.training,
-                config.tensorboard,
-                config.compile.loss,
-                run_dir,
-                verbose=0,
-            )
+    histories, _, _ = fit_both_ways(config, model_config, data, tmp_path)
     for name, values in histories["fit"].items():
         np.testing.assert_allclose(histories["distributed"][name], values, rtol=1e-4, atol=1e-5)
     plain = prepare(tiny_mnist, True, None, None)

@@ -90,15 +90,10 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     """Same seed, data and model (dropout included): the custom step (strategy.run, a loss over
     the global batch) trains like `Model.fit`, and drives the same callbacks. Shuffled, both
     read each epoch's order drawn from the seed and the epoch number."""
-    import tensorflow as tf
-
-    from cnn_mnist.stages import fit
-    from cnn_mnist.training import distribute
     from cnn_mnist.config.schema import ModelConfig
+    from cnn_mnist.stages import fit
     from cnn_mnist.stages.data import prepare
-    from cnn_mnist.stages.model import build_model, compile_model
-    from cnn_mnist.core.runtime import seed_everything
-    from tests.conftest import TINY_LAYERS
+    from tests.conftest import TINY_LAYERS, fit_both_ways
 
     config = load_config(
         sets=[
@@ -112,31 +107,8 @@ def test_the_distributed_loop_on_one_replica_matches_keras_fit(tiny_mnist, tmp_p
     layers = [*TINY_LAYERS[:3], {"type": "Dropout", "rate": 0.25}, TINY_LAYERS[3]]
     model_config = ModelConfig.model_validate({"layers": layers})
     data = prepare(tiny_mnist, True, None, None)
-    histories, weights = {}, {}
-    for kind in ("fit", "distributed"):
-        seed_everything(3)
-        run_dir = tmp_path / kind
-        run_dir.mkdir()
-        if kind == "fit":
-            model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = fit.fit(
-                model, data, config.training, config.tensorboard, run_dir, verbose=0
-            )
-        else:
-            strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-            with strategy.scope():
-                model = compile_model(build_model(model_config), config.compile)
-            histories[kind] = distribute.fit(
-                distribute.Cluster(strategy, "mirrored", 1),
-                model,
-                data,
-                config.training,
-                config.tensorboard,
-                config.compile.loss,
-                run_dir,
-                verbose=0,
-            )
-        weights[kind] = [w.numpy() for w in model.weights]
+    histories, weights, run_dirs = fit_both_ways(config, model_config, data, tmp_path)
+    for run_dir in run_dirs.values():
         assert len(fit.read_epochs(run_dir / "epochs.jsonl")) == 2
         assert list((run_dir / "train").glob("events.out.tfevents.*"))
         assert (run_dir / "backup").is_dir()
