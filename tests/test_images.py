@@ -51,10 +51,11 @@ def test_position_and_size_do_not_matter(tmp_path):
     small.save(tmp_path / "small.png")
     large.save(tmp_path / "large.png")
     # Both crops are a uniform box (11x36 and 101x351 pixels) that scales to the same solid 6x20
-    # box, so the two results are identical (measured difference 0.0): any change in how the digit
-    # is cropped, scaled or centred breaks this. (It allowed 0.35 per pixel, which nothing failed.)
+    # box, so the two results are the same but for rounding (the light's fitted surface: measured
+    # 3e-5): any change in how the digit is cropped, scaled or centred breaks this. (It allowed
+    # 0.35 per pixel, which nothing failed.)
     np.testing.assert_allclose(
-        load_digit(tmp_path / "small.png"), load_digit(tmp_path / "large.png"), atol=1e-6
+        load_digit(tmp_path / "small.png"), load_digit(tmp_path / "large.png"), atol=1e-4
     )
 
 
@@ -353,21 +354,24 @@ def test_ruled_and_squared_lines_are_removed(vertical_too):
     assert np.abs(lined - clean).mean() < 0.03
 
 
-@pytest.mark.parametrize("where", ["edge", "faint"])  # fill and shadow: see the report
+@pytest.mark.parametrize("where", ["fill", "edge", "shadow", "faint"])
 def test_a_digit_touching_the_edges_in_shadow_or_faint_is_read(where):
     pixels = np.asarray(_seven_picture(), dtype=np.float32)
     clean = to_mnist(pixels)
-    if where == "fill":  # cut inside the strokes' box: they run off the edges
-        picture = pixels[24:122, 25:98]
+    if where == "fill":  # cut inside the strokes' box (a form): they run off all four edges
+        picture = pixels[24:122, 25:98].copy()
+        # What is left of the 7 (a sliver of its bar at the top edge) must read as that same
+        # ink on a larger page: the paper is found in the picture, not its border, and the bar
+        # at the edge is a stroke, not a ruled line.
+        clean = to_mnist(np.pad(picture, 20, constant_values=235))
     elif where == "edge":
-        picture = pixels[16:, :]
+        picture = pixels[16:, :].copy()
     elif where == "shadow":  # the light falls to 35% across the page
         picture = pixels * np.linspace(1.0, 0.35, pixels.shape[1])[None, :]
     else:  # pencil: 50 levels of contrast
         picture = 235 - (235 - pixels) * 50 / 215
-    if where in ("fill", "edge"):
-        picture = picture.copy()
     read = to_mnist(picture)
     rows, cols = np.nonzero(read > 0.1)
     assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 >= 19  # not fragments
-    assert np.corrcoef(read.ravel(), clean.ravel())[0, 1] > 0.8
+    assert np.corrcoef(read.ravel(), clean.ravel())[0, 1] > 0.95
+    assert read[rows.min()].max() > 0.5  # the 7's bar (in fill, its sliver) is kept

@@ -3,8 +3,8 @@
 Any picture Pillow reads (every bit depth and mode, an animation's first frame) -> grayscale ->
 light ink on dark: which is the ink is judged from the whole picture (its long tail away from
 the paper), the border deciding only where the picture cannot -> the paper's level found at each
-pixel from the whole picture (a closing: the light may fall off across the page), and taken
-away -> printed lines of ruled and squared paper removed -> cropped to the digit's strokes
+pixel from the whole picture (a closing: the light may fall off across the page), taken away,
+and the ink divided by it (light multiplies: a stroke in shadow is as faint as its paper) -> printed lines of ruled and squared paper removed -> cropped to the digit's strokes
 (connected components above a threshold chosen from the picture, so specks of dust or paper
 grain far from the digit are left out) -> scaled to fit a 20x20 box, keeping the aspect ratio
 -> placed in 28x28 so its centre of mass is at the centre -> scaled to [0, 1].
@@ -50,6 +50,7 @@ PAPER_WINDOW = 0.4  # x the longer side: wider than any stroke, so the paper sho
 LINE_COVER = 0.95  # a row or column inked across this much of the picture may be a printed line
 LINE_WIDTH = 0.04  # ... if its band is at most this thick (x the picture's size), or 2 pixels
 LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line's cover
+MAX_GAIN = 4.0  # paper in shadow is brightened at most this much (as the best-lit paper)
 INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
 MIN_DIGIT_SIDE = 10  # pixels: when the largest dark part is smaller than this, or than
 MIN_DIGIT_RATIO = 0.02  # this fraction of the picture's longer side, there are only specks
@@ -288,6 +289,10 @@ def paper_level(gray: np.ndarray) -> np.ndarray:
         ndimage.maximum_filter(small, window, mode="nearest"), window, mode="nearest"
     )
     closed = ndimage.uniform_filter(closed, max(1, window // 2), mode="nearest")  # no blocks
+    # Near an edge the closing sees the light only on one side, and takes the brighter: where
+    # the light falls off towards that edge it would call the paper there ink. The light's
+    # smooth surface (fitted to the paper alone) is the lesser there.
+    closed = np.minimum(closed, light_surface(small))
     if closed.shape != gray.shape:
         closed = np.asarray(
             Image.fromarray(closed.astype(np.float32), "F").resize(
@@ -297,12 +302,33 @@ def paper_level(gray: np.ndarray) -> np.ndarray:
     return closed.astype(np.float32)
 
 
+def light_surface(gray: np.ndarray, rounds: int = 5) -> np.ndarray:
+    """The light across a dark-on-light picture as a smooth surface (a quadratic in x and y),
+    fitted to the paper alone: each round leaves out the pixels darker than the last fit by more
+    than twice the paper's spread (the ink), so the fit rises to the paper's level."""
+    height, width = gray.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) / max(height, width, 1)
+    basis = np.stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys], axis=-1).reshape(-1, 6)
+    values = gray.astype(np.float64).ravel()
+    keep = np.ones(values.size, dtype=bool)
+    fit = np.full(values.size, values.mean())
+    for _ in range(rounds):
+        if keep.sum() < basis.shape[1] * 4:
+            break
+        coef, *_ = np.linalg.lstsq(basis[keep], values[keep], rcond=None)
+        fit = basis @ coef
+        residual = values - fit
+        spread = 1.4826 * float(np.median(np.abs(residual[keep])))
+        keep = residual > -max(2 * spread, 2.0)
+    return fit.reshape(gray.shape).astype(np.float32)
+
+
 def remove_lines(ink: np.ndarray) -> np.ndarray:
     """Ruled and squared paper's printed lines taken out of `ink` (0 = paper).
 
     A line is a thin band of rows (or columns) inked across LINE_COVER of the picture, at most
     LINE_WIDTH of its size thick: a digit's strokes are thicker, or do not run across the whole
-    picture. Each band is replaced by the lesser of the ink just above and just below it (left
+    picture, and not at its edge (there it is a stroke the crop cut: a 7's bar). Each band is replaced by the lesser of the ink just above and just below it (left
     and right), so a stroke that crosses the line stays whole and the line between strokes goes."""
     out = ink.copy()
     for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
@@ -317,6 +343,8 @@ def remove_lines(ink: np.ndarray) -> np.ndarray:
         for band in bands:
             if len(band) > thickest:
                 continue  # a digit's bar, not a printed line
+            if band[0] == 0 or band[-1] == view.shape[0] - 1:
+                continue  # at the picture's edge: a bar cut by the crop (a 7's, a 5's), kept
             top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, view.shape[0])  # and its blur
             above = view[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
             below = view[bottom] if bottom < view.shape[0] else np.zeros(view.shape[1], view.dtype)
@@ -331,20 +359,24 @@ def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndar
     Raises NoDigit when there is too little contrast for a digit (a blank page)."""
     from scipy import ndimage
 
+    gray = np.asarray(gray, dtype=np.float32)  # Pillow's "F" pictures are float32 (not float64)
     smooth = ndimage.gaussian_filter(gray, SMOOTH)
     if not ink_is_dark(smooth):  # MNIST digits are light on dark: the ink is what stands out
         gray, smooth = 255.0 - gray, 255.0 - smooth
     paper = paper_level(smooth)
-    ink = remove_lines(np.clip(paper - gray, 0, None))
+    # Light multiplies: in a shadow the ink is as much fainter as the paper is darker. Dividing
+    # by the paper's level (as the best-lit paper) gives the strokes one strength across the page.
+    gain = np.clip(paper.max() / np.maximum(paper, 1.0), 1.0, MAX_GAIN)
+    ink = remove_lines(np.clip(paper - gray, 0, None)) * gain
     smooth_ink = remove_lines(np.clip(paper - smooth, 0, None))
     residual = gray - smooth  # the sensor's (or paper's) noise, and the strokes' edges
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    if smooth_ink.max() < max(MIN_CONTRAST, NOISE_MARGIN * noise):
+    if smooth_ink.max() < max(MIN_CONTRAST, NOISE_MARGIN * noise):  # before the light is evened
         raise NoDigit(
             f"{source}: no digit found (the picture is blank or has too little "
             "contrast); expected a dark digit on light paper, or light on dark"
         )
-    return ink.astype(np.float32), smooth_ink.astype(np.float32)
+    return ink.astype(np.float32), (smooth_ink * gain).astype(np.float32)
 
 
 def centre_digit(ink: np.ndarray) -> np.ndarray:
