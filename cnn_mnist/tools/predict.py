@@ -278,14 +278,40 @@ def format_predictions(items: list[Prediction], as_json: bool = False, draw: boo
     return "\n".join([*drawn, *(describe(p) for p in items)])
 
 
+def read_number_with(
+    model, digits: list, normalize: bool = True, names: list[str] | None = None
+) -> dict:
+    """One picture's digits (number_reading.read_number: each a 28x28 `digit` and its `box`)
+    through `model` (a predictor or a Keras model): `number`, the predicted names joined, and
+    per digit `predicted`, `class_name`, `probability` and `box` (left, top, right, bottom in
+    the picture's pixels), left to right. The one reading of a number: `cnn predict --number`
+    and `cnn serve`'s /api/number both come here."""
+    names = list(names or DIGIT_NAMES)
+    rows = probabilities(model, np.stack([d.digit for d in digits]), normalize=normalize)
+    read: list[dict] = [
+        {
+            "predicted": int(r.argmax()),
+            "class_name": names[int(r.argmax())],
+            "probability": round(float(r.max()), 6),
+            "box": [int(v) for v in d.box],
+        }
+        for d, r in zip(digits, rows)
+    ]
+    return {"number": "".join(r["class_name"] for r in read), "digits": read}
+
+
+NUMBER_DIGIT_KEYS = ("predicted", "probability", "box")  # what --number --json gives per digit
+
+
 def predict_numbers(
     images=(),
     model_path: str | Path = "",
     verbose: bool = False,
     save_preprocessed: str | None = None,
 ) -> Predictions:
-    """Each picture read as a number (numbers.read_number): one dict per picture, `number` and
-    its `digits` (predicted, probability, box: left, top, right, bottom in the picture)."""
+    """Each picture read as a number (number_reading.read_number, then read_number_with): one
+    dict per picture, `number` and its `digits` (predicted, probability, box: left, top, right,
+    bottom in the picture)."""
     from cnn_mnist.stages import save
     from cnn_mnist.analysis.images import ImageError, save_digit_png
     from cnn_mnist.analysis.number_reading import read_number
@@ -302,24 +328,12 @@ def predict_numbers(
         model, _ = open_model(model_path, verbose)
         names = save.class_names(model_path)
         for n, (path, digits) in enumerate(found):
-            rows = probabilities(
-                model,
-                np.stack([d.digit for d in digits]),
-                normalize=save.model_normalize(model_path),
-            )
-            read = [
-                {
-                    "predicted": int(r.argmax()),
-                    "probability": round(float(r.max()), 6),
-                    "box": list(d.box),
-                }
-                for d, r in zip(digits, rows)
-            ]
+            read = read_number_with(model, digits, save.model_normalize(model_path), names)
             items.append(
                 {
                     "image": path,
-                    "number": "".join(names[r["predicted"]] for r in read),
-                    "digits": read,
+                    "number": read["number"],
+                    "digits": [{k: d[k] for k in NUMBER_DIGIT_KEYS} for d in read["digits"]],
                 }
             )
             if save_preprocessed:
