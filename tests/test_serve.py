@@ -50,6 +50,16 @@ def drawn_png(kind: str = "1", size: int = 280, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
+def number_png(kinds: str = "170", size: int = 280) -> bytes:
+    """Digits drawn as drawn_png draws them, side by side in one picture (a number)."""
+    row = Image.new("L", (size * len(kinds), size), 255)
+    for k, kind in enumerate(kinds):
+        row.paste(Image.open(io.BytesIO(drawn_png(kind, size))).convert("L"), (k * size, 0))
+    buffer = io.BytesIO()
+    row.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def bilevel_png(width: int, height: int) -> bytes:
     """A huge picture in a few kB: 1 bit per pixel, all white, compresses to almost nothing."""
     buffer = io.BytesIO()
@@ -235,6 +245,49 @@ def test_predict_answers_as_cnn_predict_image_does(server, tiny, tmp_path):
 def test_predict_takes_jpeg_too(server):
     status, answer = call_json(server, "POST", "/api/predict", drawn_png("7", fmt="JPEG"))
     assert status == 200 and len(answer["probabilities"]) == 10
+
+
+def test_number_reads_digits_side_by_side_as_cnn_predict_number_does(server, tiny, tmp_path):
+    from cnn_mnist.analysis.number_reading import read_number
+    from cnn_mnist.tools.predict import predict_numbers
+
+    picture = tmp_path / "number.png"
+    picture.write_bytes(number_png("170"))
+    status, answer = call_json(server, "POST", "/api/number", picture.read_bytes())
+    assert status == 200, answer
+    assert set(answer) == {"model", "number", "digits", "width", "height"}
+    assert (answer["width"], answer["height"]) == (840, 280) and answer["model"] == str(tiny[0])
+    digits = answer["digits"]
+    assert len(digits) == 3
+    assert answer["number"] == "".join(d["class_name"] for d in digits)
+    for k, d in enumerate(digits):
+        assert set(d) == {"predicted", "class_name", "probability", "box", "input"}
+        assert d["class_name"] == str(d["predicted"]) and 0 <= d["probability"] <= 1
+        left, top, right, bottom = d["box"]
+        assert 0 <= left < right <= 840 and 0 <= top < bottom <= 280
+        assert 280 * k <= left and right <= 280 * (k + 1)  # each in its third, left to right
+        seen = np.array(d["input"])
+        assert seen.shape == (28, 28) and seen.min() >= 0 and seen.max() == 1
+    # The same reading and model as `cnn predict --image PATH --number`:
+    found = read_number(picture)
+    assert [d["box"] for d in digits] == [list(f.box) for f in found]
+    assert all(np.allclose(d["input"], f.digit, atol=1e-6) for d, f in zip(digits, found))
+    expected = predict_numbers([str(picture)], model_path=tiny[0]).items[0]
+    assert answer["number"] == expected["number"]
+    assert [{k: d[k] for k in ("predicted", "probability", "box")} for d in digits] == [
+        {**e, "probability": pytest.approx(e["probability"], abs=1e-5)} for e in expected["digits"]
+    ]
+    # One digit still predicts as ever after a batch of three on the same interpreter.
+    status, one = call_json(server, "POST", "/api/predict", drawn_png("1"))
+    assert status == 200 and len(one["probabilities"]) == 10
+
+
+def test_a_number_in_a_blank_picture_is_422(server):
+    buffer = io.BytesIO()
+    Image.new("RGB", (560, 280), "white").save(buffer, "PNG")
+    status, answer = call_json(server, "POST", "/api/number", buffer.getvalue())
+    assert status == 422 and answer["error"].startswith("upload: no digit found"), answer
+    still_serving(server)
 
 
 def test_model_says_what_is_loaded(server, tiny):
@@ -530,8 +583,11 @@ BAD_REQUESTS = [
     ("not an image", "POST", "/api/predict", b"hello, world", 415, "not an image"),
     ("a truncated PNG", "POST", "/api/predict", _truncated_png(), 415, "not an image"),
     ("no body", "POST", "/api/predict", b"", 400, "empty body"),
+    ("a number without a body", "POST", "/api/number", b"", 400, "empty body"),
+    ("a number not an image", "POST", "/api/number", b"hello, world", 415, "not an image"),
+    ("GET on number", "GET", "/api/number", None, 405, "takes POST"),
     ("an unknown path", "GET", "/nope", None, 404, "no such page"),
-    ("an unknown API path", "GET", "/api/nope", None, 404, "/api/predict"),
+    ("an unknown API path", "GET", "/api/nope", None, 404, "/api/predict, /api/number"),
     ("GET on predict", "GET", "/api/predict", None, 405, "takes POST"),
     ("POST on the page", "POST", "/", b"x", 405, "read with GET"),
     ("DELETE on the model", "DELETE", "/api/model", None, 405, "takes GET or POST"),

@@ -310,6 +310,29 @@ class App:
         with self.busy:
             return self._answer(self.current, load_digit(body, name="upload"))
 
+    def predict_number(self, body: bytes) -> dict:
+        """An uploaded picture of digits side by side, read as a number as `cnn predict --image
+        PATH --number` reads it (number_reading.read_number, predict.read_number_with): the
+        number, each digit with its box and 28x28 input, and the picture's `width` and `height`
+        in the pixels the boxes are in (a photo over images.MAX_SIDE is read shrunk)."""
+        from cnn_mnist.analysis.images import read_grayscale
+        from cnn_mnist.analysis.number_reading import read_number
+        from cnn_mnist.tools.predict import read_number_with
+
+        if not body:
+            raise ApiError(400, "empty body: send the picture's bytes (PNG or JPEG)")
+        with self.busy:
+            digits = read_number(body, name="upload")
+            height, width = read_grayscale(body, "upload").shape  # the boxes' frame
+            served = self.current
+            with served.lock:
+                read = read_number_with(
+                    served.predictor, digits, served.normalize, served.class_names
+                )
+        for entry, d in zip(read["digits"], digits):
+            entry["input"] = np.round(d.digit.astype(np.float64), 6).tolist()
+        return {"model": served.id, **read, "width": int(width), "height": int(height)}
+
     def _test_set(self, served: Served):
         """The test set of the dataset `served` was trained on: from --data, else (a model of
         another dataset than --data holds) where `cnn predict` finds it without --data."""
@@ -510,6 +533,7 @@ def static_files() -> dict[str, tuple[bytes, str]]:
 
 ROUTES: list[tuple[re.Pattern, dict[str, str]]] = [
     (re.compile(r"/api/predict"), {"POST": "predict"}),
+    (re.compile(r"/api/number"), {"POST": "number"}),
     (re.compile(r"/api/model"), {"GET": "model", "POST": "select"}),
     (re.compile(r"/api/models"), {"GET": "models"}),
     (re.compile(r"/api/test/mistake"), {"GET": "mistake"}),
@@ -572,12 +596,15 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(
             404,
             f"{path}: no such page or API address (the API: /api/predict, "
-            "/api/model, /api/models, /api/test/N, /api/test/mistake, "
+            "/api/number, /api/model, /api/models, /api/test/N, /api/test/mistake, "
             "/api/features, /api/explain)",
         )
 
     def _api_predict(self):
         return self.server.app.predict(self._body())
+
+    def _api_number(self):
+        return self.server.app.predict_number(self._body())
 
     def _api_model(self):
         return self.server.app.model()
