@@ -1057,6 +1057,83 @@ def test_the_modules_load_and_share_one_state_without_console_errors(browser, se
     assert not errors, errors
 
 
+def _number_shown(browser, count: int) -> dict:
+    """The /api/number answer the page shows once it has `count` digits and is settled."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settled = "return !state.inFlight && state.number && state.number.digits.length"
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(settled) == count)
+    time.sleep(0.3)  # the debounce: a last request may follow the stroke's end
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(settled) == count)
+    return browser.execute_script("return state.number")
+
+
+def test_read_a_number_shows_it_with_each_digits_box_on_the_pad(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get_log("browser")  # what earlier pages logged
+    pad = _open(browser, server)
+    narrow = pad.rect["width"]
+    browser.find_element(By.ID, "number-mode").click()
+    size = "return [document.getElementById('pad').width, document.getElementById('pad').height]"
+    assert browser.execute_script(size) == [560, 280]
+    assert pad.rect["width"] > narrow and pad.rect["width"] == pytest.approx(
+        2 * pad.rect["height"], abs=2
+    )
+    assert not browser.find_element(By.ID, "test-show").is_enabled()  # test digits are one each
+    _stroke(browser, pad, [(0.25, 0.2), (0.25, 0.5), (0.24, 0.8)])  # a 1 on the left
+    _stroke(browser, pad, [(0.6, 0.22), (0.8, 0.22), (0.66, 0.8)])  # a 7 on the right
+    shown = _number_shown(browser, 2)
+    status, answer = call_json(server, "POST", "/api/number", _pad_png(browser))
+    assert status == 200 and answer["number"] == shown["number"]
+    assert [d["box"] for d in answer["digits"]] == [d["box"] for d in shown["digits"]]
+    assert browser.find_element(By.ID, "predicted").text == shown["number"]
+    assert len(shown["number"]) == 2 and (shown["width"], shown["height"]) == (560, 280)
+    items = browser.find_elements(By.CSS_SELECTOR, "#digits li")
+    assert [i.find_element(By.TAG_NAME, "b").text for i in items] == list(shown["number"])
+    # Two boxes over the pad, left to right, each around its stroke.
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#boxes .box")
+    assert len(boxes) == 2 and all(b.is_displayed() for b in boxes)
+    area = pad.rect
+    for box, (low, high) in zip(boxes, [(0.15, 0.35), (0.5, 0.9)]):
+        r = box.rect
+        middle = (r["x"] + r["width"] / 2 - area["x"]) / area["width"]
+        assert low < middle < high, (middle, low, high)
+        assert area["y"] <= r["y"] and r["y"] + r["height"] <= area["y"] + area["height"]
+    assert boxes[0].rect["x"] + boxes[0].rect["width"] < boxes[1].rect["x"]
+    assert [b.text for b in boxes] == list(shown["number"])
+    browser.save_screenshot(str(tmp_path / "number.png"))
+
+    # An uploaded picture of another shape: shown fitted and centred, the boxes with it.
+    picture = tmp_path / "wide.png"
+    picture.write_bytes(number_png("170"))  # 840x280 on a 560x280 pad: 2/3, 47 pixels down
+    browser.find_element(By.ID, "upload").send_keys(str(picture))
+    shown = _number_shown(browser, 3)
+    assert shown == call_json(server, "POST", "/api/number", picture.read_bytes())[1]
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#boxes .box")
+    inner = browser.find_element(By.ID, "boxes").rect  # the pad inside its border
+    scale = 560 / 840 * inner["width"] / 560
+    for box, d in zip(boxes, shown["digits"]):
+        left, top, right, bottom = d["box"]
+        expected = [left * scale, (280 - 280 * 2 / 3) / 2 * inner["height"] / 280 + top * scale]
+        got = [box.rect["x"] - inner["x"], box.rect["y"] - inner["y"]]
+        assert got == pytest.approx(expected, abs=1.5)
+        assert box.rect["width"] == pytest.approx((right - left) * scale, abs=1.5)
+    assert len(boxes) == 3
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+    # Off again: a square pad, the picture read as one digit, and drawing as before.
+    browser.find_element(By.ID, "number-mode").click()
+    assert browser.execute_script(size) == [280, 280]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#boxes .box")
+    _check_against_api(server, _shown(browser), picture.read_bytes())
+    browser.find_element(By.ID, "clear").click()
+    assert browser.find_element(By.ID, "predicted").text == "?"
+    _stroke(browser, pad, [(0.52, 0.18), (0.51, 0.4), (0.5, 0.6), (0.49, 0.82)])
+    _check_against_api(server, _shown(browser), _pad_png(browser))
+
+
 def test_upload_a_picture(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
 

@@ -4,7 +4,7 @@
 import {$, say} from "./dom.js";
 import {chooseModel, loadModel} from "./model.js";
 import {clearPad, setUpDrop, setUpPad} from "./pad.js";
-import {clearAll, drawingChanged, showTest, usePicture} from "./predict.js";
+import {clearAll, drawingChanged, setNumberMode, showTest, usePicture} from "./predict.js";
 import {downloadPNG, downloadValues, drawBars, valuesCSV} from "./result.js";
 import {state} from "./state.js";
 
@@ -21,6 +21,8 @@ function start() {
     event.target.value = "";
   });
   setUpDrop(usePicture);
+  $("#number-mode").checked = false; // a reload may keep the box ticked: start as one digit
+  $("#number-mode").addEventListener("change", (event) => setNumberMode(event.target.checked));
   $("#test-show").addEventListener("click", () => {
     const n = Number.parseInt($("#test-index").value, 10);
     showTest(`/api/test/${Number.isFinite(n) ? n : 0}`);

@@ -9,6 +9,47 @@ const ink = pad.getContext("2d");
 export function clearPad() {
   ink.fillStyle = "#ffffff";
   ink.fillRect(0, 0, pad.width, pad.height);
+  clearBoxes(); // they were the boxes of what was on it
+}
+
+export function setPadWidth(width, keepDrawing) {
+  // The pad `width` canvas pixels wide (as tall as ever), cleared; `keepDrawing`: what was on
+  // it stays, at the left (cut off on the right where the pad gets narrower).
+  if (pad.width === width) return;
+  const before = document.createElement("canvas");
+  before.width = pad.width;
+  before.height = pad.height;
+  before.getContext("2d").drawImage(pad, 0, 0);
+  pad.width = width; // resets the canvas and its context's settings
+  clearPad();
+  if (keepDrawing) ink.drawImage(before, 0, 0);
+}
+
+export function drawBoxes(answer) {
+  // Each digit's box over the pad: the picture (answer.width x answer.height pixels) is shown
+  // fitted and centred on the pad, as drawPictureOnPad draws it (a drawing fills it exactly);
+  // percentages of the pad, so the boxes follow its displayed size.
+  const scale = Math.min(pad.width / answer.width, pad.height / answer.height);
+  const dx = (pad.width - answer.width * scale) / 2, dy = (pad.height - answer.height * scale) / 2;
+  const percent = (v, whole) => `${(100 * v / whole).toFixed(3)}%`;
+  $("#boxes").replaceChildren(...answer.digits.map((d, k) => {
+    const [left, top, right, bottom] = d.box;
+    const box = document.createElement("div");
+    box.className = "box";
+    box.style.left = percent(dx + left * scale, pad.width);
+    box.style.top = percent(dy + top * scale, pad.height);
+    box.style.width = percent((right - left) * scale, pad.width);
+    box.style.height = percent((bottom - top) * scale, pad.height);
+    box.dataset.index = String(k);
+    const label = document.createElement("span");
+    label.textContent = d.class_name;
+    box.appendChild(label);
+    return box;
+  }));
+}
+
+export function clearBoxes() {
+  $("#boxes").replaceChildren();
 }
 
 export function useSource(source, text = "") {
@@ -24,7 +65,7 @@ function padPoint(event) {
 
 function stroke(from, to, pressure) {
   // MNIST strokes are about a tenth of the digit's height; a pen's pressure thins or thickens it.
-  const width = pad.width * 0.075 * (pressure > 0 && pressure !== 0.5 ? 0.6 + pressure * 0.8 : 1);
+  const width = pad.height * 0.075 * (pressure > 0 && pressure !== 0.5 ? 0.6 + pressure * 0.8 : 1);
   ink.strokeStyle = "#111111";
   ink.fillStyle = "#111111";
   ink.lineWidth = width;

@@ -1,10 +1,13 @@
-// The prediction view: the verdict, the bars, the 28x28 input the model sees and its downloads.
+// The prediction view: the verdict, the bars, the 28x28 input the model sees and its downloads;
+// or, reading a number, the number and each of its digits (their boxes drawn over the pad).
 import {$, digitImage, say} from "./dom.js";
 import {scheduleMaps} from "./maps.js";
+import {clearBoxes, drawBoxes} from "./pad.js";
 import {state} from "./state.js";
 
 export function show(answer) {
   state.answer = answer;
+  clearNumber();
   const names = state.classNames;
   $("#predicted").textContent = answer.class_name;
   $("#predicted").classList.remove("empty");
@@ -27,8 +30,55 @@ export function show(answer) {
   scheduleMaps();
 }
 
+export function showNumber(answer) {
+  // An /api/number answer: the number large, each digit with its probability and 28x28 input.
+  state.answer = null; // no one digit: no bars, downloads or feature maps
+  state.number = answer;
+  $("#predicted").textContent = answer.number;
+  $("#predicted").classList.remove("empty");
+  $(".verdict").classList.remove("long");
+  $(".verdict").classList.add("number");
+  const count = answer.digits.length;
+  const least = Math.min(...answer.digits.map((d) => d.probability));
+  $("#confidence").textContent = `${count} digit${count === 1 ? "" : "s"}, left to right; ` +
+                                 `the least sure ${percent(least)}`;
+  $("#truth").textContent = "";
+  $("#truth").className = "";
+  $("#digits").replaceChildren(...answer.digits.map(digitItem));
+  $("#digits").hidden = false;
+  drawBoxes(answer);
+  $("#maps").replaceChildren();
+  $("#explain").hidden = true;
+  say("");
+}
+
+function digitItem(d, k) {
+  const item = document.createElement("li");
+  item.dataset.index = String(k);
+  const seen = document.createElement("canvas");
+  seen.width = seen.height = 28;
+  seen.setAttribute("aria-label", `digit ${k + 1} as the model sees it (28x28)`);
+  seen.getContext("2d").putImageData(digitImage(d.input), 0, 0);
+  const name = document.createElement("b");
+  name.textContent = d.class_name;
+  const sure = document.createElement("span");
+  sure.className = "pct";
+  sure.textContent = percent(d.probability);
+  item.append(seen, name, sure);
+  return item;
+}
+
+function clearNumber() {
+  state.number = null;
+  $(".verdict").classList.remove("number");
+  $("#digits").replaceChildren();
+  $("#digits").hidden = true;
+  clearBoxes();
+}
+
 export function showNothing(message, isError = false) {
   state.answer = null;
+  clearNumber();
   $("#predicted").textContent = "?";
   $("#predicted").classList.add("empty");
   $(".verdict").classList.remove("long");

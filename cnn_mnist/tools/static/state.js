@@ -6,6 +6,8 @@ export const state = {
   blob: null, // the picture sent for the current prediction
   testIndex: null,
   answer: null, // the last /api/predict or /api/test answer
+  numberMode: false, // "Read a number": the pad is wide and pictures go to /api/number
+  number: null, // the last /api/number answer
   classNames: [...Array(10).keys()].map(String),
   sequence: 0, // answers to older requests than the newest are dropped
   inFlight: false,
