@@ -57,3 +57,39 @@ def test_a_blank_picture_has_no_number():
     Image.new("L", (300, 100), 240).save(buffer, "PNG")
     with pytest.raises(ImageError, match="no digit found"):
         read_number(buffer.getvalue())
+
+
+def _row(parts, size=(420, 140)):
+    """A picture with strokes: each part a list of polylines (absolute coordinates)."""
+    image = Image.new("L", size, 240)
+    draw = ImageDraw.Draw(image)
+    for lines in parts:
+        for line in lines:
+            draw.line(line, fill=20, width=9, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_short_mark_apart_from_its_digit_joins_it_and_is_never_a_digit():
+    # A 7 whose bar was written apart, to its right (it shares few of the stem's columns), then
+    # a 1: the bar is too short to be a digit of its own and joins its nearer neighbour, the 7.
+    seven = [[(30, 30), (60, 30)], [(85, 30), (50, 110)]]
+    one = [[(200, 30), (200, 110)]]
+    found = read_number(_row([seven, one]))
+    assert len(found) == 2
+    assert found[0].box[0] <= 35 and found[0].box[2] >= 85  # the 7's box takes in its bar
+
+
+def test_touching_digits_set_apart_in_height_are_split():
+    # Two 4s joined by a pen stroke, the second written 35 pixels lower, then two 1s: the pair
+    # is taller than any digit, so the row's height is the digits' own (the median), by which
+    # the pair is two digits wide; by the pair's own height it would pass for one.
+    def four(x, y):
+        return [[(x + 35, y), (x, y + 48), (x + 50, y + 48)], [(x + 38, y + 20), (x + 38, y + 70)]]
+
+    joined = [[(70, 68), (84, 72)]]
+    ones = [[(260, 40), (260, 110)]], [[(330, 40), (330, 110)]]
+    found = read_number(_row([four(20, 20), four(55, 55), joined, *ones], size=(420, 160)))
+    assert len(found) == 4
+    assert [d.box[0] for d in found] == sorted(d.box[0] for d in found)

@@ -4,10 +4,11 @@ Any picture Pillow reads (every bit depth and mode, an animation's first frame) 
 light ink on dark: which is the ink is judged from the whole picture (its long tail away from
 the paper), the border deciding only where the picture cannot -> the paper's level found at each
 pixel from the whole picture (a closing: the light may fall off across the page), taken away,
-and the ink divided by it (light multiplies: a stroke in shadow is as faint as its paper) -> printed lines of ruled and squared paper removed -> cropped to the digit's strokes
-(connected components above a threshold chosen from the picture, so specks of dust or paper
-grain far from the digit are left out) -> scaled to fit a 20x20 box, keeping the aspect ratio
--> placed in 28x28 so its centre of mass is at the centre -> scaled to [0, 1].
+and the ink divided by it (light multiplies: a stroke in shadow is as faint as its paper) ->
+printed lines of ruled and squared paper removed -> cropped to the digit's strokes (connected
+components above a threshold chosen from the picture, so specks of dust or paper grain far from
+the digit are left out) -> scaled to fit a 20x20 box, keeping the aspect ratio -> placed in
+28x28 so its centre of mass is at the centre -> scaled to [0, 1].
 One implementation for files and for uploaded bytes (`load_digit` takes either).
 No TensorFlow here: pictures are checked before the model is loaded.
 """
@@ -327,9 +328,10 @@ def remove_lines(ink: np.ndarray) -> np.ndarray:
     """Ruled and squared paper's printed lines taken out of `ink` (0 = paper).
 
     A line is a thin band of rows (or columns) inked across LINE_COVER of the picture, at most
-    LINE_WIDTH of its size thick: a digit's strokes are thicker, or do not run across the whole
-    picture, and not at its edge (there it is a stroke the crop cut: a 7's bar). Each band is replaced by the lesser of the ink just above and just below it (left
-    and right), so a stroke that crosses the line stays whole and the line between strokes goes."""
+    LINE_WIDTH of its size thick, and not at its edge: a digit's strokes are thicker, or do not
+    run across the whole picture (at the edge it is a stroke the crop cut: a 7's bar). Each band
+    is replaced by the lesser of the ink just above and just below it (left and right), so a
+    stroke that crosses the line stays whole and the line between strokes goes."""
     out = ink.copy()
     for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
         view = out if axis == 0 else out.T

@@ -2,8 +2,10 @@
 made MNIST-like with the same preparation as one digit (images.ink_of, images.centre_digit).
 
 ink -> connected strokes (specks left out) -> parts whose columns overlap mostly merged (a 5's
-detached bar, a 7's cross-stroke) -> a part much wider than the row's digits are tall split at
-the column profile's thinnest point (two digits touching) -> left to right.
+detached bar, a 7's cross-stroke), and a mark too short to be a digit joined to its nearest
+neighbour -> a part much wider than the row's digits are tall (their median height: two
+touching digits set a little apart in height make one taller part) split at the column
+profile's thinnest point -> left to right.
 No TensorFlow here.
 """
 
@@ -20,6 +22,7 @@ MERGE_OVERLAP = 0.5  # parts sharing this much of the narrower one's columns are
 SPECK_FRACTION = 0.15  # parts shorter than this fraction of the tallest are specks (or a dot)
 SPLIT_WIDTH = 1.1  # a part wider than this x the row's height may be two touching digits
 MAX_DIGITS = 12
+SHORTEST = 0.45  # a mark less tall than this x the row's height is part of a digit, never one
 
 
 @dataclass
@@ -50,6 +53,27 @@ def segment(
     ink: np.ndarray, source: str = "image"
 ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box."""
+    labels, merged, ranges, height = _parts(ink, source)
+    digits = []
+    for part, (a, b) in zip(merged, ranges):
+        mask = np.isin(labels, part)
+        for left, right in _split(mask[:, a:b], height):
+            found = _piece(ink, mask, a + left, a + right)
+            if found is not None:
+                digits.append(found)
+    if len(digits) > MAX_DIGITS:
+        raise NoDigit(
+            f"{source}: {len(digits)} separate marks, more than the {MAX_DIGITS} digits "
+            "of a number: crop the picture to the number"
+        )
+    return digits
+
+
+def _parts(ink: np.ndarray, source: str):
+    """Connected strokes (specks left out) grouped into digits: parts sharing columns merged, and
+    a mark shorter than SHORTEST x the row's height (a 5's bar, a 9's detached tail) joined to
+    its nearest neighbour. Returns the labels, the groups' labels, their column ranges and the
+    row's height (its tallest stroke)."""
     from scipy import ndimage
 
     level = max(otsu_threshold(ink), 0.25 * float(ink.max()))
@@ -78,31 +102,48 @@ def segment(
                 continue
         merged.append(list(part))
         ranges.append((a, b))
-    height = tallest
-    digits = []
-    for part, (a, b) in zip(merged, ranges):
-        mask = np.isin(labels, part)
-        for left, right in _split(mask[:, a:b], height):
-            piece = np.zeros_like(mask)
-            piece[:, a + left : a + right] = mask[:, a + left : a + right]
-            if not piece.any():
-                continue
-            weak = ndimage.binary_dilation(piece, iterations=2) & (ink > 0)
-            weak[:, : a + left] = False
-            weak[:, a + right :] = False
-            ys, xs = np.nonzero(weak)
-            digits.append(
-                (
-                    np.where(weak, ink, 0).astype(np.float32),
-                    (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
-                )
-            )
-    if len(digits) > MAX_DIGITS:
-        raise NoDigit(
-            f"{source}: {len(digits)} separate marks, more than the {MAX_DIGITS} digits "
-            "of a number: crop the picture to the number"
-        )
-    return digits
+    _join_short(labels, boxes, merged, ranges, tallest)
+    # The row's height: its groups' median, as touching digits set a little apart in height
+    # make one taller part.
+    heights = [
+        max(boxes[i - 1][0].stop for i in g) - min(boxes[i - 1][0].start for i in g) for g in merged
+    ]
+    return labels, merged, ranges, int(np.median(heights))
+
+
+def _join_short(labels, boxes, merged, ranges, height: int) -> None:
+    """Groups less tall than SHORTEST x `height` joined (in place) to the nearer neighbour."""
+    k = 0
+    while k < len(merged) and len(merged) > 1:
+        rows = [boxes[i - 1][0] for i in merged[k]]
+        if max(r.stop for r in rows) - min(r.start for r in rows) >= SHORTEST * height:
+            k += 1
+            continue
+        gaps = [
+            ranges[k][0] - ranges[k - 1][1] if k > 0 else np.inf,
+            ranges[k + 1][0] - ranges[k][1] if k + 1 < len(merged) else np.inf,
+        ]
+        into = k - 1 if gaps[0] <= gaps[1] else k + 1
+        merged[into] += merged[k]
+        ranges[into] = (min(ranges[into][0], ranges[k][0]), max(ranges[into][1], ranges[k][1]))
+        del merged[k], ranges[k]
+        k = max(0, k - 1)
+
+
+def _piece(ink: np.ndarray, mask: np.ndarray, left: int, right: int):
+    """The strokes of `mask` between columns left and right with their faint edges, and box."""
+    from scipy import ndimage
+
+    part = np.zeros_like(mask)
+    part[:, left:right] = mask[:, left:right]
+    if not part.any():
+        return None
+    weak = ndimage.binary_dilation(part, iterations=2) & (ink > 0)
+    weak[:, :left] = False
+    weak[:, right:] = False
+    ys, xs = np.nonzero(weak)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return np.where(weak, ink, 0).astype(np.float32), box
 
 
 def read_number(source: str | Path | bytes, name: str | None = None) -> list[Digit]:
