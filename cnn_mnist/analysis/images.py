@@ -292,8 +292,10 @@ def paper_level(gray: np.ndarray) -> np.ndarray:
     closed = ndimage.uniform_filter(closed, max(1, window // 2), mode="nearest")  # no blocks
     # Near an edge the closing sees the light only on one side, and takes the brighter: where
     # the light falls off towards that edge it would call the paper there ink. The light's
-    # smooth surface (fitted to the paper alone) is the lesser there.
-    closed = np.minimum(closed, light_surface(small))
+    # smooth surface (fitted to the paper alone) is the lesser there. It is taken only where it
+    # is the lesser by more than MIN_CONTRAST: on a picture that is mostly ink (a digit filling
+    # its frame) the fit sinks a little below the paper, and the closing knows better.
+    closed = np.minimum(closed, light_surface(small) + MIN_CONTRAST)
     if closed.shape != gray.shape:
         closed = np.asarray(
             Image.fromarray(closed.astype(np.float32), "F").resize(
