@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -93,3 +94,48 @@ def test_touching_digits_set_apart_in_height_are_split():
     found = read_number(_row([four(20, 20), four(55, 55), joined, *ones], size=(420, 160)))
     assert len(found) == 4
     assert [d.box[0] for d in found] == sorted(d.box[0] for d in found)
+
+
+def _by_shape(whole_sure: bool):
+    """A stand-in for the model, for segmentation's own rule: a digit less than 0.8 as wide as
+    tall (SEVEN_ONE's 7 alone is 0.74, its 1 0.1, the two 0.84) is read surely (0.99); a wider
+    one surely only if `whole_sure`."""
+
+    def classify(digits):
+        rows = []
+        for digit in digits:
+            cols, ys = (
+                np.nonzero(digit.max(axis=0) > 0.2)[0],
+                np.nonzero(digit.max(axis=1) > 0.2)[0],
+            )
+            narrow = (cols[-1] - cols[0]) < 0.8 * (ys[-1] - ys[0])
+            rows.append(
+                np.full(10, 0.001) + np.eye(10)[0] * (0.99 if narrow or whole_sure else 0.5)
+            )
+        return np.array(rows)
+
+    return classify
+
+
+# A 7 and a 1 touching the end of its bar: one stroke, a single digit wide.
+SEVEN_ONE = [[[(30, 30), (90, 30), (50, 110)]], [[(97, 28), (92, 110)]]]
+
+
+def test_a_one_touching_its_neighbour_is_split_where_two_read_more_surely():
+    picture = _row(SEVEN_ONE, size=(200, 140))
+    assert len(read_number(picture)) == 1  # without a classifier: one part, one digit wide
+    found = read_number(picture, classify=_by_shape(whole_sure=False))
+    assert len(found) == 2
+    seven, one = (d.box for d in found)
+    assert seven[0] <= 30 and seven[2] <= 98 and one[0] >= 60 and one[2] >= 100
+    # The model reading the whole more surely (0.99 against 0.99 x 0.99) keeps it one digit.
+    assert len(read_number(picture, classify=_by_shape(whole_sure=True))) == 1
+
+
+def test_a_zero_is_never_cut_however_sure_its_halves():
+    # Every line through a 0 crosses two strokes: not a place two digits touch.
+    image = Image.new("L", (200, 160), 240)
+    ImageDraw.Draw(image).ellipse((40, 20, 140, 140), outline=20, width=9)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert len(read_number(buffer.getvalue(), classify=_by_shape(whole_sure=False))) == 1

@@ -5,8 +5,10 @@ ink -> connected strokes (specks left out) -> parts whose columns overlap mostly
 detached bar, a 7's cross-stroke), and a mark too short to be a digit joined to its nearest
 neighbour -> a part much wider than the row's digits are tall (their median height: two
 touching digits set a little apart in height make one taller part) split at the column
-profile's thinnest point -> left to right.
-No TensorFlow here.
+profile's thinnest point; a part one digit wide (a 1 touching or leaning into its neighbour)
+split along the straight or slanted line that crosses least ink, where the caller's `classify`
+reads the two halves more surely than the whole -> left to right.
+No TensorFlow here: `classify` is any function from 28x28 digits to class probabilities.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ MERGE_OVERLAP = 0.5  # parts sharing this much of the narrower one's columns are
 SPECK_FRACTION = 0.15  # parts shorter than this fraction of the tallest are specks (or a dot)
 SPLIT_WIDTH = 1.1  # a part wider than this x the row's height may be two touching digits
 MAX_DIGITS = 12
+# A part one digit wide may be two (_touching_cut; measured on bench/handwriting.py's numbers):
+NARROWEST = 0.45  # ... unless it is narrower than this x the row's height
+SLANTS = np.linspace(-0.5, 0.5, 11)  # cuts tried: columns moved per row, upright to slanted
+THIN = 3.0  # ... crossing less ink than this many strokes' width, in one run
+TALL = 0.7  # ... with at least this x the row's height of ink on each side
 SHORTEST = 0.45  # a mark less tall than this x the row's height is part of a digit, never one
 
 
@@ -49,16 +56,58 @@ def _split(mask: np.ndarray, height: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+def _touching_cut(mask: np.ndarray, height: int) -> np.ndarray | None:
+    """Where a part no wider than a digit may be two (a 1 touching or leaning into its
+    neighbour): of the straight lines, upright or slanted like handwriting, with a digit's
+    height of ink on each side, the one crossing least ink (under THIN strokes, in one run).
+    Returns what lies left of it (a boolean array like `mask`), or None."""
+    from scipy import ndimage
+
+    width = mask.shape[1]
+    ys = np.nonzero(mask.any(axis=1))[0]
+    if width < NARROWEST * height or len(ys) == 0:
+        return None
+    stroke = 2 * float(np.percentile(ndimage.distance_transform_edt(mask)[mask], 90))
+    every, middle = np.arange(mask.shape[0]), (ys[0] + ys[-1]) / 2
+    centres = np.arange(int(0.2 * width), int(0.8 * width) + 1)
+    best: tuple[float, np.ndarray | None] = (THIN * stroke, None)
+    for slant in SLANTS:
+        line = centres[:, None] + slant * (every - middle)[None, :]  # (centres, rows)
+        left = np.arange(width)[None, None, :] < line[:, :, None]
+        crossing = mask[None] & (np.abs(np.arange(width)[None, None, :] - line[:, :, None]) < 0.5)
+        hit = crossing.any(axis=2)
+        runs = np.count_nonzero(np.diff(hit.astype(int), axis=1) == 1, axis=1) + hit[:, 0]
+        tall = _extent(mask[None] & left) >= TALL * height
+        tall &= _extent(mask[None] & ~left) >= TALL * height
+        cost = np.where((runs <= 1) & tall, crossing.sum(axis=(1, 2)), np.inf)
+        k = int(np.argmin(cost))
+        if cost[k] < best[0]:
+            best = (float(cost[k]), left[k])
+    return best[1]
+
+
+def _extent(masks: np.ndarray) -> np.ndarray:
+    """The number of rows from the first with ink to the last, of each mask in `masks`."""
+    rows = masks.any(axis=2)
+    first, last = rows.argmax(axis=1), rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+    return np.where(rows.any(axis=1), last - first, 0)
+
+
 def segment(
-    ink: np.ndarray, source: str = "image"
+    ink: np.ndarray, source: str = "image", classify=None
 ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box."""
+    """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box.
+    `classify` (28x28 digits -> class probabilities), when given, decides touching 1s."""
     labels, merged, ranges, height = _parts(ink, source)
     digits = []
     for part, (a, b) in zip(merged, ranges):
         mask = np.isin(labels, part)
-        for left, right in _split(mask[:, a:b], height):
-            found = _piece(ink, mask, a + left, a + right)
+        spans = _split(mask[:, a:b], height)
+        regions = [_columns(ink.shape, a + left, a + right) for left, right in spans]
+        if len(regions) == 1:  # one digit wide: a 1 may touch its neighbour
+            regions = _maybe_two(ink, mask, regions[0], a, b, height, classify)
+        for region in regions:
+            found = _piece(ink, mask, region)
             if found is not None:
                 digits.append(found)
     if len(digits) > MAX_DIGITS:
@@ -67,6 +116,36 @@ def segment(
             "of a number: crop the picture to the number"
         )
     return digits
+
+
+def _maybe_two(ink, mask, region, a, b, height, classify) -> list[np.ndarray]:
+    """`region` (columns a to b of `mask`), or its two halves if it may be two touching digits
+    (_touching_cut) and `classify` reads them more surely as two."""
+    if classify is None:
+        return [region]
+    left = _touching_cut(mask[:, a:b], height)
+    if left is None:
+        return [region]
+    inside = np.zeros_like(mask)
+    inside[:, a:b] = left
+    pair = [region & inside, region & ~inside]
+    return pair if _two_read_better(ink, mask, region, pair, classify) else [region]
+
+
+def _columns(shape, left: int, right: int) -> np.ndarray:
+    region = np.zeros(shape, dtype=bool)
+    region[:, left:right] = True
+    return region
+
+
+def _two_read_better(ink, mask, whole, pair, classify) -> bool:
+    """Whether `classify` (28x28 digits -> class probabilities) reads the part as the two regions
+    of `pair` more surely than as one digit (`whole`)."""
+    pieces = [_piece(ink, mask, region) for region in (whole, *pair)]
+    if any(p is None for p in pieces):
+        return False
+    best = np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
+    return bool(best[1] * best[2] > best[0])
 
 
 def _parts(ink: np.ndarray, source: str):
@@ -130,26 +209,23 @@ def _join_short(labels, boxes, merged, ranges, height: int) -> None:
         k = max(0, k - 1)
 
 
-def _piece(ink: np.ndarray, mask: np.ndarray, left: int, right: int):
-    """The strokes of `mask` between columns left and right with their faint edges, and box."""
+def _piece(ink: np.ndarray, mask: np.ndarray, region: np.ndarray):
+    """The strokes of `mask` inside `region` with their faint edges, and their box."""
     from scipy import ndimage
 
-    part = np.zeros_like(mask)
-    part[:, left:right] = mask[:, left:right]
+    part = mask & region
     if not part.any():
         return None
-    weak = ndimage.binary_dilation(part, iterations=2) & (ink > 0)
-    weak[:, :left] = False
-    weak[:, right:] = False
+    weak = ndimage.binary_dilation(part, iterations=2) & (ink > 0) & region
     ys, xs = np.nonzero(weak)
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     return np.where(weak, ink, 0).astype(np.float32), box
 
 
-def read_number(source: str | Path | bytes, name: str | None = None) -> list[Digit]:
+def read_number(source: str | Path | bytes, name: str | None = None, classify=None) -> list[Digit]:
     """A picture (a path or an upload's bytes) of digits in a row -> its digits, left to right,
-    each made MNIST-like as `cnn predict --image` makes one digit."""
+    each made MNIST-like as `cnn predict --image` makes one digit. `classify`: see segment."""
     if name is None:
         name = "upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
     ink, _ = ink_of(read_grayscale(source, name), name)
-    return [Digit(centre_digit(piece), box) for piece, box in segment(ink, name)]
+    return [Digit(centre_digit(piece), box) for piece, box in segment(ink, name, classify)]

@@ -300,6 +300,12 @@ def read_number_with(
     return {"number": "".join(r["class_name"] for r in read), "digits": read}
 
 
+def classifier(model, normalize: bool = True):
+    """`model` as number_reading's `classify`: 28x28 digits in [0, 1] -> class probabilities
+    (it splits a 1 from the digit it touches where the two read more surely than the whole)."""
+    return lambda digits: probabilities(model, digits, normalize=normalize)
+
+
 NUMBER_DIGIT_KEYS = ("predicted", "probability", "box")  # what --number --json gives per digit
 
 
@@ -317,30 +323,30 @@ def predict_numbers(
     from cnn_mnist.analysis.number_reading import read_number
 
     save.check_model_path(model_path)
+    paths = expand_images(images)
+    model, _ = open_model(model_path, verbose)
+    normalize, names = save.model_normalize(model_path), save.class_names(model_path)
     found, failed = [], []
-    for path in expand_images(images):
+    for path in paths:
         try:
-            found.append((path, read_number(path)))
+            found.append((path, read_number(path, classify=classifier(model, normalize))))
         except ImageError as exc:
             failed.append(str(exc))
     items = []
-    if found:
-        model, _ = open_model(model_path, verbose)
-        names = save.class_names(model_path)
-        for n, (path, digits) in enumerate(found):
-            read = read_number_with(model, digits, save.model_normalize(model_path), names)
-            items.append(
-                {
-                    "image": path,
-                    "number": read["number"],
-                    "digits": [{k: d[k] for k in NUMBER_DIGIT_KEYS} for d in read["digits"]],
-                }
-            )
-            if save_preprocessed:
-                for k, d in enumerate(digits):
-                    save_digit_png(
-                        d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png"
-                    )
+    for n, (path, digits) in enumerate(found):
+        read = read_number_with(model, digits, normalize, names)
+        items.append(
+            {
+                "image": path,
+                "number": read["number"],
+                "digits": [{k: d[k] for k in NUMBER_DIGIT_KEYS} for d in read["digits"]],
+            }
+        )
+        if save_preprocessed:
+            for k, d in enumerate(digits):
+                save_digit_png(
+                    d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png"
+                )
     return Predictions(items, failed)
 
 

@@ -317,15 +317,16 @@ class App:
         in the pixels the boxes are in (a photo over images.MAX_SIDE is read shrunk)."""
         from cnn_mnist.analysis.images import read_grayscale
         from cnn_mnist.analysis.number_reading import read_number
-        from cnn_mnist.tools.predict import read_number_with
+        from cnn_mnist.tools.predict import classifier, read_number_with
 
         if not body:
             raise ApiError(400, "empty body: send the picture's bytes (PNG or JPEG)")
         with self.busy:
-            digits = read_number(body, name="upload")
             height, width = read_grayscale(body, "upload").shape  # the boxes' frame
             served = self.current
             with served.lock:
+                classify = classifier(served.predictor, served.normalize)
+                digits = read_number(body, name="upload", classify=classify)
                 read = read_number_with(
                     served.predictor, digits, served.normalize, served.class_names
                 )
