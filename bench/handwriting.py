@@ -168,10 +168,16 @@ def style_lined(digit, rng):
     one often through the digit, and a red margin line."""
     c = _scanned(digit, rng, scale=(5, 6))
     side = c.shape[0]
-    shape = (int(side * 1.4), int(side * 1.6))
+    return _encode(_noise(_ruled(c, (int(side * 1.4), int(side * 1.6)), rng), rng, 3))
+
+
+def _ruled(c: np.ndarray, shape: tuple[int, int], rng, size: int = 0) -> np.ndarray:
+    """The scanned digit `c` (`size` tall, default its picture's) in blue ballpoint somewhere
+    on a ruled page of `shape` (RGB)."""
+    side = c.shape[0]
     top, left = int(rng.integers(0, shape[0] - side)), int(rng.integers(0, shape[1] - side))
     ink = _page(c, shape, top, left)
-    spacing = side * rng.uniform(0.45, 0.7)
+    spacing = (size or side) * rng.uniform(0.45, 0.7)
     ruled = _lines(shape, spacing, rng.uniform(0, spacing), int(rng.integers(1, 4)))
     picture = _paint(ruled, (252, 252, 246), (140, 175, 225))
     if rng.random() < 0.5:
@@ -180,8 +186,28 @@ def style_lined(digit, rng):
             picture * (1 - margin[..., None]) + np.float32([230, 120, 120]) * margin[..., None]
         )
     blue = np.float32([25, 45, 150]) + rng.uniform(-15, 15, 3).astype(np.float32)
-    picture = picture * (1 - ink[..., None]) + blue * ink[..., None]
-    return _encode(_noise(picture, rng, 3))
+    return picture * (1 - ink[..., None]) + blue * ink[..., None]
+
+
+def tilt(rng) -> float:
+    return float(rng.choice([-1, 1]) * rng.uniform(2, 6))
+
+
+def style_tilted(digit, rng, angle: float | None = None):
+    """Ruled paper photographed turned 2-6 degrees either way (a phone held askew): the lines
+    and the digit turned together, saved as a JPEG."""
+    from scipy import ndimage
+
+    angle = tilt(rng) if angle is None else angle
+    c = _scanned(digit, rng, scale=(5, 6))
+    side = c.shape[0]
+    shape = (int(side * 1.4), int(side * 1.6))
+    big = (shape[0] + side, shape[1] + side)  # turned, then cut to `shape`: no empty corners
+    page = np.empty((*big, 3), dtype=np.float32)
+    page[:] = _ruled(np.pad(c, side // 2), big, rng, size=side)
+    turned = ndimage.rotate(page, angle, reshape=False, order=1)
+    cut = turned[side // 2 : side // 2 + shape[0], side // 2 : side // 2 + shape[1]]
+    return _encode(_noise(cut, rng, 3), "JPEG", quality=85)
 
 
 def style_squared(digit, rng):
@@ -359,6 +385,7 @@ STYLES = {
     "cmyk": (style_cmyk, "CMYK JPEG"),
     "rgba": (style_rgba, "ink on a transparent background (RGBA PNG)"),
     "gif": (style_gif, "animated GIF, the digit in the first frame"),
+    "tilted": (style_tilted, "ruled paper photographed turned 2-6 degrees (JPEG)"),
 }
 
 
@@ -373,6 +400,10 @@ def make_pictures(style: str, digits: np.ndarray, seed: int) -> tuple[list[bytes
             turned = rotated_digit(digit, rotation(np.random.default_rng([seed, number, i, 1])))
             direct[i] = turned
             pictures.append(style_scan(turned, rng))
+        elif style == "tilted":  # the digit is turned with the page: fed directly turned too
+            angle = tilt(np.random.default_rng([seed, number, i, 1]))
+            direct[i] = rotated_digit(digit, angle)
+            pictures.append(style_tilted(digit, rng, angle))
         else:
             pictures.append(make(digit, rng))
     return pictures, direct

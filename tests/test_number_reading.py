@@ -139,3 +139,12 @@ def test_a_zero_is_never_cut_however_sure_its_halves():
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     assert len(read_number(buffer.getvalue(), classify=_by_shape(whole_sure=False))) == 1
+
+
+def test_a_stray_mark_far_from_the_digits_is_left_out():
+    # A short smudge in the page's corner, far from the 7 and the 1, is not a digit (it had
+    # joined its nearer neighbour and made a wide part that split into an extra digit).
+    seven, one = [[(60, 40), (110, 40), (75, 120)]], [[(170, 40), (170, 120)]]
+    smudge = [[(480, 150), (530, 150)]]
+    found = read_number(_row([seven, one, smudge], size=(560, 170)))
+    assert len(found) == 2 and found[1].box[2] < 200

@@ -50,6 +50,8 @@ BORDER_VOTE = 0.55  # ... else a border this much on one side of the mid-level i
 PAPER_WINDOW = 0.4  # x the longer side: wider than any stroke, so the paper shows in every window
 LINE_COVER = 0.95  # a row or column inked across this much of the picture may be a printed line
 LINE_WIDTH = 0.04  # ... if its band is at most this thick (x the picture's size), or 2 pixels
+LINE_SPAN = 0.5  # ... of the picture it crosses (a tilted line may leave it), crossing this much
+LINE_TILT = 8.0  # degrees: printed lines are looked for this far from level (a phone askew)
 LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line's cover
 MAX_GAIN = 4.0  # paper in shadow is brightened at most this much (as the best-lit paper)
 INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
@@ -331,29 +333,90 @@ def remove_lines(ink: np.ndarray) -> np.ndarray:
 
     A line is a thin band of rows (or columns) inked across LINE_COVER of the picture, at most
     LINE_WIDTH of its size thick, and not at its edge: a digit's strokes are thicker, or do not
-    run across the whole picture (at the edge it is a stroke the crop cut: a 7's bar). Each band
-    is replaced by the lesser of the ink just above and just below it (left and right), so a
-    stroke that crosses the line stays whole and the line between strokes goes."""
+    run across the whole picture (at the edge it is a stroke the crop cut: a 7's bar). Lines
+    need not be level (a phone held askew): each column is first moved up or down so that they
+    are (_level_shift), and moved back after; a tilted line may leave the picture at its side,
+    so its cover counts the picture it crosses. Each band is replaced by the lesser of the ink
+    just above and just below it (left and right), so a stroke that crosses the line stays
+    whole and the line between strokes goes."""
     out = ink.copy()
     for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
         view = out if axis == 0 else out.T
         level = max(MIN_CONTRAST / 2, LINE_LEVEL * float(view.max()))
-        cover = (view > level).mean(axis=1)
-        thickest = max(2, int(LINE_WIDTH * view.shape[0]))
-        rows = np.flatnonzero(cover >= LINE_COVER)
-        if rows.size == 0:
-            continue
-        bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
-        for band in bands:
-            if len(band) > thickest:
-                continue  # a digit's bar, not a printed line
-            if band[0] == 0 or band[-1] == view.shape[0] - 1:
-                continue  # at the picture's edge: a bar cut by the crop (a 7's, a 5's), kept
-            top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, view.shape[0])  # and its blur
-            above = view[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
-            below = view[bottom] if bottom < view.shape[0] else np.zeros(view.shape[1], view.dtype)
-            view[top:bottom] = np.minimum(above, below)
+        shift = _level_shift(view > level)
+        rows = np.arange(view.shape[0])[:, None] + shift[None, :]  # where each pixel goes
+        columns = np.arange(view.shape[1])[None, :]
+        levelled = np.zeros((view.shape[0] + int(shift.max()), view.shape[1]), view.dtype)
+        levelled[rows, columns] = view
+        lines = _bands(np.count_nonzero(levelled > level, axis=1), shift, view.shape[0])
+        for band in lines:
+            top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, len(levelled))  # and its blur
+            above = levelled[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
+            below = levelled[bottom] if bottom < len(levelled) else np.zeros_like(above)
+            levelled[top:bottom] = np.minimum(above, below)
+        view[...] = levelled[rows, columns]
     return out
+
+
+def _moves(width: int, degrees: float) -> np.ndarray:
+    """Rows to move each of `width` columns down by to level a line tilted `degrees`."""
+    move = np.rint(-np.tan(np.radians(degrees)) * np.arange(width)).astype(int)
+    return move - move.min()
+
+
+def _level_shift(inked: np.ndarray) -> np.ndarray:
+    """Rows to move each column of `inked` down by so that printed lines tilted up to LINE_TILT
+    degrees lie level: the tilt with the row that has the most ink more than the rows beside it
+    (a thin line, not a dark band at the edge), every half degree, then every twentieth around
+    the best; kept if it finds lines across the picture, and no fewer than level does."""
+    ys, xs = np.nonzero(inked)
+    height, width = inked.shape
+
+    def lines(moves: np.ndarray) -> int:
+        counts = np.bincount(ys + moves[xs], minlength=height + int(moves.max()))
+        return len(_bands(counts, moves, height))
+
+    level = _moves(width, 0.0)
+    if len(ys) == 0:
+        return level
+    step = max(1, len(ys) // 20_000)  # every step-th inked pixel is enough to find the tilt
+    sampled_ys, sampled_xs = ys[::step], xs[::step]
+
+    apart = max(3, int(0.01 * height))  # a printed line's rows stand out from rows this far
+
+    def peak(degrees: float) -> int:  # the most ink on a row, more than `apart` rows away have
+        counts = np.bincount(sampled_ys + _moves(width, degrees)[sampled_xs])
+        ridge = counts[apart:-apart] - np.maximum(counts[: -2 * apart], counts[2 * apart :])
+        return int(ridge.max(initial=0))  # not at the picture's edge: a bar the crop cut
+
+    coarse = max(sorted(np.arange(-LINE_TILT, LINE_TILT + 0.25, 0.5), key=abs), key=peak)
+    near = sorted(np.arange(-0.5, 0.525, 0.05), key=abs)  # the nearest to coarse first
+    tilted = _moves(width, float(max((coarse + d for d in near), key=peak)))
+    found = lines(tilted)
+    return tilted if found and found >= lines(level) else level
+
+
+def _bands(counts: np.ndarray, moves: np.ndarray, height: int) -> list[np.ndarray]:
+    """The printed lines of a picture `height` tall whose columns were moved down by `moves`,
+    from each row's `counts` of inked pixels: bands of rows inked across LINE_COVER of the
+    picture they cross (at least LINE_SPAN of its width), at most LINE_WIDTH of its height thick
+    (else a digit's bar), not mostly its top or bottom row (else a bar the crop cut: a 7's)."""
+    size, width = len(counts), len(moves)
+    crossed = np.cumsum(np.bincount(moves, minlength=size + height)[:size])
+    crossed -= np.cumsum(np.bincount(moves + height, minlength=size + height)[:size])
+    cover = np.where(crossed >= LINE_SPAN * width, counts / np.maximum(crossed, 1), 0.0)
+    rows = np.flatnonzero(cover >= LINE_COVER)
+    if rows.size == 0:
+        return []
+    thickest = max(2, int(LINE_WIDTH * height))
+    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+
+    def at_edge(band: np.ndarray) -> bool:  # the picture's top or bottom row within a row of it
+        top, bottom = moves, moves + height - 1  # where they went, column by column
+        near = ((top >= band[0] - 1) & (top <= band[-1] + 1)).mean()
+        return bool(max(near, ((bottom >= band[0] - 1) & (bottom <= band[-1] + 1)).mean()) >= 0.5)
+
+    return [b for b in bands if len(b) <= thickest and not at_edge(b)]
 
 
 def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndarray]:

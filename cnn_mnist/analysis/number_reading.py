@@ -29,6 +29,7 @@ NARROWEST = 0.45  # ... unless it is narrower than this x the row's height
 SLANTS = np.linspace(-0.5, 0.5, 11)  # cuts tried: columns moved per row, upright to slanted
 THIN = 3.0  # ... crossing less ink than this many strokes' width, in one run
 TALL = 0.7  # ... with at least this x the row's height of ink on each side
+FAR = 0.5  # ... and one further than this x the row's height from any digit is a stray mark
 SHORTEST = 0.45  # a mark less tall than this x the row's height is part of a digit, never one
 
 
@@ -56,39 +57,50 @@ def _split(mask: np.ndarray, height: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def _touching_cut(mask: np.ndarray, height: int) -> np.ndarray | None:
+def _touching_cut(mask: np.ndarray, height: int, every: bool = False):
     """Where a part no wider than a digit may be two (a 1 touching or leaning into its
     neighbour): of the straight lines, upright or slanted like handwriting, with a digit's
     height of ink on each side, the one crossing least ink (under THIN strokes, in one run).
-    Returns what lies left of it (a boolean array like `mask`), or None."""
+    Returns what lies left of it (a boolean array like `mask`), or None; with `every`, the
+    least-ink line of every slant that has one, best first."""
     from scipy import ndimage
 
     width = mask.shape[1]
     ys = np.nonzero(mask.any(axis=1))[0]
     if width < NARROWEST * height or len(ys) == 0:
-        return None
+        return [] if every else None
     stroke = 2 * float(np.percentile(ndimage.distance_transform_edt(mask)[mask], 90))
-    every, middle = np.arange(mask.shape[0]), (ys[0] + ys[-1]) / 2
+    inked = mask[ys[0] : ys[-1] + 1]
+    rows = np.arange(len(inked))
+    has_ink = inked.any(axis=1)
+    first = np.where(has_ink, inked.argmax(axis=1), width)  # each row's leftmost ink
+    last = np.where(has_ink, width - 1 - inked[:, ::-1].argmax(axis=1), -1)  # and rightmost
     centres = np.arange(int(0.2 * width), int(0.8 * width) + 1)
-    best: tuple[float, np.ndarray | None] = (THIN * stroke, None)
+    found: list[tuple[float, int, float]] = []
     for slant in SLANTS:
-        line = centres[:, None] + slant * (every - middle)[None, :]  # (centres, rows)
-        left = np.arange(width)[None, None, :] < line[:, :, None]
-        crossing = mask[None] & (np.abs(np.arange(width)[None, None, :] - line[:, :, None]) < 0.5)
-        hit = crossing.any(axis=2)
+        line = centres[:, None] + slant * (rows - rows.mean())[None, :]  # (centres, rows)
+        at = np.rint(line).astype(int)
+        hit = inked[rows[None, :], np.clip(at, 0, width - 1)] & (at >= 0) & (at < width)
         runs = np.count_nonzero(np.diff(hit.astype(int), axis=1) == 1, axis=1) + hit[:, 0]
-        tall = _extent(mask[None] & left) >= TALL * height
-        tall &= _extent(mask[None] & ~left) >= TALL * height
-        cost = np.where((runs <= 1) & tall, crossing.sum(axis=(1, 2)), np.inf)
+        tall = _extent(first[None, :] < line) >= TALL * height  # ink left of the line
+        tall &= _extent(last[None, :] >= line) >= TALL * height  # and right of it
+        cost = np.where((runs <= 1) & tall, hit.sum(axis=1), np.inf)
         k = int(np.argmin(cost))
-        if cost[k] < best[0]:
-            best = (float(cost[k]), left[k])
-    return best[1]
+        if cost[k] < THIN * stroke:
+            found.append((float(cost[k]), int(centres[k]), float(slant)))
+    found.sort()
+    lefts = [
+        np.arange(width)[None, :]
+        < (c + slant * (np.arange(mask.shape[0]) - ys[0] - rows.mean()))[:, None]
+        for _, c, slant in found
+    ]
+    if every:
+        return lefts
+    return lefts[0] if lefts else None
 
 
-def _extent(masks: np.ndarray) -> np.ndarray:
-    """The number of rows from the first with ink to the last, of each mask in `masks`."""
-    rows = masks.any(axis=2)
+def _extent(rows: np.ndarray) -> np.ndarray:
+    """The number of rows from the first True to the last, of each row of `rows`."""
     first, last = rows.argmax(axis=1), rows.shape[1] - rows[:, ::-1].argmax(axis=1)
     return np.where(rows.any(axis=1), last - first, 0)
 
@@ -106,6 +118,8 @@ def segment(
         regions = [_columns(ink.shape, a + left, a + right) for left, right in spans]
         if len(regions) == 1:  # one digit wide: a 1 may touch its neighbour
             regions = _maybe_two(ink, mask, regions[0], a, b, height, classify)
+        elif len(regions) == 2 and classify is not None:  # two touching: where, the model says
+            regions = _best_two(ink, mask, regions, a, b, height, classify)
         for region in regions:
             found = _piece(ink, mask, region)
             if found is not None:
@@ -130,6 +144,22 @@ def _maybe_two(ink, mask, region, a, b, height, classify) -> list[np.ndarray]:
     inside[:, a:b] = left
     pair = [region & inside, region & ~inside]
     return pair if _two_read_better(ink, mask, region, pair, classify) else [region]
+
+
+def _best_two(ink, mask, regions, a, b, height, classify) -> list[np.ndarray]:
+    """Of the column profile's cut (`regions`) and the least-ink lines (_touching_cut), the cut
+    whose two halves `classify` reads most surely."""
+    whole = regions[0] | regions[1]
+    pairs = [regions]
+    for left in _touching_cut(mask[:, a:b], height, every=True):
+        inside = np.zeros_like(mask)
+        inside[:, a:b] = left
+        pairs.append([whole & inside, whole & ~inside])
+    pieces = [_piece(ink, mask, region) for pair in pairs for region in pair]
+    if len(pairs) == 1 or any(p is None for p in pieces):
+        return regions
+    best = np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
+    return pairs[int(np.argmax(best[0::2] * best[1::2]))]
 
 
 def _columns(shape, left: int, right: int) -> np.ndarray:
@@ -191,7 +221,8 @@ def _parts(ink: np.ndarray, source: str):
 
 
 def _join_short(labels, boxes, merged, ranges, height: int) -> None:
-    """Groups less tall than SHORTEST x `height` joined (in place) to the nearer neighbour."""
+    """Groups less tall than SHORTEST x `height` joined (in place) to the nearer neighbour, or
+    dropped if it is further than FAR x `height` away."""
     k = 0
     while k < len(merged) and len(merged) > 1:
         rows = [boxes[i - 1][0] for i in merged[k]]
@@ -203,8 +234,9 @@ def _join_short(labels, boxes, merged, ranges, height: int) -> None:
             ranges[k + 1][0] - ranges[k][1] if k + 1 < len(merged) else np.inf,
         ]
         into = k - 1 if gaps[0] <= gaps[1] else k + 1
-        merged[into] += merged[k]
-        ranges[into] = (min(ranges[into][0], ranges[k][0]), max(ranges[into][1], ranges[k][1]))
+        if min(gaps) <= FAR * height:  # else a stray mark (a smudge, the page's corner): dropped
+            merged[into] += merged[k]
+            ranges[into] = (min(ranges[into][0], ranges[k][0]), max(ranges[into][1], ranges[k][1]))
         del merged[k], ranges[k]
         k = max(0, k - 1)
 
