@@ -8,17 +8,19 @@ Each style turns the same --count MNIST *test* digits (never training ones; chos
 into picture files in memory (PNG, JPEG, TIFF, GIF: encoded bytes, as a file on disk would be):
 a scan (upscaled and blurred), light on dark, pencil on white, blue ink on lined paper, squared
 paper, uneven light, low-quality JPEG, a digit filling its frame, one touching an edge, a small
-digit off-centre on a large page, slightly rotated, and the file formats and modes a scanner or
-a drawing program writes (16-bit, palette, CMYK, transparent, animated GIF). Every picture is
+digit off-centre on a large page, slightly rotated, the file formats and modes a scanner or
+a drawing program writes (16-bit, palette, CMYK, transparent, animated GIF), and ruled paper
+photographed a few degrees askew (`tilted`, last so the others keep their draws). Every picture is
 read by `cnn_mnist.analysis.images.load_digit`, the function behind `cnn predict --image` and the serve
 page's upload, and the model's answers are compared with its answers on the 28x28 digits fed
 directly (for `rotated`: the same rotation made at 28x28, so the column measures the
-preparation, not the model's tolerance of rotation). "refused" counts pictures that were
-turned down (no digit found...).
+preparation, not the model's tolerance of rotation; for `tilted`, the page's turn). "refused"
+counts pictures that were turned down (no digit found...).
 
 Numbers (--numbers N, 0 for none): rows of 2-6 test digits with random gaps, about one gap in
 four touching or overlapping, scanned like `scan`; read by `cnn_mnist.analysis.number_reading.read_number`
-(`cnn predict --image --number`) where this version of the library has it. Reported: the share
+(`cnn predict --image --number`) where this version of the library has it, with the model to
+decide touching digits (its `classify`) where the library takes one. Reported: the share
 read with the right number of digits, whole numbers right, and the digits' accuracy (position
 by position, in numbers with the right count) against the same digits fed directly.
 

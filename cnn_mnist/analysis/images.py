@@ -366,9 +366,10 @@ def _moves(width: int, degrees: float) -> np.ndarray:
 
 def _level_shift(inked: np.ndarray) -> np.ndarray:
     """Rows to move each column of `inked` down by so that printed lines tilted up to LINE_TILT
-    degrees lie level: the tilt with the row that has the most ink more than the rows beside it
-    (a thin line, not a dark band at the edge), every half degree, then every twentieth around
-    the best; kept if it finds lines across the picture, and no fewer than level does."""
+    degrees lie level. Candidates: the tilt with the row that has the most ink more than the
+    rows a little apart have (a thin line, not a dark band), every quarter degree, then every
+    twentieth around the best, for a thin and a blurred line; of those and level, the one that
+    finds the most lines across the picture (level when no tilt finds any)."""
     ys, xs = np.nonzero(inked)
     height, width = inked.shape
 
@@ -377,23 +378,23 @@ def _level_shift(inked: np.ndarray) -> np.ndarray:
         return len(_bands(counts, moves, height))
 
     level = _moves(width, 0.0)
-    if len(ys) == 0:
-        return level
+    best = (lines(level), level)
     step = max(1, len(ys) // 20_000)  # every step-th inked pixel is enough to find the tilt
     sampled_ys, sampled_xs = ys[::step], xs[::step]
+    for apart in (max(3, int(0.01 * height)), max(6, int(0.02 * height))):
 
-    apart = max(3, int(0.01 * height))  # a printed line's rows stand out from rows this far
+        def peak(degrees: float) -> int:  # the most ink on a row, more than `apart` rows away
+            counts = np.bincount(sampled_ys + _moves(width, degrees)[sampled_xs])
+            ridge = counts[apart:-apart] - np.maximum(counts[: -2 * apart], counts[2 * apart :])
+            return int(ridge.max(initial=0))  # not at the edge: a shadow's, a bar the crop cut
 
-    def peak(degrees: float) -> int:  # the most ink on a row, more than `apart` rows away have
-        counts = np.bincount(sampled_ys + _moves(width, degrees)[sampled_xs])
-        ridge = counts[apart:-apart] - np.maximum(counts[: -2 * apart], counts[2 * apart :])
-        return int(ridge.max(initial=0))  # not at the picture's edge: a bar the crop cut
-
-    coarse = max(sorted(np.arange(-LINE_TILT, LINE_TILT + 0.25, 0.5), key=abs), key=peak)
-    near = sorted(np.arange(-0.5, 0.525, 0.05), key=abs)  # the nearest to coarse first
-    tilted = _moves(width, float(max((coarse + d for d in near), key=peak)))
-    found = lines(tilted)
-    return tilted if found and found >= lines(level) else level
+        coarse = max(sorted(np.arange(-LINE_TILT, LINE_TILT + 0.125, 0.25), key=abs), key=peak)
+        near = sorted(np.arange(-0.5, 0.525, 0.05), key=abs)  # the nearest to coarse first
+        tilted = _moves(width, float(max((coarse + d for d in near), key=peak)))
+        found = lines(tilted)
+        if found > best[0] or (found and best[1] is level):  # level's may be a dark band
+            best = (found, tilted)
+    return best[1]
 
 
 def _bands(counts: np.ndarray, moves: np.ndarray, height: int) -> list[np.ndarray]:
