@@ -7,7 +7,8 @@ neighbour -> a part much wider than the row's digits are tall (their median heig
 touching digits set a little apart in height make one taller part) split at the column
 profile's thinnest point; a part one digit wide (a 1 touching or leaning into its neighbour)
 split along the straight or slanted line that crosses least ink, where the caller's `classify`
-reads the two halves more surely than the whole -> left to right.
+reads the two halves more surely than the whole (and for two touching digits, it picks the cut)
+-> left to right.
 No TensorFlow here: `classify` is any function from 28x28 digits to class probabilities.
 """
 
@@ -29,8 +30,8 @@ NARROWEST = 0.45  # ... unless it is narrower than this x the row's height
 SLANTS = np.linspace(-0.5, 0.5, 11)  # cuts tried: columns moved per row, upright to slanted
 THIN = 3.0  # ... crossing less ink than this many strokes' width, in one run
 TALL = 0.7  # ... with at least this x the row's height of ink on each side
-FAR = 0.5  # ... and one further than this x the row's height from any digit is a stray mark
 SHORTEST = 0.45  # a mark less tall than this x the row's height is part of a digit, never one
+FAR = 0.5  # ... and one further than this x the row's height from any digit is a stray mark
 
 
 @dataclass
@@ -155,11 +156,10 @@ def _best_two(ink, mask, regions, a, b, height, classify) -> list[np.ndarray]:
         inside = np.zeros_like(mask)
         inside[:, a:b] = left
         pairs.append([whole & inside, whole & ~inside])
-    pieces = [_piece(ink, mask, region) for pair in pairs for region in pair]
-    if len(pairs) == 1 or any(p is None for p in pieces):
+    sure = _sureness(ink, mask, [region for pair in pairs for region in pair], classify)
+    if len(pairs) == 1 or sure is None:
         return regions
-    best = np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
-    return pairs[int(np.argmax(best[0::2] * best[1::2]))]
+    return pairs[int(np.argmax(sure[0::2] * sure[1::2]))]
 
 
 def _columns(shape, left: int, right: int) -> np.ndarray:
@@ -169,13 +169,19 @@ def _columns(shape, left: int, right: int) -> np.ndarray:
 
 
 def _two_read_better(ink, mask, whole, pair, classify) -> bool:
-    """Whether `classify` (28x28 digits -> class probabilities) reads the part as the two regions
-    of `pair` more surely than as one digit (`whole`)."""
-    pieces = [_piece(ink, mask, region) for region in (whole, *pair)]
+    """Whether `classify` reads the part as the two regions of `pair` more surely than as one
+    digit (`whole`)."""
+    sure = _sureness(ink, mask, [whole, *pair], classify)
+    return sure is not None and bool(sure[1] * sure[2] > sure[0])
+
+
+def _sureness(ink, mask, regions, classify) -> np.ndarray | None:
+    """How surely `classify` (28x28 digits -> class probabilities) reads each region's strokes
+    as a digit (its top probability); None if a region has none."""
+    pieces = [_piece(ink, mask, region) for region in regions]
     if any(p is None for p in pieces):
-        return False
-    best = np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
-    return bool(best[1] * best[2] > best[0])
+        return None
+    return np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
 
 
 def _parts(ink: np.ndarray, source: str):

@@ -326,10 +326,11 @@ def predict_numbers(
     paths = expand_images(images)
     model, _ = open_model(model_path, verbose)
     normalize, names = save.model_normalize(model_path), save.class_names(model_path)
+    classify = classifier(model, normalize)
     found, failed = [], []
     for path in paths:
         try:
-            found.append((path, read_number(path, classify=classifier(model, normalize))))
+            found.append((path, read_number(path, classify=classify)))
         except ImageError as exc:
             failed.append(str(exc))
     items = []
