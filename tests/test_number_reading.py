@@ -148,3 +148,47 @@ def test_a_stray_mark_far_from_the_digits_is_left_out():
     smudge = [[(480, 150), (530, 150)]]
     found = read_number(_row([seven, one, smudge], size=(560, 170)))
     assert len(found) == 2 and found[1].box[2] < 200
+
+
+def test_a_digit_a_little_wider_than_tall_is_one_where_the_model_reads_it_so():
+    # A 1 and a 0 written wide (1.2 x the row's height): by the strokes alone the 0 may be two
+    # touching digits; the model reading it more surely whole (0.99 against 0.99 x 0.99) keeps
+    # it one, and reading it unsurely (0.5) cuts it.
+    image = Image.new("L", (320, 160), 240)
+    draw = ImageDraw.Draw(image)
+    draw.line([(50, 30), (50, 130)], fill=20, width=9)
+    draw.ellipse((110, 30, 230, 130), outline=20, width=9)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    picture = buffer.getvalue()
+    assert len(read_number(picture)) == 3
+    assert len(read_number(picture, classify=_by_shape(whole_sure=True))) == 2
+    assert len(read_number(picture, classify=_by_shape(whole_sure=False))) == 3
+
+
+def _reads_top_stroke_right(digits):
+    """A stand-in for the model that reads surely (0.99) a digit whose topmost ink lies right of
+    its middle, as a 5's bar does, and other digits unsurely (0.5)."""
+    rows = []
+    for digit in digits:
+        inked = np.nonzero(digit.max(axis=1) > 0.2)[0]
+        top = np.nonzero(digit[inked[0]] > 0.2)[0]
+        cols = np.nonzero(digit.max(axis=0) > 0.2)[0]
+        sure = top.mean() >= (cols[0] + cols[-1]) / 2 - 1
+        rows.append(np.full(10, 0.001) + np.eye(10)[5] * (0.99 if sure else 0.5))
+    return np.array(rows)
+
+
+def test_a_short_mark_between_two_digits_joins_the_one_the_model_reads_better():
+    # A 5 whose bar was written apart and further right, nearer the next digit (a 1) than the
+    # 5's own body by their columns: the strokes alone join the bar to the 1; the model reading
+    # a 5 with its bar more surely joins it to the 5.
+    body = [[(36, 60), (34, 88), (75, 94), (75, 124), (30, 128)]]
+    bar = [[(90, 34), (128, 34)]]
+    one = [[(138, 30), (138, 130)]]
+    picture = _row([body, bar, one], size=(200, 160))
+    by_columns = read_number(picture)
+    assert len(by_columns) == 2 and by_columns[1].box[0] <= 90  # the bar went to the 1
+    found = read_number(picture, classify=_reads_top_stroke_right)
+    assert len(found) == 2
+    assert found[0].box[2] >= 128 and found[1].box[0] >= 130  # the 5 took in its bar

@@ -2,13 +2,15 @@
 made MNIST-like with the same preparation as one digit (images.ink_of, images.centre_digit).
 
 ink -> connected strokes (specks left out) -> parts whose columns overlap mostly merged (a 5's
-detached bar, a 7's cross-stroke), and a mark too short to be a digit joined to its nearest
+detached bar, a 7's cross-stroke), and a mark too short to be a digit joined to its nearer
 neighbour -> a part much wider than the row's digits are tall (their median height: two
 touching digits set a little apart in height make one taller part) split at the column
 profile's thinnest point; a part one digit wide (a 1 touching or leaning into its neighbour)
-split along the straight or slanted line that crosses least ink, where the caller's `classify`
-reads the two halves more surely than the whole (and for two touching digits, it picks the cut)
--> left to right.
+split along the straight or slanted line that crosses least ink -> left to right.
+Where the caller's `classify` is given, the model decides what the strokes leave open: which
+neighbour a short mark joins, whether a part a little wider than a digit is one (a wide 0) or
+two, where two touching digits part, and whether a 1 touches its neighbour: whichever reading
+it reads more surely (the product of each digit's top probability).
 No TensorFlow here: `classify` is any function from 28x28 digits to class probabilities.
 """
 
@@ -24,6 +26,7 @@ from cnn_mnist.analysis.images import NoDigit, centre_digit, ink_of, otsu_thresh
 MERGE_OVERLAP = 0.5  # parts sharing this much of the narrower one's columns are one digit
 SPECK_FRACTION = 0.15  # parts shorter than this fraction of the tallest are specks (or a dot)
 SPLIT_WIDTH = 1.1  # a part wider than this x the row's height may be two touching digits
+SURELY_TWO = 1.3  # ... and is, wider than this; between the two, if the model reads two better
 MAX_DIGITS = 12
 # A part one digit wide may be two (_touching_cut; measured on bench/handwriting.py's numbers):
 NARROWEST = 0.45  # ... unless it is narrower than this x the row's height
@@ -111,7 +114,7 @@ def segment(
 ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box.
     `classify` (28x28 digits -> class probabilities), when given, decides touching 1s."""
-    labels, merged, ranges, height = _parts(ink, source)
+    labels, merged, ranges, height = _parts(ink, source, classify)
     digits = []
     for part, (a, b) in zip(merged, ranges):
         mask = np.isin(labels, part)
@@ -149,17 +152,21 @@ def _maybe_two(ink, mask, region, a, b, height, classify) -> list[np.ndarray]:
 
 def _best_two(ink, mask, regions, a, b, height, classify) -> list[np.ndarray]:
     """Of the column profile's cut (`regions`) and the least-ink lines (_touching_cut), the cut
-    whose two halves `classify` reads most surely."""
+    whose two halves `classify` reads most surely; or the whole, if it reads more surely."""
     whole = regions[0] | regions[1]
     pairs = [regions]
     for left in _touching_cut(mask[:, a:b], height, every=True):
         inside = np.zeros_like(mask)
         inside[:, a:b] = left
         pairs.append([whole & inside, whole & ~inside])
-    sure = _sureness(ink, mask, [region for pair in pairs for region in pair], classify)
-    if len(pairs) == 1 or sure is None:
+    sure = _sureness(ink, mask, [whole] + [region for pair in pairs for region in pair], classify)
+    if sure is None:
         return regions
-    return pairs[int(np.argmax(sure[0::2] * sure[1::2]))]
+    both = sure[1::2] * sure[2::2]
+    # A digit written wide (a 0, a 5 with its bar: MNIST has many) is one if the model reads it
+    # more surely so; measured on bench/handwriting.py's numbers, 1.1-1.3 x the row's height.
+    wide = b - a > SURELY_TWO * height
+    return pairs[int(np.argmax(both))] if wide or both.max() > sure[0] else [whole]
 
 
 def _columns(shape, left: int, right: int) -> np.ndarray:
@@ -184,7 +191,7 @@ def _sureness(ink, mask, regions, classify) -> np.ndarray | None:
     return np.asarray(classify(np.stack([centre_digit(p[0]) for p in pieces]))).max(axis=1)
 
 
-def _parts(ink: np.ndarray, source: str):
+def _parts(ink: np.ndarray, source: str, classify=None):
     """Connected strokes (specks left out) grouped into digits: parts sharing columns merged, and
     a mark shorter than SHORTEST x the row's height (a 5's bar, a 9's detached tail) joined to
     its nearest neighbour. Returns the labels, the groups' labels, their column ranges and the
@@ -217,7 +224,8 @@ def _parts(ink: np.ndarray, source: str):
                 continue
         merged.append(list(part))
         ranges.append((a, b))
-    _join_short(labels, boxes, merged, ranges, tallest)
+    choose = None if classify is None else _chooser(ink, labels, classify)
+    _join_short(boxes, merged, ranges, tallest, choose)
     # The row's height: its groups' median, as touching digits set a little apart in height
     # make one taller part.
     heights = [
@@ -226,9 +234,10 @@ def _parts(ink: np.ndarray, source: str):
     return labels, merged, ranges, int(np.median(heights))
 
 
-def _join_short(labels, boxes, merged, ranges, height: int) -> None:
+def _join_short(boxes, merged, ranges, height: int, choose=None) -> None:
     """Groups less tall than SHORTEST x `height` joined (in place) to the nearer neighbour, or
-    dropped if it is further than FAR x `height` away."""
+    dropped if it is further than FAR x `height` away. With both neighbours near, `choose`
+    (_chooser), when given, says which."""
     k = 0
     while k < len(merged) and len(merged) > 1:
         rows = [boxes[i - 1][0] for i in merged[k]]
@@ -240,11 +249,27 @@ def _join_short(labels, boxes, merged, ranges, height: int) -> None:
             ranges[k + 1][0] - ranges[k][1] if k + 1 < len(merged) else np.inf,
         ]
         into = k - 1 if gaps[0] <= gaps[1] else k + 1
+        if choose is not None and max(gaps) <= FAR * height:
+            into = choose(merged[k - 1], merged[k], merged[k + 1]) + k
         if min(gaps) <= FAR * height:  # else a stray mark (a smudge, the page's corner): dropped
             merged[into] += merged[k]
             ranges[into] = (min(ranges[into][0], ranges[k][0]), max(ranges[into][1], ranges[k][1]))
         del merged[k], ranges[k]
         k = max(0, k - 1)
+
+
+def _chooser(ink, labels, classify):
+    """A function (left, mark, right) -> -1 if the mark (a 5's bar, a 7's cross-stroke) joins
+    the group left of it, +1 right: where `classify` reads the two digits that make more surely."""
+
+    def choose(left, mark, right) -> int:
+        regions = [np.isin(labels, g) for g in (left + mark, right, left, mark + right)]
+        sure = _sureness(ink, np.isin(labels, left + mark + right), regions, classify)
+        if sure is None:
+            return -1
+        return -1 if sure[0] * sure[1] >= sure[2] * sure[3] else 1
+
+    return choose
 
 
 def _piece(ink: np.ndarray, mask: np.ndarray, region: np.ndarray):
