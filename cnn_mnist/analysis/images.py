@@ -328,34 +328,44 @@ def light_surface(gray: np.ndarray, rounds: int = 5) -> np.ndarray:
     return fit.reshape(gray.shape).astype(np.float32)
 
 
-def remove_lines(ink: np.ndarray) -> np.ndarray:
-    """Ruled and squared paper's printed lines taken out of `ink` (0 = paper).
+def remove_lines(*inks: np.ndarray) -> list[np.ndarray]:
+    """Ruled and squared paper's printed lines taken out of each of `inks` (0 = paper: one
+    picture's ink, then the same smoothed: the first's tilt serves all, found once as it is costly).
 
     A line is a thin band of rows (or columns) inked across LINE_COVER of the picture, at most
     LINE_WIDTH of its size thick, and not at its edge: a digit's strokes are thicker, or do not
     run across the whole picture (at the edge it is a stroke the crop cut: a 7's bar). Lines
     need not be level (a phone held askew): each column is first moved up or down so that they
-    are (_level_shift), and moved back after; a tilted line may leave the picture at its side,
-    so its cover counts the picture it crosses. Each band is replaced by the lesser of the ink
-    just above and just below it (left and right), so a stroke that crosses the line stays
-    whole and the line between strokes goes."""
-    out = ink.copy()
+    are (_level_shift, on the first of `inks`), and moved back after; a tilted line may leave the
+    picture at its side, so its cover counts the picture it crosses. Each band is replaced by
+    the lesser of the ink just above and just below it (left and right), so a stroke that
+    crosses the line stays whole and the line between strokes goes."""
+    outs = [ink.copy() for ink in inks]
     for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
-        view = out if axis == 0 else out.T
-        level = max(MIN_CONTRAST / 2, LINE_LEVEL * float(view.max()))
-        shift = _level_shift(view > level)
-        rows = np.arange(view.shape[0])[:, None] + shift[None, :]  # where each pixel goes
-        columns = np.arange(view.shape[1])[None, :]
-        levelled = np.zeros((view.shape[0] + int(shift.max()), view.shape[1]), view.dtype)
-        levelled[rows, columns] = view
-        lines = _bands(np.count_nonzero(levelled > level, axis=1), shift, view.shape[0])
-        for band in lines:
-            top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, len(levelled))  # and its blur
-            above = levelled[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
-            below = levelled[bottom] if bottom < len(levelled) else np.zeros_like(above)
-            levelled[top:bottom] = np.minimum(above, below)
-        view[...] = levelled[rows, columns]
-    return out
+        views = [out if axis == 0 else out.T for out in outs]
+        shift = _level_shift(views[0] > _line_level(views[0]))
+        for view in views:
+            _remove_level_lines(view, shift)
+    return outs
+
+
+def _line_level(view: np.ndarray) -> float:
+    return max(MIN_CONTRAST / 2, LINE_LEVEL * float(view.max()))
+
+
+def _remove_level_lines(view: np.ndarray, shift: np.ndarray) -> None:
+    """remove_lines for one axis of one picture (in place), its columns moved down by `shift`."""
+    level = _line_level(view)
+    rows = np.arange(view.shape[0])[:, None] + shift[None, :]  # where each pixel goes
+    columns = np.arange(view.shape[1])[None, :]
+    levelled = np.zeros((view.shape[0] + int(shift.max()), view.shape[1]), view.dtype)
+    levelled[rows, columns] = view
+    for band in _bands(np.count_nonzero(levelled > level, axis=1), shift, view.shape[0]):
+        top, bottom = max(band[0] - 1, 0), min(band[-1] + 2, len(levelled))  # and its blur
+        above = levelled[top - 1] if top > 0 else np.zeros(view.shape[1], view.dtype)
+        below = levelled[bottom] if bottom < len(levelled) else np.zeros_like(above)
+        levelled[top:bottom] = np.minimum(above, below)
+    view[...] = levelled[rows, columns]
 
 
 def _moves(width: int, degrees: float) -> np.ndarray:
@@ -435,8 +445,8 @@ def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndar
     # Light multiplies: in a shadow the ink is as much fainter as the paper is darker. Dividing
     # by the paper's level (as the best-lit paper) gives the strokes one strength across the page.
     gain = np.clip(paper.max() / np.maximum(paper, 1.0), 1.0, MAX_GAIN)
-    ink = remove_lines(np.clip(paper - gray, 0, None)) * gain
-    smooth_ink = remove_lines(np.clip(paper - smooth, 0, None))
+    ink, smooth_ink = remove_lines(np.clip(paper - gray, 0, None), np.clip(paper - smooth, 0, None))
+    ink *= gain
     residual = gray - smooth  # the sensor's (or paper's) noise, and the strokes' edges
     noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     if smooth_ink.max() < max(MIN_CONTRAST, NOISE_MARGIN * noise):  # before the light is evened
