@@ -192,3 +192,25 @@ def test_a_short_mark_between_two_digits_joins_the_one_the_model_reads_better():
     found = read_number(picture, classify=_reads_top_stroke_right)
     assert len(found) == 2
     assert found[0].box[2] >= 128 and found[1].box[0] >= 130  # the 5 took in its bar
+
+
+@pytest.mark.parametrize("angle", [5, 8])
+def test_a_photo_of_ruled_paper_turned_with_its_margin_line_leaving_at_the_side(angle):
+    # "4751" in pen on ruled paper with a margin line, photographed turned and lit from one
+    # side: the margin line leaves the picture at its side, and the light's fall leaves a band
+    # at the other; the margin is found square to the ruled lines (it was read as extra 1s).
+    image = Image.new("RGB", (1200, 900), (250, 250, 244))
+    draw = ImageDraw.Draw(image)
+    for y in range(40, 900, 60):
+        draw.line([(0, y), (1200, y)], fill=(150, 180, 225), width=2)
+    draw.line([(120, 0), (120, 900)], fill=(230, 120, 120), width=2)
+    for k, ch in enumerate("4751"):
+        for line in STROKES[ch]:
+            points = [(420 + 120 * k + 1.6 * a, 380 + 1.6 * b) for a, b in line]
+            draw.line(points, fill=(30, 50, 160), width=10, joint="curve")
+    turned = image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=(250, 250, 244))
+    lit = np.asarray(turned, np.float32) * np.linspace(1, 0.45, 1200)[None, :, None]
+    photo = Image.fromarray(lit.astype(np.uint8)).crop((100, 100, 1100, 800))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=45)
+    assert len(read_number(buffer.getvalue())) == 4

@@ -336,16 +336,21 @@ def remove_lines(*inks: np.ndarray) -> list[np.ndarray]:
     LINE_WIDTH of its size thick, and not at its edge: a digit's strokes are thicker, or do not
     run across the whole picture (at the edge it is a stroke the crop cut: a 7's bar). Lines
     need not be level (a phone held askew): each column is first moved up or down so that they
-    are (_level_shift, on the first of `inks`), and moved back after; a tilted line may leave the
+    are (_line_tilt, on the first of `inks`), and moved back after; a tilted line may leave the
     picture at its side, so its cover counts the picture it crosses. Each band is replaced by
     the lesser of the ink just above and just below it (left and right), so a stroke that
     crosses the line stays whole and the line between strokes goes."""
     outs = [ink.copy() for ink in inks]
+    tilt = 0.0  # the rows' lines'
     for axis in (0, 1):  # 0: horizontal lines (rows); 1: vertical lines (columns)
         views = [out if axis == 0 else out.T for out in outs]
-        shift = _level_shift(views[0] > _line_level(views[0]))
-        for view in views:
-            _remove_level_lines(view, shift)
+        # A page's lines are square to each other: a margin line leans as the rows do (the
+        # other way, in the transposed view), and is looked for there first.
+        for square in ([-tilt] if axis == 1 and tilt else []) + [None]:
+            degrees = _line_tilt(views[0] > _line_level(views[0])) if square is None else square
+            for view in views:
+                _remove_level_lines(view, _moves(view.shape[1], degrees))
+            tilt = degrees if axis == 0 else tilt
     return outs
 
 
@@ -374,12 +379,12 @@ def _moves(width: int, degrees: float) -> np.ndarray:
     return move - move.min()
 
 
-def _level_shift(inked: np.ndarray) -> np.ndarray:
-    """Rows to move each column of `inked` down by so that printed lines tilted up to LINE_TILT
-    degrees lie level. Candidates: the tilt with the row that has the most ink more than the
-    rows a little apart have (a thin line, not a dark band), every quarter degree, then every
-    twentieth around the best, for a thin and a blurred line; of those and level, the one that
-    finds the most lines across the picture (level when no tilt finds any)."""
+def _line_tilt(inked: np.ndarray) -> float:
+    """The tilt (degrees, up to LINE_TILT) of the printed lines of `inked`. Candidates: the tilt
+    with the row that has the most ink more than the rows a little apart have (a thin line,
+    not a dark band), every quarter degree, then every twentieth around the best, for a thin
+    and a blurred line; of those and level, the one that finds the most lines across the
+    picture (level when no tilt finds any)."""
     ys, xs = np.nonzero(inked)
     height, width = inked.shape
 
@@ -387,8 +392,7 @@ def _level_shift(inked: np.ndarray) -> np.ndarray:
         counts = np.bincount(ys + moves[xs], minlength=height + int(moves.max()))
         return len(_bands(counts, moves, height))
 
-    level = _moves(width, 0.0)
-    best = (lines(level), level)
+    best = (lines(_moves(width, 0.0)), 0.0)
     step = max(1, len(ys) // 20_000)  # every step-th inked pixel is enough to find the tilt
     sampled_ys, sampled_xs = ys[::step], xs[::step]
     for apart in (max(3, int(0.01 * height)), max(6, int(0.02 * height))):
@@ -400,10 +404,10 @@ def _level_shift(inked: np.ndarray) -> np.ndarray:
 
         coarse = max(sorted(np.arange(-LINE_TILT, LINE_TILT + 0.125, 0.25), key=abs), key=peak)
         near = sorted(np.arange(-0.5, 0.525, 0.05), key=abs)  # the nearest to coarse first
-        tilted = _moves(width, float(max((coarse + d for d in near), key=peak)))
-        found = lines(tilted)
-        if found > best[0] or (found and best[1] is level):  # level's may be a dark band
-            best = (found, tilted)
+        degrees = float(max((coarse + d for d in near), key=peak))
+        found = lines(_moves(width, degrees))
+        if found > best[0] or (found and best[1] == 0.0):  # level's may be a dark band
+            best = (found, degrees)
     return best[1]
 
 
