@@ -1185,6 +1185,44 @@ def test_the_downloads_are_the_input_the_model_saw(browser, server, tmp_path):
     assert browser.find_element("id", "download-png").is_enabled()
 
 
+def test_reading_a_number_shows_the_chosen_digits_input_and_feature_maps(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")  # what earlier pages logged
+    pad = _open(browser, server)
+    browser.find_element(By.ID, "number-mode").click()
+    _stroke(browser, pad, [(0.25, 0.2), (0.25, 0.5), (0.24, 0.8)])  # a 1 on the left
+    _stroke(browser, pad, [(0.6, 0.22), (0.8, 0.22), (0.66, 0.8)])  # a 7 on the right
+    shown = _number_shown(browser, 2)
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#digits li button")
+    first_map = (
+        "return document.querySelector('.map img') && document.querySelector('.map img').src"
+    )
+    for k in (0, 1):  # the first is chosen at first; a click chooses the second
+        if k:
+            buttons[k].click()
+        pressed = [b.get_attribute("aria-pressed") for b in buttons]
+        assert pressed == ["true" if n == k else "false" for n in range(2)]
+        digit = shown["digits"][k]["input"]
+        status, maps = call_json(server, "POST", "/api/features", {"input": digit})
+        assert status == 200
+        WebDriverWait(browser, 60).until(
+            lambda b, png=maps["layers"][0]["png"]: b.execute_script(first_map) == png
+        )
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".map img")) == len(maps["layers"])
+        seen = browser.execute_script(
+            "const d = document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28)"
+            ".data; return Array.from({length: 784}, (_, i) => d[4 * i]);"
+        )
+        expected = [round(min(1, max(0, v)) * 255) for row in digit for v in row]
+        assert seen == expected  # "what the model sees": this digit's 28x28 input
+    assert browser.find_element(By.ID, "network-card").is_displayed()
+    assert "digit chosen above" in browser.find_element(By.ID, "maps-note").text
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
 def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

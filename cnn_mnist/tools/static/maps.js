@@ -1,9 +1,9 @@
-// The feature maps of each convolution and pooling layer for the digit shown, and the value a
-// click on them picks, whose arithmetic explain.js draws.
+// The feature maps of each convolution and pooling layer for the digit shown (reading a number,
+// the chosen one), and the value a click on them picks, whose arithmetic explain.js draws.
 import {postJSON} from "./api.js";
 import {$, busy} from "./dom.js";
 import {drawExplanation} from "./explain.js";
-import {state} from "./state.js";
+import {shownInput, state} from "./state.js";
 
 const MAPS_DELAY = 350; // feature maps are slower (Keras): only once the drawing rests
 
@@ -13,10 +13,10 @@ export function scheduleMaps() {
 }
 
 async function loadMaps() {
-  if (!state.answer) return;
+  const input = shownInput();
+  if (!input) return;
   if (state.activePointer !== null) return scheduleMaps(); // still drawing: maps when it rests
   const mine = ++state.mapsSequence;
-  const input = state.answer.input;
   if (!state.layers.length && state.model && !state.model.keras_loaded) {
     $("#maps").replaceChildren(busy("Loading the Keras model for the feature maps (the first " +
                                      "time takes a few seconds while TensorFlow starts)…"));

@@ -1,9 +1,10 @@
 // The prediction view: the verdict, the bars, the 28x28 input the model sees and its downloads;
-// or, reading a number, the number and each of its digits (their boxes drawn over the pad).
+// or, reading a number, the number and each of its digits (their boxes drawn over the pad), one
+// of them chosen for "what the model sees" and the feature maps.
 import {$, digitImage, say} from "./dom.js";
 import {scheduleMaps} from "./maps.js";
 import {clearBoxes, drawBoxes} from "./pad.js";
-import {state} from "./state.js";
+import {shownInput, state} from "./state.js";
 
 export function show(answer) {
   state.answer = answer;
@@ -32,7 +33,7 @@ export function show(answer) {
 
 export function showNumber(answer) {
   // An /api/number answer: the number large, each digit with its probability and 28x28 input.
-  state.answer = null; // no one digit: no bars, downloads or feature maps
+  state.answer = null; // no one digit: no bars; the chosen digit's input and feature maps
   state.number = answer;
   $("#predicted").textContent = answer.number;
   $("#predicted").classList.remove("empty");
@@ -47,14 +48,33 @@ export function showNumber(answer) {
   $("#digits").replaceChildren(...answer.digits.map(digitItem));
   $("#digits").hidden = false;
   drawBoxes(answer);
-  $("#maps").replaceChildren();
-  $("#explain").hidden = true;
   say("");
+  if (count) {
+    chooseDigit(Math.min(state.chosen, count - 1)); // the same place, as the drawing grows
+  } else {
+    $("#maps").replaceChildren();
+    $("#explain").hidden = true;
+  }
+}
+
+function chooseDigit(k) {
+  state.chosen = k;
+  [...$("#digits").children].forEach((item, n) => {
+    item.firstChild.setAttribute("aria-pressed", String(n === k));
+  });
+  drawSeen(shownInput());
+  $("#download-png").disabled = false;
+  $("#download-values").disabled = false;
+  scheduleMaps();
 }
 
 function digitItem(d, k) {
   const item = document.createElement("li");
   item.dataset.index = String(k);
+  const choose = document.createElement("button");
+  choose.type = "button";
+  choose.title = "Show what the model sees of this digit, and its feature maps";
+  choose.addEventListener("click", () => chooseDigit(k));
   const seen = document.createElement("canvas");
   seen.width = seen.height = 28;
   seen.setAttribute("aria-label", `digit ${k + 1} as the model sees it (28x28)`);
@@ -64,12 +84,14 @@ function digitItem(d, k) {
   const sure = document.createElement("span");
   sure.className = "pct";
   sure.textContent = percent(d.probability);
-  item.append(seen, name, sure);
+  choose.append(seen, name, sure);
+  item.append(choose);
   return item;
 }
 
 function clearNumber() {
   state.number = null;
+  state.chosen = 0;
   $(".verdict").classList.remove("number");
   $("#digits").replaceChildren();
   $("#digits").hidden = true;
@@ -145,6 +167,7 @@ export function valuesCSV(digit) {
 
 function inputName() {
   if (state.source === "test") return `test-${state.testIndex}-28x28`;
+  if (state.number) return `digit-${state.chosen + 1}-of-${state.number.number}-28x28`;
   return "digit-28x28";
 }
 
@@ -153,5 +176,5 @@ export function downloadPNG() {
 }
 
 export function downloadValues() {
-  download(new Blob([valuesCSV(state.answer.input)], {type: "text/csv"}), `${inputName()}.csv`);
+  download(new Blob([valuesCSV(shownInput())], {type: "text/csv"}), `${inputName()}.csv`);
 }

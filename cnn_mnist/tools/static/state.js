@@ -8,6 +8,7 @@ export const state = {
   answer: null, // the last /api/predict or /api/test answer
   numberMode: false, // "Read a number": the pad is wide and pictures go to /api/number
   number: null, // the last /api/number answer
+  chosen: 0, // reading a number: the digit whose input and feature maps are shown
   classNames: [...Array(10).keys()].map(String),
   sequence: 0, // answers to older requests than the newest are dropped
   inFlight: false,
@@ -20,6 +21,14 @@ export const state = {
   predictTimer: null,
   mapsTimer: null,
 };
+
+export function shownInput() {
+  // The 28x28 input on show (its feature maps, its downloads): the one digit's, or the number's
+  // chosen digit's.
+  if (state.answer) return state.answer.input;
+  if (state.number && state.number.digits.length) return state.number.digits[state.chosen].input;
+  return null;
+}
 
 export function setSource(source) {
   state.source = source;
