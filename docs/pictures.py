@@ -1,19 +1,21 @@
 """Make the documentation's pictures from a real run, with one command:
 
-    python docs/pictures.py [--data DIR] [--keep DIR] [--only confusion|inspect|tensorboard|serve]
+    python docs/pictures.py [--data DIR] [--keep DIR] [--only confusion|inspect|tensorboard|serve|number]
 
 It trains the lecture's model (`cnn train --seed 1`, one epoch on all of MNIST) in a temporary
 folder, then photographs what a user sees: TensorBoard's Scalars and Images tabs, `cnn serve`'s
-page with a digit drawn on it with the mouse, `cnn inspect`'s feature maps of a digit drawn with
-Pillow, and `cnn evaluate`'s confusion matrix (a table of counts). No picture shows an MNIST
-image: TensorBoard's Images tab is filtered to the kernels and the confusion matrix (its
-feature maps are of a test digit). Needs Debian's chromium and chromium-driver, selenium, and
-MNIST ($CNN_MNIST_DATA or --data). Writes docs/pictures/*.png, each reduced to 256 colours.
+page with a digit drawn on it with the mouse and with a number ("2026"), `cnn inspect`'s
+feature maps of a digit drawn with Pillow, and `cnn evaluate`'s confusion matrix (a table of
+counts). No picture shows an MNIST image: TensorBoard's Images tab is filtered to the kernels
+and the confusion matrix (its feature maps are of a test digit). Needs Debian's chromium and
+chromium-driver, selenium, and MNIST ($CNN_MNIST_DATA or --data). Writes docs/pictures/*.png,
+each reduced to 256 colours.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -122,11 +124,11 @@ def tensorboard(work: Path, env: dict) -> None:
         server.wait()
 
 
-def serve_page(work: Path, env: dict) -> None:
-    """The page with a 2 drawn on the pad with the mouse, and one value clicked."""
+@contextlib.contextmanager
+def _page(work: Path, env: dict):
+    """`cnn serve` on a free port with the run's model, and headless Chromium on its page."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -153,6 +155,34 @@ def serve_page(work: Path, env: dict) -> None:
         wait_for(f"http://127.0.0.1:{port}/api/model", 120)
         driver.get(f"http://127.0.0.1:{port}/")
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "model-info").text)
+        yield driver, port
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait()
+
+
+def _draw(driver, pad, strokes: list) -> None:
+    """Strokes drawn on the pad with the mouse, each a list of (x, y) in 0-1 of the pad."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    width, height = pad.rect["width"], pad.rect["height"]
+    for stroke in strokes:
+        chain = ActionChains(driver, duration=30)
+        points = [(int((x - 0.5) * width), int((y - 0.5) * height)) for x, y in stroke]
+        chain.move_to_element_with_offset(pad, *points[0]).click_and_hold()
+        for x, y in points[1:]:
+            chain.move_to_element_with_offset(pad, x, y)
+        chain.release().perform()
+
+
+def serve_page(work: Path, env: dict) -> None:
+    """The page with a 2 drawn on the pad with the mouse, and one value clicked."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _page(work, env) as (driver, port):
         pad = driver.find_element(By.ID, "pad")
         # A 2: the arc over the top, the diagonal down to the left, the base to the right.
         arc = [
@@ -169,13 +199,7 @@ def serve_page(work: Path, env: dict) -> None:
             (0.6, 0.79),
             (0.72, 0.8),
         ]
-        width, height = pad.rect["width"], pad.rect["height"]
-        chain = ActionChains(driver, duration=30)
-        points = [(int((x - 0.5) * width), int((y - 0.5) * height)) for x, y in arc]
-        chain.move_to_element_with_offset(pad, *points[0]).click_and_hold()
-        for x, y in points[1:]:
-            chain.move_to_element_with_offset(pad, x, y)
-        chain.release().perform()
+        _draw(driver, pad, [arc])
         WebDriverWait(driver, 60).until(
             lambda d: (
                 d.find_element(By.ID, "predicted").text not in ("", "?")
@@ -197,10 +221,37 @@ def serve_page(work: Path, env: dict) -> None:
         time.sleep(1)
         driver.save_screenshot(str(work / "serve.png"))
         small(work / "serve.png", "serve.png", 1100)
-    finally:
-        driver.quit()
-        server.terminate()
-        server.wait()
+
+
+def serve_number(work: Path, env: dict) -> None:
+    """The page reading a number: "2026" drawn with the mouse, its last digit chosen."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def two(left):  # the arc over the top, the diagonal down to the left, the base
+        return [(left + x, y) for x, y in [(0, 0.3), (0.04, 0.2), (0.1, 0.18), (0.15, 0.25)]] + [
+            (left + x, y) for x, y in [(0.13, 0.4), (0, 0.78), (0.16, 0.78)]
+        ]
+
+    zero = [(0.42, 0.2), (0.35, 0.35), (0.36, 0.65), (0.42, 0.8), (0.49, 0.65), (0.5, 0.35)]
+    six = [(0.9, 0.18), (0.83, 0.45), (0.83, 0.72), (0.88, 0.8), (0.93, 0.7), (0.92, 0.55)]
+    with _page(work, env) as (driver, _):
+        driver.find_element(By.ID, "number-mode").click()
+        pad = driver.find_element(By.ID, "pad")
+        _draw(driver, pad, [two(0.12), zero + [(0.42, 0.2)], two(0.58), six + [(0.86, 0.55)]])
+        settled = "return !state.inFlight && state.number && state.number.number"
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(settled) == "2026")
+        time.sleep(0.5)  # a last request may follow the stroke's end
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(settled) == "2026")
+        driver.find_elements(By.CSS_SELECTOR, "#digits li button")[3].click()
+        WebDriverWait(driver, 60).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".map img")) >= 2
+        )
+        driver.set_window_size(1280, 1400)
+        driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(1)
+        driver.save_screenshot(str(work / "serve-number.png"))
+        small(work / "serve-number.png", "serve-number.png", 1100)
 
 
 def _on_the_stroke(port: int, digit: list, shown_width: float) -> tuple[float, float]:
@@ -244,6 +295,7 @@ PARTS = {
     "inspect": inspect_maps,
     "tensorboard": tensorboard,
     "serve": serve_page,
+    "number": serve_number,
 }
 
 
