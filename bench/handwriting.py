@@ -10,7 +10,8 @@ a scan (upscaled and blurred), light on dark, pencil on white, blue ink on lined
 paper, uneven light, low-quality JPEG, a digit filling its frame, one touching an edge, a small
 digit off-centre on a large page, slightly rotated, the file formats and modes a scanner or
 a drawing program writes (16-bit, palette, CMYK, transparent, animated GIF), and ruled paper
-photographed a few degrees askew (`tilted`, last so the others keep their draws). Every picture is
+photographed a few degrees askew (`tilted`), a fine pen on a large scan (`fine`; the newer
+styles last, so the others keep their draws). Every picture is
 read by `cnn_mnist.analysis.images.load_digit`, the function behind `cnn predict --image` and the serve
 page's upload, and the model's answers are compared with its answers on the 28x28 digits fed
 directly (for `rotated`: the same rotation made at 28x28, so the column measures the
@@ -212,6 +213,20 @@ def style_tilted(digit, rng, angle: float | None = None):
     return _encode(_noise(cut, rng, 3), "JPEG", quality=85)
 
 
+def style_fine(digit, rng):
+    """A fine pen on a large scan: the digit 250-340 pixels tall, its strokes 3-5 pixels wide
+    (the middle of MNIST's strokes, a rough skeleton, widened a little)."""
+    from scipy import ndimage
+
+    side = 28 * int(rng.integers(9, 13))
+    strokes = _resize(digit / 255.0, (side, side)) > 0.5
+    depth = ndimage.distance_transform_edt(strokes)
+    middle = strokes & (depth >= ndimage.maximum_filter(depth, size=3))
+    pen = ndimage.binary_dilation(middle, iterations=int(rng.integers(1, 3)))  # 3 or 5 px
+    c = _blur(pen.astype(np.float32), 0.6)
+    return _encode(_noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 60)), rng, 3))
+
+
 def style_squared(digit, rng):
     """Squared (graph) paper: grey-blue lines both ways, squares a third to half the digit's size."""
     c = _scanned(digit, rng, scale=(5, 6))
@@ -388,6 +403,7 @@ STYLES = {
     "rgba": (style_rgba, "ink on a transparent background (RGBA PNG)"),
     "gif": (style_gif, "animated GIF, the digit in the first frame"),
     "tilted": (style_tilted, "ruled paper photographed turned 2-6 degrees (JPEG)"),
+    "fine": (style_fine, "a fine pen on a large scan: strokes 3-5 px on a 250-340 px digit"),
 }
 
 

@@ -53,7 +53,9 @@ LINE_WIDTH = 0.04  # ... if its band is at most this thick (x the picture's size
 LINE_SPAN = 0.5  # ... of the picture it crosses (a tilted line may leave it), crossing this much
 LINE_TILT = 8.0  # degrees: printed lines are looked for this far from level (a phone askew)
 LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line's cover
+THINNEST = 1.8  # pixels at 20x20: thinner strokes are widened (MNIST test digits: 2.0-4.5)
 MAX_GAIN = 4.0  # paper in shadow is brightened at most this much (as the best-lit paper)
+JOIN = 0.01  # x the longer side (2 pixels at least): strokes this close are one part
 INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
 MIN_DIGIT_SIDE = 10  # pixels: when the largest dark part is smaller than this, or than
 MIN_DIGIT_RATIO = 0.02  # this fraction of the picture's longer side, there are only specks
@@ -194,29 +196,29 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     """Which pixels of `ink` (0 = paper) are the digit: its strokes, without specks far from it.
 
-    Strokes are the connected parts above a threshold chosen from the picture (Otsu's, and at
-    least INK_FRACTION of the darkest ink). The largest part is the digit; other parts belong to
-    it when they are large, or near it and not tiny (a 5's detached bar, an i's dot). The mask
-    then takes in each kept stroke's fainter edge, down to INK_FRACTION (hysteresis).
+    Strokes are the parts above a threshold chosen from the picture (Otsu's, and at least
+    INK_FRACTION of the darkest ink); when the largest is only a speck, there is no digit.
+    Parts within JOIN of each other are one (_joined), and the largest is the digit; other parts
+    belong to it when they are large, or near it and not tiny (a 5's detached bar, an i's dot).
+    The mask then takes in each kept stroke's fainter edge, down to INK_FRACTION (hysteresis).
     """
     from scipy import ndimage
 
     faint = INK_FRACTION * ink.max()
-    strong, count = ndimage.label(
+    parts, _ = ndimage.label(
         ink > max(otsu_threshold(ink), faint, MIN_CONTRAST / 2), structure=np.ones((3, 3))
     )
-    sizes = np.bincount(strong.ravel())[1:]
-    boxes = ndimage.find_objects(strong)
-    largest = int(np.argmax(sizes))
-    box = boxes[largest]
-    side = max(s.stop - s.start for s in box)
-    min_side = max(MIN_DIGIT_SIDE, MIN_DIGIT_RATIO * max(ink.shape))
-    if side < min_side:
+    if _side_of_largest(parts) < max(MIN_DIGIT_SIDE, MIN_DIGIT_RATIO * max(ink.shape)):
         raise NoDigit(
             f"{source}: no digit found, only specks or dust; expected a digit at least "
             f"{MIN_DIGIT_RATIO:.0%} of the picture's size (and {MIN_DIGIT_SIDE} pixels) tall, "
             "dark on light or light on dark: crop the picture closer around it"
         )
+    strong = _joined(parts, max(ink.shape))
+    sizes = np.bincount(strong.ravel())[1:]
+    boxes = ndimage.find_objects(strong)
+    largest = int(np.argmax(sizes))
+    side = _side_of_largest(strong)
 
     # Parts that belong to the digit: large ones anywhere, and others not tiny within a margin of
     # the large ones' box. The box does not grow with what it takes in, so specks cannot chain.
@@ -231,6 +233,30 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     weak, _ = ndimage.label(ink >= faint, structure=np.ones((3, 3)))
     touched = np.unique(weak[np.concatenate([[False], keep])[strong]])
     return np.isin(weak, touched[touched > 0])
+
+
+def _side_of_largest(parts: np.ndarray) -> int:
+    """The longer side of the box of the largest of the labelled `parts` (by pixels)."""
+    from scipy import ndimage
+
+    box = ndimage.find_objects(parts)[int(np.argmax(np.bincount(parts.ravel())[1:]))]
+    return max(s.stop - s.start for s in box)
+
+
+def _joined(parts: np.ndarray, size: int) -> np.ndarray:
+    """The labelled `parts` relabelled, those not tiny (PART_FRACTION of the largest) within
+    JOIN x `size` of each other as one: a fine pen's line, broken where the scan lost it
+    (specks stay apart, judged on their own)."""
+    from scipy import ndimage
+
+    strokes = parts > 0
+    sizes = np.bincount(parts.ravel())[1:]
+    large = np.isin(parts, 1 + np.flatnonzero(sizes >= PART_FRACTION * sizes.max(initial=0)))
+    near = ndimage.distance_transform_edt(~large) <= max(2.0, JOIN * size)
+    groups, joined = ndimage.label(near, structure=np.ones((3, 3)))
+    labels = np.where(large, groups, np.where(strokes, parts + joined, 0)).ravel()
+    numbered = np.unique(np.concatenate([[0], labels]), return_inverse=True)[1]  # 1, 2, ...
+    return numbered[1:].reshape(parts.shape)
 
 
 def _resized(values: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
@@ -463,7 +489,8 @@ def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndar
 
 def centre_digit(ink: np.ndarray) -> np.ndarray:
     """The MNIST recipe for a digit's ink (light on dark, 0 elsewhere): cropped to it, scaled
-    to fit 20x20 keeping its aspect ratio, centre of mass at the centre of 28x28, in [0, 1]."""
+    to fit 20x20 keeping its aspect ratio (hairlines widened: _thickened), centre of mass at the
+    centre of 28x28, in [0, 1]."""
     from PIL import Image
 
     rows, cols = np.nonzero(ink)
@@ -471,6 +498,7 @@ def centre_digit(ink: np.ndarray) -> np.ndarray:
 
     height, width = ink.shape
     scale = 20.0 / max(height, width)
+    ink = _thickened(ink, scale)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS))
     small = np.clip(small, 0, None)
@@ -483,6 +511,17 @@ def centre_digit(ink: np.ndarray) -> np.ndarray:
     canvas = np.zeros((28, 28), dtype=np.float32)
     canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
     return canvas / canvas.max()
+
+
+def _thickened(ink: np.ndarray, scale: float) -> np.ndarray:
+    """`ink` with its strokes widened to THINNEST pixels once scaled by `scale`, if thinner: a
+    fine pen on a large picture shrinks to hairlines MNIST's strokes never are."""
+    from scipy import ndimage
+
+    strokes = ink > 0.5 * ink.max()
+    width = 2 * float(np.percentile(ndimage.distance_transform_edt(strokes)[strokes], 90))
+    grow = int(round((THINNEST - width * scale) / scale))
+    return ndimage.grey_dilation(ink, size=(grow, grow)) if grow >= 2 else ink
 
 
 def to_mnist(gray: np.ndarray, source: str = "image") -> np.ndarray:
