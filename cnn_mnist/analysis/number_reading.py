@@ -113,7 +113,8 @@ def segment(
     ink: np.ndarray, source: str = "image", classify=None
 ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """The digits in `ink` (0 = paper), left to right: each one's ink (the rest 0) and box.
-    `classify` (28x28 digits -> class probabilities), when given, decides touching 1s."""
+    `classify` (28x28 digits -> class probabilities), when given, decides what the strokes
+    leave open (the module's docstring says what)."""
     labels, merged, ranges, height = _parts(ink, source, classify)
     digits = []
     for part, (a, b) in zip(merged, ranges):
@@ -194,8 +195,8 @@ def _sureness(ink, mask, regions, classify) -> np.ndarray | None:
 def _parts(ink: np.ndarray, source: str, classify=None):
     """Connected strokes (specks left out) grouped into digits: parts sharing columns merged, and
     a mark shorter than SHORTEST x the row's height (a 5's bar, a 9's detached tail) joined to
-    its nearest neighbour. Returns the labels, the groups' labels, their column ranges and the
-    row's height (its tallest stroke)."""
+    its nearer neighbour (or, with `classify`, the one the model reads better). Returns the
+    labels, the groups' labels, their column ranges and the row's height (its tallest stroke)."""
     from scipy import ndimage
 
     level = max(otsu_threshold(ink), 0.25 * float(ink.max()))
