@@ -10,8 +10,9 @@ a scan (upscaled and blurred), light on dark, pencil on white, blue ink on lined
 paper, uneven light, low-quality JPEG, a digit filling its frame, one touching an edge, a small
 digit off-centre on a large page, slightly rotated, the file formats and modes a scanner or
 a drawing program writes (16-bit, palette, CMYK, transparent, animated GIF), and ruled paper
-photographed a few degrees askew (`tilted`), a fine pen on a large scan (`fine`; the newer
-styles last, so the others keep their draws). Every picture is
+photographed a few degrees askew (`tilted`), a fine pen on a large scan (`fine`, and
+`skipping`, its line broken where the pen skipped; the newer styles last, so the others keep
+their draws). Every picture is
 read by `cnn_mnist.analysis.images.load_digit`, the function behind `cnn predict --image` and the serve
 page's upload, and the model's answers are compared with its answers on the 28x28 digits fed
 directly (for `rotated`: the same rotation made at 28x28, so the column measures the
@@ -213,18 +214,49 @@ def style_tilted(digit, rng, angle: float | None = None):
     return _encode(_noise(cut, rng, 3), "JPEG", quality=85)
 
 
-def style_fine(digit, rng):
+def _thinned(strokes: np.ndarray) -> np.ndarray:
+    """The one-pixel middle line of `strokes` (boolean): Zhang and Suen's thinning (1984)."""
+    p = np.pad(strokes, 1).astype(np.uint8)
+    while True:
+        changed = False
+        for step in (0, 1):
+            # The 8 neighbours clockwise from the one above: P2, P3, ..., P9.
+            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:]]
+            n += [p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]
+            count = sum(n)
+            turns = sum((n[k] == 0) & (n[(k + 1) % 8] == 1) for k in range(8))
+            if step == 0:
+                side = (n[0] * n[2] * n[4] == 0) & (n[2] * n[4] * n[6] == 0)
+            else:
+                side = (n[0] * n[2] * n[6] == 0) & (n[0] * n[4] * n[6] == 0)
+            drop = (p[1:-1, 1:-1] == 1) & (count >= 2) & (count <= 6) & (turns == 1) & side
+            if drop.any():
+                p[1:-1, 1:-1][drop] = 0
+                changed = True
+        if not changed:
+            return p[1:-1, 1:-1].astype(bool)
+
+
+def style_fine(digit, rng, skips: int = 0):
     """A fine pen on a large scan: the digit 250-340 pixels tall, its strokes 3-5 pixels wide
-    (the middle of MNIST's strokes, a rough skeleton, widened a little)."""
+    (the middle line of MNIST's strokes, widened a little); with `skips`, that many gaps of
+    6-10 pixels where the pen skipped."""
     from scipy import ndimage
 
     side = 28 * int(rng.integers(9, 13))
-    strokes = _resize(digit / 255.0, (side, side)) > 0.5
-    depth = ndimage.distance_transform_edt(strokes)
-    middle = strokes & (depth >= ndimage.maximum_filter(depth, size=3))
+    middle = _thinned(_resize(digit / 255.0, (side, side)) > 0.5)
     pen = ndimage.binary_dilation(middle, iterations=int(rng.integers(1, 3)))  # 3 or 5 px
+    ys, xs = np.nonzero(middle)
+    rows, cols = np.indices(pen.shape)
+    for k in rng.choice(len(ys), size=min(skips, len(ys)), replace=False):
+        pen &= (rows - ys[k]) ** 2 + (cols - xs[k]) ** 2 > (rng.uniform(6, 10) / 2) ** 2
     c = _blur(pen.astype(np.float32), 0.6)
     return _encode(_noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 60)), rng, 3))
+
+
+def style_skipping(digit, rng):
+    """`fine`, the pen skipping: its line broken in 3-6 places."""
+    return style_fine(digit, rng, skips=int(rng.integers(3, 7)))
 
 
 def style_squared(digit, rng):
@@ -404,6 +436,7 @@ STYLES = {
     "gif": (style_gif, "animated GIF, the digit in the first frame"),
     "tilted": (style_tilted, "ruled paper photographed turned 2-6 degrees (JPEG)"),
     "fine": (style_fine, "a fine pen on a large scan: strokes 3-5 px on a 250-340 px digit"),
+    "skipping": (style_skipping, "the fine pen skipping: its line broken in 3-6 places"),
 }
 
 
