@@ -218,7 +218,7 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     sizes = np.bincount(strong.ravel())[1:]
     boxes = ndimage.find_objects(strong)
     largest = int(np.argmax(sizes))
-    side = _side_of_largest(strong)
+    side = max(s.stop - s.start for s in boxes[largest])
 
     # Parts that belong to the digit: large ones anywhere, and others not tiny within a margin of
     # the large ones' box. The box does not grow with what it takes in, so specks cannot chain.
@@ -518,10 +518,16 @@ def _thickened(ink: np.ndarray, scale: float) -> np.ndarray:
     fine pen on a large picture shrinks to hairlines MNIST's strokes never are."""
     from scipy import ndimage
 
-    strokes = ink > 0.5 * ink.max()
-    width = 2 * float(np.percentile(ndimage.distance_transform_edt(strokes)[strokes], 90))
-    grow = int(round((THINNEST - width * scale) / scale))
+    grow = int(round((THINNEST - stroke_width(ink > 0.5 * ink.max()) * scale) / scale))
     return ndimage.grey_dilation(ink, size=(grow, grow)) if grow >= 2 else ink
+
+
+def stroke_width(strokes: np.ndarray) -> float:
+    """How wide the strokes of a boolean picture are, in pixels: twice the 90th percentile of
+    their pixels' distance to the paper (a stroke's middle, not its ends and joins)."""
+    from scipy import ndimage
+
+    return 2 * float(np.percentile(ndimage.distance_transform_edt(strokes)[strokes], 90))
 
 
 def to_mnist(gray: np.ndarray, source: str = "image") -> np.ndarray:

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_mnist.analysis.images import NoDigit, centre_digit, ink_of, otsu_threshold, read_grayscale
+from cnn_mnist.analysis.images import (
+    NoDigit,
+    centre_digit,
+    ink_of,
+    otsu_threshold,
+    read_grayscale,
+    stroke_width,
+)
 
 MERGE_OVERLAP = 0.5  # parts sharing this much of the narrower one's columns are one digit
 SPECK_FRACTION = 0.15  # parts shorter than this fraction of the tallest are specks (or a dot)
@@ -67,13 +74,12 @@ def _touching_cut(mask: np.ndarray, height: int, every: bool = False):
     height of ink on each side, the one crossing least ink (under THIN strokes, in one run).
     Returns what lies left of it (a boolean array like `mask`), or None; with `every`, the
     least-ink line of every slant that has one, best first."""
-    from scipy import ndimage
 
     width = mask.shape[1]
     ys = np.nonzero(mask.any(axis=1))[0]
     if width < NARROWEST * height or len(ys) == 0:
         return [] if every else None
-    stroke = 2 * float(np.percentile(ndimage.distance_transform_edt(mask)[mask], 90))
+    stroke = stroke_width(mask)
     inked = mask[ys[0] : ys[-1] + 1]
     rows = np.arange(len(inked))
     has_ink = inked.any(axis=1)
