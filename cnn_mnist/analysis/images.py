@@ -431,7 +431,11 @@ def _line_tilt(inked: np.ndarray) -> float:
         coarse = max(sorted(np.arange(-LINE_TILT, LINE_TILT + 0.125, 0.25), key=abs), key=peak)
         near = sorted(np.arange(-0.5, 0.525, 0.05), key=abs)  # the nearest to coarse first
         degrees = float(max((coarse + d for d in near), key=peak))
-        found = lines(_moves(width, degrees))
+        # The peak may be a tenth of a degree off (a stroke along the line): a long line then
+        # straddles two rows and no row is covered; of the nearest tilts, the one finding most.
+        found, _, degrees = max(  # within 0.2 degrees, the nearest first
+            (lines(_moves(width, degrees + d)), -abs(d), degrees + d) for d in near[:9]
+        )
         if found > best[0] or (found and best[1] == 0.0):  # level's may be a dark band
             best = (found, degrees)
     return best[1]
