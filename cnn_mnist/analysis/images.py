@@ -199,7 +199,8 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     Strokes are the parts above a threshold chosen from the picture (Otsu's, and at least
     INK_FRACTION of the darkest ink); when the largest is only a speck, there is no digit.
     Parts within JOIN of each other are one (_joined), and the largest is the digit; other parts
-    belong to it when they are large, or near it and not tiny (a 5's detached bar, an i's dot).
+    belong to it when they are large, or near it and not tiny (a 5's detached bar, an i's dot,
+    the pieces of a line where the pen skipped: _belonging).
     The mask then takes in each kept stroke's fainter edge, down to INK_FRACTION (hysteresis).
     """
     from scipy import ndimage
@@ -217,22 +218,30 @@ def digit_mask(ink: np.ndarray, source: str = "image") -> np.ndarray:
     strong = _joined(parts, max(ink.shape))
     sizes = np.bincount(strong.ravel())[1:]
     boxes = ndimage.find_objects(strong)
-    largest = int(np.argmax(sizes))
-    side = max(s.stop - s.start for s in boxes[largest])
+    side = max(s.stop - s.start for s in boxes[int(np.argmax(sizes))])
 
-    # Parts that belong to the digit: large ones anywhere, and others not tiny within a margin of
-    # the large ones' box. The box does not grow with what it takes in, so specks cannot chain.
-    starts = np.array([[rows.start, cols.start] for rows, cols in boxes])
-    stops = np.array([[rows.stop, cols.stop] for rows, cols in boxes])
-    keep = sizes >= LARGE_FRACTION * sizes[largest]
-    low, high = starts[keep].min(axis=0), stops[keep].max(axis=0)
-    margin = NEAR_FRACTION * side
-    near = np.all((starts < high + margin) & (stops > low - margin), axis=1)
-    keep |= near & (sizes >= PART_FRACTION * sizes[largest])
-
+    keep = _belonging(boxes, sizes, side)
     weak, _ = ndimage.label(ink >= faint, structure=np.ones((3, 3)))
     touched = np.unique(weak[np.concatenate([[False], keep])[strong]])
     return np.isin(weak, touched[touched > 0])
+
+
+def _belonging(boxes, sizes: np.ndarray, side: int) -> np.ndarray:
+    """Which of the parts (their `boxes` and `sizes`; the largest `side` long) belong to the
+    digit: large ones anywhere, and those not tiny within a margin of the parts kept. The margin
+    grows with what it takes in, so a 2's hook broken where the pen skipped is kept piece by
+    piece, though its top is further than the margin from the rest; specks never make it grow."""
+    starts = np.array([[rows.start, cols.start] for rows, cols in boxes])
+    stops = np.array([[rows.stop, cols.stop] for rows, cols in boxes])
+    keep = sizes >= LARGE_FRACTION * sizes.max()
+    piece = sizes >= PART_FRACTION * sizes.max()
+    margin = NEAR_FRACTION * side
+    while True:
+        low, high = starts[keep].min(axis=0), stops[keep].max(axis=0)
+        near = np.all((starts < high + margin) & (stops > low - margin), axis=1)
+        if not (near & piece & ~keep).any():
+            return keep
+        keep |= near & piece
 
 
 def _side_of_largest(parts: np.ndarray) -> int:
