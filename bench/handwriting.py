@@ -16,8 +16,10 @@ their draws). Every picture is
 read by `cnn_mnist.analysis.images.load_digit`, the function behind `cnn predict --image` and the serve
 page's upload, and the model's answers are compared with its answers on the 28x28 digits fed
 directly (for `rotated`: the same rotation made at 28x28, so the column measures the
-preparation, not the model's tolerance of rotation; for `tilted`, the page's turn). "refused"
-counts pictures that were turned down (no digit found...).
+preparation, not the model's tolerance of rotation; for `tilted`, the page's turn; for `fine` and
+`skipping`, the same middle line drawn with the digit's own pen width, as thinning changes some
+digits: an 8 with its loop filled in becomes a line). "refused" counts pictures that were turned
+down (no digit found...).
 
 Numbers (--numbers N, 0 for none): rows of 2-6 test digits with random gaps, about one gap in
 four touching or overlapping, scanned like `scan`; read by `cnn_mnist.analysis.number_reading.read_number`
@@ -241,17 +243,30 @@ def style_fine(digit, rng, skips: int = 0):
     """A fine pen on a large scan: the digit 250-340 pixels tall, its strokes 3-5 pixels wide
     (the middle line of MNIST's strokes, widened a little); with `skips`, that many gaps of
     6-10 pixels where the pen skipped."""
+    return fine_pen(digit, rng, skips)[0]
+
+
+def fine_pen(digit, rng, skips: int = 0) -> tuple[bytes, np.ndarray]:
+    """`style_fine`'s picture, and its digit to feed directly: the same middle line drawn with
+    the MNIST digit's own pen width at 28x28. Thinning changes some digits (an 8 with its loop
+    filled in becomes a line with one loop), so the original is not the digit pictured."""
     from scipy import ndimage
 
     side = 28 * int(rng.integers(9, 13))
-    middle = _thinned(_resize(digit / 255.0, (side, side)) > 0.5)
+    strokes = _resize(digit / 255.0, (side, side)) > 0.5
+    middle = _thinned(strokes)
     pen = ndimage.binary_dilation(middle, iterations=int(rng.integers(1, 3)))  # 3 or 5 px
     ys, xs = np.nonzero(middle)
     rows, cols = np.indices(pen.shape)
     for k in rng.choice(len(ys), size=min(skips, len(ys)), replace=False):
         pen &= (rows - ys[k]) ** 2 + (cols - xs[k]) ** 2 > (rng.uniform(6, 10) / 2) ** 2
     c = _blur(pen.astype(np.float32), 0.6)
-    return _encode(_noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 60)), rng, 3))
+    picture = _encode(_noise(_paint(c, rng.uniform(225, 250), rng.uniform(10, 60)), rng, 3))
+    # MNIST's pen: as wide as the digit's strokes (the 90th percentile of their half-widths).
+    reach = np.percentile(ndimage.distance_transform_edt(strokes)[strokes], 90)
+    broad = ndimage.distance_transform_edt(~middle) <= reach
+    small = _resize(_blur(broad.astype(np.float32), side / 56), (28, 28))
+    return picture, 255 * small
 
 
 def style_skipping(digit, rng):
@@ -455,6 +470,10 @@ def make_pictures(style: str, digits: np.ndarray, seed: int) -> tuple[list[bytes
             angle = tilt(np.random.default_rng([seed, number, i, 1]))
             direct[i] = rotated_digit(digit, angle)
             pictures.append(style_tilted(digit, rng, angle))
+        elif style in ("fine", "skipping"):  # the middle line: fed directly, with MNIST's pen
+            skips = int(rng.integers(3, 7)) if style == "skipping" else 0
+            picture, direct[i] = fine_pen(digit, rng, skips)
+            pictures.append(picture)
         else:
             pictures.append(make(digit, rng))
     return pictures, direct
