@@ -2,7 +2,7 @@
 what it costs in training time.
 
     python bench/augment.py [--variants default,shift,...] [--seeds 0,1] [--count 500]
-                            [--bench ../wt-handwriting/bench/handwriting.py] [--lock /tmp/cpu.lock]
+                            [--bench bench/handwriting.py] [--lock /tmp/cpu.lock]
                             [--results bench/augment.json] [--table]
 
 Each variant is `cnn train --quiet --seed N` with the default config and one augmentation set
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import CNN, ROOT, cpu_name, machine_class, peak_mb_of
 
 # name: (shipped config, --set values). One augmentation at a time, then all of them together;
-# handwriting is the shipped recipe (configs/handwriting.yaml: zoom 0.1, the same as "zoom").
+# handwriting is the shipped recipe, configs/handwriting.yaml, as it is.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "default": ("default", []),
     "shift": ("default", ["data.augment.shift=2"]),
@@ -56,7 +56,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "handwriting": ("handwriting", []),
 }
-DEFAULT_BENCH = ROOT.parent / "wt-handwriting" / "bench" / "handwriting.py"
+DEFAULT_BENCH = ROOT / "bench" / "handwriting.py"
 
 
 @contextlib.contextmanager
@@ -213,7 +213,7 @@ def main() -> int:
         "--bench",
         type=Path,
         default=DEFAULT_BENCH,
-        help="the handwriting benchmark (run from its repository's root)",
+        help="the handwriting benchmark (default this repository's; run from its repository's root)",
     )
     parser.add_argument("--lock", help="run each process holding `flock` on LOCK")
     parser.add_argument(
