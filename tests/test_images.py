@@ -423,6 +423,16 @@ def test_a_fine_pen_line_broken_in_places_is_read_whole_and_widened():
     assert (broken > 0.3).sum() > 0.75 * (broad > 0.3).sum()
 
 
+def test_a_fine_pen_digit_looks_like_the_same_digit_written_with_a_broad_pen():
+    # MNIST's 20-pixel box holds the pen: the middle line of a broad-pen 7 spans less than 20
+    # pixels. A hairline widened after the box was taken spanned all 20 and sat beside the
+    # broad pen's strokes (correlation 0.24); widened before, it lies on them.
+    fine, broad = to_mnist(_pen_seven(3, gaps=False)), to_mnist(_pen_seven(30, gaps=False))
+    assert np.corrcoef(fine.ravel(), broad.ravel())[0, 1] > 0.6
+    rows, cols = np.nonzero(fine > 0.1)
+    assert rows.max() - rows.min() + 1 <= 21  # the widened pen inside the 20-pixel box
+
+
 def _dashed_two(dashed: bool) -> np.ndarray:
     """A 2 written with a 4-pixel pen on a 400x400 scan; if `dashed`, its hook broken into
     pieces (the pen skipping all along it); a little noise."""

@@ -53,7 +53,9 @@ LINE_WIDTH = 0.04  # ... if its band is at most this thick (x the picture's size
 LINE_SPAN = 0.5  # ... of the picture it crosses (a tilted line may leave it), crossing this much
 LINE_TILT = 8.0  # degrees: printed lines are looked for this far from level (a phone askew)
 LINE_LEVEL = 0.1  # ink above this fraction of the darkest counts towards a line's cover
-THINNEST = 1.8  # pixels at 20x20: thinner strokes are widened (MNIST test digits: 2.0-4.5)
+THINNEST = 1.8  # pixels at 20x20: thinner strokes are widened to this (MNIST test digits: 2.0-4.5)
+HAIRLINE = 1.0  # ... and hairlines thinner than this (a fine pen on a large scan: 0.3-0.8)
+PEN = 2.4  # ... to this: measured on bench/handwriting.py's fine and skipping styles
 MAX_GAIN = 4.0  # paper in shadow is brightened at most this much (as the best-lit paper)
 JOIN = 0.01  # x the longer side (2 pixels at least): strokes this close are one part
 INK_FRACTION = 0.25  # pixels fainter than this fraction of the darkest ink are paper noise
@@ -502,16 +504,13 @@ def ink_of(gray: np.ndarray, source: str = "image") -> tuple[np.ndarray, np.ndar
 
 def centre_digit(ink: np.ndarray) -> np.ndarray:
     """The MNIST recipe for a digit's ink (light on dark, 0 elsewhere): cropped to it, scaled
-    to fit 20x20 keeping its aspect ratio (hairlines widened: _thickened), centre of mass at the
-    centre of 28x28, in [0, 1]."""
+    to fit 20x20 keeping its aspect ratio (hairlines widened first: _thickened), centre of mass
+    at the centre of 28x28, in [0, 1]."""
     from PIL import Image
 
-    rows, cols = np.nonzero(ink)
-    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32)
-
+    ink = _thickened(_cropped(ink.astype(np.float32)))
     height, width = ink.shape
     scale = 20.0 / max(height, width)
-    ink = _thickened(ink, scale)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(ink, mode="F").resize(size, Image.Resampling.LANCZOS))
     small = np.clip(small, 0, None)
@@ -526,13 +525,29 @@ def centre_digit(ink: np.ndarray) -> np.ndarray:
     return canvas / canvas.max()
 
 
-def _thickened(ink: np.ndarray, scale: float) -> np.ndarray:
-    """`ink` with its strokes widened to THINNEST pixels once scaled by `scale`, if thinner: a
-    fine pen on a large picture shrinks to hairlines MNIST's strokes never are."""
+def _cropped(ink: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(ink)
+    return ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _thickened(ink: np.ndarray) -> np.ndarray:
+    """`ink` (cropped) with its strokes widened to THINNEST pixels once it is fit in 20x20 (PEN
+    for hairlines), if they would be thinner: a fine pen on a large picture shrinks to hairlines
+    MNIST's strokes never are. The pen is widened before the box is taken, as MNIST's box holds
+    its pen: the digit's middle line then spans what it spans in MNIST, not the whole 20 pixels."""
     from scipy import ndimage
 
-    grow = int(round((THINNEST - stroke_width(ink > 0.5 * ink.max()) * scale) / scale))
-    return ndimage.grey_dilation(ink, size=(grow, grow)) if grow >= 2 else ink
+    side = max(ink.shape)
+    width = stroke_width(ink > 0.5 * ink.max()) * 20.0 / side  # once fit in 20x20
+    if width >= THINNEST:
+        return ink
+    target = PEN if width < HAIRLINE else THINNEST
+    # Widened by `grow` pixels, the digit is side + grow long and its strokes
+    # (width * side / 20 + grow) wide: solved for strokes `target` wide at 20x20.
+    grow = int(round(side * (target - width) / (20.0 - target)))
+    if grow < 2:
+        return ink
+    return _cropped(ndimage.grey_dilation(np.pad(ink, grow // 2 + 1), size=(grow, grow)))
 
 
 def stroke_width(strokes: np.ndarray) -> float:
