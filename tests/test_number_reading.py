@@ -169,6 +169,27 @@ def test_a_digit_a_little_wider_than_tall_is_one_where_the_model_reads_it_so():
     assert len(read_number(picture, classify=_by_shape(whole_sure=False))) == 3
 
 
+def test_a_part_about_two_digits_wide_holds_three_where_the_model_reads_three_better():
+    # Three 0s, each half as wide as tall, joined by a short stroke at mid-height: one part 1.8x
+    # as wide as tall, which by its width alone is two digits. Cut in three, each third is a
+    # digit the stand-in reads surely (narrow); cut in two, one half holds two 0s (read at 0.5).
+    image = Image.new("L", (260, 160), 240)
+    draw = ImageDraw.Draw(image)
+    for left in (30, 95, 160):
+        draw.ellipse((left, 30, left + 50, 130), outline=20, width=9)
+    draw.line([(75, 80), (100, 80)], fill=20, width=9)
+    draw.line([(140, 80), (165, 80)], fill=20, width=9)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    picture = buffer.getvalue()
+    assert len(read_number(picture)) == 2
+    found = read_number(picture, classify=_by_shape(whole_sure=False))
+    assert len(found) == 3
+    assert 75 <= found[1].box[0] <= 100 and 140 <= found[2].box[0] <= 165  # cut in the joins
+    # Read as surely in two (0.99 x 0.99 against 0.99 x 0.99 x 0.99), it stays two.
+    assert len(read_number(picture, classify=_by_shape(whole_sure=True))) == 2
+
+
 def _reads_top_stroke_right(digits):
     """A stand-in for the model that reads surely (0.99) a digit whose topmost ink lies right of
     its middle, as a 5's bar does, and other digits unsurely (0.5)."""
