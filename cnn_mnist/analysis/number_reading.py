@@ -9,9 +9,9 @@ profile's thinnest points; a part one digit wide (a 1 touching or leaning into i
 split along the straight or slanted line that crosses least ink -> left to right.
 Where the caller's `classify` is given, the model decides what the strokes leave open: which
 neighbour a short mark joins, whether a part a little wider than a digit is one (a wide 0) or
-two, whether one about two digits wide holds two or three, where two touching digits part,
-and whether a 1 touches its neighbour: whichever reading
-it reads more surely (the product of each digit's top probability).
+two, whether one about two digits wide holds two or three, where two touching digits part, and
+whether a 1 touches its neighbour: whichever reading it reads more surely (the product of each
+digit's top probability).
 No TensorFlow here: `classify` is any function from 28x28 digits to class probabilities.
 """
 
