@@ -241,3 +241,17 @@ def test_a_photo_of_ruled_paper_turned_with_its_margin_line_leaving_at_the_side(
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=45)
     assert len(read_number(buffer.getvalue())) == 4
+
+
+def test_a_large_photo_gives_its_boxes_in_its_own_pixels():
+    # 2,400 pixels wide, over MAX_SIDE: read shrunk, but the boxes are where the digits are in
+    # the picture the user has (they were in the shrunk picture's pixels, 0.43x these).
+    image = Image.new("L", (2400, 700), 240)
+    draw = ImageDraw.Draw(image)
+    draw.line([(600, 150), (600, 550)], fill=20, width=24)
+    draw.line([(1400, 150), (1700, 150), (1500, 550)], fill=20, width=24, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    one, seven = (d.box for d in read_number(buffer.getvalue()))
+    assert 570 <= one[0] <= 590 and 610 <= one[2] <= 630 and 140 <= one[1] <= 152
+    assert 1385 <= seven[0] <= 1402 and 1705 <= seven[2] <= 1725 and 550 <= seven[3] <= 575

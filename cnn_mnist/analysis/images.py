@@ -122,6 +122,23 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
         ) from None
 
 
+def picture_size(source: str | Path | bytes) -> tuple[int, int]:
+    """The width and height of a picture `read_grayscale` has read, before it was shrunk to
+    MAX_SIDE (upright, as its EXIF says): the frame a number's digit boxes are given in."""
+    import io
+
+    from PIL import Image
+
+    file = (
+        io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    )
+    with Image.open(file) as image:  # the header only
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation: turned a quarter
+            width, height = height, width
+    return width, height
+
+
 # Modes whose values go past 255: Pillow's convert("L") clips them, so a 16-bit scan turned white.
 WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 

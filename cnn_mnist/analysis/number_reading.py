@@ -17,6 +17,7 @@ No TensorFlow here: `classify` is any function from 28x28 digits to class probab
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from cnn_mnist.analysis.images import (
     centre_digit,
     ink_of,
     otsu_threshold,
+    picture_size,
     read_grayscale,
     stroke_width,
 )
@@ -326,5 +328,20 @@ def read_number(source: str | Path | bytes, name: str | None = None, classify=No
     each made MNIST-like as `cnn predict --image` makes one digit. `classify`: see segment."""
     if name is None:
         name = "upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
-    ink, _ = ink_of(read_grayscale(source, name), name)
-    return [Digit(centre_digit(piece), box) for piece, box in segment(ink, name, classify)]
+    gray = read_grayscale(source, name)
+    ink, _ = ink_of(gray, name)
+    width, height = picture_size(source)
+    # A photo over MAX_SIDE is read shrunk; its boxes are given in the picture's own pixels.
+    sx, sy = width / gray.shape[1], height / gray.shape[0]
+    return [
+        Digit(
+            centre_digit(piece),
+            (
+                int(box[0] * sx),
+                int(box[1] * sy),
+                min(width, math.ceil(box[2] * sx)),
+                min(height, math.ceil(box[3] * sy)),
+            ),
+        )
+        for piece, box in segment(ink, name, classify)
+    ]

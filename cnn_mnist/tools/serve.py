@@ -314,15 +314,14 @@ class App:
         """An uploaded picture of digits side by side, read as a number as `cnn predict --image
         PATH --number` reads it (number_reading.read_number, predict.read_number_with): the
         number, each digit with its box and 28x28 input, and the picture's `width` and `height`
-        in the pixels the boxes are in (a photo over images.MAX_SIDE is read shrunk)."""
-        from cnn_mnist.analysis.images import read_grayscale
+        in the pixels the boxes are in (the picture's own)."""
+        from cnn_mnist.analysis.images import picture_size
         from cnn_mnist.analysis.number_reading import read_number
         from cnn_mnist.tools.predict import classifier, read_number_with
 
         if not body:
             raise ApiError(400, "empty body: send the picture's bytes (PNG or JPEG)")
         with self.busy:
-            height, width = read_grayscale(body, "upload").shape  # the boxes' frame
             served = self.current
             with served.lock:
                 classify = classifier(served.predictor, served.normalize)
@@ -330,6 +329,7 @@ class App:
                 read = read_number_with(
                     served.predictor, digits, served.normalize, served.class_names
                 )
+            width, height = picture_size(body)  # the boxes' frame
         for entry, d in zip(read["digits"], digits):
             entry["input"] = np.round(d.digit.astype(np.float64), 6).tolist()
         return {"model": served.id, **read, "width": int(width), "height": int(height)}
