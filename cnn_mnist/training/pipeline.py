@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 RUN_MODEL = "model"  # the run's own copy: <run folder>/model.h5 (or .keras)
 
 
+class PathTaken(OutputError):
+    """The model path holds, at the end of a run, a file the run may not replace."""
+
+
 class TrainingInterrupted(CnnError):
     """Ctrl-C or SIGTERM during training: the last finished epoch is kept for --resume."""
 
@@ -89,6 +93,7 @@ class RunInputs:
     verbose: bool = False
     resumed: bool = False
     previous_run: str | None = None  # the run whose model is at model_path now
+    overwrite: bool = False  # replace a model (and .tflite) at model_path we did not write
     chief: bool = True  # the process that writes the model, the record and the logs
     warn_differs: bool = True  # a worker warns if its config differs from the chief's
     callbacks: tuple = ()  # more Keras callbacks for fit, after the run's own (a sweep's)
@@ -181,7 +186,9 @@ def train(
         **common,
     )
     # Unwritable outputs are found now, not after the training they would throw away.
-    run = dataclasses.replace(run, previous_run=_check_model_path(run.model_path, overwrite))
+    run = dataclasses.replace(
+        run, previous_run=_check_model_path(run.model_path, overwrite), overwrite=overwrite
+    )
     files.ensure_writable_dir(run.run_dir, "logs and run record")
     try:
         return _run(run)
@@ -241,16 +248,21 @@ def _run(run: RunInputs) -> RunResult:
             f"restart `cnn train --resume {run.run_id}` on the chief and `cnn train --resume` "
             "on the other workers."
         ) from None
+    except PathTaken:
+        raise
     except (OSError, OutputError) as exc:
         error = (
             exc
             if isinstance(exc, OutputError)
             else files.write_error(exc, getattr(exc, "filename", None), "the run's files")
         )
+        marked = "is marked failed and keeps" if record.on_disk == "failed" else "keeps"
         raise OutputError(
-            f"{error}.\nRun {run.run_id} is marked failed and keeps its last finished epoch "
+            f"{error}.\nRun {run.run_id} {marked} its last finished epoch "
             f"({finished()} of {epochs}): make room, then `cnn train --resume {run.run_id}`"
         ) from None
+    finally:
+        record.release()
 
 
 def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
@@ -679,12 +691,7 @@ def _save(
         run_lite = None
     run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", metadata)
     if publish:
-        _publish(run_model, run.model_path)
-        stable_lite = run.model_path.with_suffix(".tflite")
-        if run_lite is not None:
-            _publish(run_lite, stable_lite)
-        else:
-            stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
+        _publish_run(run, run_model, run_lite)
     paths = {
         "model": str(run.model_path),
         "run_model": str(run_model),
@@ -801,16 +808,51 @@ def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
 
     files.ensure_writable_dir(model_path.parent, "model")
     if not model_path.exists():
+        _check_litert_beside(model_path, None, overwrite)
         return None
     if model_path.is_dir():
         raise OutputError(f"{model_path} is a folder; output.model_path must be a file path")
-    previous = read_metadata(model_path).get("run_id")
+    metadata = read_metadata(model_path)
+    previous = metadata.get("run_id")
     if previous is None and not overwrite:
         raise OutputError(
             f"{model_path} exists and was not saved by `cnn train`; pass "
             "--overwrite to replace it, or choose another --model-path"
         )
+    _check_litert_beside(model_path, metadata.get("litert_sha256"), overwrite)
     return previous
+
+
+def _check_litert_beside(model_path: Path, recorded: str | None, overwrite: bool) -> None:
+    """The .tflite `cnn train` keeps beside the model for `cnn predict`: replaced only if it
+    is the one exported with the model there now (its SHA-256 is recorded in the model)."""
+    lite = model_path.with_suffix(".tflite")
+    files.check_target(
+        lite,
+        what="LiteRT copy `cnn train` keeps beside the model",
+        ours=lambda p: recorded is not None and files.sha256(p) == recorded,
+        overwrite=overwrite,
+        option="",
+    )
+
+
+def _publish_run(run: RunInputs, run_model: Path, run_lite: Path | None) -> None:
+    """The stable model path (and the .tflite beside it) pointed at the run's files, if what
+    is there now may be replaced: checked again, as a file may have appeared meanwhile."""
+    try:
+        _check_model_path(run.model_path, run.overwrite)
+    except OutputError as exc:
+        raise PathTaken(
+            f"{exc}.\nIt appeared while run {run.run_id} trained and is left as it is; the "
+            f"run's model is {run_model}: copy it from there, or `cnn train --resume "
+            f"{run.run_id} --overwrite`"
+        ) from None
+    _publish(run_model, run.model_path)
+    stable_lite = run.model_path.with_suffix(".tflite")
+    if run_lite is not None:
+        _publish(run_lite, stable_lite)
+    else:
+        stable_lite.unlink(missing_ok=True)  # an older run's export must not stand in
 
 
 def _publish(run_model: Path, model_path: Path) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -240,14 +241,51 @@ def recorded_source(run_dir: Path) -> str | None:
 class RunRecord:
     """The writer of a run's `run.json`: started as `running`, given sections as the stages
     finish, then `completed`; `recording_failures` records a stage that is interrupted or
-    fails. `file` is the record so far."""
+    fails. `file` is the record so far.
+
+    Every write is atomic (a new file renamed over the old one), so run.json is always valid
+    JSON. While the run is `running`, a reserve file beside it (`.run.json.reserve`) holds
+    room for the last record: on a full disk, `stop` frees it and writes the failed record
+    into the room it leaves. The reserve goes when the run ends (`completed`, `interrupted`,
+    `failed`, or `release`)."""
+
+    RESERVE = ".run.json.reserve"
+    RESERVE_MIN = 64 * 1024  # bytes; and at least twice the record (the new file and the old)
 
     def __init__(self, run_dir: Path, run_id: str, **fields: Any) -> None:
         self.path = Path(run_dir) / RUN_JSON
+        self.reserve = Path(run_dir) / self.RESERVE
         self.file = RunFile(run_id=run_id, status="running", started_at=now(), **fields)
+        self.on_disk: str | None = None  # the status the last record written says
 
     def write(self) -> Path:
-        return files.write_json(self.path, self.file.to_json())
+        text = json.dumps(self.file.to_json(), indent=2, sort_keys=False) + "\n"
+        files.write_text(self.path, text)
+        self.on_disk = self.file.status
+        if self.file.status == "running":
+            self._keep_room(2 * len(text.encode()) + self.RESERVE_MIN)
+        else:
+            self.release()
+        return self.path
+
+    def _keep_room(self, size: int) -> None:
+        """The reserve file grown to `size` bytes of real blocks (best effort: on a disk
+        already full it stays as it is)."""
+        try:
+            have = self.reserve.stat().st_size if self.reserve.exists() else 0
+            if have >= size:
+                return
+            with self.reserve.open("ab") as fh:
+                fh.write(b"\0" * (size - have))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        """The reserve removed: the run writes no more records."""
+        with contextlib.suppress(OSError):
+            self.reserve.unlink(missing_ok=True)
 
     def add(self, section: str, value: Any) -> None:
         """A section (data, accelerator, ...), written with the next write."""
@@ -262,20 +300,16 @@ class RunRecord:
         return self.write()
 
     def stop(self, status: str, **fields: Any) -> Path | None:
-        """`interrupted` or `failed`, with when and, for a failure, why. On a full disk this
-        may not be written either: the last run.json written stays (a resumable status)."""
+        """`interrupted` or `failed`, with when and, for a failure, why. On a full disk the
+        reserve is freed and the record written in its room; if even that fails, the last
+        run.json written stays as it was (valid, and a resumable status)."""
         self._update(status=status, stopped_at=now(), **fields)
         try:
             return self.write()
         except OSError:
-            pass
-        # A full disk has no room for a new file beside the old one: rewrite the old one in
-        # its own blocks (not atomic, but a run still marked `running` would be worse).
+            self.release()  # the room kept for this record
         try:
-            with self.path.open("r+", encoding="utf-8") as fh:
-                fh.truncate(0)
-                fh.write(json.dumps(self.file.to_json(), indent=2) + "\n")
-            return self.path
+            return self.write()
         except OSError as exc:
             log.warning(
                 "could not record the run as %s in %s (%s)", status, self.path, exc.strerror or exc
