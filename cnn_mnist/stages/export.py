@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -204,13 +204,15 @@ def export_checked(
     calibration: np.ndarray | None = None,
     allow_drop: float | None = None,
     time_keras: bool = False,
+    before_replace: Callable[[], None] | None = None,
 ) -> Export:
-    """Convert, check on the test set against Keras, judge; only then put it at `path`."""
+    """Convert, check on the test set against Keras, judge; only then put it at `path`
+    (`before_replace` checks, just before, that what is there may be replaced)."""
     from cnn_mnist.stages.save import float32_copy
 
     path, model = Path(path), float32_copy(model)
     try:
-        with atomic_export(path, fmt) as tmp:
+        with atomic_export(path, fmt, before_replace) as tmp:
             write_export(
                 model, fmt, quantize, tmp, export_metadata(metadata, fmt, quantize), calibration
             )
@@ -219,6 +221,34 @@ def export_checked(
     except OSError as exc:
         raise files.write_error(exc, path, f"the {fmt} export") from None
     return Export(fmt, quantize, path, checks.bytes, checks)
+
+
+def export_is_ours(fmt: str) -> Callable[[Path], bool]:
+    """Whether what is at a path is a `cnn export` of format `fmt` (its metadata says so),
+    which exporting again may replace."""
+
+    def ours(path: Path) -> bool:
+        from cnn_mnist.stages.saved import open_saved
+
+        try:
+            export = open_saved(path).metadata.get("export")
+        except Exception:  # noqa: BLE001 - unreadable: not ours to replace
+            return False
+        return isinstance(export, dict) and export.get("format") == fmt
+
+    return ours
+
+
+def check_out(out: Path, fmt: str, overwrite: bool) -> None:
+    """What is at `out` may be replaced by this export (files.check_target)."""
+    files.check_target(
+        out,
+        what=f"{fmt} export",
+        folder=fmt == "saved_model",
+        ours=export_is_ours(fmt),
+        overwrite=overwrite,
+        folder_kind=lambda p: (p / "saved_model.pb").is_file(),
+    )
 
 
 # --- `cnn export` ----------------------------------------------------------------------------
@@ -238,7 +268,26 @@ def record_export(log_dir: str | Path, run_id: str | None, export: Export) -> Pa
     entry["path"] = str(Path(entry["path"]).resolve())
     exports = [e for e in data.get("exports") or [] if e.get("path") != entry["path"]]
     data["exports"] = [*exports, entry]
-    return files.write_json(record, data)
+    try:
+        return files.write_json(record, data)
+    except OSError as exc:  # the export is written and checked; only its note is missing
+        log.warning(
+            "%s; the export is written, but not listed in its run's record",
+            files.write_error(exc, record, "the export's entry"),
+        )
+        return None
+
+
+def out_path(
+    model_path: str | Path, fmt: str, quantize: str, out: str | Path | None, overwrite: bool
+) -> Path:
+    """Where the export goes (--out, or beside the model), checked before any work."""
+    out = Path(out) if out is not None else default_out(model_path, fmt, quantize)
+    if out.resolve() == Path(model_path).resolve():
+        raise OutputError(f"--out {out}: that is the model itself; choose another path")
+    files.ensure_writable_dir(out.parent, f"{fmt} export")
+    check_out(out, fmt, overwrite)
+    return out
 
 
 def export_model(
@@ -250,9 +299,11 @@ def export_model(
     allow_drop: float | None = None,
     verbose: bool = False,
     log_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Export:
     """`cnn export`: the saved Keras model at `model_path` as `fmt`, checked on its whole test
-    set (read as its dataset), recorded in its run's run.json."""
+    set (read as its dataset), recorded in its run's run.json. What is at the export's path
+    is replaced only if it is an earlier export of this format, or with `overwrite`."""
     from cnn_mnist.core import paths
     from cnn_mnist.stages.data import load_for_model, load_mnist, prepare_images
     from cnn_mnist.stages.saved import open_saved
@@ -266,10 +317,7 @@ def export_model(
             f"{model_path}: `cnn export` needs the Keras model (.h5 or .keras) "
             "an export was made from, not an export"
         )
-    out = Path(out) if out is not None else default_out(model_path, fmt, quantize)
-    if out.resolve() == Path(model_path).resolve():
-        raise OutputError(f"--out {out}: that is the model itself; choose another path")
-    files.ensure_writable_dir(out.parent, f"{fmt} export")
+    out = out_path(model_path, fmt, quantize, out, overwrite)
     mnist = load_for_model(data_path, saved.dataset, None, f"model {model_path}")
     calibration = None
     if quantize == "int8":  # a few hundred training images, the same ones every time
@@ -296,6 +344,7 @@ def export_model(
         calibration,
         allow_drop,
         time_keras=True,
+        before_replace=lambda: check_out(out, fmt, overwrite),
     )
     done.recorded_in = record_export(log_dir or paths.LOG_DIR, saved.run_id, done)
     return done

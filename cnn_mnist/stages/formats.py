@@ -15,13 +15,14 @@ calibration reader), so convolutions run in int8 too, not only the dense layers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -194,6 +195,8 @@ def write_export(
             f"the {fmt} export needs the package {exc.name} (pip install -e . installs it)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the converters raise many types
+        if files.no_space(exc):  # a full disk, not a model the converter refuses
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
         what = {"none": "float32", "float16": "float16", "int8": "int8"}[quantize]
         raise ExportError(
             f"the {fmt} converter refused the {what} export of this model "
@@ -217,21 +220,27 @@ def write_export(
 
 
 @contextlib.contextmanager
-def atomic_export(path: Path, fmt: str) -> Iterator[Path]:
+def atomic_export(
+    path: Path, fmt: str, before_replace: Callable[[], None] | None = None
+) -> Iterator[Path]:
     """A temporary path beside `path` (file or, for a SavedModel, folder) moved over it when
-    the block succeeds; on failure nothing is left and an earlier export stays as it was."""
+    the block succeeds; on failure nothing is left and an earlier export stays as it was.
+    `before_replace` runs just before the move (files.atomic_path): whoever calls this has
+    checked what may be replaced (files.check_target); nothing here deletes anything else."""
     if fmt != "saved_model":
-        with files.atomic_path(path) as tmp:
+        with files.atomic_path(path, before_replace) as tmp:
             yield tmp
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.with_name(f".{path.name}.old")
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     try:
         shutil.rmtree(tmp)  # Keras writes the folder itself
         yield tmp
-        if path.exists():
-            os.replace(path, old)
+        if before_replace is not None:
+            before_replace()
+        if path.is_dir():  # a SavedModel (or an empty folder): moved aside, then removed
+            os.replace(path, old / "previous")
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
