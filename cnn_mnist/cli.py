@@ -52,6 +52,7 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        _stop_on_sigterm()  # its temporary files are removed on the way out, as on Ctrl-C
         try:
             return command(*args, **kwargs)
         except CnnError as exc:
@@ -154,6 +155,15 @@ def model_option(text: str = "A model saved by `cnn train`."):
 def data_option(text: str = TEST_DATA):
     """--data: where the data is, when not where the dataset's environment variable says."""
     return click.option("--data", "data_path", metavar="PATH", help=text)
+
+
+def overwrite_option(where: str):
+    """--overwrite: replace what is at `where` though cnn-mnist did not write it."""
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help=f"Replace files at {where} that cnn-mnist did not write.",
+    )
 
 
 def config_options(command):
@@ -300,7 +310,8 @@ def _options_given(options: dict, sets) -> list[str]:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM stops training like Ctrl-C: cleanly, keeping the last finished epoch."""
+    """SIGTERM stops every command like Ctrl-C: cleanly (training keeps its last finished
+    epoch; no temporary file is left)."""
     import signal
 
     def handler(signum, frame):
@@ -483,6 +494,7 @@ def tensorboard(logdir, port, host, verbose):
 @click.option(
     "--number", is_flag=True, help="Each --image is a number: read its digits, left to right."
 )
+@overwrite_option("--save-image or in --save-preprocessed")
 def predict(
     indices,
     images,
@@ -496,6 +508,7 @@ def predict(
     show,
     draw,
     number,
+    overwrite,
     verbose,
     quiet,
 ):
@@ -512,19 +525,17 @@ def predict(
         raise click.UsageError("nothing to predict: give --index N (a test image) or --image PATH")
     from cnn_mnist.tools import predict
 
+    saves = dict(save_image=save_image, save_preprocessed=save_preprocessed, overwrite=overwrite)
     if number:
-        if indices:
-            raise click.UsageError("--number reads your pictures (--image PATH), not --index")
-        _predict_numbers(images + more_images, model_path, verbose, save_preprocessed, as_json)
+        _predict_numbers(images + more_images, model_path, verbose, as_json, indices, **saves)
     done = predict.predict(
         indices,
         images + more_images,
         model_path=model_path,
         data_path=data_path,
         verbose=verbose,
-        save_image=save_image,
-        save_preprocessed=save_preprocessed,
         dataset=dataset,
+        **saves,
     )
     for message in done.failed:
         click.echo(f"error: {message}", err=True)
@@ -539,11 +550,21 @@ def predict(
         sys.exit(1)
 
 
-def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> None:
+def _predict_numbers(
+    paths, model_path, verbose, as_json, indices, save_image, save_preprocessed, overwrite
+) -> None:
     """`cnn predict --image PATH --number`: each picture read as a row of digits."""
     from cnn_mnist.tools import predict
 
-    read = predict.predict_numbers(paths, model_path, verbose, save_preprocessed)
+    if indices:
+        raise click.UsageError("--number reads your pictures (--image PATH), not --index")
+    if save_image:
+        raise click.UsageError(
+            "--save-image draws single digits; with --number, use --save-preprocessed DIR"
+        )
+    read = predict.predict_numbers(
+        paths, model_path, verbose, save_preprocessed=save_preprocessed, overwrite=overwrite
+    )
     for message in read.failed:
         click.echo(f"error: {message}", err=True)
     if read.items:
@@ -562,12 +583,13 @@ def _predict_numbers(paths, model_path, verbose, save_preprocessed, as_json) -> 
     metavar="DIR",
     help=f"Where to write the plots and JSON [default: {paths.EVALUATE_DIR}/<time>].",
 )
-def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
+@overwrite_option("--out")
+def evaluate(model_path, data_path, dataset, out_dir, overwrite, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
     from cnn_mnist.stages import evaluate
 
     report = evaluate.evaluate_model(
-        model_path, data_path, out_dir, verbose=verbose, dataset=dataset
+        model_path, data_path, out_dir, verbose=verbose, dataset=dataset, overwrite=overwrite
     )
     if not quiet:
         click.echo(
@@ -602,7 +624,8 @@ def evaluate(model_path, data_path, dataset, out_dir, verbose, quiet):
     metavar="LAYER:ROW,COL,CHANNEL",
     help="Also compute one feature-map value by hand, e.g. --at 0:13,13,5.",
 )
-def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, verbose):
+@overwrite_option("--out")
+def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, overwrite, verbose):
     """Look inside the network for one digit: kernels, feature maps, saliency.
 
     \b
@@ -624,6 +647,7 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
         at=at,
         verbose=verbose,
         dataset=dataset,
+        overwrite=overwrite,
     )
     click.echo(
         json.dumps(result.to_dict(), indent=2) if as_json else inspection.format_inspection(result)
@@ -665,8 +689,14 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
     "Test data to check the export on (and training images for int8) "
     "[default: as for `cnn evaluate`]."
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace what is at --out though cnn-mnist did not write it (a file, or a "
+    "SavedModel folder; never a folder holding other files).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the export and its checks as JSON.")
-def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbose):
+def export(model_path, fmt, quantize, out, allow_drop, data_path, overwrite, as_json, verbose):
     """Export the model for deployment, checked on the test set against Keras.
 
     \b
@@ -678,7 +708,16 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, as_json, verbo
 
     from cnn_mnist.stages import export
 
-    done = export.export_model(model_path, fmt, quantize, out, data_path, allow_drop, verbose)
+    done = export.export_model(
+        model_path,
+        fmt,
+        quantize,
+        out=out,
+        data_path=data_path,
+        allow_drop=allow_drop,
+        verbose=verbose,
+        overwrite=overwrite,
+    )
     click.echo(json.dumps(done.to_dict(), indent=2) if as_json else export.format_export(done))
 
 

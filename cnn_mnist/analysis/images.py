@@ -591,14 +591,19 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
     return to_mnist(read_grayscale(source, name), source=name)
 
 
-def save_digit_png(digit: np.ndarray, path: str | Path) -> Path:
-    """The 28x28 input as the model saw it (white digit on black), as a PNG."""
+def digit_png(digit: np.ndarray) -> bytes:
+    """The 28x28 input as the model saw it (white digit on black), as PNG bytes."""
     import io
 
     from PIL import Image
 
-    from cnn_mnist.core import files
-
     buffer = io.BytesIO()
     Image.fromarray((np.clip(digit, 0, 1) * 255).round().astype(np.uint8), "L").save(buffer, "PNG")
-    return files.write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_digit_png(digit: np.ndarray, path: str | Path) -> Path:
+    """The 28x28 input as the model saw it, written to `path` as a PNG."""
+    from cnn_mnist.core import files
+
+    return files.write_bytes(path, digit_png(digit))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,28 +255,8 @@ def channel_summary(maps: np.ndarray) -> tuple[int, list[int]]:
     return zero, top
 
 
-def inspect_digit(
-    model,
-    digit: np.ndarray,
-    out_dir: str | Path,
-    label: int | None = None,
-    normalize: bool = True,
-    source: str = "",
-    class_names: list[str] | None = None,
-) -> Inspection:
-    """Write input.png, one layer-<i>-<type>.png per conv/pool layer, kernels.png and
-    saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show.
-    `class_names` names the classes 0 to 9 (default: the digits)."""
-    from cnn_mnist.core import files
-
-    check_has_convolution(model)
-    out_dir = Path(out_dir)
-    x = model_input(digit, normalize)
-    outs, sal = forward(model, x, gradient=True)
-    probs = outs[-1][0]
-    predicted, probability = int(probs.argmax()), float(probs.max())
-    names = list(class_names or [str(d) for d in range(10)])
-
+def _layer_views(model, outs, x, out_dir: Path, write: Callable[[Path, bytes], Path]) -> list:
+    """Each conv/pool layer's feature maps for one input, pictured (layer-<i>-<type>.png)."""
     views = []
     for i in conv_pool_layers(model):
         layer = model.layers[i]
@@ -292,11 +273,40 @@ def inspect_digit(
             top,
             out_dir / f"layer-{i}-{_type(layer).lower()}.png",
         )
-        files.write_bytes(view.png, _png(_maps_picture(maps, view, layer)))
+        write(view.png, _png(_maps_picture(maps, view, layer)))
         views.append(view)
+    return views
+
+
+def inspect_digit(
+    model,
+    digit: np.ndarray,
+    out_dir: str | Path,
+    label: int | None = None,
+    normalize: bool = True,
+    source: str = "",
+    class_names: list[str] | None = None,
+    write: Callable[[Path, bytes], Path] | None = None,
+) -> Inspection:
+    """Write input.png, one layer-<i>-<type>.png per conv/pool layer, kernels.png and
+    saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show.
+    `class_names` names the classes 0 to 9 (default: the digits); `write` writes a file
+    (default files.write_bytes)."""
+    from cnn_mnist.core import files
+
+    write = write or files.write_bytes
+    check_has_convolution(model)
+    out_dir = Path(out_dir)
+    x = model_input(digit, normalize)
+    outs, sal = forward(model, x, gradient=True)
+    probs = outs[-1][0]
+    predicted, probability = int(probs.argmax()), float(probs.max())
+    names = list(class_names or [str(d) for d in range(10)])
+
+    views = _layer_views(model, outs, x, out_dir, write)
 
     written = {"dir": out_dir}
-    written["input"] = files.write_bytes(
+    written["input"] = write(
         out_dir / "input.png",
         _png(
             _input_picture(
@@ -308,8 +318,8 @@ def inspect_digit(
             )
         ),
     )
-    written["kernels"] = files.write_bytes(out_dir / "kernels.png", _png(_kernels_picture(model)))
-    written["saliency"] = files.write_bytes(
+    written["kernels"] = write(out_dir / "kernels.png", _png(_kernels_picture(model)))
+    written["saliency"] = write(
         out_dir / "saliency.png", _png(_saliency_picture(digit, sal, names[predicted]))
     )
     return Inspection(predicted, probability, label, views, written, source, class_names=names)

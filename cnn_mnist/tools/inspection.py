@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist.core import files
+
 # What network.py does, under the names `cnn inspect`'s callers have always used.
 from cnn_mnist.analysis.network import (
     CONV_TYPES,
@@ -56,6 +58,18 @@ def default_out_dir() -> Path:
     return Path(paths.INSPECT_DIR) / new_run_id()
 
 
+FIXED_PICTURES = ("input.png", "kernels.png", "saliency.png")  # and layer-<i>-<type>.png
+
+
+def check_out(out: Path, overwrite: bool) -> Path:
+    """--out's place, and the pictures there that would be replaced, checked before the work
+    (the folder is made only when they are written)."""
+    files.check_place(out, "inspection pictures", "--out")
+    for found in [*out.glob("layer-*.png"), *(out / n for n in FIXED_PICTURES)]:
+        files.check_target(found, what="picture", ours=files.written_by_us, overwrite=overwrite)
+    return out
+
+
 def inspect_model(
     model_path: str | Path,
     *,
@@ -66,14 +80,15 @@ def inspect_model(
     at: str | None = None,
     verbose: bool = False,
     dataset: str | None = None,
+    overwrite: bool = False,
 ) -> Inspection:
     """`cnn inspect`: one test item (by index, with its label; read as the model's dataset, or
     `dataset`) or your own picture, through a saved model. Everything the user typed is
     checked before TensorFlow is imported."""
-    from cnn_mnist.core import files
     from cnn_mnist.stages.saved import open_saved
 
     position = parse_at(at) if at is not None else None
+    out = check_out(Path(out_dir or default_out_dir()), overwrite)
     saved = open_saved(model_path)
     if not saved.is_keras:  # said before any data is read
         saved.keras_model("`cnn inspect` (feature maps, saliency, --at)")
@@ -91,7 +106,6 @@ def inspect_model(
         from cnn_mnist.analysis.images import load_digit
 
         digit, source = load_digit(image), str(image)
-    out_dir = files.ensure_writable_dir(out_dir or default_out_dir(), "inspection pictures")
     normalize = saved.normalize
 
     from cnn_mnist.core.runtime import import_tensorflow
@@ -104,11 +118,14 @@ def inspect_model(
     result = inspect_digit(
         model,
         digit,
-        out_dir,
+        out,
         label=label,
         normalize=normalize,
         source=source,
         class_names=saved.class_names,
+        write=lambda path, data: files.write_output(
+            path, data, what="picture", option="--out", overwrite=overwrite
+        ),
     )
     if position is not None:
         result.explanation = explain_at(model, digit, *position, normalize=normalize)

@@ -13,6 +13,7 @@ import numpy as np
 
 from cnn_mnist.analysis import figures
 from cnn_mnist.core import files
+from cnn_mnist.core.errors import OutputError
 from cnn_mnist.stages.data import BadIndex, check_indices
 from cnn_mnist.analysis.figures import Tile, digits_png
 from cnn_mnist.stages.saved import LiteRTModel  # noqa: F401 - where callers have always found it
@@ -204,6 +205,7 @@ def predict(
     save_image: str | None = None,
     save_preprocessed: str | None = None,
     dataset: str | None = None,
+    overwrite: bool = False,
 ) -> Predictions:
     """Test items by index (`indices` as typed: "10", "10:20") and the user's pictures (files
     or folders), through the model at `model_path`. The test data is read as the model's
@@ -212,6 +214,7 @@ def predict(
     from cnn_mnist.analysis.images import ImageError, load_digit
     from cnn_mnist.stages.saved import open_saved
 
+    check_outputs(save_image, save_preprocessed)
     wanted = parse_indices(indices)
     items: list[Prediction] = []
     there = Path(model_path).is_file() or (Path(model_path) / "saved_model.pb").is_file()
@@ -250,23 +253,55 @@ def predict(
         rows = probabilities(model, np.stack([p.digit for p in items]), normalize=handle.normalize)
         for p, row in zip(items, rows):
             p.probabilities = row
-        save_pictures(items, save_image, save_preprocessed)
+        save_pictures(items, save_image, save_preprocessed, overwrite)
     return Predictions(items, failed)
 
 
-def save_pictures(
-    items: list[Prediction], save_image: str | None, save_preprocessed: str | None
-) -> None:
-    """--save-image: one figure of the digits; --save-preprocessed: each 28x28 input as PNG."""
+def check_outputs(save_image: str | None, save_preprocessed: str | None) -> None:
+    """The places of --save-image and --save-preprocessed, checked before any work (nothing
+    is made yet: a refusal later leaves no empty folder)."""
+    if save_image:
+        files.check_place(Path(save_image).parent, "picture", "--save-image")
+        if Path(save_image).is_dir():
+            raise OutputError(f"--save-image {save_image} is a folder; name a .png file")
     if save_preprocessed:
-        from cnn_mnist.analysis.images import save_digit_png
+        files.check_place(save_preprocessed, "28x28 inputs", "--save-preprocessed")
 
+
+def save_input(digit: np.ndarray, folder: str, name: str, overwrite: bool) -> Path:
+    """One 28x28 input as the model saw it, `name`.png in --save-preprocessed's folder."""
+    from cnn_mnist.analysis.images import digit_png
+
+    return files.write_output(
+        Path(folder) / f"{name}.png",
+        digit_png(digit),
+        what="28x28 input",
+        option="--save-preprocessed",
+        overwrite=overwrite,
+    )
+
+
+def save_pictures(
+    items: list[Prediction],
+    save_image: str | None,
+    save_preprocessed: str | None,
+    overwrite: bool = False,
+) -> None:
+    """--save-image: one figure of the digits; --save-preprocessed: each 28x28 input as PNG.
+    A file there that this tool did not write is replaced only with `overwrite`."""
+    if save_preprocessed:
         for n, p in enumerate(items):
             name = f"index-{p.index}" if p.index is not None else f"{n:03d}-{Path(p.image).stem}"
-            save_digit_png(p.digit, Path(save_preprocessed) / f"{name}.png")
-        log.info("Inputs as the model saw them: %s/", save_preprocessed)
+            save_input(p.digit, save_preprocessed, name, overwrite)
+        log.info("Inputs as the model saw them: %s", Path(save_preprocessed))
     if save_image:
-        files.write_bytes(save_image, figure_png(items))
+        files.write_output(
+            save_image,
+            figure_png(items),
+            what="picture",
+            option="--save-image",
+            overwrite=overwrite,
+        )
         log.info("Picture saved to %s", save_image)
 
 
@@ -314,15 +349,17 @@ def predict_numbers(
     model_path: str | Path = "",
     verbose: bool = False,
     save_preprocessed: str | None = None,
+    overwrite: bool = False,
 ) -> Predictions:
     """Each picture read as a number (number_reading.read_number, then read_number_with): one
     dict per picture, `number` and its `digits` (predicted, probability, box: left, top, right,
     bottom in the picture)."""
     from cnn_mnist.stages import save
-    from cnn_mnist.analysis.images import ImageError, save_digit_png
+    from cnn_mnist.analysis.images import ImageError
     from cnn_mnist.analysis.number_reading import read_number
 
     save.check_model_path(model_path)
+    check_outputs(None, save_preprocessed)
     paths = expand_images(images)
     model, _ = open_model(model_path, verbose)
     normalize, names = save.model_normalize(model_path), save.class_names(model_path)
@@ -345,9 +382,7 @@ def predict_numbers(
         )
         if save_preprocessed:
             for k, d in enumerate(digits):
-                save_digit_png(
-                    d.digit, Path(save_preprocessed) / f"{n:03d}-{Path(path).stem}-{k}.png"
-                )
+                save_input(d.digit, save_preprocessed, f"{n:03d}-{Path(path).stem}-{k}", overwrite)
     return Predictions(items, failed)
 
 
