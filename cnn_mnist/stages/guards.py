@@ -161,6 +161,24 @@ def process_gone(host: str | None, pid, started_at: str | None = None) -> bool:
     return _started_after(pid, started_at)
 
 
+def process_alive(host: str | None, pid, started_at: str | None = None) -> bool:
+    """Whether the process that recorded a run is certainly still there: on this machine, with
+    that id, and started before the run (not a later process that reused the id)."""
+    import socket
+
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, another user's
+        pass
+    return not _started_after(pid, started_at)
+
+
 def _started_after(pid: int, started_at: str | None) -> bool:
     """Whether process `pid` started after `started_at` (so it reused the id)."""
     import datetime

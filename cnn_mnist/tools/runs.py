@@ -340,7 +340,8 @@ def folder_size(folder: Path) -> int:
 
 def check_removable(summary: RunSummary, force: bool = False) -> None:
     """A run whose model the stable model path holds, or one that may still be training, is
-    only removed with `force`."""
+    only removed with `force`; one training now on this machine, never (check_not_training)."""
+    check_not_training(summary.run_dir)
     if force:
         return
     if summary.published:
@@ -352,6 +353,23 @@ def check_removable(summary: RunSummary, force: bool = False) -> None:
         raise ConfigError(
             f"run {summary.id} is marked running (training now, or killed before "
             "it could record how it ended); pass --force to remove it"
+        )
+
+
+def check_not_training(run_dir: Path) -> None:
+    """A run whose process is training it now on this machine is never removed: it would go
+    on writing into a folder that is gone (--force is for one killed before it could say)."""
+    from cnn_mnist.stages.guards import process_alive
+
+    record, _ = read_record(run_dir)
+    if (
+        record is not None
+        and record.status == "running"
+        and process_alive(record.host, record.pid, record.started_at)
+    ):
+        raise ConfigError(
+            f"run {run_dir.name} is training now (process {record.pid}); stop it first "
+            f"(Ctrl-C in its terminal, or `kill {record.pid}`), then remove it"
         )
 
 

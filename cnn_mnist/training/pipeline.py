@@ -251,6 +251,11 @@ def _run(run: RunInputs) -> RunResult:
     except PathTaken:
         raise
     except (OSError, OutputError) as exc:
+        if not run.run_dir.is_dir():
+            raise OutputError(
+                f"run {run.run_id}'s folder {run.run_dir} was removed while it trained, with "
+                "its epochs; nothing is left to resume: start again with `cnn train`"
+            ) from None
         error = (
             exc
             if isinstance(exc, OutputError)

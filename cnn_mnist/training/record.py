@@ -304,6 +304,8 @@ class RunRecord:
         reserve is freed and the record written in its room; if even that fails, the last
         run.json written stays as it was (valid, and a resumable status)."""
         self._update(status=status, stopped_at=now(), **fields)
+        if not self.path.parent.is_dir():  # the run's folder was removed (`cnn runs rm`)
+            return None
         try:
             return self.write()
         except OSError:
