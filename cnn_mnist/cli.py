@@ -53,6 +53,7 @@ def user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         _stop_on_sigterm()  # its temporary files are removed on the way out, as on Ctrl-C
+        sys.unraisablehook = _unraisable
         try:
             return command(*args, **kwargs)
         except CnnError as exc:
@@ -62,6 +63,13 @@ def user_errors(command):
 
     wrapper._cnn_errors = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _unraisable(unraisable) -> None:
+    """An error Python cannot raise (h5py closing a file the full disk cut short, in a
+    destructor) is logged for --verbose, not printed as a traceback: the error that matters
+    has been raised and said already."""
+    log.debug("ignored in %r: %s", unraisable.object, unraisable.exc_value)
 
 
 def output_options(command):

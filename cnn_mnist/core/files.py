@@ -113,10 +113,12 @@ def write_output(
     try:
         return write_bytes(path, data, before_replace=check)
     except OSError as exc:
-        raise write_error(exc, path, f"the {what}") from None
+        raise write_error(exc, path, f"the {what}", advise=True) from None
 
 
-def check_place(folder: str | Path, what: str, option: str) -> Path:
+def check_place(
+    folder: str | Path, what: str, option: str, shown: str | Path | None = None
+) -> Path:
     """That `folder` can be made or written into, without making it (an output's place,
     checked before the work, so a refusal later leaves nothing behind)."""
     folder = Path(folder)
@@ -130,7 +132,7 @@ def check_place(folder: str | Path, what: str, option: str) -> Path:
     else:
         return folder
     raise OutputError(
-        f"cannot write the {what} to {option} {folder} ({why}); choose another place"
+        f"cannot write the {what} to {option} {shown or folder} ({why}); choose another place"
         + ("" if place.is_file() else " or fix its permissions")
     )
 
@@ -178,18 +180,29 @@ def no_space(exc: BaseException) -> bool:
     )
 
 
-def write_error(exc: BaseException, path: str | Path | None, what: str) -> OutputError:
+def write_error(
+    exc: BaseException, path: str | Path | None, what: str, advise: bool = False
+) -> OutputError:
     """An OSError (or h5py's, which says less) while writing `what` to `path`, for the user:
-    what was being written, where, and why (a full disk above all)."""
+    what was being written, where, and why (a full disk above all); with `advise`, what to do
+    (callers that know better, such as training's --resume, say it themselves)."""
     text = str(exc)
-    if no_space(exc):
+    full = no_space(exc)
+    if full:
         reason = "no space left on the device"
     else:
         reason = getattr(exc, "strerror", None) or (
             text.splitlines()[0][:200] if text else type(exc).__name__
         )
     where = f" to {path}" if path else ""
-    return OutputError(f"could not write {what}{where}: {reason}")
+    todo = ""
+    if advise:
+        todo = (
+            "; make room, then run it again"
+            if full
+            else "; choose another place, or fix its permissions"
+        )
+    return OutputError(f"could not write {what}{where}: {reason}{todo}")
 
 
 # --- the user's files: what may be replaced ----------------------------------------------------

@@ -219,7 +219,7 @@ def export_checked(
             checks = check(tmp, x, labels, keras_probs, model if time_keras else None)
             judge(checks, fmt, quantize, allow_drop)
     except OSError as exc:
-        raise files.write_error(exc, path, f"the {fmt} export") from None
+        raise files.write_error(exc, path, f"the {fmt} export", advise=True) from None
     return Export(fmt, quantize, path, checks.bytes, checks)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import json
 import math
 import os
@@ -237,18 +239,27 @@ class Backup(keras.callbacks.BackupAndRestore):
         fails (a full disk) leaves the last complete backup as it was, and nothing partial."""
         folder = Path(self.backup_dir)
         weights, metadata = folder / self.NEXT_WEIGHTS, folder / self.NEXT_METADATA
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.model.save_weights(str(weights), overwrite=True)
-            metadata.write_text(
-                json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
-            )
-        except (OSError, RuntimeError) as exc:  # h5py raises both
+        failed = None
+        # On a failed write, h5py's destructors print tracebacks of the same error to stderr
+        # (its Cython code does, whatever Python's hooks say), which the user has no use for:
+        # they go nowhere, here and when the error's frames are freed.
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                self.model.save_weights(str(weights), overwrite=True)
+                metadata.write_text(
+                    json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+                )
+            except (OSError, RuntimeError) as exc:  # h5py raises both
+                failed = files.write_error(
+                    exc, folder, f"the backup of epoch {self._current_epoch}"
+                )
+            if failed is not None:
+                gc.collect()
+        if failed is not None:
             weights.unlink(missing_ok=True)
             metadata.unlink(missing_ok=True)
-            raise files.write_error(
-                exc, folder, f"the backup of epoch {self._current_epoch}"
-            ) from None
+            raise failed
         for latest, previous in (
             (self._weights_path, self._prev_weights_path),
             (self._training_metadata_path, self._prev_training_metadata_path),

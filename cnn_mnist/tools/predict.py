@@ -261,7 +261,7 @@ def check_outputs(save_image: str | None, save_preprocessed: str | None) -> None
     """The places of --save-image and --save-preprocessed, checked before any work (nothing
     is made yet: a refusal later leaves no empty folder)."""
     if save_image:
-        files.check_place(Path(save_image).parent, "picture", "--save-image")
+        files.check_place(Path(save_image).parent, "picture", "--save-image", save_image)
         if Path(save_image).is_dir():
             raise OutputError(f"--save-image {save_image} is a folder; name a .png file")
     if save_preprocessed:

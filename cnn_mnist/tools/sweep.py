@@ -39,7 +39,7 @@ from cnn_mnist.config.load import (
     resolve_config_path,
     validate,
 )
-from cnn_mnist.core.errors import CnnError, ConfigError
+from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.stages.guards import TrainingFailed
 from cnn_mnist.tools.runs import new_run_id
 from cnn_mnist.config.schema import Config, SweepConfig
@@ -248,6 +248,20 @@ def open_study(sweep: Sweep, create: bool = True):
             time.sleep(0.2 + secrets.randbelow(800) / 1000)
 
 
+def _cannot_write(detail: str) -> str | None:
+    """SQLite's words for a full disk or a file it may not write, as the user's reason and
+    what to do (None: another error)."""
+    lowered = detail.lower()
+    if "disk is full" in lowered or "no space" in lowered:
+        return "no space left on the device; make room, then run it again"
+    if "readonly" in lowered or "read-only" in lowered or "unable to open database" in lowered:
+        return (
+            "the file or its folder is not writable (a read-only file system, or its "
+            "permissions); choose another place (--storage), or fix its permissions"
+        )
+    return None
+
+
 def _missing_sqlite_file(url: str) -> bool:
     path = url.removeprefix("sqlite:///")
     return url.startswith("sqlite:///") and path not in ("", ":memory:") and not Path(path).exists()
@@ -291,6 +305,11 @@ def _storage(url: str):
             last = exc
             break
     detail = str(last).strip().splitlines()[0] if str(last).strip() else type(last).__name__
+    if url.startswith("sqlite:///") and _cannot_write(detail):
+        raise OutputError(
+            f"could not write the sweep's study to {url.removeprefix('sqlite:///')}: "
+            f"{_cannot_write(detail)}"
+        )
     raise StorageError(
         f"cannot open the sweep storage {_redact(given)}: {detail}\n"
         f"expected sqlite:///FILE.db or postgresql://USER:PASSWORD@HOST[:PORT]/DB"
@@ -380,6 +399,13 @@ class _Objective:
             raise exc
         except (_TrialFailed, TrialPruned):
             raise
+        except OutputError as exc:  # a full disk, a folder it may not write: so would the next
+            trial.set_user_attr("reason", str(exc).strip().splitlines()[0])
+            raise OutputError(
+                f"{str(exc).strip().splitlines()[0].rstrip('.')}; the sweep stops: "
+                "make room (or fix the permissions), then run the same command again to "
+                "continue the study"
+            ) from None
         except CnnError as exc:
             if exc.exit_code == 130:  # pipeline.TrainingInterrupted
                 trial.set_user_attr("reason", INTERRUPTED)

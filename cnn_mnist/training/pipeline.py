@@ -228,7 +228,11 @@ def _run(run: RunInputs) -> RunResult:
         tf = _import_stages(run.verbose)
     cluster = _connect(run.config, watch)
     run = _settle(run, cluster)
-    record = _start_record(run, cluster, tf)
+    try:
+        record = _start_record(run, cluster, tf)
+    except OSError as exc:  # before training: nothing to resume
+        where = getattr(exc, "filename", None) or run.run_dir
+        raise files.write_error(exc, where, "the run's record", advise=True) from None
     finished = lambda: len(_read_epochs(run.epochs_file))  # noqa: E731
     epochs = run.config.training.epochs
     try:
