@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 
 _configured = False
@@ -19,7 +21,8 @@ _configured = False
 
 @contextlib.contextmanager
 def stderr_captured():
-    """Send file descriptor 2 to a temporary file; replay it if the block raises."""
+    """Send file descriptor 2 to a temporary file; replay it if the block fails (not if it
+    is interrupted: Ctrl-C or SIGTERM during the import is not TensorFlow's to explain)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -30,7 +33,7 @@ def stderr_captured():
         os.dup2(sink.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:
             os.dup2(saved, 2)
             sink.seek(0)
             sys.stderr.write(sink.read().decode(errors="replace"))
@@ -92,3 +95,25 @@ def seed_everything(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)  # Python, NumPy and backend generators
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """The block runs to its end; a signal among `signals` that came meanwhile is then raised
+    again, to its own handler. Outside the main thread (no handlers there), nothing is held."""
+    previous = {s: signal.getsignal(s) for s in signals}
+    if (
+        threading.current_thread() is not threading.main_thread() or None in previous.values()
+    ):  # None: a handler not set from Python
+        yield
+        return
+    caught: list[int] = []
+    for s in signals:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])

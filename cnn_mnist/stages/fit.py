@@ -8,8 +8,6 @@ import io
 import json
 import math
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnn_mnist.core import files
+from cnn_mnist.core.runtime import signals_deferred
 from cnn_mnist.config.schema import (
     AugmentConfig,
     CheckpointConfig,
@@ -268,28 +267,6 @@ class Backup(keras.callbacks.BackupAndRestore):
                 os.replace(latest, previous)
         os.replace(weights, self._weights_path)
         os.replace(metadata, self._training_metadata_path)
-
-
-@contextlib.contextmanager
-def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
-    """The block runs to its end; a signal among `signals` that came meanwhile is then raised
-    again, to its own handler. Outside the main thread (no handlers there), nothing is held."""
-    previous = {s: signal.getsignal(s) for s in signals}
-    if (
-        threading.current_thread() is not threading.main_thread() or None in previous.values()
-    ):  # None: a handler not set from Python
-        yield
-        return
-    caught: list[int] = []
-    for s in signals:
-        signal.signal(s, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if caught:
-            signal.raise_signal(caught[0])
 
 
 def read_epochs(path: Path) -> list[dict]:

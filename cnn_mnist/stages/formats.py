@@ -180,10 +180,12 @@ def write_export(
     calibration: np.ndarray | None = None,
 ) -> None:
     """The conversion itself, into `path` (a temporary one); `model` computes in float32."""
-    from cnn_mnist.core.runtime import stderr_captured
+    from cnn_mnist.core.runtime import signals_deferred, stderr_captured
 
     try:
-        with stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
+        # Ctrl-C or SIGTERM waits for the converter: interrupted inside TensorFlow's graph
+        # code, tf2onnx can crash the process (a segmentation fault), leaving its files.
+        with signals_deferred(), stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
             if fmt == "litert":
                 _litert(model, path, quantize, calibration)
             elif fmt == "onnx":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import math
 import os
@@ -239,7 +240,9 @@ def _run(run: RunInputs) -> RunResult:
         with record.recording_failures(finished, watch.timings):
             try:
                 return _stages(run, cluster, watch, record, tf)
-            except (MemoryError, tf.errors.ResourceExhaustedError):
+            except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
+                if files.no_space(exc):  # TensorFlow's file writers say a full disk so
+                    raise OSError(errno.ENOSPC, "No space left on device") from None
                 raise guards.out_of_memory(run.config) from None
     except KeyboardInterrupt:
         raise TrainingInterrupted(
