@@ -335,3 +335,44 @@ def test_predict_number_bad_inputs(runner, tiny_trained, tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["predict", "-m", str(model_path), "--index", "3", "--number"])
     assert result.exit_code == 2 and "--number reads your pictures" in result.output
+
+
+# --- models of others' making (conftest.foreign_models) --------------------------------------
+
+FOREIGN_REFUSED = {
+    "wrong_input": "the model takes inputs of shape (32, 32, 3), expected (28, 28, 1)",
+    "five_outputs": "the model has outputs of shape (5,), expected (10,)",
+    "linear": "the model's outputs are not probabilities (they sum to ",
+}
+
+
+def number_picture(path):
+    """A 1, a 7 and a 0 drawn side by side, dark on light paper."""
+    picture = Image.new("L", (330, 130), 240)
+    draw = ImageDraw.Draw(picture)
+    draw.line([(55, 25), (50, 105)], fill=20, width=9)
+    draw.line([(120, 30), (180, 30), (140, 105)], fill=20, width=9)
+    draw.ellipse([(230, 25), (290, 105)], outline=20, width=9)
+    picture.save(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert", "saved_model", "h5"])
+@pytest.mark.parametrize("kind", FOREIGN_REFUSED)
+def test_a_foreign_model_is_refused_in_one_line(
+    runner, foreign_models, idx_folder, tmp_path, kind, fmt
+):
+    """Not a runtime's traceback, and not a 5-output model read as digits ("predicted 0")."""
+    model = str(foreign_models[kind][fmt])
+    picture = str(number_picture(tmp_path / "number.png"))
+    commands = [
+        ["predict", "--image", picture, "-m", model],
+        ["evaluate", "-m", model, "--data", str(idx_folder), "--out", str(tmp_path / "ev")],
+    ]
+    for args in commands:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Traceback" not in result.output and "predicted" not in result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {model}: "), result.output
+        assert FOREIGN_REFUSED[kind] in lines[0]
