@@ -358,3 +358,62 @@ def fit_both_ways(config, model_config, data, tmp_path: Path):
             )
         weights[kind] = [w.numpy() for w in model.weights]
     return histories, weights, run_dirs
+
+
+# Models that are not digit classifiers, as others make them: (input shape, outputs, activation).
+FOREIGN_KINDS = {
+    "wrong_input": ((32, 32, 3), 10, "softmax"),
+    "five_outputs": ((28, 28, 1), 5, "softmax"),
+    "linear": ((28, 28, 1), 10, None),
+    "digits": ((28, 28, 1), 10, "softmax"),  # a digit classifier, untrained, without metadata
+}
+# Each format a model is saved in: by `model.save` or Keras's own `model.export`.
+FOREIGN_FORMATS = {
+    "h5": ".h5",
+    "keras": ".keras",
+    "onnx": ".onnx",
+    "litert": ".tflite",
+    "saved_model": "_saved_model",
+}
+
+
+def foreign_model(shape, units: int, activation, batch_size: int | None = None):
+    """A small Keras model of its own (no `cnn train`): a convolution and a dense layer."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(shape, batch_size=batch_size),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(units, activation=activation),
+        ]
+    )
+    model(np.zeros((1, *shape), np.float32))  # Keras exports only a model that has been called
+    return model
+
+
+def save_every_way(model, folder: Path, name: str, formats=FOREIGN_FORMATS) -> dict[str, Path]:
+    """`model` saved as .h5 and .keras, and exported (Keras's `model.export`, as `cnn export`
+    does, without metadata) as .onnx, .tflite and a SavedModel folder: the paths by format."""
+    from cnn_mnist.stages.formats import write_export
+
+    paths = {}
+    for fmt in formats:
+        path = paths[fmt] = folder / f"{name}{FOREIGN_FORMATS[fmt]}"
+        if fmt in ("h5", "keras"):
+            model.save(path)
+        else:
+            write_export(model, fmt, "none", path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def foreign_models(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """Each of FOREIGN_KINDS in each of FOREIGN_FORMATS: the paths by kind, then format."""
+    folder = tmp_path_factory.mktemp("foreign")
+    return {
+        kind: save_every_way(foreign_model(*spec), folder, kind)
+        for kind, spec in FOREIGN_KINDS.items()
+    }

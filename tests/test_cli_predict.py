@@ -335,3 +335,88 @@ def test_predict_number_bad_inputs(runner, tiny_trained, tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(cli, ["predict", "-m", str(model_path), "--index", "3", "--number"])
     assert result.exit_code == 2 and "--number reads your pictures" in result.output
+
+
+# --- models of others' making (conftest.foreign_models), and `cnn export`'s ----------------------
+
+FOREIGN_REFUSED = {
+    "wrong_input": "the model takes inputs of shape (32, 32, 3), expected (28, 28, 1)",
+    "five_outputs": "the model has outputs of shape (5,), expected (10,)",
+    "linear": "the model's outputs are not probabilities (they sum to ",
+}
+
+
+def number_picture(path):
+    """A 1, a 7 and a 0 drawn side by side, dark on light paper."""
+    picture = Image.new("L", (330, 130), 240)
+    draw = ImageDraw.Draw(picture)
+    draw.line([(55, 25), (50, 105)], fill=20, width=9)
+    draw.line([(120, 30), (180, 30), (140, 105)], fill=20, width=9)
+    draw.ellipse([(230, 25), (290, 105)], outline=20, width=9)
+    picture.save(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert", "saved_model", "h5"])
+@pytest.mark.parametrize("kind", FOREIGN_REFUSED)
+def test_a_foreign_model_is_refused_in_one_line(
+    runner, foreign_models, idx_folder, tmp_path, kind, fmt
+):
+    """Not a runtime's traceback, and not a 5-output model read as digits ("predicted 0")."""
+    model = str(foreign_models[kind][fmt])
+    picture = str(number_picture(tmp_path / "number.png"))
+    commands = [
+        ["predict", "--image", picture, "-m", model],
+        ["predict", "--image", picture, "--number", "-m", model],
+        ["evaluate", "-m", model, "--data", str(idx_folder), "--out", str(tmp_path / "ev")],
+    ]
+    for args in commands:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "Traceback" not in result.output and "predicted" not in result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {model}: "), result.output
+        assert FOREIGN_REFUSED[kind] in lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_exports(tiny_trained, tmp_path_factory):
+    """tiny_trained's model in each format, with its metadata: the .h5, the .tflite `cnn train`
+    wrote beside it, and an .onnx and a SavedModel converted as `cnn export` converts."""
+    from cnn_mnist.stages.export import export_metadata
+    from cnn_mnist.stages.formats import convert
+    from cnn_mnist.stages.saved import open_saved
+
+    model_path, _ = tiny_trained
+    handle = open_saved(model_path)
+    folder = tmp_path_factory.mktemp("tiny-exports")
+    paths = {"h5": model_path, "litert": model_path.with_suffix(".tflite")}
+    model = handle.keras_model()
+    model(np.zeros((1, 28, 28, 1), np.float32))  # Keras exports only a model that has been called
+    for fmt, name in [("onnx", "tiny.onnx"), ("saved_model", "tiny_saved_model")]:
+        metadata = export_metadata(handle.metadata, fmt, "none")
+        paths[fmt] = convert(model, fmt, "none", folder / name, metadata)
+    return paths
+
+
+def test_predict_number_reads_with_every_export_as_with_the_h5(runner, tiny_exports, tmp_path):
+    """--number takes whatever --image takes: the same digits, boxes and probabilities."""
+    picture = str(number_picture(tmp_path / "number.png"))
+    read = {}
+    for fmt, path in tiny_exports.items():
+        result = runner.invoke(
+            cli, ["predict", "-m", str(path), "--image", picture, "--number", "--json"]
+        )
+        assert result.exit_code == 0, (fmt, result.output)
+        read[fmt] = json.loads(result.output)
+    h5 = read.pop("h5")
+    assert len(h5["number"]) == 3
+    for fmt, answer in read.items():
+        assert answer["number"] == h5["number"], fmt
+        assert [d["box"] for d in answer["digits"]] == [d["box"] for d in h5["digits"]], fmt
+        np.testing.assert_allclose(
+            [d["probability"] for d in answer["digits"]],
+            [d["probability"] for d in h5["digits"]],
+            atol=1e-4,
+            err_msg=fmt,
+        )

@@ -887,6 +887,30 @@ def test_the_command_reports_a_missing_model_and_a_busy_port(tiny, tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("wrong_input", "the model takes inputs of shape (32, 32, 3), expected (28, 28, 1)"),
+        ("five_outputs", "the model has outputs of shape (5,), expected (10,)"),
+        ("linear", "the model's outputs are not probabilities (they sum to "),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["onnx", "litert", "keras"])
+def test_a_foreign_model_is_refused_at_start_up(foreign_models, tmp_path, kind, expected, fmt):
+    """Before the server listens: not a runtime's traceback, nor a 5-output model served."""
+    from click.testing import CliRunner
+
+    from cnn_mnist.cli import cli
+    from cnn_mnist.core.errors import ModelFileError
+
+    model = foreign_models[kind][fmt]
+    with pytest.raises(ModelFileError) as caught:
+        serve.App(model, log_dir=tmp_path / "logs")
+    assert str(caught.value).startswith(f"{model}: {expected}")
+    result = CliRunner().invoke(cli, ["serve", "--model", str(model), "--port", "0"])
+    assert result.exit_code == 1 and result.output == f"error: {caught.value}\n"
+
+
 def test_serve_help_does_not_import_tensorflow():
     code = (
         "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'serve', '--help']\n"

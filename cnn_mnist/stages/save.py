@@ -168,6 +168,6 @@ def load_model(path: str | Path):
     if shape_out != (10,):
         raise ModelFileError(
             f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
-            "(one probability per digit)"
+            "(one probability per class)"
         )
     return model

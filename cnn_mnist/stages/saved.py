@@ -4,7 +4,8 @@
 export`'s files (.tflite, .onnx, a SavedModel folder) and reads what the model is: its dataset,
 class names, input normalization, run id and input shape. Nothing here imports TensorFlow until
 a Keras model (`keras_model`) or a predictor of a Keras or SavedModel file is asked for; a
-.tflite runs on LiteRT and an .onnx on ONNX Runtime.
+.tflite runs on LiteRT and an .onnx on ONNX Runtime. Whatever its format, the model is checked
+to be a classifier of 28x28x1 digits giving probabilities (signature.py) before any prediction.
 
 Where the metadata lives (the same JSON object as in the .h5, see save.py):
 - .h5 / .keras: an HDF5 attribute / a `cnn_mnist.json` entry in the zip (save.py);
@@ -19,12 +20,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from cnn_mnist.stages import formats, save
+from cnn_mnist.core.datasets import TITLES
 from cnn_mnist.core.errors import ModelFileError
+from cnn_mnist.stages import formats, save, signature
 
 METADATA_KEY = save.METADATA_KEY
 SAVED_MODEL_ASSET = formats.SAVED_MODEL_ASSET
@@ -106,7 +108,7 @@ def _read_metadata(path: Path, fmt: str) -> dict[str, Any]:
         if fmt == "saved_model":
             asset = path / SAVED_MODEL_ASSET
             return json.loads(asset.read_text()) if asset.is_file() else {}
-    except Exception:  # noqa: BLE001 - unreadable here means the runtime will say what is wrong
+    except Exception:  # noqa: BLE001 - the runtime has read the file: no metadata, then
         return {}
     return {}  # .onnx: read from its session's metadata, see SavedModel.open
 
@@ -118,10 +120,40 @@ def _reason(exc: Exception) -> str:
     return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
+# Each export format: its name, what a file of it is, and the package that reads it.
+RUNTIMES = {
+    "litert": ("LiteRT model", ".tflite", "ai-edge-litert"),
+    "onnx": ("ONNX model", ".onnx", "onnxruntime"),
+    "saved_model": ("SavedModel", "a SavedModel", "tensorflow"),
+}
+
+
+def _runtime(path: Path, fmt: str, build: Callable[[], Any]) -> Any:
+    """`build()`, a runner of the export at `path`, or ModelFileError: one line saying the
+    runtime is not installed, or that the file is not a model it can read."""
+    name, files, package = RUNTIMES[fmt]
+    try:
+        return build()
+    except ModuleNotFoundError:
+        raise ModelFileError(
+            f"{path}: reading {files} needs {package} (pip install {package})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - each runtime raises its own types
+        raise ModelFileError(
+            f"{path}: not a readable {name} ({_reason(exc)}); export it again with `cnn export`"
+        ) from None
+
+
+def _one_at_a_time(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """`run` (a model that takes a batch of exactly one) on each image of `x`."""
+    return np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+
+
 class LiteRTModel:
     """A .tflite run by the LiteRT interpreter (no TensorFlow).
 
     Called like a Keras model on a batch; gives the same probabilities to float32 precision.
+    `inputs`: what each input takes (shape, batch first, and dtype; see signature.check_input).
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -133,11 +165,19 @@ class LiteRTModel:
             self.interpreter = Interpreter(
                 model_path=str(path), num_threads=threads or os.cpu_count() or 1
             )
-        self.input = self.interpreter.get_input_details()[0]["index"]
+        details = self.interpreter.get_input_details()
+        self.inputs = [
+            (signature.dims(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in details
+        ]
+        self.input = details[0]["index"] if details else None
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.batch = None
+        # Exported for a batch of one: its graph may reshape to batch 1, so one image a call.
+        self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if self.single and len(x) != 1:
+            return _one_at_a_time(self, x)
         from cnn_mnist.core.runtime import stderr_captured
 
         if self.batch != len(x):
@@ -151,7 +191,8 @@ class LiteRTModel:
 
 
 class OnnxModel:
-    """An .onnx run by ONNX Runtime on the CPU (no TensorFlow); called like a Keras model."""
+    """An .onnx run by ONNX Runtime on the CPU (no TensorFlow); called like a Keras model.
+    `inputs`: as LiteRTModel's."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -161,26 +202,41 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs()
+        self.inputs = [(signature.dims(i.shape), signature.onnx_dtype(i.type)) for i in inputs]
+        self.input = inputs[0].name if inputs else ""
+        self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)  # a batch of one
 
     def metadata(self) -> dict[str, Any]:
         text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         return json.loads(text) if text else {}
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if self.single and len(x) != 1:
+            return _one_at_a_time(self, x)
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 class SavedModelRunner:
-    """A SavedModel folder (Keras's `tf_saved_model` export) run by TensorFlow."""
+    """A SavedModel folder (Keras's `tf_saved_model` export) run by TensorFlow. `inputs`: as
+    LiteRTModel's, from its `serve` function's signature (None where it declares none)."""
 
     def __init__(self, path: str | Path) -> None:
         import tensorflow as tf
 
         self.loaded = tf.saved_model.load(str(path))
         self.serve = self.loaded.serve
+        specs = getattr(self.serve, "input_signature", None)
+        self.inputs = None
+        if specs is not None:
+            self.inputs = [
+                (signature.dims(s.shape.as_list()), s.dtype.name) for s in tf.nest.flatten(specs)
+            ]
+        self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)  # a batch of one
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if self.single and len(x) != 1:
+            return _one_at_a_time(self, x)
         return np.asarray(self.serve(np.ascontiguousarray(x, dtype=np.float32)))
 
 
@@ -190,32 +246,33 @@ class SavedModelRunner:
 @dataclass
 class SavedModel:
     """A saved model: where it is, its format, what it is (from its metadata), and, once asked
-    for, its Keras model or a predictor (called on a batch, gives probabilities)."""
+    for, its Keras model or a predictor (called on a batch, gives probabilities).
+
+    Whatever its format, it is checked to be a classifier of its dataset (signature.py) before
+    any prediction: what an export takes as it is opened, what a Keras model takes as it is
+    loaded, and that its outputs are probabilities of its classes on the first predictor (or
+    Keras model) asked for."""
 
     path: Path
     format: str  # h5, keras, litert, onnx, saved_model
     metadata: dict[str, Any] = field(default_factory=dict)
     _keras: Any = None
     _onnx: Any = None  # the session that read an .onnx's metadata, kept for its predictions
+    _lite: Any = None  # the interpreter that checked a .tflite as it was opened, not yet lent
+    _checked: bool = False  # its outputs were found to be probabilities of its classes
 
     @classmethod
     def open(cls, path: str | Path) -> "SavedModel":
         path, fmt = check_path(path)
-        handle = cls(path, fmt, _read_metadata(path, fmt))
         if fmt == "onnx":  # its metadata lives in the file's protobuf: ONNX Runtime reads it
-            try:
-                handle._onnx = OnnxModel(path)
-                handle.metadata = handle._onnx.metadata()
-            except ModuleNotFoundError:
-                raise ModelFileError(
-                    f"{path}: reading .onnx needs onnxruntime (pip install onnxruntime)"
-                ) from None
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-                raise ModelFileError(
-                    f"{path}: not a readable ONNX model ({_reason(exc)}); "
-                    "export it again with `cnn export`"
-                ) from None
-        return handle
+            runner = _runtime(path, fmt, lambda: OnnxModel(path))
+            signature.check_input(path, runner.inputs)
+            return cls(path, fmt, _runtime(path, fmt, runner.metadata), _onnx=runner)
+        if fmt == "litert":  # the interpreter first: it refuses a file that is no flatbuffer
+            runner = _runtime(path, fmt, lambda: LiteRTModel(path))
+            signature.check_input(path, runner.inputs)
+            return cls(path, fmt, _read_metadata(path, fmt), _lite=runner)
+        return cls(path, fmt, _read_metadata(path, fmt))
 
     @property
     def is_keras(self) -> bool:
@@ -243,7 +300,8 @@ class SavedModel:
         return tuple(shape) if shape else save.EXPECTED_INPUT
 
     def keras_model(self, what: str = "this"):
-        """The Keras model (loaded once); ModelFileError for an export, which has none."""
+        """The Keras model (loaded once, and checked); ModelFileError for an export, which has
+        none."""
         if not self.is_keras:
             raise ModelFileError(
                 f"{self.path}: {what} needs a Keras model (.h5 or .keras); "
@@ -251,45 +309,61 @@ class SavedModel:
                 "it was exported from with --model"
             )
         if self._keras is None:
-            self._keras = save.load_model(self.path)
+            model = save.load_model(self.path)  # refuses another input or output shape
+            self.check_outputs(model)
+            self._keras = model
         return self._keras
+
+    def check_outputs(self, predictor: Callable[..., Any]) -> None:
+        """Once per handle: `predictor` (this model's) gives probabilities of its classes."""
+        if self._checked:
+            return
+        quantized = (self.metadata.get("export") or {}).get("quantize") == "int8"
+        signature.check_outputs(
+            self.path,
+            predictor,
+            len(self.class_names),
+            TITLES.get(self.dataset, self.dataset),
+            self.normalize,
+            signature.INT8_TOLERANCE if quantized else signature.TOLERANCE,
+        )
+        self._checked = True
 
     def predictor(
         self, threads: int | None = None, verbose: bool = False, fast: bool = True
     ) -> tuple[Any, str]:
         """(a callable on a batch giving probabilities, its backend). A Keras model runs on
-        its checked LiteRT export beside it where `fast` and there is one, else on Keras."""
+        its checked LiteRT export beside it where `fast` and there is one, else on Keras.
+        The first one asked for is checked to give probabilities (check_outputs)."""
+        runner, backend = self._runner(threads, verbose, fast)
+        self.check_outputs(runner)
+        return runner, backend
+
+    def _runner(self, threads: int | None, verbose: bool, fast: bool) -> tuple[Any, str]:
         from cnn_mnist.core.runtime import import_tensorflow
 
         if self.format == "onnx":
-            return (OnnxModel(self.path, threads) if threads else self._onnx), "onnx"
+            if not threads:
+                return self._onnx, "onnx"
+            return _runtime(self.path, "onnx", lambda: OnnxModel(self.path, threads)), "onnx"
         if self.format == "litert":
-            try:
-                return LiteRTModel(self.path, threads), "litert"
-            except ModuleNotFoundError:
-                raise ModelFileError(
-                    f"{self.path}: reading .tflite needs ai-edge-litert "
-                    "(pip install ai-edge-litert)"
-                ) from None
-            except Exception as exc:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError
-                raise ModelFileError(
-                    f"{self.path}: not a readable LiteRT model "
-                    f"({_reason(exc)}); export it again with `cnn export`"
-                ) from None
+            lent, self._lite = (self._lite, None) if not threads else (None, self._lite)
+            return lent or _runtime(
+                self.path, "litert", lambda: LiteRTModel(self.path, threads)
+            ), "litert"
         if self.format == "saved_model":
             import_tensorflow(verbose)
-            try:
-                return SavedModelRunner(self.path), "saved_model"
-            except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types
-                raise ModelFileError(
-                    f"{self.path}: not a readable SavedModel ({_reason(exc)}); "
-                    "export it again with `cnn export`"
-                ) from None
+            runner = _runtime(self.path, "saved_model", lambda: SavedModelRunner(self.path))
+            if runner.inputs is not None:
+                signature.check_input(self.path, runner.inputs)
+            return runner, "saved_model"
         if fast:
             lite = self.litert_beside()
             if lite is not None:
                 try:
-                    return LiteRTModel(lite, threads), "litert"
+                    runner = LiteRTModel(lite, threads)
+                    signature.check_input(lite, runner.inputs)
+                    return runner, "litert"
                 except Exception:  # noqa: BLE001 - no LiteRT here, or a broken export: use Keras
                     pass
         import_tensorflow(verbose)

@@ -353,16 +353,17 @@ def predict_numbers(
 ) -> Predictions:
     """Each picture read as a number (number_reading.read_number, then read_number_with): one
     dict per picture, `number` and its `digits` (predicted, probability, box: left, top, right,
-    bottom in the picture)."""
-    from cnn_mnist.stages import save
+    bottom in the picture). The model is any that `predict` takes (its handle, opened once)."""
     from cnn_mnist.analysis.images import ImageError
     from cnn_mnist.analysis.number_reading import read_number
+    from cnn_mnist.stages.saved import open_saved
 
-    save.check_model_path(model_path)
     check_outputs(None, save_preprocessed)
+    handle = open_saved(model_path)  # not found, not a model, not a digit classifier: says which
     paths = expand_images(images)
-    model, _ = open_model(model_path, verbose)
-    normalize, names = save.model_normalize(model_path), save.class_names(model_path)
+    model, backend = open_model(model_path, verbose, saved=handle)
+    log.debug("Reading numbers with %s", backend)
+    normalize, names = handle.normalize, handle.class_names
     classify = classifier(model, normalize)
     found, failed = [], []
     for path in paths:
