@@ -4,6 +4,7 @@ checked against Keras, recorded in its run, and read back by predict and evaluat
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -315,3 +316,83 @@ def test_serve_serves_an_export(own_run, idx_folder):
     with pytest.raises(ModelFileError, match="needs a Keras model") as caught:
         app.features(np.zeros((28, 28), np.float32))
     assert serve.error_status(caught.value) == 422
+
+
+# --- what --out may replace (docs/guides/your-files.md) ---------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_folder_holding_other_files_is_never_replaced(own_run, idx_folder):
+    """`--out models` deleted the model being exported, and everything beside it."""
+    model, logs, _ = own_run
+    before = _tree(model.parent)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="is a folder holding other files.*tiny.h5"):
+            export.export_model(
+                model,
+                "saved_model",
+                out=model.parent,
+                data_path=str(idx_folder),
+                log_dir=logs,
+                overwrite=overwrite,
+            )
+        assert _tree(model.parent) == before
+    assert not [p for p in model.parent.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_file_is_not_replaced_by_a_folder_nor_left_as_a_hidden_old(own_run, idx_folder):
+    model, logs, _ = own_run
+    mine = model.parent / "notes.bin"
+    mine.write_bytes(b"the user's")
+    with pytest.raises(OutputError, match="is a file; the saved_model export is a folder"):
+        export.export_model(model, "saved_model", out=mine, data_path=str(idx_folder), log_dir=logs)
+    assert mine.read_bytes() == b"the user's"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["notes.bin", "tiny.h5"]
+
+
+@pytest.mark.parametrize("fmt, name", [("onnx", "app.onnx"), ("saved_model", "serving")])
+def test_out_replaces_its_own_export_and_anything_else_only_with_overwrite(
+    own_run, idx_folder, fmt, name
+):
+    model, logs, _ = own_run
+    out = model.parent / name
+    if fmt == "saved_model":  # a SavedModel from elsewhere: a folder with saved_model.pb
+        out.mkdir()
+        (out / "saved_model.pb").write_bytes(b"someone else's")
+    else:
+        out.write_bytes(b"someone else's")
+    before = _tree(model.parent)
+    with pytest.raises(OutputError, match="exists and was not written by cnn-mnist.*--overwrite"):
+        export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)
+    assert _tree(model.parent) == before
+    done = export.export_model(
+        model, fmt, out=out, data_path=str(idx_folder), log_dir=logs, overwrite=True
+    )
+    first = _tree(model.parent)
+    assert first != before and saved.open_saved(done.path).metadata["export"]["format"] == fmt
+    export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)  # its own
+    assert saved.open_saved(out).metadata["export"]["format"] == fmt
+    assert sorted(p.name for p in model.parent.iterdir()) == sorted([name, "tiny.h5"])
+
+
+def test_an_export_whose_record_cannot_be_updated_is_kept_with_a_warning(
+    own_run, idx_folder, caplog
+):
+    model, logs, result = own_run
+    record = logs / result.run_id / "run.json"
+    before = record.read_bytes()
+    (logs / result.run_id).chmod(0o555)
+    record.chmod(0o444)
+    try:
+        if os.access(record, os.W_OK):
+            pytest.skip("root can write anywhere: test_faults.py does it on a read-only disk")
+        done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
+    finally:
+        (logs / result.run_id).chmod(0o755)
+        record.chmod(0o644)
+    assert done.path.exists() and done.recorded_in is None
+    assert "not listed in its run's record" in caplog.text
+    assert record.read_bytes() == before

@@ -423,3 +423,36 @@ def test_the_reserve_makes_room_for_the_last_record(tmp_path):
     assert calls == [True, False]
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
     assert not reserve.exists()
+
+
+@pytest.mark.slow
+def test_an_export_whose_run_record_is_read_only_is_kept_with_a_warning(world, tmp_path):
+    """The export is written and checked; only its entry in run.json cannot be: one warning,
+    exit 0, the record as it was (it was a PermissionError traceback)."""
+    logs = tmp_path / "logs"
+    run = next((world / "logs").iterdir())
+    with tmpfs(logs):
+        shutil.copytree(run, logs / "fit" / run.name)
+        subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
+        before = snapshot(logs)
+        out = tmp_path / "m.onnx"
+        model, data = str(world / "models" / "tiny.h5"), str(world / "data")
+        code, output = run_in_process(
+            ["export", "-q", "--format", "onnx", "--model", model, "--data", data, "--out",
+             str(out)], tmp_path)  # fmt: skip
+        assert code == 0 and out.is_file(), output
+        assert "warning: could not write the export's entry" in output, output
+        assert "not listed in its run's record" in output and "Traceback" not in output
+        assert snapshot(logs) == before
+
+
+def test_evaluate_of_an_unreadable_model_makes_no_out_folder(world, tmp_path):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not a model")
+    out = tmp_path / "results" / "ev"
+    code, output = run_in_process(
+        ["evaluate", "--model", str(broken), "--data", str(world / "data"), "--out", str(out)],
+        tmp_path,
+    )
+    assert code != 0 and "not a readable Keras model" in output, output
+    assert not (tmp_path / "results").exists()

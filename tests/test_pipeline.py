@@ -132,6 +132,54 @@ def test_foreign_model_is_not_replaced_without_overwrite(tmp_path, tiny_config_f
     assert target.read_bytes()[:4] == b"\x89HDF"
 
 
+def test_a_tflite_beside_the_model_that_train_did_not_export_is_kept(tmp_path, tiny_config_file):
+    """An int8 export the user put at models/NAME.tflite was replaced without a word."""
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.training.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    first = train(config, progress=0)  # its .tflite beside it is train's own: replaced freely
+    lite = first.model_path.with_suffix(".tflite")
+    second = train(config, progress=0)
+    assert lite.read_bytes() == (second.run_dir / "model.tflite").read_bytes()
+    lite.write_bytes(b"the user's int8 export")
+    with pytest.raises(OutputError, match=r"tiny.tflite exists and was not written.*--overwrite"):
+        train(config, progress=0)
+    assert lite.read_bytes() == b"the user's int8 export"
+    first.model_path.unlink()  # no model there either: still the user's
+    with pytest.raises(OutputError, match=r"tiny.tflite exists and was not written"):
+        train(config, progress=0)
+    assert lite.read_bytes() == b"the user's int8 export"
+    third = train(config, progress=0, overwrite=True)
+    assert lite.read_bytes() == (third.run_dir / "model.tflite").read_bytes()
+
+
+def test_a_file_that_appears_at_the_model_path_during_training_is_kept(tmp_path, tiny_config_file):
+    """The model path was checked only at start: a file put there meanwhile was replaced."""
+    import keras
+
+    from cnn_mnist.core.errors import OutputError
+    from cnn_mnist.training.pipeline import train
+
+    config = load_config(tiny_config_file, sets=["training.epochs=1"])
+    target = Path(config.output.model_path)
+
+    class UserSavesThere(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"saved by the user meanwhile")
+
+    with pytest.raises(OutputError, match="It appeared while run .* trained") as caught:
+        train(config, progress=0, callbacks=(UserSavesThere(),))
+    assert target.read_bytes() == b"saved by the user meanwhile"
+    assert not target.with_suffix(".tflite").exists()
+    (record,) = Path(config.tensorboard.log_dir).glob("*/run.json")
+    data = json.loads(record.read_text())
+    assert data["status"] == "failed" and (record.parent / "model.h5").is_file()
+    assert f"--resume {data['run_id']} --overwrite" in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 2
+
+
 @pytest.mark.slow
 def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     import json
