@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from cnn_mnist.core import paths
+from cnn_mnist.core.errors import clipped, shown
 from cnn_mnist.core.datasets import CLASS_NAMES, default_class_names
 
 Activation = Literal["relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish"]
@@ -24,12 +25,12 @@ Padding = Literal["valid", "same"]
 def _pair(value: Any) -> tuple[int, int]:
     """Keras accepts `3` or `[3, 3]` for a kernel, stride or pool size; so do we."""
     if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+        raise ValueError(f"expected a positive integer or a list of two, got {shown(value)}")
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+        raise ValueError(f"expected a positive integer or a list of two, got {shown(value)}")
     if min(pair) < 1:
-        raise ValueError(f"expected sizes of at least 1, got {value!r}")
+        raise ValueError(f"expected sizes of at least 1, got {shown(value)}")
     return pair
 
 
@@ -314,7 +315,7 @@ class DataConfig(_Section):
         if value is None:
             return value
         if len(value) != 10 or len(set(value)) != 10 or not all(v.strip() for v in value):
-            raise ValueError(f"expected 10 different names (label 0 to 9), got {value!r}")
+            raise ValueError(f"expected 10 different names (label 0 to 9), got {shown(value)}")
         fixed = CLASS_NAMES.get(info.data.get("dataset", "mnist"))
         if fixed is not None and value != fixed:
             raise ValueError(
@@ -593,7 +594,7 @@ class TensorBoardConfig(_Section):
             return value
         raise ValueError(
             f"expected a batch number (0: off) or [first, last] with "
-            f"1 <= first <= last, got {value!r}"
+            f"1 <= first <= last, got {shown(value)}"
         )
 
 
@@ -611,7 +612,7 @@ class OutputConfig(_Section):
     @classmethod
     def _model_suffix(cls, value: str) -> str:
         if Path(value).suffix not in (".h5", ".keras"):
-            raise ValueError(f"expected a file name ending in .h5 or .keras, got {value!r}")
+            raise ValueError(f"expected a file name ending in .h5 or .keras, got {shown(value)}")
         return value
 
 
@@ -653,9 +654,11 @@ class SweepParameter(_Section):
         if self.low is None or self.high is None:
             raise ValueError("a range needs both low and high")
         if not self.low < self.high:
-            raise ValueError(f"low must be below high, got low {self.low!r}, high {self.high!r}")
+            raise ValueError(
+                f"low must be below high, got low {shown(self.low)}, high {shown(self.high)}"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"log: true needs low above 0, got {self.low!r}")
+            raise ValueError(f"log: true needs low above 0, got {shown(self.low)}")
         if self.type == "int" and not all(isinstance(v, int) for v in (self.low, self.high)):
             raise ValueError("type: int needs integer low and high")
         return self
@@ -719,7 +722,7 @@ class SweepConfig(_Section):
                 "sweep"
             ):
                 sections = ", ".join(k for k in Config.model_fields if k != "sweep")
-                raise ValueError(f"{key!r} is not a key path in a section ({sections})")
+                raise ValueError(f"{shown(key)} is not a key path in a section ({sections})")
         return value
 
     @model_validator(mode="after")
@@ -728,7 +731,7 @@ class SweepConfig(_Section):
         if self.method == "grid" and ranged:
             raise ValueError(
                 f"method grid needs values: [...] for every parameter; "
-                f"{', '.join(ranged)} has low/high"
+                f"{clipped(', '.join(ranged), 120)} has low/high"
             )
         return self
 
