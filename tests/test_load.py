@@ -337,3 +337,40 @@ def test_a_list_index_is_ascii_digits(index):
     # Before: str.isdigit() let '²' and 5,000 digits through to int(), a ValueError traceback.
     with pytest.raises(ConfigError, match=r"bad list index \["):
         load_config(sets=[f"model.layers[{index}].rate=0.1"])
+
+
+@pytest.mark.parametrize(
+    "text, line, key, first",
+    [
+        ("training:\n  epochs: 5\ntraining:\n  batch_size: 64\n", 3, "training", 1),
+        ("training:\n  epochs: 5\n  batch_size: 64\n  epochs: 6\n", 4, "training.epochs", 2),
+        (
+            "model:\n  layers:\n    - {type: Flatten}\n    - {type: Dense, units: 10, units: 9}\n",
+            4,
+            "model.layers[1].units",
+            4,
+        ),
+    ],
+    ids=["top level", "in a section", "in a layer"],
+)
+def test_a_key_given_twice_is_refused(tmp_path, text, line, key, first):
+    # Before: YAML kept the last silently (the first block's epochs: 5 was lost).
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path} line {line}: key '{key}' appears twice (first at line {first}); merge the two "
+        "into one (YAML would keep only the last, silently)"
+    )
+
+
+def test_a_merged_key_may_be_overridden_and_a_set_value_is_checked_too(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {epochs: 2, batch_size: 32}\ntraining:\n  <<: *b\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="base: unknown key"):
+        load_config(path)  # the merge itself is fine; `base` is not a section
+    training = load_config(sets=["training={<<: {epochs: 2, batch_size: 32}, epochs: 3}"]).training
+    assert (training.epochs, training.batch_size) == (3, 32)
+    with pytest.raises(ConfigError, match=r"^--set training: key 'epochs' appears twice"):
+        load_config(sets=["training={epochs: 1, epochs: 2}"])

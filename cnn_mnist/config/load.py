@@ -107,13 +107,14 @@ class _Tally:
     """Each node's size (values, itself included) and depth with its aliases expanded, each
     node measured once: time and memory in proportion to the text, however much the aliases
     stand for. A node is met again only through an alias, and an anchor comes before its
-    aliases, so the recursion goes no deeper than the text's own nesting (MAX_DEPTH)."""
+    aliases, so the recursion goes no deeper than the text's own nesting (MAX_DEPTH). Each
+    mapping's keys are checked on the way: YAML keeps the last of two equal keys, silently."""
 
     def __init__(self) -> None:
         self.measured: dict[int, tuple[int, int]] = {}
         self.open: set[int] = set()
 
-    def measure(self, node: yaml.Node) -> tuple[int, int]:
+    def measure(self, node: yaml.Node, path: str = "") -> tuple[int, int]:
         key = id(node)
         if key in self.measured:
             return self.measured[key]
@@ -126,8 +127,8 @@ class _Tally:
             )
         self.open.add(key)
         size, depth = 1, 1
-        for child in _children(node):
-            child_size, child_depth = self.measure(child)
+        for child, child_path in _children(node, path):
+            child_size, child_depth = self.measure(child, child_path)
             size, depth = size + child_size, max(depth, child_depth + 1)
         self.open.discard(key)
         self.measured[key] = size, depth
@@ -142,12 +143,29 @@ class _Tally:
         return size, depth
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    """A node's children, each with its key path (`training.epochs`, `model.layers[3]`); a
+    key that a mapping has twice is refused. Merged keys (`<<: *name`) may be overridden."""
     if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
+        return [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    children: list[tuple[yaml.Node, str]] = []
+    first: dict[tuple[str, str], int] = {}
+    for key, value in node.value:
+        name = path
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            name = clipped(f"{path}.{key.value}" if path else key.value, 100)
+            if (key.tag, key.value) in first:
+                raise Refused(
+                    f"key {shown(name)} appears twice (first at line "
+                    f"{first[key.tag, key.value]}); merge the two into one (YAML would keep "
+                    "only the last, silently)",
+                    key.start_mark.line + 1,
+                )
+            first[key.tag, key.value] = key.start_mark.line + 1
+        children += [(key, path), (value, name)]
+    return children
 
 
 def _yaml(text: str):
