@@ -437,9 +437,6 @@ def _join(key: str, messages: list[str]) -> str:
     )
 
 
-MAX_ALSO = 4  # problems listed below the first
-
-
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
     """Validate a raw dict against the schema; all problems in one ConfigError."""
     try:
@@ -453,11 +450,9 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
             key, _, message = line.partition(": ")
             by_key.setdefault(key, []).append(message)
         lines = [clipped(_join(key, messages), 300) for key, messages in by_key.items()]
-        # The first line is the one a user reads; list a few more below it.
+        # The first line is the one a user reads; two more at most below it.
         head = f"invalid {source}: {lines[0]}"
-        more = lines[1 : 1 + MAX_ALSO]
-        if len(lines) > 1 + MAX_ALSO:
-            more.append(f"{len(lines) - 1 - MAX_ALSO} more problems")
+        more = lines[1:] if len(lines) <= 3 else [lines[1], f"{len(lines) - 2} more problems"]
         head += "".join(f"\n  also: {line}" for line in more)
         raise ConfigError(head) from None
 

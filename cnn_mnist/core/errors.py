@@ -54,7 +54,7 @@ class _Brief(reprlib.Repr):
 
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > 128:
-            return f"an integer of about {int(x.bit_length() * 0.30103) + 1} digits"
+            return f"an integer of about {int((x.bit_length() - 1) * 0.30103) + 1} digits"
         return super().repr_int(x, level)
 
 
