@@ -384,3 +384,13 @@ def test_many_problems_are_the_first_two_and_a_count():
     assert lines[0].startswith("invalid config default.yaml: training.epochs: ")
     assert lines[1].startswith("  also: training.batch_size: ")
     assert lines[2] == "  also: 2 more problems" and len(lines) == 3
+
+
+@pytest.mark.parametrize("name", ["a" * 5000, "a/" * 3000 + "x.yaml", "n" * 100_000])
+def test_a_config_path_too_long_for_the_system_is_a_config_error(name):
+    # Before: Path.is_file() raised OSError (File name too long): a traceback.
+    with pytest.raises(ConfigError) as info:
+        load_config(name)
+    message = str(info.value)
+    assert message.startswith(f"cannot read config file {name[:40]}"), message
+    assert message.endswith(": File name too long") and len(message) < 200

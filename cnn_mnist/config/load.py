@@ -188,7 +188,11 @@ def resolve_config_path(path: str | Path | None) -> Path:
         return default_config_path()
     path = Path(path)
     shipped = default_config_path().parent / f"{path.stem}.yaml"
-    if not path.exists() and path.parent == Path(".") and shipped.is_file():
+    try:
+        missing = not path.exists()
+    except OSError:  # a name too long for the system, say: read_yaml says so
+        return path
+    if missing and path.parent == Path(".") and shipped.is_file():
         return shipped
     return path
 
@@ -196,10 +200,14 @@ def resolve_config_path(path: str | Path | None) -> Path:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a dict; a missing file or broken YAML is a ConfigError."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # ENAMETOOLONG: is_file() raises it rather than say False
+        raise ConfigError(f"cannot read config file {clipped(str(path))}: {exc.strerror}") from None
+    if not found:
         raise ConfigError(
-            f"config file not found: {path} (pass a YAML file to --config, or one "
-            f"of the shipped configs: {', '.join(shipped_configs())})"
+            f"config file not found: {clipped(str(path), 300)} (pass a YAML file to --config, or "
+            f"one of the shipped configs: {', '.join(shipped_configs())})"
         )
     try:
         raw = _yaml(path.read_text(encoding="utf-8"))
