@@ -19,7 +19,8 @@ from cnn_mnist.core.errors import clipped, shown
 from cnn_mnist.core.datasets import CLASS_NAMES, default_class_names
 
 # Upper bounds, so that a number too large to mean anything is the schema's error, not an
-# overflow deep in NumPy or TensorFlow.
+# overflow deep in NumPy or TensorFlow. A layer too large for memory is the memory guard's to
+# refuse, with what it would need (stages/guards.py).
 INT32_MAX = 2**31 - 1  # counts and sizes: TensorFlow's int32
 SEED_MAX = 2**32 - 1  # NumPy's np.random.seed takes seeds below 2**32
 MAX_SIDE = 4096  # an image's height, width or channels, and a window's side (MNIST's: 28)
@@ -91,7 +92,7 @@ class Conv2D(_Section):
     """A 2D convolution: `filters` kernels slid over the input, each giving one feature map."""
 
     type: Literal["Conv2D"] = _type("Conv2D")
-    filters: int = Field(ge=1, le=65_536, description="Kernels, so output channels.")
+    filters: int = Field(ge=1, le=INT32_MAX, description="Kernels, so output channels.")
     kernel_size: Pair = Field(description="The kernel's height and width: 3 or [3, 3].")
     strides: Pair = Field(
         default=(1, 1), description="The step between kernel positions: 1 or [rows, columns]."
@@ -159,7 +160,7 @@ class Dense(_Section):
     """A fully connected layer: every input to every unit. The last one has 10 units."""
 
     type: Literal["Dense"] = _type("Dense")
-    units: int = Field(ge=1, le=2**20, description="Outputs; the model's last layer needs 10.")
+    units: int = Field(ge=1, le=INT32_MAX, description="Outputs; the model's last layer needs 10.")
     activation: Activation | None = Field(default=None, description=_ACTIVATION)
 
 
