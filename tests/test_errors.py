@@ -41,3 +41,28 @@ def test_anything_else_is_not_hidden():
 
     result = CliRunner().invoke(command, [])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
+def test_shown_is_short_and_quick_for_any_value():
+    import sys
+    import time
+
+    assert errors.shown("relu") == "'relu'" and errors.shown(10**23) == "100000000000000000000000"
+    start = time.perf_counter()
+    huge = [
+        "x" * 10**6,
+        list(range(10**6)),
+        {str(i): [[[[i]]]] for i in range(10**5)},
+        [[[[[[[[["deep"]]]]]]]]],
+    ]
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # an int that Python would not even write out
+    try:
+        huge.append(7**100_000)
+        texts = [errors.shown(value) for value in huge]
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert time.perf_counter() - start < 5
+    assert all(len(text) <= 80 for text in texts), texts
+    assert texts[-1] == "an integer of about 84510 digits"
+    assert errors.clipped("k" * 500, 20) == "k" * 17 + "..." and errors.clipped("key") == "key"

@@ -211,6 +211,34 @@ def test_bad_requests(own_run, idx_folder, tmp_path):
     assert sorted(p.name for p in model.parent.iterdir()) == ["tiny.h5", "tiny_float32.tflite"]
 
 
+@pytest.mark.parametrize("allow_drop", [float("nan"), float("inf"), float("-inf"), -0.5])
+def test_an_allow_drop_that_is_not_a_finite_number_is_refused_first(tmp_path, allow_drop):
+    # Before: NaN passed `allow_drop < 0`, and as a limit no drop exceeds, every export passed.
+    # Refused before the model or any data is read (neither exists here).
+    with pytest.raises(ExportError) as info:
+        export.export_model(
+            tmp_path / "missing.h5",
+            "litert",
+            "int8",
+            data_path=str(tmp_path / "no-data"),
+            allow_drop=allow_drop,
+        )
+    assert str(info.value) == (
+        f"--allow-drop {allow_drop:g}: expected points of accuracy, a number 0 or more"
+    )
+
+
+def test_cli_export_refuses_allow_drop_nan(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["export", "-m", str(tmp_path / "missing.h5"), "-f", "onnx", "--allow-drop", "nan"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        result.output
+        == "error: --allow-drop nan: expected points of accuracy, a number 0 or more\n"
+    )
+
+
 def test_cli_export_and_json(own_run, idx_folder):
     model, _, _ = own_run
     runner = CliRunner()

@@ -549,6 +549,20 @@ def _bad_length(server):
     )
 
 
+def _length(value: bytes):
+    """A POST whose Content-Length header is `value` (its bytes read as Latin-1, as HTTP's
+    headers are: b"\xb2" is '²', a digit to str.isdigit() that int() refuses)."""
+
+    def send(server):
+        return raw(
+            server,
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+
+    return send
+
+
 def _unknown_method(server):
     return raw(server, b"BREW /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
@@ -735,6 +749,11 @@ def test_wrong_method_says_which_are_allowed(server):
         (_chunked, 411, "Content-Length"),
         (_huge_declared, 413, "1,000,000,000 bytes"),
         (_bad_length, 400, "not a number"),
+        # Before: '²' and 5,000 digits passed str.isdigit() and int() raised: a 500.
+        (_length(b"\xb2"), 400, "Content-Length '\xb2' is not a number of bytes"),
+        (_length(b"1\xb3"), 400, "not a number of bytes"),
+        (_length(b"9" * 5000), 413, "the body is a 5000-digit number of bytes"),
+        (_length(b"x" * 20000), 400, "Content-Length 'xxxxxxxxx"),
         (_unknown_method, 501, "'BREW' not supported"),
         (_garbage, 400, "Bad request"),
     ],
@@ -743,6 +762,10 @@ def test_wrong_method_says_which_are_allowed(server):
         "chunked",
         "1 GB announced",
         "a bad Content-Length",
+        "a superscript two",
+        "one and a superscript three",
+        "5,000 digits",
+        "20,000 letters",
         "an unknown method",
         "not HTTP",
     ],
@@ -752,6 +775,7 @@ def test_malformed_requests_get_a_json_error_and_the_server_goes_on(server, send
     assert got == status
     answer = json.loads(body)
     assert answer["status"] == status and words.lower() in answer["error"].lower(), answer
+    assert len(answer["error"]) < 300  # a header's value is not echoed whole
     still_serving(server)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cnn_mnist.core.errors import ConfigError
+from cnn_mnist.core.errors import ConfigError, clipped, shown
 from cnn_mnist.config.schema import LAYER_NAMES, LAYER_TYPES, Config
 from cnn_mnist.config.shapes import infer
 
@@ -33,10 +33,62 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # --- loading ----------------------------------------------------------------------------------
 
 
+# A config is a few dozen values, nested four or five deep. YAML's aliases (*name) repeat the
+# value anchored as &name wherever they stand, and aliases of anchors of aliases multiply: a
+# few hundred bytes can stand for billions of values ("billion laughs"), which validating or
+# printing would spell out. So the parsed nodes are measured before any value is built.
+MAX_DEPTH = 50  # lists and mappings inside each other, aliases expanded
+ALIAS_BUDGET = 10_000  # values that aliases may add to those written out
+
+
+class Refused(Exception):
+    """YAML that parses but that a config refuses; `line` (from 1) is where, if known. Not a
+    yaml.YAMLError: a `--set` value that is not YAML is a string, one that is refused is not."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-4` as a string; learning rates are written that way, so read floats."""
+    """YAML 1.1 reads `1e-4` as a string; learning rates are written that way, so read floats.
+    Nesting, aliases and integers are held to what a config can use (above)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # PyYAML composes nested nodes by recursion: stop before Python's limit does.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise Refused(_TOO_DEEP, self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _Tally().measure(node)
+        return node
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts (4,300)
+            raise Refused(
+                f"an integer of {len(node.value)} digits; no setting takes one that long",
+                node.start_mark.line + 1,
+            ) from None
 
 
+_TOO_DEEP = (
+    f"lists and mappings nested more than {MAX_DEPTH} deep; a config nests them four or five "
+    "deep (see `cnn config show`)"
+)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
@@ -49,6 +101,71 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+class _Tally:
+    """Each node's size (values, itself included) and depth with its aliases expanded, each
+    node measured once: time and memory in proportion to the text, however much the aliases
+    stand for. A node is met again only through an alias, and an anchor comes before its
+    aliases, so the recursion goes no deeper than the text's own nesting (MAX_DEPTH). Each
+    mapping's keys are checked on the way: YAML keeps the last of two equal keys, silently."""
+
+    def __init__(self) -> None:
+        self.measured: dict[int, tuple[int, int]] = {}
+        self.open: set[int] = set()
+
+    def measure(self, node: yaml.Node, path: str = "") -> tuple[int, int]:
+        key = id(node)
+        if key in self.measured:
+            return self.measured[key]
+        line = node.start_mark.line + 1
+        if key in self.open:
+            raise Refused(
+                "an alias (*name) inside the value it names (&name) repeats it without end; "
+                "write the value out instead",
+                line,
+            )
+        self.open.add(key)
+        size, depth = 1, 1
+        for child, child_path in _children(node, path):
+            child_size, child_depth = self.measure(child, child_path)
+            size, depth = size + child_size, max(depth, child_depth + 1)
+        self.open.discard(key)
+        self.measured[key] = size, depth
+        if depth > MAX_DEPTH:
+            raise Refused(_TOO_DEEP, line)
+        # Without aliases a node's size is at most the number of nodes measured so far.
+        if size > len(self.measured) + ALIAS_BUDGET:
+            raise Refused(
+                f"uses YAML aliases (*name) that expand to too much (over {ALIAS_BUDGET:,} "
+                "values); write the values out, or use fewer aliases"
+            )
+        return size, depth
+
+
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    """A node's children, each with its key path (`training.epochs`, `model.layers[3]`); a
+    key that a mapping has twice is refused. Merged keys (`<<: *name`) may be overridden."""
+    if isinstance(node, yaml.SequenceNode):
+        return [(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    children: list[tuple[yaml.Node, str]] = []
+    first: dict[tuple[str, str], int] = {}
+    for key, value in node.value:
+        name = path
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            name = clipped(f"{path}.{key.value}" if path else key.value, 100)
+            if (key.tag, key.value) in first:
+                raise Refused(
+                    f"key {shown(name)} appears twice (first at line "
+                    f"{first[key.tag, key.value]}); merge the two into one (YAML would keep "
+                    "only the last, silently)",
+                    key.start_mark.line + 1,
+                )
+            first[key.tag, key.value] = key.start_mark.line + 1
+        children += [(key, path), (value, name)]
+    return children
 
 
 def _yaml(text: str):
@@ -71,7 +188,11 @@ def resolve_config_path(path: str | Path | None) -> Path:
         return default_config_path()
     path = Path(path)
     shipped = default_config_path().parent / f"{path.stem}.yaml"
-    if not path.exists() and path.parent == Path(".") and shipped.is_file():
+    try:
+        missing = not path.exists()
+    except OSError:  # a name too long for the system, say: read_yaml says so
+        return path
+    if missing and path.parent == Path(".") and shipped.is_file():
         return shipped
     return path
 
@@ -79,10 +200,14 @@ def resolve_config_path(path: str | Path | None) -> Path:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a dict; a missing file or broken YAML is a ConfigError."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # ENAMETOOLONG: is_file() raises it rather than say False
+        raise ConfigError(f"cannot read config file {clipped(str(path))}: {exc.strerror}") from None
+    if not found:
         raise ConfigError(
-            f"config file not found: {path} (pass a YAML file to --config, or one "
-            f"of the shipped configs: {', '.join(shipped_configs())})"
+            f"config file not found: {clipped(str(path), 300)} (pass a YAML file to --config, or "
+            f"one of the shipped configs: {', '.join(shipped_configs())})"
         )
     try:
         raw = _yaml(path.read_text(encoding="utf-8"))
@@ -90,7 +215,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}: broken YAML{where}: {problem}") from None
+        raise ConfigError(f"{path}: broken YAML{where}: {clipped(problem, 120)}") from None
+    except Refused as exc:
+        where = f" line {exc.line}" if exc.line else ""
+        raise ConfigError(f"{path}{where}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     if raw is None:
@@ -107,13 +235,15 @@ def parse_set(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(
-            f"--set {item!r}: expected KEY.PATH=VALUE, for example "
+            f"--set {shown(item)}: expected KEY.PATH=VALUE, for example "
             "--set training.epochs=2 or --set model.layers[3].rate=0.3"
         )
     try:
         value = _yaml(text) if text.strip() else None
     except yaml.YAMLError:
         value = text  # not YAML: take it as a string and let the schema judge it
+    except Refused as exc:
+        raise ConfigError(f"--set {clipped(key.strip())}: {exc}") from None
     return key.strip(), value
 
 
@@ -126,9 +256,12 @@ def split_key(key: str, what: str = "--set") -> list[str | int]:
             parts.append(name)
         while rest:
             index, _, rest = rest.partition("]")
-            if not index.isdigit():
+            if not (
+                index.isascii() and index.isdigit() and len(index) < 10
+            ):  # not '²', nor 4,300 digits
                 raise ConfigError(
-                    f"{what} {key}: bad list index [{index}] (expected [0], [1], ...)"
+                    f"{what} {clipped(key)}: bad list index [{clipped(index, 20)}] "
+                    "(expected [0], [1], ...)"
                 )
             parts.append(int(index))
             rest = rest.removeprefix("[")
@@ -182,15 +315,17 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise ConfigError(
-                    f"--set {key}: {_format_loc(parts[:depth]) or 'config'} is not a list"
+                    f"--set {clipped(key)}: {_format_loc(parts[:depth]) or 'config'} is not a list"
                 )
             if part >= len(node):
                 raise ConfigError(
-                    f"--set {key}: {where} is out of range "
+                    f"--set {clipped(key)}: {where} is out of range "
                     f"(the list has {len(node)} items: 0 to {len(node) - 1})"
                 )
         elif not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {_format_loc(parts[:depth])} is not a section")
+            raise ConfigError(
+                f"--set {clipped(key)}: {_format_loc(parts[:depth])} is not a section"
+            )
         if last:
             node[part] = value
         else:
@@ -200,9 +335,11 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _format_loc(loc: list[str | int] | tuple) -> str:
+    """`model.layers[3].rate`; a key longer than a key path's (the user's) is cut short."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = clipped(str(part), 60)
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out
 
 
@@ -282,7 +419,9 @@ def _describe_error(err: Mapping[str, Any], raw: dict[str, Any]) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         got = given.get("type") if isinstance(given, dict) else given
         hint = difflib.get_close_matches(str(got), LAYER_NAMES, n=1)
-        msg = f"{where}.type: unknown layer type {got!r}" if got else f"{where}: missing 'type'"
+        msg = (
+            f"{where}.type: unknown layer type {shown(got)}" if got else f"{where}: missing 'type'"
+        )
         if hint:
             msg += f" (did you mean '{hint[0]}'?)"
         return msg + f"; valid types: {', '.join(LAYER_NAMES)}"
@@ -290,9 +429,9 @@ def _describe_error(err: Mapping[str, Any], raw: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{where}: required key is missing"
     if kind == "literal_error":
-        return f"{where}: {message}, got {given!r}"
-    if kind.endswith("_type") or kind.startswith(("greater", "less", "too_")):
-        return f"{where}: {message}, got {given!r} ({type(given).__name__})"
+        return f"{where}: {message}, got {shown(given)}"
+    if kind.endswith("_type") or kind.startswith(("greater", "less", "too_", "finite")):
+        return f"{where}: {message}, got {shown(given)} ({type(given).__name__})"
     return f"{where}: {message}"
 
 
@@ -318,11 +457,11 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
             line = _describe_error(err, raw)
             key, _, message = line.partition(": ")
             by_key.setdefault(key, []).append(message)
-        lines = [_join(key, messages) for key, messages in by_key.items()]
-        # The first line is the one a user reads; list the rest below it.
+        lines = [clipped(_join(key, messages), 300) for key, messages in by_key.items()]
+        # The first line is the one a user reads; two more at most below it.
         head = f"invalid {source}: {lines[0]}"
-        if len(lines) > 1:
-            head += "\n" + "\n".join(f"  also: {line}" for line in lines[1:])
+        more = lines[1:] if len(lines) <= 3 else [lines[1], f"{len(lines) - 2} more problems"]
+        head += "".join(f"\n  also: {line}" for line in more)
         raise ConfigError(head) from None
 
 

@@ -15,7 +15,17 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from cnn_mnist.core import paths
+from cnn_mnist.core.errors import clipped, shown
 from cnn_mnist.core.datasets import CLASS_NAMES, default_class_names
+
+# Upper bounds, so that a number too large to mean anything is the schema's error, not an
+# overflow deep in NumPy or TensorFlow. A layer too large for memory is the memory guard's to
+# refuse, with what it would need (stages/guards.py).
+INT32_MAX = 2**31 - 1  # counts and sizes: TensorFlow's int32
+SEED_MAX = 2**32 - 1  # NumPy's np.random.seed takes seeds below 2**32
+MAX_SIDE = 4096  # an image's height, width or channels, and a window's side (MNIST's: 28)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # a sweep's integers
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 
 Activation = Literal["relu", "sigmoid", "tanh", "softmax", "linear", "elu", "selu", "gelu", "swish"]
 Padding = Literal["valid", "same"]
@@ -24,12 +34,14 @@ Padding = Literal["valid", "same"]
 def _pair(value: Any) -> tuple[int, int]:
     """Keras accepts `3` or `[3, 3]` for a kernel, stride or pool size; so do we."""
     if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+        raise ValueError(f"expected a positive integer or a list of two, got {shown(value)}")
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"expected a positive integer or a list of two, got {value!r}")
+        raise ValueError(f"expected a positive integer or a list of two, got {shown(value)}")
     if min(pair) < 1:
-        raise ValueError(f"expected sizes of at least 1, got {value!r}")
+        raise ValueError(f"expected sizes of at least 1, got {shown(value)}")
+    if max(pair) > MAX_SIDE:
+        raise ValueError(f"expected sizes of at most {MAX_SIDE}, got {shown(value)}")
     return pair
 
 
@@ -39,11 +51,16 @@ Pair = Annotated[
     BeforeValidator(
         _pair,
         json_schema_input_type=Union[
-            Annotated[int, Field(ge=1)],
-            Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)],
+            Annotated[int, Field(ge=1, le=MAX_SIDE)],
+            Annotated[
+                list[Annotated[int, Field(ge=1, le=MAX_SIDE)]], Field(min_length=2, max_length=2)
+            ],
         ],
     ),
 ]
+
+
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
 
 def _as_tuple(value: Any) -> Any:
@@ -51,8 +68,9 @@ def _as_tuple(value: Any) -> Any:
 
 
 class _Section(BaseModel):
-    # strict: "32" is not 32, and true is not 1. forbid: a misspelt key is an error.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: "32" is not 32, and true is not 1. forbid: a misspelt key is an error. No .nan
+    # or .inf: no setting means anything by them (a NaN passes every comparison's "not").
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _type(name: str) -> Any:
@@ -74,7 +92,7 @@ class Conv2D(_Section):
     """A 2D convolution: `filters` kernels slid over the input, each giving one feature map."""
 
     type: Literal["Conv2D"] = _type("Conv2D")
-    filters: int = Field(ge=1, description="Kernels, so output channels.")
+    filters: int = Field(ge=1, le=INT32_MAX, description="Kernels, so output channels.")
     kernel_size: Pair = Field(description="The kernel's height and width: 3 or [3, 3].")
     strides: Pair = Field(
         default=(1, 1), description="The step between kernel positions: 1 or [rows, columns]."
@@ -142,7 +160,7 @@ class Dense(_Section):
     """A fully connected layer: every input to every unit. The last one has 10 units."""
 
     type: Literal["Dense"] = _type("Dense")
-    units: int = Field(ge=1, description="Outputs; the model's last layer needs 10.")
+    units: int = Field(ge=1, le=INT32_MAX, description="Outputs; the model's last layer needs 10.")
     activation: Activation | None = Field(default=None, description=_ACTIVATION)
 
 
@@ -293,11 +311,13 @@ class DataConfig(_Section):
     limit_train: int | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="Train on the first N images only (quick runs); null: all of them.",
     )
     limit_test: int | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="Validate and evaluate on the first N test images only; null: all of them.",
     )
     augment: AugmentConfig = Field(
@@ -314,7 +334,7 @@ class DataConfig(_Section):
         if value is None:
             return value
         if len(value) != 10 or len(set(value)) != 10 or not all(v.strip() for v in value):
-            raise ValueError(f"expected 10 different names (label 0 to 9), got {value!r}")
+            raise ValueError(f"expected 10 different names (label 0 to 9), got {shown(value)}")
         fixed = CLASS_NAMES.get(info.data.get("dataset", "mnist"))
         if fixed is not None and value != fixed:
             raise ValueError(
@@ -333,7 +353,7 @@ class ModelConfig(_Section):
     """The network: a stack of Keras layers, checked shape by shape before it is built."""
 
     name: str = Field(default="digits_recognition_cnn", description="The Keras model's name.")
-    input_shape: Annotated[tuple[int, int, int], BeforeValidator(_as_tuple)] = Field(
+    input_shape: Annotated[tuple[Side, Side, Side], BeforeValidator(_as_tuple)] = Field(
         default=(28, 28, 1), description="Height, width and channels of one image."
     )
     layers: list[Layer] = Field(
@@ -434,7 +454,7 @@ class CompileConfig(_Section):
         description="XLA. auto: Keras's rule, on with a GPU, off on CPUs (it made an epoch 5x "
         "slower on a 2-core CPU) and under training.distribution.",
     )
-    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=INT32_MAX)] = Field(
         default="auto",
         description="Training steps per call into TensorFlow. auto: 32 with a GPU, 1 on CPUs.",
     )
@@ -456,7 +476,7 @@ class EarlyStoppingConfig(_Section):
 
     monitor: Monitor = Field(default="val_loss", description="The Keras log to watch.")
     patience: int = Field(
-        default=3, ge=0, description="Epochs without improvement before it stops."
+        default=3, ge=0, le=INT32_MAX, description="Epochs without improvement before it stops."
     )
     min_delta: float = Field(
         default=0.0, ge=0.0, description="The least change that counts as an improvement."
@@ -478,11 +498,12 @@ class TrainingConfig(_Section):
     """How long and on what the model trains."""
 
     epochs: int = Field(
-        default=1, ge=1, description="Passes over the training images (`--epochs`)."
+        default=1, ge=1, le=1_000_000, description="Passes over the training images (`--epochs`)."
     )
     batch_size: int = Field(
         default=128,
         ge=1,
+        le=2**20,
         description="Images per gradient update (`--batch-size`); under "
         "training.distribution the global batch, shared among "
         "the replicas.",
@@ -490,6 +511,7 @@ class TrainingConfig(_Section):
     seed: int | None = Field(
         default=None,
         ge=0,
+        le=SEED_MAX,
         description="Same seed, config and machine: same metrics "
         "(`--seed`). null: a fresh seed each run, written to "
         "run.json so the run can be repeated.",
@@ -519,11 +541,12 @@ class TrainingConfig(_Section):
         "in $TF_CONFIG, with `cnn train` run on every worker.",
     )
     cpu_devices: int = Field(
-        default=2, ge=1, description="Replicas for mirrored on a machine without GPUs."
+        default=2, ge=1, le=1024, description="Replicas for mirrored on a machine without GPUs."
     )
     collective_timeout: float = Field(
         default=120.0,
         gt=0,
+        le=7 * 86_400,
         description="Seconds a worker waits on the others (joining, each exchange) before it "
         "stops with an error instead of hanging; a step on this model takes well "
         "under a second. Heartbeats have their own fixed 60 s, the same on every "
@@ -542,6 +565,31 @@ class TrainingConfig(_Section):
         return self
 
 
+def _batches(value: Any) -> Any:
+    """A batch number (0: off) or [first, last], checked before the types: one message."""
+    numbers = value if isinstance(value, list) and len(value) == 2 else [value]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in numbers) and (
+        (len(numbers) == 1 and 0 <= value <= INT32_MAX)
+        or (len(numbers) == 2 and 1 <= value[0] <= value[1] <= INT32_MAX)
+    ):
+        return value
+    raise ValueError(
+        f"expected a batch number (0: off) or [first, last] with "
+        f"1 <= first <= last <= {INT32_MAX}, got {shown(value)}"
+    )
+
+
+Batches = Annotated[
+    Union[
+        Annotated[int, Field(ge=0, le=INT32_MAX)],
+        Annotated[
+            list[Annotated[int, Field(ge=1, le=INT32_MAX)]], Field(min_length=2, max_length=2)
+        ],
+    ],
+    BeforeValidator(_batches),
+]
+
+
 class TensorBoardConfig(_Section):
     """What each run logs for TensorBoard (`cnn tensorboard`)."""
 
@@ -554,11 +602,13 @@ class TensorBoardConfig(_Section):
     histogram_freq: int = Field(
         default=1,
         ge=0,
+        le=INT32_MAX,
         description="Weight histograms every N epochs (0: none); the lecture used 1.",
     )
     update_freq: int = Field(
         default=50,
         ge=1,
+        le=INT32_MAX,
         description="Loss and accuracy every N batches too (batch_loss, "
         "batch_accuracy): with one epoch, epoch-level curves "
         "are single dots.",
@@ -573,9 +623,10 @@ class TensorBoardConfig(_Section):
     sample_index: int = Field(
         default=10,
         ge=0,
+        le=INT32_MAX,
         description="The test digit whose feature maps are logged (10, the lecture's example).",
     )
-    profile_batch: int | list[int] = Field(
+    profile_batch: Batches = Field(
         default=0,
         description=(
             "Capture these training batches with TensorFlow's profiler, for TensorBoard's Profile "
@@ -583,18 +634,6 @@ class TensorBoardConfig(_Section):
             "--profile` sets [10, 15], after the first steps' tracing."
         ),
     )
-
-    @field_validator("profile_batch")
-    @classmethod
-    def _batches(cls, value: int | list[int]) -> int | list[int]:
-        if isinstance(value, int) and value >= 0:
-            return value
-        if isinstance(value, list) and len(value) == 2 and 1 <= value[0] <= value[1]:
-            return value
-        raise ValueError(
-            f"expected a batch number (0: off) or [first, last] with "
-            f"1 <= first <= last, got {value!r}"
-        )
 
 
 class OutputConfig(_Section):
@@ -611,13 +650,13 @@ class OutputConfig(_Section):
     @classmethod
     def _model_suffix(cls, value: str) -> str:
         if Path(value).suffix not in (".h5", ".keras"):
-            raise ValueError(f"expected a file name ending in .h5 or .keras, got {value!r}")
+            raise ValueError(f"expected a file name ending in .h5 or .keras, got {shown(value)}")
         return value
 
 
 # --- the search `cnn sweep` runs -----------------------------------------------------------
 
-Choice = Union[bool, int, float, str, None]  # what Optuna can store as a categorical choice
+Choice = Union[bool, Int64, float, str, None]  # what Optuna can store as a categorical choice
 
 
 class SweepParameter(_Section):
@@ -628,8 +667,10 @@ class SweepParameter(_Section):
     values: list[Choice] | None = Field(
         default=None, min_length=1, description="The choices: numbers, strings, booleans."
     )
-    low: int | float | None = Field(default=None, description="A range's lowest value (included).")
-    high: int | float | None = Field(
+    low: Int64 | float | None = Field(
+        default=None, description="A range's lowest value (included)."
+    )
+    high: Int64 | float | None = Field(
         default=None, description="A range's highest value (included)."
     )
     log: bool = Field(
@@ -653,9 +694,11 @@ class SweepParameter(_Section):
         if self.low is None or self.high is None:
             raise ValueError("a range needs both low and high")
         if not self.low < self.high:
-            raise ValueError(f"low must be below high, got low {self.low!r}, high {self.high!r}")
+            raise ValueError(
+                f"low must be below high, got low {shown(self.low)}, high {shown(self.high)}"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"log: true needs low above 0, got {self.low!r}")
+            raise ValueError(f"log: true needs low above 0, got {shown(self.low)}")
         if self.type == "int" and not all(isinstance(v, int) for v in (self.low, self.high)):
             raise ValueError("type: int needs integer low and high")
         return self
@@ -692,6 +735,7 @@ class SweepConfig(_Section):
     trials: int = Field(
         default=10,
         ge=1,
+        le=1_000_000,
         description="The study's total, counted over every process that joins "
         "it: trials that completed, were pruned, failed or are "
         "running; not those interrupted (`--trials`).",
@@ -708,7 +752,10 @@ class SweepConfig(_Section):
         "stops there.",
     )
     pruning_startup_trials: int = Field(
-        default=2, ge=0, description="Trials that must finish before the median rule prunes."
+        default=2,
+        ge=0,
+        le=INT32_MAX,
+        description="Trials that must finish before the median rule prunes.",
     )
 
     @field_validator("parameters")
@@ -719,7 +766,7 @@ class SweepConfig(_Section):
                 "sweep"
             ):
                 sections = ", ".join(k for k in Config.model_fields if k != "sweep")
-                raise ValueError(f"{key!r} is not a key path in a section ({sections})")
+                raise ValueError(f"{shown(key)} is not a key path in a section ({sections})")
         return value
 
     @model_validator(mode="after")
@@ -728,7 +775,7 @@ class SweepConfig(_Section):
         if self.method == "grid" and ranged:
             raise ValueError(
                 f"method grid needs values: [...] for every parameter; "
-                f"{', '.join(ranged)} has low/high"
+                f"{clipped(', '.join(ranged), 120)} has low/high"
             )
         return self
 

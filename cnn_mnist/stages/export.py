@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,8 +81,15 @@ class Export:
 # --- what may be asked -----------------------------------------------------------------------
 
 
-def check_request(fmt: str, quantize: str, out: str | Path | None) -> None:
+def check_request(
+    fmt: str, quantize: str, out: str | Path | None, allow_drop: float | None = None
+) -> None:
     """Cheap checks of what was asked, before anything is read."""
+    # Not `allow_drop < 0` alone: a NaN limit is never exceeded, so every export would pass.
+    if allow_drop is not None and not (math.isfinite(allow_drop) and allow_drop >= 0):
+        raise ExportError(
+            f"--allow-drop {allow_drop:g}: expected points of accuracy, a number 0 or more"
+        )
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if quantize not in QUANTIZATIONS:
@@ -308,9 +316,7 @@ def export_model(
     from cnn_mnist.stages.data import load_for_model, load_mnist, prepare_images
     from cnn_mnist.stages.saved import open_saved
 
-    check_request(fmt, quantize, out)
-    if allow_drop is not None and allow_drop < 0:
-        raise ExportError(f"--allow-drop {allow_drop:g}: expected points of accuracy, 0 or more")
+    check_request(fmt, quantize, out, allow_drop)
     saved = open_saved(model_path)
     if not saved.is_keras:
         raise ModelFileError(

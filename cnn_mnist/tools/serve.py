@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist.core import paths
-from cnn_mnist.core.errors import CnnError, DataError, ModelFileError, WrongDataset
+from cnn_mnist.core.errors import CnnError, DataError, ModelFileError, WrongDataset, shown
 from cnn_mnist.training.record import RunFile, read_record
 
 log = logging.getLogger(__name__)
@@ -637,15 +637,21 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             raise ApiError(411, "a Content-Length is needed: send the picture's bytes as the body")
-        if not length.strip().isdigit():
+        digits = length.strip()
+        # ASCII digits only: str.isdigit() is true for '²', which int() refuses (a 500).
+        if not (digits.isascii() and digits.isdigit()):
             self.close_connection = True
-            raise ApiError(400, f"Content-Length {length!r} is not a number of bytes")
-        size = int(length)
+            raise ApiError(400, f"Content-Length {shown(length)} is not a number of bytes")
+        # int() refuses more than 4,300 digits (a 500); 19 are more than any drain.
+        size = int(digits) if len(digits) < 19 else DRAIN_LIMIT + 1
         if size > MAX_BODY:
             self._discard(size)
+            told = (
+                f"{size:,} bytes" if len(digits) < 19 else f"a {len(digits)}-digit number of bytes"
+            )
             raise ApiError(
                 413,
-                f"the body is {size:,} bytes; the limit is {MAX_BODY // 2**20} MB "
+                f"the body is {told}; the limit is {MAX_BODY // 2**20} MB "
                 f"({MAX_BODY:,} bytes): send a smaller picture",
             )
         return self.rfile.read(size)

@@ -39,7 +39,7 @@ from cnn_mnist.config.load import (
     resolve_config_path,
     validate,
 )
-from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
+from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
 from cnn_mnist.stages.guards import TrainingFailed
 from cnn_mnist.tools.runs import new_run_id
 from cnn_mnist.config.schema import Config, SweepConfig
@@ -172,7 +172,7 @@ def _check_parameter(raw: dict, key: str, parameter, source: str) -> None:
             problem = str(exc).splitlines()[0].removeprefix("invalid config: ")
             problem = problem.removeprefix(f"--set {key}: ")
             raise ConfigError(
-                f"invalid sweep in {source}: sweep.parameters.{key}: {value!r} "
+                f"invalid sweep in {source}: sweep.parameters.{key}: {shown(value)} "
                 f"does not fit the config: {problem}"
             ) from None
 
