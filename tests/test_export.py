@@ -138,6 +138,10 @@ def test_judge_float_and_quantized():
     with pytest.raises(ExportError, match=r"loses 0.70 points .* pass --allow-drop 0.70"):
         export.judge(_checks(export_accuracy=0.983), "litert", "int8")
     export.judge(_checks(export_accuracy=0.983), "litert", "int8", allow_drop=1)
+    with pytest.raises(ExportError, match="loses"):  # a NaN limit lets nothing through
+        export.judge(_checks(export_accuracy=0.983), "litert", "int8", allow_drop=float("nan"))
+    with pytest.raises(ExportError, match="does not answer as the Keras model does"):
+        export.judge(_checks(max_prob_diff=float("nan")), "onnx", "none")
 
 
 def test_a_quantized_export_that_loses_too_much_is_not_written(own_run, idx_folder):

@@ -397,3 +397,31 @@ def test_a_corrupt_run_shows_compares_and_keeps_a_published_model(log_dir):
     Path("models").mkdir()
     os.link(corrupt / "model.h5", "models/digits_recognition_cnn.h5")  # the default stable path
     assert _cnn("runs", "rm", "20261107", "--yes").exit_code == 2 and corrupt.is_dir()
+
+
+def test_a_run_training_now_is_not_removed_even_with_force(tmp_path):
+    """`cnn runs rm --force` on a run training in this very process (alive, on this host, and
+    started before it) is refused; once its process is gone, --force removes it."""
+    import socket
+
+    from cnn_mnist.core.stamps import now
+    from tests.conftest import write_run_record
+
+    logs = tmp_path / "logs"
+    folder = write_run_record(
+        logs,
+        "20261101-000000-live",
+        status="running",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started_at=now(),  # after this process started, as its own run's would be
+    )
+    for extra in ([], ["--force"]):
+        refused = _cnn("runs", "--logdir", str(logs), "rm", "20261101-000000-live", "--yes", *extra)
+        assert refused.exit_code == 2 and "is training now (process" in refused.output
+        assert f"kill {os.getpid()}" in refused.output and folder.is_dir()
+    record = json.loads((folder / "run.json").read_text())
+    record["pid"] = 2**22 + 12345  # above Linux's largest pid: certainly gone
+    (folder / "run.json").write_text(json.dumps(record))
+    removed = _cnn("runs", "--logdir", str(logs), "rm", "20261101-000000-live", "--yes", "--force")
+    assert removed.exit_code == 0 and not folder.exists()

@@ -182,7 +182,7 @@ def judge(checks: Checks, fmt: str, quantize: str, allow_drop: float | None = No
     loses more than `allow_drop` points (default ALLOWED_DROP), is an error."""
     differ = round((1 - checks.agreement) * checks.images)
     if quantize == "none":
-        if checks.max_prob_diff > FLOAT_TOLERANCE:
+        if not checks.max_prob_diff <= FLOAT_TOLERANCE:  # NaN probabilities fail too
             raise ExportError(
                 f"the {fmt} export does not answer as the Keras model does: largest probability "
                 f"difference {checks.max_prob_diff:.2g} (float rounding is below "
@@ -191,7 +191,7 @@ def judge(checks: Checks, fmt: str, quantize: str, allow_drop: float | None = No
             )
         return
     allowed = ALLOWED_DROP if allow_drop is None else allow_drop
-    if checks.accuracy_drop > allowed:
+    if not checks.accuracy_drop <= allowed:  # a NaN limit or drop passes nothing
         raise ExportError(
             f"the {quantize} {fmt} export loses {checks.accuracy_drop:.2f} points of test "
             f"accuracy ({checks.keras_accuracy:.4f} -> {checks.export_accuracy:.4f}), more than "
