@@ -143,6 +143,18 @@ def is_finite(value) -> bool:
 def process_gone(host: str | None, pid, started_at: str | None = None) -> bool:
     """Whether the process that recorded a run (`host`, `pid`) is certainly gone: it ran on
     this machine and no process has that id now, or the one that has it started later."""
+    return _process_state(host, pid, started_at) == "gone"
+
+
+def process_alive(host: str | None, pid, started_at: str | None = None) -> bool:
+    """Whether the process that recorded a run is certainly still there: on this machine, with
+    that id, and started before the run (not a later process that reused the id)."""
+    return _process_state(host, pid, started_at) == "alive"
+
+
+def _process_state(host: str | None, pid, started_at: str | None) -> str | None:
+    """ "gone" or "alive" for a process of this machine; None where that cannot be known (no
+    pid, another machine)."""
     import socket
 
     if (
@@ -151,32 +163,14 @@ def process_gone(host: str | None, pid, started_at: str | None = None) -> bool:
         or pid <= 0
         or host != socket.gethostname()
     ):
-        return False
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists, another user's
-        return False
-    return _started_after(pid, started_at)
-
-
-def process_alive(host: str | None, pid, started_at: str | None = None) -> bool:
-    """Whether the process that recorded a run is certainly still there: on this machine, with
-    that id, and started before the run (not a later process that reused the id)."""
-    import socket
-
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+        return "gone"
     except OSError:  # PermissionError: it exists, another user's
         pass
-    return not _started_after(pid, started_at)
+    return "gone" if _started_after(pid, started_at) else "alive"
 
 
 def _started_after(pid: int, started_at: str | None) -> bool:
