@@ -231,6 +231,30 @@ def run_in_process(args: list[str], cwd: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_as_process(args: list[str], cwd: Path) -> tuple[int, str]:
+    """`cnn ARGS` as a user runs it (its stderr: stdout holds results, not messages)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cnn_mnist", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    return done.returncode, done.stderr
+
+
+# Commands whose h5py writes fail mid-file on a full disk run as their own process: HDF5's
+# global state after such a failure can crash a later write in the same process (seen once in
+# pytest's own process, a segmentation fault in an unrelated test), which a user's `cnn` never
+# reaches, as it ends with the error.
+OWN_PROCESS = {"train", "sweep"}
+
+
+def run(name: str, args: list[str], cwd: Path) -> tuple[int, str]:
+    return run_as_process(args, cwd) if name in OWN_PROCESS else run_in_process(args, cwd)
+
+
 # --- (a) a full disk -------------------------------------------------------------------------
 
 
@@ -261,7 +285,7 @@ def test_a_full_disk(world, tmp_path, name, when):
         args = command(name, world, disk)
         fill(disk, 0 if when == "first" else LATER[name])
         before, before_names = snapshot(world, disk), names(world, disk)
-        code, output = run_in_process(args, tmp_path)
+        code, output = run(name, args, tmp_path)
         assert_clean(code, output, before, before_names, world, disk)
         assert "no space left on the device" in output, output
         assert "make room" in output, output
@@ -297,7 +321,7 @@ def test_outputs_on_a_read_only_file_system(world, tmp_path, name):
         else:
             args = command(name, world, disk)
         before, before_names = snapshot(world, disk), names(world, disk)
-        code, output = run_in_process(args, tmp_path)
+        code, output = run(name, args, tmp_path)
         assert_clean(code, output, before, before_names, world, disk)
         assert re.search(r"read-only|not writable|permission", output, re.I), output
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -166,6 +167,29 @@ def ensure_writable_dir(folder: str | Path, what: str) -> Path:
             f"choose another path or fix its permissions"
         ) from None
     return folder
+
+
+def check_room(folder: str | Path, needed: int, what: str) -> None:
+    """Room for about `needed` more bytes on `folder`'s file system, checked before a writer
+    that a full disk can crash: HDF5 (h5py, Keras's .h5) ends the process with a segmentation
+    fault when the disk fills at some points of a file (seen on a nearly full tmpfs), so a disk
+    without room is an ENOSPC here, before it starts."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device ({free:,} bytes free; {what} needs about {needed:,})",
+            str(folder),
+        )
+
+
+def h5_bytes(model, optimizer: bool = False) -> int:
+    """About how many bytes an .h5 of `model` takes: its float32 weights (three times that with
+    Adam's two moments, where the optimizer is saved), and a margin for HDF5's own records."""
+    return int(model.count_params() * 4 * (3 if optimizer else 1) * 1.2) + 256 * 1024
 
 
 def no_space(exc: BaseException) -> bool:

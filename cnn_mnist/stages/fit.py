@@ -245,6 +245,7 @@ class Backup(keras.callbacks.BackupAndRestore):
         with contextlib.redirect_stderr(io.StringIO()):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+                files.check_room(folder, files.h5_bytes(self.model), "the backup")
                 self.model.save_weights(str(weights), overwrite=True)
                 metadata.write_text(
                     json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})

@@ -45,6 +45,7 @@ def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) 
     path = Path(path)
     model = float32_copy(model)
     with files.atomic_path(path) as tmp:
+        files.check_room(tmp.parent, files.h5_bytes(model, optimizer=True), "the model")
         model.save(tmp)
         if metadata is not None:
             _write_metadata(tmp, metadata)
