@@ -140,11 +140,12 @@ def test_version(runner):
 
 
 def test_the_shell_gives_every_command_its_options_and_errors_once():
-    """A command made with the Shell group gets --verbose/--quiet, logging and the error
-    handling; one written the older way (@output_options @user_errors) keeps its own, once."""
+    """A command made in the shell (a Shell group's `.command()`, or `shell.command()`) gets
+    --verbose/--quiet, logging and the error handling, once; `shell=False` opts out: a plain
+    click command, its errors its own."""
     import click
 
-    from cnn_mnist.cli import Shell, output_options, user_errors
+    from cnn_mnist.cli.shell import Shell, command
     from cnn_mnist.core.errors import ConfigError
 
     @click.group(cls=Shell)
@@ -158,16 +159,58 @@ def test_the_shell_gives_every_command_its_options_and_errors_once():
             raise ConfigError("what was wrong; what to do")
         click.echo(f"quiet={quiet}")
 
-    @group.command()
-    @output_options
-    @user_errors
-    def old(verbose, quiet):
+    @command()
+    def alone(verbose, quiet):
         click.echo(f"verbose={verbose} quiet={quiet}")
 
+    @group.command(shell=False)
+    def plain():
+        raise ConfigError("not the shell's")
+
+    group.add_command(alone)
     runner = CliRunner()
     assert runner.invoke(group, ["new", "-q"]).output == "quiet=True\n"
     failed = runner.invoke(group, ["new", "--fail"])
     assert failed.exit_code == 2 and failed.output == "error: what was wrong; what to do\n"
-    assert runner.invoke(group, ["old", "-v"]).output == "verbose=True quiet=False\n"
-    for name in ("new", "old"):
+    assert runner.invoke(group, ["alone", "-v"]).output == "verbose=True quiet=False\n"
+    for name in ("new", "alone"):
         assert runner.invoke(group, [name, "--help"]).output.count("--verbose") == 1
+    assert "--verbose" not in runner.invoke(group, ["plain", "--help"]).output
+    assert isinstance(runner.invoke(group, ["plain"]).exception, ConfigError)
+
+
+def _every_command(group, path=("cnn",)):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        yield (*path, name), command
+        if isinstance(command, click.Group):
+            yield from _every_command(command, (*path, name))
+
+
+def test_every_command_is_in_the_shell_once_with_its_options_last():
+    from cnn_mnist.cli.shell import ShellCommand
+
+    found = dict(_every_command(cli))
+    assert (
+        len(found) == 17 and ("cnn", "runs", "rm") in found and ("cnn", "config", "show") in found
+    )
+    for path, command in found.items():
+        names = [p.name for p in command.params]
+        assert isinstance(command, ShellCommand), path
+        assert names.count("verbose") == names.count("quiet") == 1, path
+        assert names[-2:] == ["verbose", "quiet"], path
+
+
+def test_a_command_imports_only_its_own_module():
+    code = (
+        "import sys; from cnn_mnist.cli import main; sys.argv = ['cnn', 'summary', '-q']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('cnn_mnist.cli.'))\n"
+        "assert loaded == ['cnn_mnist.cli.options', 'cnn_mnist.cli.shell', "
+        "'cnn_mnist.cli.summary'], loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

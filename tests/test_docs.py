@@ -44,7 +44,10 @@ def _text(page: Path) -> str:
 
 
 def _commands(group: click.Group, prefix: str = "cnn"):
-    for name, command in group.commands.items():
+    ctx = click.Context(group)  # `cnn`'s commands load lazily: not in group.commands
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         yield path, command
         if isinstance(command, click.Group):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from cnn_mnist.core import errors
-from cnn_mnist.cli import user_errors
+from cnn_mnist.cli import shell
 
 
 @pytest.mark.parametrize(
@@ -22,8 +21,7 @@ from cnn_mnist.cli import user_errors
     ],
 )
 def test_each_error_ends_the_command_with_its_code_and_message(error, code):
-    @click.command()
-    @user_errors
+    @shell.command()
     def command():
         raise error("what was wrong; what to do")
 
@@ -34,8 +32,7 @@ def test_each_error_ends_the_command_with_its_code_and_message(error, code):
 
 
 def test_anything_else_is_not_hidden():
-    @click.command()
-    @user_errors
+    @shell.command()
     def command():
         raise ValueError("a bug")
 

@@ -1,7 +1,8 @@
 """The code's shape, as README's "How the code is laid out" promises it: subpackages that name
 the layers, each importing only the layers below it (imports inside functions count); no import
 cycles; no module named like one of the standard library's; a core and a config with no click
-and no TensorFlow at import; short functions, thin commands, a test file per module."""
+and no TensorFlow at import; short functions, thin commands, a test file per module; the cli
+package's commands each in a module of its own, loaded only when it runs."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cnn_mnist"
-# Bottom to top; a module outside these (cli, __main__, the package itself) is on top of them.
-LAYERS = ["core", "config", "analysis", "stages", "training", "tools"]
+# Bottom to top; a module outside these (__main__, the package itself) is on top of them.
+LAYERS = ["core", "config", "analysis", "stages", "training", "tools", "cli"]
 TOP = len(LAYERS)
 # No click anywhere in these, and TensorFlow or Keras only inside a function (runtime's import).
 PLAIN = ["core", "config"]
-MODULES = sorted(p for p in PACKAGE.rglob("*.py") if not p.name.startswith("__"))
+CLI = PACKAGE / "cli"
+# The modules; cli/__init__.py too, which holds the `cnn` group and main().
+MODULES = sorted(
+    [*(p for p in PACKAGE.rglob("*.py") if not p.name.startswith("__")), CLI / "__init__.py"]
+)
+CLI_MODULES = sorted(CLI.glob("*.py"))
+# The cli modules that are no command's: the group, the shell, the shared options.
+CLI_SHELL = ["cli", "cli.shell", "cli.options"]
 
 
 def _name(path: Path) -> str:
-    """`tools.serve` for cnn_mnist/tools/serve.py, `cli` for cnn_mnist/cli.py."""
-    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    """`tools.serve` for cnn_mnist/tools/serve.py, `cli` for cnn_mnist/cli/__init__.py."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _rank(module: str) -> int:
@@ -39,10 +48,12 @@ def _functions(tree: ast.Module):
 
 
 def _is_command(function) -> bool:
-    """Decorated with @cli.command() (or @group.command(...))."""
+    """Decorated with @command() or @group() (the shell's), or @click.group(...),
+    @runs.command(...) and the like."""
     for decorator in function.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Attribute) and target.attr == "command":
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name in ("command", "group"):
             return True
     return False
 
@@ -65,11 +76,18 @@ def test_no_function_is_longer_than_60_lines(path):
 
 
 def test_every_command_body_fits_in_30_lines():
-    tree = _tree(PACKAGE / "cli.py")
-    commands = [f for f in _functions(tree) if _is_command(f)]
-    assert len(commands) >= 5  # train, summary, tensorboard, predict, evaluate at least
-    long = [(f.name, _body_lines(f)) for f in commands if _body_lines(f) > 30]
+    commands = [
+        (_name(path), f) for path in CLI_MODULES for f in _functions(_tree(path)) if _is_command(f)
+    ]
+    assert len(commands) >= 18  # cnn, its 11 commands, runs' 4 and config's 2 subcommands
+    long = [(module, f.name, _body_lines(f)) for module, f in commands if _body_lines(f) > 30]
     assert not long, long
+
+
+@pytest.mark.parametrize("path", CLI_MODULES, ids=_name)
+def test_no_cli_module_is_longer_than_300_lines(path):
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 300, f"{_name(path)}: {lines} lines"
 
 
 def _imports(path: Path, known: set[str]) -> dict[str, int]:
@@ -164,7 +182,58 @@ def test_the_plain_layers_import_no_click_and_no_tensorflow_at_import(layer):
     assert not found, found
 
 
+def _cli_commands() -> dict[str, str]:
+    """cli/__init__.py's COMMANDS: each command's name and "module:attribute"."""
+    for node in _tree(CLI / "__init__.py").body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMMANDS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("cli/__init__.py has no COMMANDS")
+
+
 def test_every_module_has_its_test_file():
+    """tests/test_<module>.py; in the cli package, tests/test_cli.py for the group, the shell
+    and the shared options, and for each command's module a test that runs its command."""
     tests = Path(__file__).resolve().parent
-    missing = [_name(p) for p in MODULES if not (tests / f"test_{p.stem}.py").is_file()]
+    missing = [
+        _name(p) for p in MODULES if p.parent != CLI and not (tests / f"test_{p.stem}.py").is_file()
+    ]
     assert not missing, f"no tests/test_<module>.py for {missing}"
+    assert (tests / "test_cli.py").is_file()
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(tests.glob("test_*.py")))
+    run = {where.split(":")[0] for name, where in _cli_commands().items() if f'["{name}"' in text}
+    untested = [
+        m for m in map(_name, CLI_MODULES) if m not in CLI_SHELL and f"cnn_mnist.{m}" not in run
+    ]
+    assert not untested, f"no test runs the command in {untested}"
+
+
+def test_each_command_is_loaded_only_when_it_runs():
+    """`cnn`'s group names each command's module (COMMANDS) and imports none of them; a
+    command's module imports no other's, and at its top only the standard library, click,
+    cnn_mnist's core and the cli's shell and options: what the command needs (TensorFlow,
+    the pipeline, any layer above core) is imported inside it, so `cnn --help` stays instant."""
+    graph = _graph()
+    commands = {_name(p) for p in CLI_MODULES} - set(CLI_SHELL)
+    named = {where.split(":")[0].removeprefix("cnn_mnist.") for where in _cli_commands().values()}
+    assert named == commands, (
+        f"modules not in COMMANDS: {commands - named}; not modules: {named - commands}"
+    )
+    for module in [*CLI_SHELL, *sorted(commands)]:
+        cli_imports = {target for target in graph[module] if _rank(target) == LAYERS.index("cli")}
+        assert cli_imports <= {"cli.shell", "cli.options"} - {module}, (module, cli_imports)
+    allowed = {*sys.stdlib_module_names, "__future__", "click"}
+    found = []
+    for path in CLI_MODULES:
+        for node in _tree(path).body:
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                inside = name.removeprefix("cnn_mnist.")
+                ours = name.startswith("cnn_mnist.") and inside.split(".")[0] in ("core", "cli")
+                if not (name.split(".")[0] in allowed or ours or name == "cnn_mnist.__version__"):
+                    found.append(f"{_name(path)}:{node.lineno} imports {name}")
+    assert not found, found
