@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.tools import inspection, serve
 from cnn_mnist.analysis.images import load_digit
 from tests.conftest import sigint_as_in_a_terminal
@@ -298,7 +299,7 @@ def test_model_says_what_is_loaded(server, tiny):
     assert info["id"] == str(model_path) and info["run_id"] == result.run_id
     assert info["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
     assert info["params"] == record["metrics"]["params"] == serve.count_params(Path(model_path))
-    assert info["backend"] == "litert" and info["class_names"] == [str(i) for i in range(10)]
+    assert info["backend"] == "litert" and info["class_names"] == DIGITS
     assert info["layers"] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
 
 
@@ -1398,7 +1399,7 @@ def test_a_fashion_model_shows_its_class_names_on_the_page(browser, tiny, tmp_pa
             str(models / "digits.h5")
         )
         WebDriverWait(browser, 30).until(
-            lambda b: b.execute_script(names) == [str(k) for k in range(10)]
+            lambda b: b.execute_script(names) == DIGITS
         )
     finally:
         stop(running)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnn_mnist.core import files
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import ModelFileError
 
 EXPECTED_INPUT = (28, 28, 1)
@@ -111,7 +112,7 @@ def class_names_of(metadata: dict[str, Any]) -> list[str]:
     names = metadata.get("class_names")
     if isinstance(names, list) and len(names) == 10:
         return [str(n) for n in names]
-    return [str(i) for i in range(10)]
+    return list(DIGITS)
 
 
 def model_normalize(path: str | Path) -> bool:

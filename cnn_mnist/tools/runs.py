@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnn_mnist.config.load import differences, load_config, value_at
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
 
@@ -315,7 +316,7 @@ def class_names(run_dir: Path) -> list[str]:
             return [str(n) for n in names]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return [str(d) for d in range(10)]
+    return list(DIGITS)
 
 
 def best_run(log_dir: str | Path, metric: str = "test_accuracy") -> RunSummary:
