@@ -1,6 +1,6 @@
 """Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall.
 
-Classes are named as the model's dataset names them (save.class_names); for MNIST they are the
+Classes are named as the model's dataset names them (its card, saved.py); for MNIST they are the
 digits, and every table and picture is as it always was."""
 
 from __future__ import annotations

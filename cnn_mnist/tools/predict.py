@@ -1,6 +1,6 @@
 """Stage 7: use the model: predict test digits by index, or your own pictures.
 
-Predictions are named by the model's class names (save.class_names): the digits for MNIST."""
+Predictions are named by the model's class names (its card, saved.py): the digits for MNIST."""
 
 from __future__ import annotations
 
