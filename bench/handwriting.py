@@ -706,16 +706,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.model}: no such model file; train one (cnn train) or give --model PATH"
         )
 
-    from cnn_mnist.stages import save
     from cnn_mnist.stages.data import load_mnist
-    from cnn_mnist.tools.predict import open_model
+    from cnn_mnist.stages.saved import open_saved
 
     mnist = load_mnist(args.data, test_only=True)
     x_test, y_test = mnist.x_test, mnist.y_test.astype(int)
     chosen = np.random.default_rng(args.seed).choice(len(x_test), args.count, replace=False)
     digits, labels = x_test[chosen], y_test[chosen]
-    model, _ = open_model(args.model)
-    normalize = save.model_normalize(args.model)
+    saved = open_saved(args.model)
+    model, _ = saved.predictor()
+    normalize = saved.normalize
 
     result = {
         "model": args.model,

@@ -60,8 +60,8 @@ def main() -> None:
     except ImportError:
         sys.exit("this probe reads scikit-learn's load_digits: pip install scikit-learn")
     from cnn_mnist.analysis import images
-    from cnn_mnist.stages import save
-    from cnn_mnist.tools.predict import open_model, probabilities
+    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.tools.predict import probabilities
 
     data = load_digits()
     chosen = np.random.default_rng(0).choice(len(data.images), args.count, replace=False)
@@ -72,8 +72,9 @@ def main() -> None:
     print(f"{args.count} optdigits digits (43 writers) as scans\n")
     print("| model | read by `--image` | plain MNIST recipe |\n| --- | --- | --- |")
     for path in args.model:
-        model, _ = open_model(path)
-        normalize = save.model_normalize(path)
+        saved = open_saved(path)
+        model, _ = saved.predictor()
+        normalize = saved.normalize
         read = probabilities(model, ours, normalize).argmax(axis=1)
         recipe = probabilities(model, base, normalize).argmax(axis=1)
         print(f"| {path} | {np.mean(read == truth):.1%} | {np.mean(recipe == truth):.1%} |")

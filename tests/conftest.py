@@ -186,19 +186,31 @@ FASHION_NAMES = [
 def relabelled_model(
     model_path: Path, dest: Path, dataset: str = "fashion_mnist", names: list[str] | None = None
 ) -> Path:
-    """A copy of a model saved by `cnn train`, its metadata saying it was trained on `dataset`
+    """A copy of a model saved by `cnn train`, its card saying it was trained on `dataset`
     (with Fashion-MNIST's class names by default): the weights need not know."""
     import shutil
 
-    from cnn_mnist.stages import save
+    from cnn_mnist.stages.card import ModelCard
+    from cnn_mnist.stages.save import write_card
+    from cnn_mnist.stages.saved import card_of
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, dest)
-    metadata = save.read_metadata(dest)
-    metadata.pop("litert_sha256", None)
-    metadata.update(dataset=dataset, class_names=names or FASHION_NAMES)
-    save._write_metadata(dest, metadata)
+    card = card_of(dest).to_json()
+    card.pop("litert_sha256", None)
+    card.update(dataset=dataset, class_names=names or FASHION_NAMES)
+    write_card(dest, ModelCard.read(card))
     return dest
+
+
+@pytest.fixture
+def tiny_model():
+    """A small compiled digit classifier, untrained (TINY_LAYERS)."""
+    from cnn_mnist.config.load import validate
+    from cnn_mnist.stages.model import build_model, compile_model
+
+    config = validate({"model": {"layers": TINY_LAYERS}})
+    return compile_model(build_model(config.model), config.compile)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -381,9 +381,9 @@ def test_a_foreign_model_is_refused_in_one_line(
 
 @pytest.fixture(scope="module")
 def tiny_exports(tiny_trained, tmp_path_factory):
-    """tiny_trained's model in each format, with its metadata: the .h5, the .tflite `cnn train`
+    """tiny_trained's model in each format, with its card: the .h5, the .tflite `cnn train`
     wrote beside it, and an .onnx and a SavedModel converted as `cnn export` converts."""
-    from cnn_mnist.stages.export import export_metadata
+    from cnn_mnist.stages.export import export_card
     from cnn_mnist.stages.formats import convert
     from cnn_mnist.stages.saved import open_saved
 
@@ -394,8 +394,8 @@ def tiny_exports(tiny_trained, tmp_path_factory):
     model = handle.keras_model()
     model(np.zeros((1, 28, 28, 1), np.float32))  # Keras exports only a model that has been called
     for fmt, name in [("onnx", "tiny.onnx"), ("saved_model", "tiny_saved_model")]:
-        metadata = export_metadata(handle.metadata, fmt, "none")
-        paths[fmt] = convert(model, fmt, "none", folder / name, metadata)
+        card = export_card(handle.card, fmt, "none")
+        paths[fmt] = convert(model, fmt, "none", folder / name, card)
     return paths
 
 

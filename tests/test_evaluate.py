@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.stages import evaluate
 
 
@@ -106,7 +107,7 @@ def test_class_names_in_the_tables_and_json(tmp_path):
 
 def test_mnist_tables_stay_digits():
     ev = _named_evaluation(None)
-    assert ev.class_names == [str(d) for d in range(10)]
+    assert ev.class_names == DIGITS
     assert evaluate.format_confusion(ev.confusion).splitlines()[0].startswith("true\\pred   0")
     assert "rows: true digit, columns: predicted)" in evaluate.format_report(ev)
     assert (

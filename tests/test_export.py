@@ -58,7 +58,10 @@ def test_every_format_round_trips(own_run, idx_folder, fmt, quantize):
     original = saved.open_saved(model)
     assert handle.format == fmt and handle.run_id == result.run_id
     assert handle.class_names == original.class_names and handle.dataset == original.dataset
-    assert handle.metadata["export"] == {"format": fmt, "quantize": quantize}
+    card = handle.card.to_json()  # the model's, less its .tflite's checksum, and the export's
+    assert list(card) == ["run_id", "config", "dataset", "class_names", "input_shape", "export"]
+    assert card["export"] == {"format": fmt, "quantize": quantize}
+    assert card["config"] == original.card.config and card["input_shape"] == [28, 28, 1]
     ours = predict.predict(["0:20"], model_path=done.path, data_path=str(idx_folder)).items
     theirs = predict.predict(["0:20"], model_path=model, data_path=str(idx_folder)).items
     same = np.mean([a.predicted == b.predicted for a, b in zip(ours, theirs)])
@@ -404,9 +407,9 @@ def test_out_replaces_its_own_export_and_anything_else_only_with_overwrite(
         model, fmt, out=out, data_path=str(idx_folder), log_dir=logs, overwrite=True
     )
     first = _tree(model.parent)
-    assert first != before and saved.open_saved(done.path).metadata["export"]["format"] == fmt
+    assert first != before and saved.open_saved(done.path).card.export.format == fmt
     export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)  # its own
-    assert saved.open_saved(out).metadata["export"]["format"] == fmt
+    assert saved.open_saved(out).card.export.format == fmt
     assert sorted(p.name for p in model.parent.iterdir()) == sorted([name, "tiny.h5"])
 
 

@@ -1,4 +1,4 @@
-"""The conversions themselves: each format written atomically with the model's metadata in its
+"""The conversions themselves: each format written atomically with the model's card in its
 own place, int8 full-integer (convolutions included), a model int8 cannot hold refused."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from cnn_mnist.stages import formats, saved
 from cnn_mnist.core.errors import ExportError
+from cnn_mnist.stages.card import ModelCard
 
 META = {
     "run_id": "r-1",
@@ -17,6 +18,7 @@ META = {
     "class_names": list("abcdefghij"),
     "config": {"data": {"normalize": False}},
 }
+CARD = ModelCard.read(META)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +29,10 @@ def tiny_keras(tiny_trained):
 @pytest.mark.parametrize(
     "fmt, name", [("litert", "m.tflite"), ("onnx", "m.onnx"), ("saved_model", "sm")]
 )
-def test_metadata_lives_in_the_format(tiny_keras, tmp_path, fmt, name):
-    path = formats.convert(tiny_keras, fmt, "none", tmp_path / name, META)
+def test_the_card_lives_in_the_format(tiny_keras, tmp_path, fmt, name):
+    path = formats.convert(tiny_keras, fmt, "none", tmp_path / name, CARD)
     handle = saved.open_saved(path)
-    assert handle.format == fmt and handle.metadata == META
+    assert handle.format == fmt and handle.card.to_json() == META
     assert handle.class_names == list("abcdefghij") and handle.dataset == "custom"
     assert handle.normalize is False and handle.run_id == "r-1"
     if fmt == "onnx":
@@ -88,11 +90,11 @@ def test_a_model_int8_cannot_hold_is_refused(tmp_path):
 
 
 def test_a_failed_saved_model_keeps_the_earlier_one(tiny_keras, tmp_path):
-    first = formats.convert(tiny_keras, "saved_model", "none", tmp_path / "sm", META)
+    first = formats.convert(tiny_keras, "saved_model", "none", tmp_path / "sm", CARD)
     before = sorted(p.relative_to(first) for p in first.rglob("*"))
     with pytest.raises(RuntimeError):
         with formats.atomic_export(first, "saved_model") as tmp:
-            formats.write_export(tiny_keras, "saved_model", "none", tmp, META)
+            formats.write_export(tiny_keras, "saved_model", "none", tmp, CARD)
             raise RuntimeError("the check failed")
     assert sorted(p.relative_to(first) for p in first.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["sm"]

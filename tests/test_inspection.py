@@ -405,18 +405,19 @@ def test_cli_missing_or_corrupt_model(tmp_path, idx_folder):
 
 def test_raw_pixel_models_are_fed_raw_pixels(tiny_trained, digit, tmp_path, monkeypatch):
     """A model trained with data.normalize: false sees 0-255, as `cnn predict` feeds it."""
-    from cnn_mnist.stages import save
+    from cnn_mnist.stages.save import write_card
+    from cnn_mnist.stages.saved import card_of, open_saved
 
     model_path, _ = tiny_trained
-    meta = save.read_metadata(model_path)
-    meta["config"]["data"]["normalize"] = False
+    card = card_of(model_path)
+    card.config["data"]["normalize"] = False
     raw = tmp_path / "raw.h5"
     raw.write_bytes(Path(model_path).read_bytes())
-    save._write_metadata(raw, meta)
+    write_card(raw, card)
     picture = tmp_path / "seven.png"
     _draw_seven(picture)
     result = look.inspect_model(raw, image=picture, out_dir=tmp_path / "o", at="0:10,10,0")
-    model = save.load_model(raw)
+    model = open_saved(raw).keras_model()
     from cnn_mnist.analysis.images import load_digit
 
     expected = look.activations(model, look.model_input(load_digit(picture), normalize=False))

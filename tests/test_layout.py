@@ -2,7 +2,8 @@
 the layers, each importing only the layers below it (imports inside functions count); no import
 cycles; no module named like one of the standard library's; a core and a config with no click
 and no TensorFlow at import; short functions, thin commands, a test file per module; the cli
-package's commands each in a module of its own, loaded only when it runs."""
+package's commands each in a module of its own, loaded only when it runs; one door to a model
+file (stages/saved.py)."""
 
 from __future__ import annotations
 
@@ -237,3 +238,117 @@ def test_each_command_is_loaded_only_when_it_runs():
                 if not (name.split(".")[0] in allowed or ours or name == "cnn_mnist.__version__"):
                     found.append(f"{_name(path)}:{node.lineno} imports {name}")
     assert not found, found
+
+
+# What reads a model file (.h5, .keras, .tflite, .onnx, a SavedModel folder): the libraries that
+# open one, imported anywhere, and the loaders called on one. Only the model's handle reads a
+# model file; the writers, each function named here, use them on the file they are writing.
+READING_LIBRARIES = (
+    "h5py",
+    "zipfile",
+    "onnx",
+    "onnxruntime",
+    "flatbuffers",
+    "ai_edge_litert",
+    "tensorflow.lite",
+)
+READING_CALLS = ("load_model", "saved_model.load", "TFSMLayer")
+THE_HANDLE = "stages.saved"
+WRITERS = {
+    "stages.save": {"write_card"},
+    "stages.formats": {"embed_litert_card", "_onnx", "_embed_onnx_card", "float_ops"},
+}
+
+
+def _dotted(node: ast.expr) -> str:
+    """`keras.models.load_model` for that call's function; "" for anything but names."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else ""
+    return ""
+
+
+def _reads(node: ast.AST) -> str | None:
+    """What `node` reads a model file with, if it imports a reading library or calls a loader."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and not node.level:
+        names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+    elif isinstance(node, ast.Call):
+        call = _dotted(node.func)
+        if any(call == c or call.endswith(f".{c}") for c in READING_CALLS):
+            return f"a call of {call}"
+        return None
+    else:
+        return None
+    for name in names:
+        if any(name == lib or name.startswith(f"{lib}.") for lib in READING_LIBRARIES):
+            return f"an import of {name}"
+    return None
+
+
+def _model_file_reads(tree: ast.Module, module: str) -> list[str]:
+    """Where `module` (its `tree`) reads a model file outside the functions allowed to."""
+    allowed = WRITERS.get(module, set())
+    found = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and function is None:
+            function = node.name  # a writer's nested functions are the writer's
+        what = _reads(node)
+        if what and function not in allowed:
+            found.append(f"{module}:{node.lineno} ({function or 'module'}): {what}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(tree, None)
+    return found
+
+
+def test_only_the_handle_reads_a_model_file():
+    """Every command asks the model's handle (open_saved) what a model is: no other module opens
+    a model file by its path (h5py.File, zipfile, keras.models.load_model, onnx.load, LiteRT's
+    interpreter, a flatbuffer read), except the writers, on the file they write."""
+    reads = [
+        read
+        for path in MODULES
+        if _name(path) != THE_HANDLE
+        for read in _model_file_reads(_tree(path), _name(path))
+    ]
+    assert not reads, "reads of a model file outside stages/saved.py:\n" + "\n".join(reads)
+
+
+PEEK = """
+import h5py
+from ai_edge_litert.interpreter import Interpreter
+
+def write_card(path):
+    import zipfile
+
+def peek(path):
+    from tensorflow.lite.tools import flatbuffer_utils
+    keras.models.load_model(path)
+    return tf.saved_model.load(path), json.load(path), Path(path).read_bytes()
+"""
+
+
+def test_the_model_file_check_sees_each_reader():
+    """The check above finds each way of reading, at the top of a module or in a function, and
+    lets a writer's own function be."""
+    assert _model_file_reads(ast.parse(PEEK), "tools.peek") == [
+        "tools.peek:2 (module): an import of h5py",
+        "tools.peek:3 (module): an import of ai_edge_litert.interpreter",
+        "tools.peek:6 (write_card): an import of zipfile",
+        "tools.peek:9 (peek): an import of tensorflow.lite.tools",
+        "tools.peek:10 (peek): a call of keras.models.load_model",
+        "tools.peek:11 (peek): a call of tf.saved_model.load",
+    ]
+    assert [r.split(" (")[1] for r in _model_file_reads(ast.parse(PEEK), "stages.save")] == [
+        "module): an import of h5py",
+        "module): an import of ai_edge_litert.interpreter",
+        "peek): an import of tensorflow.lite.tools",
+        "peek): a call of keras.models.load_model",
+        "peek): a call of tf.saved_model.load",
+    ]

@@ -197,7 +197,8 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     import numpy as np
 
     from cnn_mnist.stages.data import prepare
-    from cnn_mnist.stages.save import export_litert, load_model, save_model
+    from cnn_mnist.stages.save import export_litert, save_model
+    from cnn_mnist.stages.saved import open_saved
     from cnn_mnist.stages.fit import fit
     from tests.conftest import TINY_LAYERS
 
@@ -215,7 +216,7 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     data = prepare(tiny_mnist, True, None, None)
     history = fit(model, data, config.training, config.tensorboard, None, verbose=0)
     assert history["val_accuracy"][-1] > 0.8  # the synthetic digits are easy
-    saved = load_model(save_model(model, tmp_path / "mixed.h5"))
+    saved = open_saved(save_model(model, tmp_path / "mixed.h5")).keras_model()
     assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
     np.testing.assert_allclose(
         saved.predict(data.x_test, verbose=0), model.predict(data.x_test, verbose=0), atol=2e-2

@@ -88,7 +88,7 @@ def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
 def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
     import json
 
-    from cnn_mnist.stages.save import load_model, read_metadata
+    from cnn_mnist.stages.saved import open_saved
     from cnn_mnist.training.pipeline import train
 
     config = load_config(
@@ -96,23 +96,26 @@ def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
     )
     result = train(config, progress=0)
     best = result.run_dir / "best.h5"
-    assert best.is_file() and load_model(best) is not None
+    handle = open_saved(best)
+    assert best.is_file() and handle.keras_model() is not None
     history = json.loads(result.record_path.read_text())["metrics"]["history"]["val_accuracy"]
-    saved = read_metadata(best)
-    assert saved["val_accuracy"] == pytest.approx(max(history))
-    assert saved["epoch"] == history.index(max(history))
+    card = handle.card.to_json()  # the run's card, then the epoch and its value
+    assert list(card) == ["run_id", "config", "dataset", "class_names", "epoch", "val_accuracy"]
+    assert card["run_id"] == result.run_id
+    assert card["val_accuracy"] == pytest.approx(max(history))
+    assert card["epoch"] == history.index(max(history))
 
 
 def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
     from cnn_mnist.training.pipeline import train
-    from cnn_mnist.stages.save import read_metadata
+    from cnn_mnist.stages.saved import open_saved
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     first = train(config, progress=0)
     second = train(config, progress=0)
     assert second.replaced_run == first.run_id
-    assert read_metadata(second.model_path)["run_id"] == second.run_id
-    assert read_metadata(first.run_dir / "model.h5")["run_id"] == first.run_id  # not lost
+    assert open_saved(second.model_path).run_id == second.run_id
+    assert open_saved(first.run_dir / "model.h5").run_id == first.run_id  # not lost
     assert not (first.run_dir / "backup").exists()
 
 
@@ -209,12 +212,11 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     for record in records:
         run_model = record["paths"]["run_model"]
         assert run_model.startswith(record["paths"]["logs"])
-    from cnn_mnist.stages.save import load_model, read_metadata
+    from cnn_mnist.stages.saved import open_saved
 
-    assert read_metadata(tmp_path / "models" / "tiny.h5")["run_id"] in {
-        r["run_id"] for r in records
-    }
-    load_model(tmp_path / "models" / "tiny.h5")
+    handle = open_saved(tmp_path / "models" / "tiny.h5")
+    assert handle.run_id in {r["run_id"] for r in records}
+    handle.keras_model()
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.h5", "tiny.tflite"]
 
 
@@ -405,7 +407,7 @@ def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config
 @pytest.mark.parametrize("precision", ["false", "true"])  # the report: last epoch's or its own
 def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file, precision):
     """The dataset and its class names go into run.json, the model file and the reports."""
-    from cnn_mnist.stages import save
+    from cnn_mnist.stages.saved import open_saved
     from cnn_mnist.training.pipeline import train
 
     names = [f"kana {k}" for k in range(10)]
@@ -422,8 +424,9 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
     record = json.loads(result.record_path.read_text())
     assert record["dataset"] == "custom" and record["config"]["data"]["dataset"] == "custom"
     assert record["data"]["dataset"] == "custom" and record["data"]["class_names"] == names
-    assert save.dataset(result.model_path) == "custom"
-    assert save.class_names(result.model_path) == names
+    handle = open_saved(result.model_path)
+    assert handle.dataset == handle.card.dataset == "custom"
+    assert handle.class_names == handle.card.class_names == names
     assert result.evaluation.class_names == names
     saved = json.loads(Path(result.paths["confusion_matrix_json"]).read_text())
     assert saved["class_names"] == names
@@ -438,12 +441,14 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
 
 
 def test_an_mnist_run_records_mnist(tiny_trained):
-    from cnn_mnist.stages import save
+    from cnn_mnist.core.datasets import DIGITS
+    from cnn_mnist.stages.saved import open_saved
 
     model_path, result = tiny_trained
     assert json.loads(result.record_path.read_text())["dataset"] == "mnist"
-    assert save.dataset(model_path) == "mnist"
-    assert save.class_names(model_path) == [str(d) for d in range(10)]
+    card = open_saved(model_path).card.to_json()  # as it has always been stored
+    assert list(card) == ["run_id", "config", "dataset", "class_names", "litert_sha256"]
+    assert card["dataset"] == "mnist" and card["class_names"] == DIGITS
 
 
 def test_the_data_line_gives_the_slice_taken(tiny_config_file, caplog):

@@ -109,11 +109,12 @@ def test_litert_export_matches_keras(tmp_path, trained_tiny):
 
 def test_open_model_uses_litert_only_when_it_matches(tmp_path, trained_tiny):
     from cnn_mnist.core import files
+    from cnn_mnist.stages.card import ModelCard
     from cnn_mnist.stages.save import export_litert, save_model
 
     model, _ = trained_tiny
     lite = export_litert(model, tmp_path / "m.tflite")
-    save_model(model, tmp_path / "m.h5", {"litert_sha256": files.sha256(lite)})
+    save_model(model, tmp_path / "m.h5", ModelCard(litert_sha256=files.sha256(lite)))
     assert predict.open_model(tmp_path / "m.h5")[1] == "litert"
     lite.write_bytes(lite.read_bytes() + b"\0")  # a different export: not this model's
     assert predict.open_model(tmp_path / "m.h5")[1] == "keras"

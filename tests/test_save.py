@@ -1,18 +1,12 @@
+import json
+
 import keras
 import numpy as np
 import pytest
 
-from cnn_mnist.config.load import validate
-from cnn_mnist.core.errors import ModelFileError
-from cnn_mnist.stages.model import build_model, compile_model
-from cnn_mnist.stages.save import load_model, save_model
-from tests.conftest import TINY_LAYERS
-
-
-@pytest.fixture
-def tiny_model():
-    config = validate({"model": {"layers": TINY_LAYERS}})
-    return compile_model(build_model(config.model), config.compile)
+from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.save import save_model, write_card
+from cnn_mnist.stages.saved import card_of, open_saved
 
 
 @pytest.mark.parametrize("name", ["m.h5", "m.keras"])
@@ -25,7 +19,9 @@ def test_save_and_load_with_plain_keras(tmp_path, tiny_model, name):
         rtol=1e-6,
     )
     np.testing.assert_allclose(
-        load_model(path).predict(x, verbose=0), tiny_model.predict(x, verbose=0), rtol=1e-6
+        open_saved(path).keras_model().predict(x, verbose=0),
+        tiny_model.predict(x, verbose=0),
+        rtol=1e-6,
     )
     assert [p.name for p in path.parent.iterdir()] == [name]  # no temporary files left
 
@@ -56,83 +52,38 @@ def test_failed_save_keeps_the_old_model(tmp_path, tiny_model):
     assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
 
 
-def test_missing_model(tmp_path):
-    with pytest.raises(ModelFileError, match="model file not found.*cnn train"):
-        load_model(tmp_path / "none.h5")
-
-
-def test_not_a_model(tmp_path):
-    (tmp_path / "notes.h5").write_text("hello")
-    with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
-        load_model(tmp_path / "notes.h5")
-    (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ModelFileError, match="ending in .h5 or .keras"):
-        load_model(tmp_path / "notes.txt")
-
-
-def test_truncated_model(tmp_path, tiny_model):
-    path = save_model(tiny_model, tmp_path / "m.h5")
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        load_model(path)
-
-
-@pytest.mark.parametrize(
-    "shape, units, expected",
-    [
-        ((32, 32, 3), 10, r"inputs of shape \(32, 32, 3\), expected \(28, 28, 1\)"),
-        ((28, 28, 1), 3, r"outputs of shape \(3,\), expected \(10,\)"),
-    ],
-)
-def test_not_a_digit_classifier(tmp_path, shape, units, expected):
-    other = keras.Sequential(
-        [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)]
-    )
-    path = save_model(other, tmp_path / "other.h5")
-    with pytest.raises(ModelFileError, match=expected):
-        load_model(path)
-
-
 @pytest.mark.parametrize("name", ["m.h5", "m.keras"])
-def test_metadata_travels_with_the_model(tmp_path, tiny_model, name):
-    from cnn_mnist.stages.save import read_metadata
-
-    path = save_model(tiny_model, tmp_path / name, {"config": {"data": {"normalize": False}}})
-    assert read_metadata(path) == {"config": {"data": {"normalize": False}}}
+def test_the_card_travels_with_the_model(tmp_path, tiny_model, name):
+    card = ModelCard(config={"data": {"normalize": False}})
+    path = save_model(tiny_model, tmp_path / name, card)
+    assert card_of(path).to_json() == {"config": {"data": {"normalize": False}}}
+    assert open_saved(path).normalize is False
     keras.models.load_model(path)  # still a plain Keras model
     plain = tmp_path / f"plain{path.suffix}"
     tiny_model.save(plain)
-    assert read_metadata(plain) == {}
+    assert card_of(plain).to_json() == {}
 
 
-def test_empty_model_file(tmp_path):
-    (tmp_path / "empty.h5").write_bytes(b"")
-    with pytest.raises(ModelFileError, match="the file is empty"):
-        load_model(tmp_path / "empty.h5")
+def test_the_card_is_stored_as_it_always_was(tmp_path, tiny_model):
+    """The JSON text in the file: the fields that were set, in the order they have always had
+    (an older version reads it), unknown fields after them."""
+    import h5py
 
-
-def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
-    from cnn_mnist.stages import save
-
-    old = save_model(tiny_model, tmp_path / "old.h5")  # no metadata: an older model
-    assert save.class_names(old) == [str(d) for d in range(10)]
-    assert save.dataset(old) == "mnist"
-    names = [f"kana {k}" for k in range(10)]
-    new = save_model(
-        tiny_model, tmp_path / "new.keras", {"dataset": "custom", "class_names": names}
+    card = ModelCard(run_id="r", config={"a": 1}, dataset="mnist", class_names=list("0123456789"))
+    card = card.model_copy(update={"litert_sha256": "ab", "epoch": 3, "val_accuracy": 0.5})
+    path = save_model(tiny_model, tmp_path / "m.h5", card)
+    with h5py.File(path, "r") as h5:
+        text = h5.attrs["cnn_mnist"]
+    assert text == json.dumps(
+        {
+            "run_id": "r",
+            "config": {"a": 1},
+            "dataset": "mnist",
+            "class_names": list("0123456789"),
+            "litert_sha256": "ab",
+            "epoch": 3,
+            "val_accuracy": 0.5,
+        }
     )
-    assert save.class_names(new) == names and save.dataset(new) == "custom"
-    # Only the config (a best.h5 from an earlier version): its dataset still counts.
-    best = save_model(
-        tiny_model, tmp_path / "best.h5", {"config": {"data": {"dataset": "fashion_mnist"}}}
-    )
-    assert save.dataset(best) == "fashion_mnist"
-
-
-def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
-    from cnn_mnist.stages.save import class_names
-
-    plain = save_model(tiny_model, tmp_path / "plain.h5", {"run_id": "x"})
-    assert class_names(plain) == [str(i) for i in range(10)]
-    named = save_model(tiny_model, tmp_path / "named.h5", {"class_names": list("abcdefghij")})
-    assert class_names(named) == list("abcdefghij")
+    write_card(path, ModelCard(run_id="s"))  # replaced in an .h5
+    assert card_of(path).to_json() == {"run_id": "s"}

@@ -1,5 +1,5 @@
-"""The saved-model handle: one opening, metadata read once, every format, no TensorFlow until
-a Keras model is asked for."""
+"""The saved-model handle: the one door to a model file, one opening, its card read once,
+every format, no TensorFlow until a Keras model is asked for."""
 
 from __future__ import annotations
 
@@ -12,23 +12,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_mnist.stages import saved
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import ModelFileError
+from cnn_mnist.stages import saved
+from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.save import save_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_handle_reads_what_save_stored(tiny_trained):
-    from cnn_mnist.stages import save
-
     model_path, result = tiny_trained
     handle = saved.open_saved(model_path)
     assert handle.format == "h5" and handle.is_keras
-    assert handle.metadata == save.read_metadata(model_path)
-    assert handle.run_id == result.run_id
-    assert handle.class_names == save.class_names(model_path)
-    assert handle.dataset == save.dataset(model_path) == "mnist"
+    assert handle.card == saved.card_of(model_path)
+    assert handle.run_id == handle.card.run_id == result.run_id
+    assert handle.class_names == handle.card.class_names == DIGITS
+    assert handle.dataset == handle.card.dataset == "mnist"
+    assert handle.card.config["data"]["normalize"] is True
     assert handle.normalize is True and handle.input_shape == (28, 28, 1)
+    assert handle.params == handle.keras_model().count_params()
     assert saved.open_saved(handle) is handle
 
 
@@ -107,16 +110,119 @@ def test_an_export_has_no_keras_model(tiny_trained):
         lite.keras_model("feature maps")
 
 
-def test_litert_metadata_reads_the_flatbuffer(tiny_trained, tmp_path):
-    """`cnn train`'s .tflite carries the model's metadata; one without any reads as {}."""
+def test_litert_card_reads_the_flatbuffer(tiny_trained, tmp_path):
+    """`cnn train`'s .tflite carries the model's card; one without any reads as an empty one."""
     from cnn_mnist.stages.save import export_litert
 
     model_path, result = tiny_trained
     data = Path(model_path).with_suffix(".tflite").read_bytes()
-    meta = saved.litert_metadata(data)
-    assert meta["run_id"] == result.run_id and meta["input_shape"] == [28, 28, 1]
-    assert json.dumps(meta["config"]) == json.dumps(saved.open_saved(model_path).metadata["config"])
+    card = saved.litert_card(data)
+    assert card.run_id == result.run_id and card.input_shape == [28, 28, 1]
+    assert json.dumps(card.config) == json.dumps(saved.open_saved(model_path).card.config)
     plain = export_litert(saved.open_saved(model_path).keras_model(), tmp_path / "plain.tflite")
-    assert saved.litert_metadata(plain.read_bytes()) == {}
+    assert saved.litert_card(plain.read_bytes()).to_json() == {}
     lite, _ = saved.open_saved(plain).predictor()
     assert lite(np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 10)
+
+
+# --- Keras models: loaded by the handle, refused with one line -------------------------------
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelFileError, match="model file not found.*cnn train"):
+        saved.open_saved(tmp_path / "none.h5")
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "notes.h5").write_text("hello")
+    handle = saved.open_saved(tmp_path / "notes.h5")  # no card: read as a model without one
+    assert handle.card.to_json() == {} and handle.params is None
+    with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
+        handle.keras_model()
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelFileError, match="ending in .h5 or .keras"):
+        saved.open_saved(tmp_path / "notes.txt")
+
+
+def test_truncated_model(tmp_path, tiny_model):
+    path = save_model(tiny_model, tmp_path / "m.h5")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        saved.open_saved(path).keras_model()
+
+
+@pytest.mark.parametrize(
+    "shape, units, expected",
+    [
+        ((32, 32, 3), 10, r"inputs of shape \(32, 32, 3\), expected \(28, 28, 1\)"),
+        ((28, 28, 1), 3, r"outputs of shape \(3,\), expected \(10,\)"),
+    ],
+)
+def test_not_a_digit_classifier(tmp_path, shape, units, expected):
+    import keras
+
+    other = keras.Sequential(
+        [keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(units)]
+    )
+    path = save_model(other, tmp_path / "other.h5")
+    with pytest.raises(ModelFileError, match=expected):
+        saved.open_saved(path).keras_model()
+
+
+def test_empty_model_file(tmp_path):
+    (tmp_path / "empty.h5").write_bytes(b"")
+    with pytest.raises(ModelFileError, match="the file is empty"):
+        saved.open_saved(tmp_path / "empty.h5")
+    assert saved.card_of(tmp_path / "empty.h5").to_json() == {}  # nothing to read, no error
+
+
+# --- what a model is, from its card or what the file shows ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["m.h5", "m.keras"])
+def test_params_are_read_from_the_file(tmp_path, tiny_model, name):
+    path = save_model(tiny_model, tmp_path / name)
+    assert saved.open_saved(path).params == tiny_model.count_params()
+
+
+def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
+    old = save_model(tiny_model, tmp_path / "old.h5")  # no card: an older model
+    handle = saved.open_saved(old)
+    assert handle.class_names == DIGITS and handle.dataset == "mnist" and handle.normalize
+    assert handle.run_id is None and handle.input_shape == (28, 28, 1)
+    names = [f"kana {k}" for k in range(10)]
+    new = save_model(
+        tiny_model, tmp_path / "new.keras", ModelCard(dataset="custom", class_names=names)
+    )
+    assert saved.open_saved(new).class_names == names
+    assert saved.open_saved(new).dataset == "custom"
+    # Only the config (a best.h5 from an earlier version): its dataset still counts.
+    card = ModelCard(config={"data": {"dataset": "fashion_mnist", "normalize": False}})
+    best = saved.open_saved(save_model(tiny_model, tmp_path / "best.h5", card))
+    assert best.dataset == "fashion_mnist" and best.normalize is False
+
+
+def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
+    plain = save_model(tiny_model, tmp_path / "plain.h5", ModelCard(run_id="x"))
+    assert saved.open_saved(plain).class_names == DIGITS
+    named = save_model(tiny_model, tmp_path / "named.h5", ModelCard(class_names=list("abcdefghij")))
+    assert saved.open_saved(named).class_names == list("abcdefghij")
+    short = save_model(tiny_model, tmp_path / "short.h5", ModelCard(class_names=list("abc")))
+    assert saved.open_saved(short).class_names == DIGITS  # not ten: not this model's names
+
+
+def test_a_card_from_elsewhere_reads_what_it_can(tmp_path, tiny_model):
+    """Fields of another type read as missing; fields this version does not know are kept."""
+    import h5py
+
+    path = save_model(tiny_model, tmp_path / "m.h5")
+    with h5py.File(path, "a") as h5:
+        h5.attrs["cnn_mnist"] = json.dumps(
+            {"run_id": "r", "class_names": "0123456789", "config": None, "epoch": 4}
+        )
+    handle = saved.open_saved(path)
+    assert handle.card.to_json() == {"run_id": "r", "config": None, "epoch": 4}
+    assert handle.class_names == DIGITS and handle.dataset == "mnist" and handle.normalize
+    with h5py.File(path, "a") as h5:
+        h5.attrs["cnn_mnist"] = "not json"
+    assert saved.open_saved(path).card.to_json() == {}

@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from cnn_mnist.core import paths
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.config.schema import Config, Conv2D, LAYER_NAMES
 
 
@@ -60,10 +61,10 @@ def test_every_layer_type_has_a_shape_rule():
 def test_dataset_and_class_names():
     from cnn_mnist.config.schema import DataConfig
 
-    assert DataConfig().dataset == "mnist" and DataConfig().names == [str(d) for d in range(10)]
+    assert DataConfig().dataset == "mnist" and DataConfig().names == DIGITS
     fashion = DataConfig(dataset="fashion_mnist")
     assert fashion.names[0] == "T-shirt/top" and fashion.names[9] == "Ankle boot"
-    assert DataConfig(dataset="custom").names == [str(d) for d in range(10)]
+    assert DataConfig(dataset="custom").names == DIGITS
     names = [f"kana {k}" for k in range(10)]
     assert DataConfig(dataset="custom", class_names=names).names == names
     with pytest.raises(pydantic.ValidationError, match="expected 10 different names"):

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from cnn_mnist.core.datasets import DIGITS
+from cnn_mnist.stages.saved import open_saved
 from cnn_mnist.tools import inspection, serve
 from cnn_mnist.analysis.images import load_digit
 from tests.conftest import sigint_as_in_a_terminal
@@ -297,8 +299,8 @@ def test_model_says_what_is_loaded(server, tiny):
     assert status == 200
     assert info["id"] == str(model_path) and info["run_id"] == result.run_id
     assert info["test_accuracy"] == pytest.approx(result.evaluation.accuracy)
-    assert info["params"] == record["metrics"]["params"] == serve.count_params(Path(model_path))
-    assert info["backend"] == "litert" and info["class_names"] == [str(i) for i in range(10)]
+    assert info["params"] == record["metrics"]["params"] == open_saved(model_path).params
+    assert info["backend"] == "litert" and info["class_names"] == DIGITS
     assert info["layers"] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
 
 
@@ -451,8 +453,6 @@ def test_selecting_another_model(tiny, tmp_path):
 
 
 def test_feature_maps_are_cnn_inspects(server, tiny):
-    from cnn_mnist.stages.save import load_model
-
     status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
     digit = np.array(answer["input"], dtype=np.float32)
     status, maps = call_json(server, "POST", "/api/features", {"input": answer["input"]})
@@ -461,7 +461,7 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
         (0, "Conv2D", [26, 26, 8]),
         (1, "MaxPooling2D", [13, 13, 8]),
     ]
-    model = load_model(tiny[0])
+    model = open_saved(tiny[0]).keras_model()
     outs = inspection.activations(model, inspection.model_input(digit))
     for layer in maps["layers"]:
         png = base64.b64decode(layer["png"].split(",", 1)[1])
@@ -475,11 +475,9 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
 
 
 def test_explain_is_cnn_inspect_at(server, tiny):
-    from cnn_mnist.stages.save import load_model
-
     status, answer = call_json(server, "POST", "/api/predict", drawn_png("0"))
     digit = np.array(answer["input"], dtype=np.float32)
-    model = load_model(tiny[0])
+    model = open_saved(tiny[0]).keras_model()
     for at in ["0:13,13,5", "0:0,25,7", "1:6,6,2"]:
         status, e = call_json(server, "POST", "/api/explain", {"input": answer["input"], "at": at})
         assert status == 200, e
@@ -1397,8 +1395,6 @@ def test_a_fashion_model_shows_its_class_names_on_the_page(browser, tiny, tmp_pa
         Select(browser.find_element(By.ID, "model-select")).select_by_value(
             str(models / "digits.h5")
         )
-        WebDriverWait(browser, 30).until(
-            lambda b: b.execute_script(names) == [str(k) for k in range(10)]
-        )
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(names) == DIGITS)
     finally:
         stop(running)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError
 from cnn_mnist.config.shapes import axis_arithmetic, pad_sides
 
@@ -225,7 +226,7 @@ class Inspection:
     files: dict[str, Path]
     source: str = ""  # "index 10" or the picture's path
     explanation: ConvExplanation | PoolExplanation | None = None
-    class_names: list[str] = field(default_factory=lambda: [str(d) for d in range(10)])
+    class_names: list[str] = field(default_factory=lambda: list(DIGITS))
 
     def name(self, label: int) -> str:
         return self.class_names[label]
@@ -238,7 +239,7 @@ class Inspection:
             "layers": [v.to_dict() for v in self.layers],
             "files": {k: str(v) for k, v in self.files.items()},
         }
-        if self.class_names != [str(d) for d in range(10)]:  # named classes, not MNIST's digits
+        if self.class_names != DIGITS:  # named classes, not MNIST's digits
             out["class_name"] = self.name(self.predicted)
             if self.label is not None:
                 out["label_class_name"] = self.name(self.label)
@@ -301,7 +302,7 @@ def inspect_digit(
     outs, sal = forward(model, x, gradient=True)
     probs = outs[-1][0]
     predicted, probability = int(probs.argmax()), float(probs.max())
-    names = list(class_names or [str(d) for d in range(10)])
+    names = list(class_names or DIGITS)
 
     views = _layer_views(model, outs, x, out_dir, write)
 

@@ -1,6 +1,6 @@
 """Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall.
 
-Classes are named as the model's dataset names them (save.class_names); for MNIST they are the
+Classes are named as the model's dataset names them (its card, saved.py); for MNIST they are the
 digits, and every table and picture is as it always was."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist.core import files
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.analysis.figures import Tile, digits_png, png_bytes, pyplot
 
-DIGITS = list(range(10))
-DIGIT_NAMES = [str(d) for d in DIGITS]
+LABELS = list(range(10))  # the classes' numbers, 0 to 9
 
 
 def _digits(names: list[str] | None) -> bool:
     """MNIST's classes are its digits: its tables and pictures stay as they always were."""
-    return not names or list(names) == DIGIT_NAMES
+    return not names or list(names) == DIGITS
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Evaluation:
     support: np.ndarray
     probabilities: np.ndarray
     labels: np.ndarray
-    class_names: list[str] = field(default_factory=lambda: list(DIGIT_NAMES))
+    class_names: list[str] = field(default_factory=lambda: list(DIGITS))
 
     @property
     def predicted(self) -> np.ndarray:
@@ -54,7 +54,7 @@ class Evaluation:
             "confusion_matrix": {
                 "rows": f"true {what}",
                 "columns": f"predicted {what}",
-                "labels": DIGITS,
+                "labels": LABELS,
                 "counts": self.confusion.tolist(),
             },
             "per_class": {
@@ -64,7 +64,7 @@ class Evaluation:
                     "f1": float(self.f1[d]),
                     "support": int(self.support[d]),
                 }
-                for d in DIGITS
+                for d in LABELS
             },
         }
 
@@ -155,7 +155,7 @@ def from_probabilities(
         support=support,
         probabilities=probabilities,
         labels=labels,
-        class_names=list(class_names or DIGIT_NAMES),
+        class_names=list(class_names or DIGITS),
     )
 
 
@@ -164,9 +164,9 @@ def format_confusion(confusion: np.ndarray, class_names: list[str] | None = None
     where the classes have names)."""
     width = max(4, len(str(confusion.max())) + 1)
     labels, left = _row_labels(class_names, 9)
-    head = "true\\pred".ljust(left) + "".join(f"{d:>{width}}" for d in DIGITS)
+    head = "true\\pred".ljust(left) + "".join(f"{d:>{width}}" for d in LABELS)
     rows = [
-        label + "".join(f"{n:>{width}}" for n in confusion[d]) for d, label in zip(DIGITS, labels)
+        label + "".join(f"{n:>{width}}" for n in confusion[d]) for d, label in zip(LABELS, labels)
     ]
     return "\n".join([head, *rows])
 
@@ -175,8 +175,8 @@ def _row_labels(class_names: list[str] | None, least: int) -> tuple[list[str], i
     """A table's row labels and their width: the digit right-aligned for MNIST, as always;
     "number name", left-aligned, for named classes."""
     if _digits(class_names):
-        return [f"{d:>{least}}" for d in DIGITS], least
-    labels = [f"{d} {name}" for d, name in zip(DIGITS, class_names)]
+        return [f"{d:>{least}}" for d in LABELS], least
+    labels = [f"{d} {name}" for d, name in zip(LABELS, class_names)]
     left = max(least, *map(len, labels))
     return [label.ljust(left) for label in labels], left
 
@@ -206,7 +206,7 @@ def format_per_class(evaluation: Evaluation) -> str:
     labels, left = _row_labels(evaluation.class_names, 5)
     what = "digit" if _digits(evaluation.class_names) else "class"
     lines = [f"{what:<{left}}  precision  recall      f1  support"]
-    for d, label in zip(DIGITS, labels):
+    for d, label in zip(LABELS, labels):
         lines.append(
             f"{label}  {evaluation.precision[d]:>9.4f}  {evaluation.recall[d]:>6.4f}  "
             f"{evaluation.f1[d]:>6.4f}  {evaluation.support[d]:>7}"
@@ -225,14 +225,14 @@ def confusion_png(
     fig.colorbar(image, ax=ax)
     what = "digit" if digits else "class"
     ax.set(
-        xticks=DIGITS, yticks=DIGITS, xlabel=f"Predicted {what}", ylabel=f"True {what}", title=title
+        xticks=LABELS, yticks=LABELS, xlabel=f"Predicted {what}", ylabel=f"True {what}", title=title
     )
     if not digits:
         ax.set_xticklabels(class_names, rotation=45, ha="right", rotation_mode="anchor")
         ax.set_yticklabels(class_names)
     threshold = confusion.max() / 2
-    for i in DIGITS:
-        for j in DIGITS:
+    for i in LABELS:
+        for j in LABELS:
             ax.text(
                 j,
                 i,
@@ -261,7 +261,7 @@ def mistakes_png(
     class_names: list[str] | None = None,
 ) -> bytes:
     """A grid of the most confident mistakes: image, true label, prediction, confidence."""
-    names = list(class_names or DIGIT_NAMES)
+    names = list(class_names or DIGITS)
     predicted = probs.argmax(axis=1)
     return digits_png(
         [

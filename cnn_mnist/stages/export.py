@@ -5,7 +5,7 @@ One conversion (formats.py, through Keras's own `model.export`) serves `cnn expo
 export is run by its own runtime on the
 model's whole test set before it is put in place (`export_checked`): a float export must agree
 with Keras to float rounding, a quantized one may lose at most `allow_drop` points of accuracy.
-The export carries the model's metadata in the format's own place (see saved.py), so
+The export carries the model's card (card.py) in the format's own place (see formats.py), so
 `cnn predict/evaluate/serve --model` read it as they read the .h5.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
+from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.formats import FORMATS, QUANTIZATIONS, atomic_export, write_export
 
 log = logging.getLogger(__name__)
@@ -120,15 +121,15 @@ def default_out(model_path: str | Path, fmt: str, quantize: str) -> Path:
 # --- conversion ------------------------------------------------------------------------------
 
 
-def export_metadata(metadata: dict[str, Any] | None, fmt: str, quantize: str) -> dict[str, Any]:
-    """The model's metadata as the export carries it: what the .h5 has (the run, the config,
+def export_card(card: ModelCard | None, fmt: str, quantize: str) -> ModelCard:
+    """The model's card as the export carries it: what the .h5 has (the run, the config,
     dataset and class names; not the checksum of its own LiteRT export), the input it takes,
     and what kind of export it is."""
     from cnn_mnist.stages.save import EXPECTED_INPUT
 
-    out = {k: v for k, v in (metadata or {}).items() if k != "litert_sha256"}
+    out = {k: v for k, v in (card.to_json() if card else {}).items() if k != "litert_sha256"}
     out.update(input_shape=list(EXPECTED_INPUT), export={"format": fmt, "quantize": quantize})
-    return out
+    return ModelCard.read(out)
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def export_checked(
     x: np.ndarray,
     labels: np.ndarray,
     keras_probs: np.ndarray,
-    metadata: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     calibration: np.ndarray | None = None,
     allow_drop: float | None = None,
     time_keras: bool = False,
@@ -221,9 +222,7 @@ def export_checked(
     path, model = Path(path), float32_copy(model)
     try:
         with atomic_export(path, fmt, before_replace) as tmp:
-            write_export(
-                model, fmt, quantize, tmp, export_metadata(metadata, fmt, quantize), calibration
-            )
+            write_export(model, fmt, quantize, tmp, export_card(card, fmt, quantize), calibration)
             checks = check(tmp, x, labels, keras_probs, model if time_keras else None)
             judge(checks, fmt, quantize, allow_drop)
     except OSError as exc:
@@ -232,17 +231,17 @@ def export_checked(
 
 
 def export_is_ours(fmt: str) -> Callable[[Path], bool]:
-    """Whether what is at a path is a `cnn export` of format `fmt` (its metadata says so),
-    which exporting again may replace."""
+    """Whether what is at a path is a `cnn export` of format `fmt` (its card says so), which
+    exporting again may replace."""
 
     def ours(path: Path) -> bool:
         from cnn_mnist.stages.saved import open_saved
 
         try:
-            export = open_saved(path).metadata.get("export")
+            export = open_saved(path).card.export
         except Exception:  # noqa: BLE001 - unreadable: not ours to replace
             return False
-        return isinstance(export, dict) and export.get("format") == fmt
+        return export is not None and export.format == fmt
 
     return ours
 
@@ -346,7 +345,7 @@ def export_model(
         x,
         labels,
         keras_probs,
-        saved.metadata,
+        saved.card,
         calibration,
         allow_drop,
         time_keras=True,

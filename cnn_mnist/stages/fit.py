@@ -23,6 +23,7 @@ from cnn_mnist.config.schema import (
     TensorBoardConfig,
     TrainingConfig,
 )
+from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
 
 
@@ -287,10 +288,10 @@ class BestModel(keras.callbacks.Callback):
     """Keep the best model by a monitored metric, written atomically after each epoch."""
 
     def __init__(
-        self, config: CheckpointConfig, path: Path, metadata: dict, history: list[dict]
+        self, config: CheckpointConfig, path: Path, card: ModelCard, history: list[dict]
     ) -> None:
         super().__init__()
-        self.monitor, self.path, self.metadata = config.monitor, path, metadata
+        self.monitor, self.path, self.card = config.monitor, path, card
         self.better = (
             (lambda a, b: a < b) if config.monitor.endswith("loss") else (lambda a, b: a > b)
         )
@@ -308,9 +309,8 @@ class BestModel(keras.callbacks.Callback):
             return
         if self.best is None or self.better(value, self.best):
             self.best = float(value)
-            save_model(
-                self.model, self.path, {**self.metadata, "epoch": epoch, self.monitor: value}
-            )
+            card = self.card.model_copy(update={"epoch": epoch, self.monitor: value})
+            save_model(self.model, self.path, card)  # the run's card, this epoch and its value
 
 
 class FitTimer(keras.callbacks.Callback):
@@ -363,7 +363,7 @@ def callbacks(
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
-    metadata: dict | None = None,
+    card: ModelCard | None = None,
     timer: FitTimer | None = None,
     validation: TestValidation | None = None,
     seeds: EpochSeeds | None = None,
@@ -387,7 +387,7 @@ def callbacks(
                 BestModel(
                     training.checkpoint,
                     run_dir / "best.h5",
-                    metadata or {},
+                    card or ModelCard(),
                     read_epochs(run_dir / "epochs.jsonl"),
                 )
             )
@@ -529,7 +529,7 @@ def fit_callbacks(
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
-    metadata: dict | None = None,
+    card: ModelCard | None = None,
     timer: FitTimer | None = None,
     validation: TestValidation | None = None,
     seeds: EpochSeeds | None = None,
@@ -543,7 +543,7 @@ def fit_callbacks(
     images = None
     if run_dir is not None and tensorboard.enabled and tensorboard.feature_maps:
         images = feature_maps(data, tensorboard, run_dir)
-    return callbacks(training, tensorboard, run_dir, metadata, timer, validation, seeds, images)
+    return callbacks(training, tensorboard, run_dir, card, timer, validation, seeds, images)
 
 
 class FeatureMaps(EpochWriter):
@@ -597,7 +597,7 @@ def fit(
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
     verbose: int = 1,
-    metadata: dict | None = None,
+    card: ModelCard | None = None,
     timer: FitTimer | None = None,
     validation: TestValidation | None = None,
     extra_callbacks=(),
@@ -610,9 +610,7 @@ def fit(
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
         callbacks=[
-            *fit_callbacks(
-                data, training, tensorboard, run_dir, metadata, timer, validation, seeds
-            ),
+            *fit_callbacks(data, training, tensorboard, run_dir, card, timer, validation, seeds),
             *extra_callbacks,
         ],
         verbose=verbose,

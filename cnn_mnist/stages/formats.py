@@ -2,7 +2,7 @@
 
 One conversion for `cnn export` and for the .tflite `cnn train` writes beside the model
 (export.py runs and checks what is written here; saved.py reads it back). Each export carries
-the model's metadata in its format's own place:
+the model's card (card.py) in its format's own place:
 - .tflite: an entry `cnn_mnist` in the flatbuffer's `metadata` list;
 - .onnx: `metadata_props`, key `cnn_mnist`;
 - SavedModel: the asset `assets/cnn_mnist.json`.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -28,8 +27,8 @@ import numpy as np
 
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import ExportError
+from cnn_mnist.stages.card import METADATA_KEY, ModelCard
 
-METADATA_KEY = "cnn_mnist"
 SAVED_MODEL_ASSET = f"assets/{METADATA_KEY}.json"
 FORMATS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}  # format: file suffix
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -68,15 +67,15 @@ def _litert(model, path: Path, quantize: str, calibration: np.ndarray | None) ->
     model.export(str(path), format="litert", verbose=False, **options)
 
 
-def embed_litert_metadata(path: Path, metadata: dict[str, Any]) -> None:
-    """The metadata as an entry `cnn_mnist` of the flatbuffer's own metadata list (read back
-    by saved.litert_metadata without TensorFlow)."""
+def embed_litert_card(path: Path, card: ModelCard) -> None:
+    """The card as an entry `cnn_mnist` of the flatbuffer's own metadata list (read back by
+    saved.litert_card without TensorFlow)."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+    buffer.data = np.frombuffer(card.to_text().encode(), dtype=np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name, entry.buffer = METADATA_KEY, len(model.buffers) - 1
@@ -123,13 +122,13 @@ def _onnx(model, path: Path, quantize: str, calibration: np.ndarray | None) -> N
             float_path.unlink(missing_ok=True)
 
 
-def _embed_onnx_metadata(path: Path, metadata: dict[str, Any]) -> None:
+def _embed_onnx_card(path: Path, card: ModelCard) -> None:
     import onnx
 
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    entry.key, entry.value = METADATA_KEY, card.to_text()
     proto.producer_name = "cnn-mnist"
     onnx.save(proto, str(path))
 
@@ -176,7 +175,7 @@ def write_export(
     fmt: str,
     quantize: str,
     path: Path,
-    metadata: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     calibration: np.ndarray | None = None,
 ) -> None:
     """The conversion itself, into `path` (a temporary one); `model` computes in float32."""
@@ -211,14 +210,14 @@ def write_export(
             f"int8: {', '.join(left)} would still compute in float; export it "
             "with --quantize float16 or none"
         )
-    if metadata is not None:
+    if card is not None:
         if fmt == "litert":
-            embed_litert_metadata(path, metadata)
+            embed_litert_card(path, card)
         elif fmt == "onnx":
-            _embed_onnx_metadata(path, metadata)
+            _embed_onnx_card(path, card)
         else:
             (path / SAVED_MODEL_ASSET).parent.mkdir(exist_ok=True)
-            (path / SAVED_MODEL_ASSET).write_text(json.dumps(metadata))
+            (path / SAVED_MODEL_ASSET).write_text(card.to_text())
 
 
 @contextlib.contextmanager
@@ -254,12 +253,12 @@ def convert(
     fmt: str,
     quantize: str,
     path: str | Path,
-    metadata: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     calibration: np.ndarray | None = None,
 ) -> Path:
     """The (float32) model exported to `path`, unchecked (export.export_checked checks);
     atomic."""
     path = Path(path)
     with atomic_export(path, fmt) as tmp:
-        write_export(model, fmt, quantize, tmp, metadata, calibration)
+        write_export(model, fmt, quantize, tmp, card, calibration)
     return path

@@ -1,34 +1,42 @@
-"""One handle on a saved model, whatever its format: opened once, its metadata read once.
+"""One handle on a saved model, whatever its format: opened once, its card read once.
 
-`open_saved(path)` takes a Keras model (.h5, .keras, as `cnn train` saves it) or one of `cnn
-export`'s files (.tflite, .onnx, a SavedModel folder) and reads what the model is: its dataset,
-class names, input normalization, run id and input shape. Nothing here imports TensorFlow until
-a Keras model (`keras_model`) or a predictor of a Keras or SavedModel file is asked for; a
-.tflite runs on LiteRT and an .onnx on ONNX Runtime. Whatever its format, the model is checked
-to be a classifier of 28x28x1 digits giving probabilities (signature.py) before any prediction.
+`open_saved(path)` is the one door to a model file: a Keras model (.h5, .keras, as `cnn train`
+saves it) or one of `cnn export`'s files (.tflite, .onnx, a SavedModel folder), told apart by
+its kind, with one error naming every kind accepted for anything else. Nothing else in the
+package reads a model file (tests/test_layout.py checks): save.py and formats.py write them,
+and every command asks the handle what a model is (its card, card.py: dataset, class names,
+input normalization, run id, input shape; for a file without a card, what the file shows), for
+its Keras model (`keras_model`), a predictor, or its number of weights (`params`). `card_of`
+reads only the card, without the checks, where what is at a path may be replaced.
 
-Where the metadata lives (the same JSON object as in the .h5, see save.py):
+Nothing here imports TensorFlow until a Keras model (`keras_model`) or a predictor of a Keras or
+SavedModel file is asked for; a .tflite runs on LiteRT and an .onnx on ONNX Runtime. Whatever
+its format, the model is checked to be a classifier of 28x28x1 digits giving probabilities
+(signature.py) before any prediction.
+
+Where the card lives (the same JSON object in every format):
 - .h5 / .keras: an HDF5 attribute / a `cnn_mnist.json` entry in the zip (save.py);
 - .tflite: an entry named `cnn_mnist` in the flatbuffer's own `metadata` list;
 - .onnx: `metadata_props`, key `cnn_mnist`;
-- SavedModel: the asset `assets/cnn_mnist.json`.
+- SavedModel: the asset `assets/cnn_mnist.json` (formats.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from cnn_mnist.core.datasets import TITLES
+from cnn_mnist.core.datasets import DIGITS, TITLES
 from cnn_mnist.core.errors import ModelFileError
-from cnn_mnist.stages import formats, save, signature
+from cnn_mnist.stages import formats, signature
+from cnn_mnist.stages.card import METADATA_KEY, ModelCard
+from cnn_mnist.stages.save import EXPECTED_INPUT
 
-METADATA_KEY = save.METADATA_KEY
 SAVED_MODEL_ASSET = formats.SAVED_MODEL_ASSET
 KERAS_SUFFIXES = (".h5", ".keras")
 FORMAT_OF_SUFFIX = {".h5": "h5", ".keras": "keras", ".tflite": "litert", ".onnx": "onnx"}
@@ -41,6 +49,14 @@ FORMAT_NAMES = {
 }
 
 
+def kind_of(path: Path) -> str | None:
+    """The format of what is at `path`, by its kind (a SavedModel folder, a file's suffix);
+    None for anything else."""
+    if path.is_dir():
+        return "saved_model" if (path / "saved_model.pb").is_file() else None
+    return FORMAT_OF_SUFFIX.get(path.suffix)
+
+
 def check_path(path: str | Path) -> tuple[Path, str]:
     """Cheap checks before any runtime is imported; (the path, its format)."""
     path = Path(path)
@@ -48,22 +64,21 @@ def check_path(path: str | Path) -> tuple[Path, str]:
         raise ModelFileError(
             f"model file not found: {path}; train one with `cnn train` or pass --model PATH"
         )
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return path, "saved_model"
-    if path.is_dir() or path.suffix not in FORMAT_OF_SUFFIX:
+    fmt = kind_of(path)
+    if fmt is None:
         raise ModelFileError(
             f"{path}: expected a Keras model file ending in .h5 or .keras, or "
             "an export of one (.tflite, .onnx, a SavedModel folder)"
         )
-    if path.stat().st_size == 0:
+    if fmt != "saved_model" and path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the file is empty; train again with `cnn train`")
-    return path, FORMAT_OF_SUFFIX[path.suffix]
+    return path, fmt
 
 
-# --- metadata in each format -----------------------------------------------------------------
+# --- the card in each format -----------------------------------------------------------------
 
 
-def litert_metadata(data: bytes) -> dict[str, Any]:
+def litert_card(data: bytes) -> ModelCard:
     """The `cnn_mnist` entry of a .tflite's metadata list, read from the flatbuffer by hand
     (LiteRT's Python package has no reader for it, and TensorFlow is not wanted here).
 
@@ -92,25 +107,104 @@ def litert_metadata(data: bytes) -> dict[str, Any]:
         o = buffer.Offset(4)
         if o:
             start, length = buffer.Vector(o), buffer.VectorLen(o)
-            return json.loads(bytes(buf[start : start + length]))
+            return ModelCard.from_text(bytes(buf[start : start + length]))
         offset = buffer.Get(number_types.Uint64Flags, buffer.Pos + buffer.Offset(6))
         size = buffer.Get(number_types.Uint64Flags, buffer.Pos + buffer.Offset(8))
-        return json.loads(bytes(buf[offset : offset + size]))
-    return {}
+        return ModelCard.from_text(bytes(buf[offset : offset + size]))
+    return ModelCard()
 
 
-def _read_metadata(path: Path, fmt: str) -> dict[str, Any]:
-    if fmt in ("h5", "keras"):
-        return save.read_metadata(path)
+def _keras_card(path: Path) -> ModelCard:
+    """What save.py stored with a Keras model: an HDF5 attribute, or an entry of the zip."""
+    if path.suffix == ".h5":
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            return ModelCard.from_text(h5.attrs.get(METADATA_KEY))
+    with zipfile.ZipFile(path) as archive:
+        name = f"{METADATA_KEY}.json"
+        return ModelCard.from_text(archive.read(name) if name in archive.namelist() else None)
+
+
+def _saved_model_card(path: Path) -> ModelCard:
+    asset = path / SAVED_MODEL_ASSET
+    return ModelCard.from_text(asset.read_text()) if asset.is_file() else ModelCard()
+
+
+CARD_READERS: dict[str, Callable[[Path], ModelCard]] = {
+    "h5": _keras_card,
+    "keras": _keras_card,
+    "litert": lambda path: litert_card(path.read_bytes()),
+    "onnx": lambda path: OnnxModel(path).card(),  # ONNX Runtime reads the file's protobuf
+    "saved_model": _saved_model_card,
+}
+
+
+def _read_card(path: Path, fmt: str) -> ModelCard:
+    """The card in the model file at `path`; an empty one where it has none, or it cannot be
+    read here (opening the model then says what is wrong)."""
     try:
-        if fmt == "litert":
-            return litert_metadata(path.read_bytes())
-        if fmt == "saved_model":
-            asset = path / SAVED_MODEL_ASSET
-            return json.loads(asset.read_text()) if asset.is_file() else {}
-    except Exception:  # noqa: BLE001 - the runtime has read the file: no metadata, then
-        return {}
-    return {}  # .onnx: read from its session's metadata, see SavedModel.open
+        return CARD_READERS[fmt](path)
+    except Exception:  # noqa: BLE001 - h5py, zipfile, flatbuffers: a file from elsewhere
+        return ModelCard()
+
+
+def card_of(path: str | Path) -> ModelCard:
+    """The card of the model file at `path`, without `open_saved`'s checks: an empty card where
+    there is no model file, or one without a card, or one that cannot be read. For whether
+    what is at a path may be replaced (`cnn train`, `cnn runs`), never for predicting."""
+    path = Path(path)
+    fmt = kind_of(path)
+    return _read_card(path, fmt) if fmt is not None and path.exists() else ModelCard()
+
+
+def _keras_params(path: Path) -> int:
+    """The number of weights in a Keras model file, read from its HDF5 (no TensorFlow)."""
+    import io
+
+    import h5py
+
+    if path.suffix == ".h5":
+        h5, group = h5py.File(path, "r"), "model_weights"
+    else:
+        with zipfile.ZipFile(path) as archive:
+            h5 = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        group = "layers"
+    with h5:
+        sizes: list[int] = []
+        h5[group].visititems(
+            lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
+        )
+    return int(sum(sizes))
+
+
+def _load_keras(path: Path):
+    """The Keras model in the file at `path` (check_path has passed), uncompiled;
+    ModelFileError if it is broken, or not a digit classifier's shape."""
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - h5py/zipfile/keras raise many types for a broken file
+        raise ModelFileError(
+            f"{path}: not a readable Keras model ({_reason(exc)}); the file is "
+            "truncated or corrupt: train again with `cnn train`"
+        ) from None
+    try:
+        shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    except (AttributeError, ValueError):
+        shape_in = shape_out = None
+    if shape_in != EXPECTED_INPUT:
+        raise ModelFileError(
+            f"{path}: the model takes inputs of shape {shape_in}, expected "
+            f"{EXPECTED_INPUT} (one 28x28 grayscale digit)"
+        )
+    if shape_out != (10,):
+        raise ModelFileError(
+            f"{path}: the model has outputs of shape {shape_out}, expected (10,) "
+            "(one probability per class)"
+        )
+    return model
 
 
 # --- runtimes --------------------------------------------------------------------------------
@@ -207,9 +301,11 @@ class OnnxModel:
         self.input = inputs[0].name if inputs else ""
         self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)  # a batch of one
 
-    def metadata(self) -> dict[str, Any]:
-        text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        return json.loads(text) if text else {}
+    def card(self) -> ModelCard:
+        """The card in the file's `metadata_props`, as the session read it."""
+        return ModelCard.from_text(
+            self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        )
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if self.single and len(x) != 1:
@@ -245,8 +341,9 @@ class SavedModelRunner:
 
 @dataclass
 class SavedModel:
-    """A saved model: where it is, its format, what it is (from its metadata), and, once asked
-    for, its Keras model or a predictor (called on a batch, gives probabilities).
+    """A saved model: where it is, its format, what it is (its card, or what the file shows),
+    and, once asked for, its Keras model or a predictor (called on a batch, gives
+    probabilities).
 
     Whatever its format, it is checked to be a classifier of its dataset (signature.py) before
     any prediction: what an export takes as it is opened, what a Keras model takes as it is
@@ -255,49 +352,70 @@ class SavedModel:
 
     path: Path
     format: str  # h5, keras, litert, onnx, saved_model
-    metadata: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard = field(default_factory=ModelCard)
     _keras: Any = None
-    _onnx: Any = None  # the session that read an .onnx's metadata, kept for its predictions
+    _onnx: Any = None  # the session that read an .onnx's card, kept for its predictions
     _lite: Any = None  # the interpreter that checked a .tflite as it was opened, not yet lent
     _checked: bool = False  # its outputs were found to be probabilities of its classes
 
     @classmethod
     def open(cls, path: str | Path) -> "SavedModel":
+        """The one door: the model at `path`, by its kind (check_path)."""
         path, fmt = check_path(path)
-        if fmt == "onnx":  # its metadata lives in the file's protobuf: ONNX Runtime reads it
+        if fmt == "onnx":  # its card lives in the file's protobuf: ONNX Runtime reads it
             runner = _runtime(path, fmt, lambda: OnnxModel(path))
             signature.check_input(path, runner.inputs)
-            return cls(path, fmt, _runtime(path, fmt, runner.metadata), _onnx=runner)
+            return cls(path, fmt, _runtime(path, fmt, runner.card), _onnx=runner)
         if fmt == "litert":  # the interpreter first: it refuses a file that is no flatbuffer
             runner = _runtime(path, fmt, lambda: LiteRTModel(path))
             signature.check_input(path, runner.inputs)
-            return cls(path, fmt, _read_metadata(path, fmt), _lite=runner)
-        return cls(path, fmt, _read_metadata(path, fmt))
+            return cls(path, fmt, _read_card(path, fmt), _lite=runner)
+        return cls(path, fmt, _read_card(path, fmt))
 
     @property
     def is_keras(self) -> bool:
         return self.format in ("h5", "keras")
 
+    def _trained_with(self, key: str, default: Any) -> Any:
+        """A `data:` setting of the config the model was trained with; `default` without one."""
+        data = (self.card.config or {}).get("data")
+        return data.get(key, default) if isinstance(data, dict) else default
+
     @property
     def dataset(self) -> str:
-        return save.dataset_of(self.metadata)
+        """What the model was trained on: mnist, fashion_mnist or custom ("mnist" for a model
+        saved before datasets were recorded, or by other means)."""
+        return self.card.dataset or self._trained_with("dataset", None) or "mnist"
 
     @property
     def class_names(self) -> list[str]:
-        return save.class_names_of(self.metadata)
+        """The model's ten class names, label 0 to 9 (the digits for a model without them)."""
+        names = self.card.class_names
+        return list(names) if names is not None and len(names) == 10 else list(DIGITS)
 
     @property
     def normalize(self) -> bool:
-        return save.normalize_of(self.metadata)
+        """How the model was trained to see pixels: [0, 1], unless its config says raw 0-255."""
+        return bool(self._trained_with("normalize", True))
 
     @property
     def run_id(self) -> str | None:
-        return self.metadata.get("run_id")
+        return self.card.run_id
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        shape = self.metadata.get("input_shape")
-        return tuple(shape) if shape else save.EXPECTED_INPUT
+        return tuple(self.card.input_shape) if self.card.input_shape else EXPECTED_INPUT
+
+    @property
+    def params(self) -> int | None:
+        """The number of weights of a Keras model, read from its file (no TensorFlow); None
+        for an export, or a file whose weights are not where Keras saves them."""
+        if not self.is_keras:
+            return None
+        try:
+            return _keras_params(self.path)
+        except Exception:  # noqa: BLE001 - a model saved by other means: unknown
+            return None
 
     def keras_model(self, what: str = "this"):
         """The Keras model (loaded once, and checked); ModelFileError for an export, which has
@@ -309,7 +427,7 @@ class SavedModel:
                 "it was exported from with --model"
             )
         if self._keras is None:
-            model = save.load_model(self.path)  # refuses another input or output shape
+            model = _load_keras(self.path)  # refuses another input or output shape
             self.check_outputs(model)
             self._keras = model
         return self._keras
@@ -318,7 +436,8 @@ class SavedModel:
         """Once per handle: `predictor` (this model's) gives probabilities of its classes."""
         if self._checked:
             return
-        quantized = (self.metadata.get("export") or {}).get("quantize") == "int8"
+        export = self.card.export
+        quantized = export is not None and export.quantize == "int8"
         signature.check_outputs(
             self.path,
             predictor,
@@ -378,7 +497,7 @@ class SavedModel:
         from cnn_mnist.core import files
 
         lite = self.path.with_suffix(".tflite")
-        expected = self.metadata.get("litert_sha256")
+        expected = self.card.litert_sha256
         if not self.is_keras or not expected or not lite.is_file():
             return None
         return lite if files.sha256(lite) == expected else None

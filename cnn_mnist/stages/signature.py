@@ -3,7 +3,7 @@ pixels, and one output of probabilities, one per class.
 
 The model's handle (saved.SavedModel) checks every format here, once, before any prediction:
 the input from what its runtime declares (ONNX Runtime's session, LiteRT's interpreter, a
-SavedModel's signature; save.load_model checks a Keras model's), the output from one
+SavedModel's signature; the handle checks a Keras model's as it loads it), the output from one
 prediction on a blank digit and one on noise, which must be probabilities (a softmax output
 layer). A model that takes or gives something else is refused with one line naming what it
 has and what is expected, never a runtime's traceback, and never read as a digit classifier.

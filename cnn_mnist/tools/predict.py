@@ -1,6 +1,6 @@
 """Stage 7: use the model: predict test digits by index, or your own pictures.
 
-Predictions are named by the model's class names (save.class_names): the digits for MNIST."""
+Predictions are named by the model's class names (its card, saved.py): the digits for MNIST."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from cnn_mnist.analysis import figures
 from cnn_mnist.core import files
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import OutputError
 from cnn_mnist.stages.data import BadIndex, check_indices
 from cnn_mnist.analysis.figures import Tile, digits_png
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 # What a folder given to --image is searched for (Pillow reads them all).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-DIGIT_NAMES = [str(d) for d in range(10)]
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Prediction:
     index: int | None = None
     image: str | None = None
     label: int | None = None
-    class_names: list[str] = field(default_factory=lambda: list(DIGIT_NAMES))  # label 0 to 9
+    class_names: list[str] = field(default_factory=lambda: list(DIGITS))  # label 0 to 9
 
     @property
     def predicted(self) -> int:
@@ -219,7 +219,7 @@ def predict(
     items: list[Prediction] = []
     there = Path(model_path).is_file() or (Path(model_path) / "saved_model.pb").is_file()
     handle = open_saved(model_path) if there else None  # a missing one is reported below
-    names = handle.class_names if handle else list(DIGIT_NAMES)
+    names = handle.class_names if handle else list(DIGITS)
     if wanted:
         from cnn_mnist.stages.data import load_for_model
 
@@ -321,7 +321,7 @@ def read_number_with(
     per digit `predicted`, `class_name`, `probability` and `box` (left, top, right, bottom in
     the picture's pixels), left to right. The one reading of a number: `cnn predict --number`
     and `cnn serve`'s /api/number both come here."""
-    names = list(names or DIGIT_NAMES)
+    names = list(names or DIGITS)
     rows = probabilities(model, np.stack([d.digit for d in digits]), normalize=normalize)
     read: list[dict] = [
         {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnn_mnist.config.load import differences, load_config, value_at
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
 
@@ -174,7 +175,7 @@ def _run_model(run_dir: Path) -> Path | None:
 def _published(model: Path | None, config: dict, cache: dict) -> str | None:
     """The stable model path (output.model_path, or the default one) if it holds this run's
     model: the same file (a hard link) or, where links were not possible, a copy that names
-    this run inside (save.py's metadata; read once per path)."""
+    this run inside (its card; read once per path)."""
     if model is None:
         return None
     for stable in dict.fromkeys([config.get("output", {}).get("model_path"), MODEL_PATH]):
@@ -186,9 +187,9 @@ def _published(model: Path | None, config: dict, cache: dict) -> str | None:
         except OSError:
             continue
         if ("stable", stable) not in cache:
-            from cnn_mnist.stages.save import read_metadata
+            from cnn_mnist.stages.saved import card_of
 
-            cache[("stable", stable)] = read_metadata(stable).get("run_id")
+            cache[("stable", stable)] = card_of(stable).run_id
         if cache[("stable", stable)] == model.parent.name:
             return stable
     return None
@@ -315,7 +316,7 @@ def class_names(run_dir: Path) -> list[str]:
             return [str(n) for n in names]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return [str(d) for d in range(10)]
+    return list(DIGITS)
 
 
 def best_run(log_dir: str | Path, metric: str = "test_accuracy") -> RunSummary:

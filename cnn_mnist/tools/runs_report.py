@@ -6,6 +6,7 @@ import datetime
 import json
 from pathlib import Path
 
+from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.training.hparams import hparams_of
 from cnn_mnist.training.record import RunFile, read_record
 from cnn_mnist.tools.runs import (
@@ -232,7 +233,7 @@ def format_comparison(comparison: Comparison) -> str:
         ["test loss", *(_number(run.test_loss) for run in runs)],
     ]
     # Runs of different datasets: label i is a different class in each ("T-shirt/top / 0").
-    names = [class_names(run.run_dir) for run in runs] or [[str(d) for d in range(10)]]
+    names = [class_names(run.run_dir) for run in runs] or [list(DIGITS)]
     for digit in range(10):
         label = " / ".join(dict.fromkeys(n[digit] for n in names))
         rows.append(

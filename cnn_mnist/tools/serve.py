@@ -26,12 +26,16 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnn_mnist.core import paths
 from cnn_mnist.core.errors import CnnError, DataError, ModelFileError, WrongDataset, shown
 from cnn_mnist.training.record import RunFile, read_record
+
+if TYPE_CHECKING:
+    from cnn_mnist.stages.saved import SavedModel
 
 log = logging.getLogger(__name__)
 
@@ -105,30 +109,7 @@ class Served:
         default_factory=threading.Lock
     )  # feature maps: one at a time
     mistakes: np.ndarray | None = None  # test indices the model gets wrong, once computed
-    saved: object = None  # its saved.SavedModel handle
-
-
-def count_params(path: Path) -> int | None:
-    """The number of weights in a saved model, read from the file (no TensorFlow)."""
-    import zipfile
-
-    import h5py
-
-    try:
-        if path.suffix == ".h5":
-            h5, group = h5py.File(path, "r"), "model_weights"
-        else:
-            with zipfile.ZipFile(path) as archive:
-                h5 = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
-            group = "layers"
-        with h5:
-            sizes = []
-            h5[group].visititems(
-                lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
-            )
-        return int(sum(sizes))
-    except Exception:  # noqa: BLE001 - a model saved by other means: unknown
-        return None
+    saved: SavedModel | None = None  # its handle
 
 
 def read_run(log_dir: Path, run_id: str | None) -> RunFile:
@@ -139,16 +120,22 @@ def read_run(log_dir: Path, run_id: str | None) -> RunFile:
     return found or RunFile()
 
 
-def model_info(path: Path, log_dir: Path, metadata: dict | None = None) -> dict:
+def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> dict:
     """What the page says about a model: its run, config, test accuracy, parameters, layers
-    (`metadata`: the model's, where its handle has read it already)."""
-    from cnn_mnist.stages.save import read_metadata
+    (`saved`: its handle, where it is open already; a file that cannot be opened says none)."""
+    from cnn_mnist.stages.card import ModelCard
+    from cnn_mnist.stages.saved import open_saved
 
-    metadata = read_metadata(path) if metadata is None else metadata
-    run_id = metadata.get("run_id")
+    if saved is None:
+        try:
+            saved = open_saved(path)
+        except ModelFileError:  # an empty file: listed, with nothing known
+            pass
+    card = saved.card if saved is not None else ModelCard()
+    run_id = card.run_id
     record = read_run(log_dir, run_id)
     metrics = record.metrics
-    model = (metadata.get("config") or {}).get("model") or {}
+    model = (card.config or {}).get("model") or {}
     source = record.config_source
     return {
         "path": str(path),
@@ -156,7 +143,7 @@ def model_info(path: Path, log_dir: Path, metadata: dict | None = None) -> dict:
         "config": Path(str(source)).stem if source else None,
         "model_name": model.get("name"),
         "test_accuracy": metrics.test_accuracy if metrics else None,
-        "params": (metrics.params if metrics else None) or count_params(path),
+        "params": (metrics.params if metrics else None) or (saved.params if saved else None),
         "layers": [layer.get("type") for layer in model.get("layers", [])],
         "started": record.started_at,
     }
@@ -176,7 +163,7 @@ def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False)
         backend,
         saved.normalize,
         saved.class_names,
-        model_info(path, log_dir, saved.metadata),
+        model_info(path, log_dir, saved),
         saved.dataset,
         saved=saved,
     )
@@ -262,10 +249,11 @@ class App:
             if (stat.st_dev, stat.st_ino) in seen:  # models/x.h5 is a hard link to a run's model
                 continue
             seen.add((stat.st_dev, stat.st_ino))
+            served = self.loaded.get(os.path.realpath(path))  # its handle, if it is open
             out.append(
                 {
                     "id": str(path),
-                    **model_info(path, self.log_dir),
+                    **model_info(path, self.log_dir, served.saved if served else None),
                     "current": str(path) == self.current.id,
                 }
             )

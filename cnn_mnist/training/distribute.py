@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from cnn_mnist.training.cluster import chief_task, read_tf_config
 from cnn_mnist.config.schema import TensorBoardConfig, TrainingConfig
+from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
 from cnn_mnist.core.errors import ClusterError
 from cnn_mnist.stages.fit import (
@@ -340,7 +341,7 @@ def fit(
     loss: str,
     run_dir: Path,
     verbose: int = 1,
-    metadata: dict | None = None,
+    card: ModelCard | None = None,
     timer: FitTimer | None = None,
     validation: TestValidation | None = None,
 ) -> dict:
@@ -354,7 +355,7 @@ def fit(
     seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
     train = distributed_dataset(cluster, data, training, seeds.epoch)
     step = make_train_step(cluster, model, loss)
-    listed = fit_callbacks(data, training, tensorboard, run_dir, metadata, timer, validation, seeds)
+    listed = fit_callbacks(data, training, tensorboard, run_dir, card, timer, validation, seeds)
     hooks = keras.callbacks.CallbackList(
         listed,
         add_history=True,

@@ -283,8 +283,9 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
     data = _prepare_data(run.config, watch, record)
     check_input_shape(run.config, data.x_test.shape[1:])
     model, accelerator = _build_and_compile(run, cluster, data, watch, record, tf)
+    card = _card(run)  # what the run's models carry: best.h5, model.h5, the .tflite
     with watch("fit"):
-        timer, validation = _fit(run, cluster, model, data)
+        timer, validation = _fit(run, cluster, model, data, card)
     epochs = _read_epochs(run.epochs_file)
     with watch("evaluate"):
         # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
@@ -300,7 +301,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         _log_hparams(run, record, model, accelerator)
     chance = at_chance(evaluation.accuracy, data.labels_test)
     with watch("save"):
-        paths = {**_save(run, saved, data, evaluation, record, publish=not chance), **plots}
+        paths = {**_save(run, saved, data, evaluation, record, card, not chance), **plots}
     if chance:  # kept in the run folder, but not published over a model that learnt
         record.add("metrics", {"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy})
         record.add("paths", paths)
@@ -555,18 +556,26 @@ def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: boo
         )
 
 
-def _fit(run: RunInputs, cluster, model, data):
-    """Step 5: train, with validation, TensorBoard, backups and the epoch log; returns
-    (timer, validation)."""
+def _card(run: RunInputs):
+    """The model card (stages/card.py) of the run's models: the run, its config, its dataset
+    and class names."""
+    from cnn_mnist.stages.card import ModelCard
+
+    config = run.config
+    return ModelCard(
+        run_id=run.run_id,
+        config=config.to_dict(),
+        dataset=config.data.dataset,
+        class_names=config.data.names,
+    )
+
+
+def _fit(run: RunInputs, cluster, model, data, card):
+    """Step 5: train, with validation, TensorBoard, backups and the epoch log (a best.h5
+    carries `card`); returns (timer, validation)."""
     from cnn_mnist.stages import fit as stage
 
     config = run.config
-    metadata = {
-        "run_id": run.run_id,
-        "config": config.to_dict(),
-        "dataset": config.data.dataset,
-        "class_names": config.data.names,
-    }
     timer = stage.FitTimer()
     validation = (
         stage.TestValidation(data.x_test, data.labels_test)
@@ -581,17 +590,17 @@ def _fit(run: RunInputs, cluster, model, data):
             config.tensorboard,
             run.run_dir,
             run.progress,
-            metadata,
+            card,
             timer,
             validation,
             run.callbacks,
         )
     else:
-        _fit_distributed(run, cluster, model, data, metadata, timer, validation)
+        _fit_distributed(run, cluster, model, data, card, timer, validation)
     return timer, validation
 
 
-def _fit_distributed(run: RunInputs, cluster, model, data, metadata, timer, validation) -> None:
+def _fit_distributed(run: RunInputs, cluster, model, data, card, timer, validation) -> None:
     from cnn_mnist.training import distribute
 
     config = run.config
@@ -606,7 +615,7 @@ def _fit_distributed(run: RunInputs, cluster, model, data, metadata, timer, vali
         config.compile.loss,
         run.run_dir,
         run.progress,
-        metadata,
+        card,
         timer,
         validation,
     )
@@ -666,21 +675,15 @@ def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
 
 
 def _save(
-    run: RunInputs, saved, data, evaluation, record: RunRecord, publish: bool = True
+    run: RunInputs, saved, data, evaluation, record: RunRecord, card, publish: bool = True
 ) -> dict[str, str]:
-    """Steps 7-8: the run's model (.h5, the config inside) and its LiteRT export for
+    """Steps 7-8: the run's model (.h5, its `card` inside) and its LiteRT export for
     `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (one
     LiteRT pass over the test set), then (if `publish`) the stable model path pointed at
     them."""
     from cnn_mnist.stages.export import export_checked
     from cnn_mnist.stages.save import save_model
 
-    metadata = {
-        "run_id": run.run_id,
-        "config": run.config.to_dict(),
-        "dataset": run.config.data.dataset,
-        "class_names": run.config.data.names,
-    }
     try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
         lite = export_checked(
             saved,
@@ -690,10 +693,10 @@ def _save(
             data.x_test,
             data.labels_test,
             evaluation.probabilities,
-            metadata,
+            card,
         )
         run_lite = lite.path
-        metadata["litert_sha256"] = files.sha256(run_lite)
+        card = card.model_copy(update={"litert_sha256": files.sha256(run_lite)})
         record.add("exports", [lite.to_dict()])
     except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
         log.warning(
@@ -701,7 +704,7 @@ def _save(
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
         )
         run_lite = None
-    run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", metadata)
+    run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", card)
     if publish:
         _publish_run(run, run_model, run_lite)
     paths = {
@@ -816,7 +819,7 @@ class _Stopwatch:
 
 def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
     """The run id of the model at `model_path`, if any; refuse to replace a model we did not save."""
-    from cnn_mnist.stages.save import read_metadata
+    from cnn_mnist.stages.saved import card_of
 
     files.ensure_writable_dir(model_path.parent, "model")
     if not model_path.exists():
@@ -824,14 +827,14 @@ def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
         return None
     if model_path.is_dir():
         raise OutputError(f"{model_path} is a folder; output.model_path must be a file path")
-    metadata = read_metadata(model_path)
-    previous = metadata.get("run_id")
+    card = card_of(model_path)  # an empty one for a file from elsewhere
+    previous = card.run_id
     if previous is None and not overwrite:
         raise OutputError(
             f"{model_path} exists and was not saved by `cnn train`; pass "
             "--overwrite to replace it, or choose another --model-path"
         )
-    _check_litert_beside(model_path, metadata.get("litert_sha256"), overwrite)
+    _check_litert_beside(model_path, card.litert_sha256, overwrite)
     return previous
 
 
