@@ -5,11 +5,11 @@
 It trains the lecture's model (`cnn train --seed 1`, one epoch on all of MNIST) in a temporary
 folder, then photographs what a user sees: TensorBoard's Scalars and Images tabs, `cnn serve`'s
 page with a digit drawn on it with the mouse and with a number ("2026"), `cnn inspect`'s
-feature maps of a digit drawn with Pillow, and `cnn evaluate`'s confusion matrix (a table of
-counts). No picture shows an MNIST image: TensorBoard's Images tab is filtered to the kernels
-and the confusion matrix (its feature maps are of a test digit). Needs Debian's chromium and
-chromium-driver, selenium, and MNIST ($CNN_MNIST_DATA or --data). Writes docs/pictures/*.png,
-each reduced to 256 colours.
+feature maps of a digit drawn with Pillow (docs/pictures/seven.png, which the tutorial's commands
+read too), and `cnn evaluate`'s confusion matrix (a table of counts). No picture shows an MNIST
+image: TensorBoard's Images tab is filtered to the kernels and the confusion matrix (its feature
+maps are of a test digit). Needs Debian's chromium and chromium-driver, selenium, and MNIST
+($CNN_MNIST_DATA or --data). Writes docs/pictures/*.png, each reduced to 256 colours.
 """
 
 from __future__ import annotations
@@ -284,8 +284,8 @@ def confusion_matrix(work: Path, env: dict) -> None:
 
 
 def inspect_maps(work: Path, env: dict) -> None:
-    drawn_seven(work / "seven.png")
-    cnn("inspect", "--image", "seven.png", "--out", "inspect", cwd=work, env=env)
+    seven = drawn_seven(OUT / "seven.png")  # the tutorial's commands read it too
+    cnn("inspect", "--image", str(seven), "--out", "inspect", cwd=work, env=env)
     small(work / "inspect" / "input.png", "inspect-input.png", 400)
     small(work / "inspect" / "layer-0-conv2d.png", "inspect-feature-maps.png", 800)
 

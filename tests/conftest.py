@@ -124,8 +124,8 @@ def tiny_config_file(tmp_path: Path, idx_folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_mnist_path() -> Path:
     """The shared MNIST copy; skipped when absent, but a failure under CI (CI=true)."""
-    # Absolute: the end-to-end tests run `cnn` from other folders, and README tells users to
-    # export a relative path (CNN_MNIST_DATA=../shared/data/mnist).
+    # Absolute: the end-to-end tests run `cnn` from other folders, and $CNN_MNIST_DATA may be
+    # a relative path.
     path = Path(os.environ.get("CNN_MNIST_DATA") or SHARED_MNIST).resolve()
     if not (path / "t10k-labels-idx1-ubyte.gz").exists():
         message = f"real MNIST not found at {path} (set CNN_MNIST_DATA)"
