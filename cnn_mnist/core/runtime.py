@@ -20,9 +20,10 @@ _configured = False
 
 
 @contextlib.contextmanager
-def stderr_captured():
-    """Send file descriptor 2 to a temporary file; replay it if the block fails (not if it
-    is interrupted: Ctrl-C or SIGTERM during the import is not TensorFlow's to explain)."""
+def stderr_captured(replay: bool = True):
+    """Send file descriptor 2 to a temporary file; replay it if the block fails and `replay`
+    (not if it is interrupted: Ctrl-C or SIGTERM during the import is not TensorFlow's to
+    explain)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -35,8 +36,9 @@ def stderr_captured():
             yield
         except Exception:
             os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
+            if replay:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved, 2)

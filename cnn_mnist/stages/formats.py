@@ -184,7 +184,11 @@ def write_export(
     try:
         # Ctrl-C or SIGTERM waits for the converter: interrupted inside TensorFlow's graph
         # code, tf2onnx can crash the process (a segmentation fault), leaving its files.
-        with signals_deferred(), stderr_captured(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            signals_deferred(),
+            stderr_captured(replay=False),  # the error says why; the converters' logs do not
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             if fmt == "litert":
                 _litert(model, path, quantize, calibration)
             elif fmt == "onnx":
