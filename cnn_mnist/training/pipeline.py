@@ -586,14 +586,14 @@ def _fit(run: RunInputs, cluster, model, data, card):
         stage.fit(
             model,
             data,
-            config.training,
-            config.tensorboard,
-            run.run_dir,
-            run.progress,
-            card,
-            timer,
-            validation,
-            run.callbacks,
+            training=config.training,
+            tensorboard=config.tensorboard,
+            run_dir=run.run_dir,
+            verbose=run.progress,
+            card=card,
+            timer=timer,
+            validation=validation,
+            extra_callbacks=run.callbacks,
         )
     else:
         _fit_distributed(run, cluster, model, data, card, timer, validation)
@@ -610,14 +610,14 @@ def _fit_distributed(run: RunInputs, cluster, model, data, card, timer, validati
         cluster,
         model,
         data,
-        config.training,
-        config.tensorboard,
-        config.compile.loss,
-        run.run_dir,
-        run.progress,
-        card,
-        timer,
-        validation,
+        training=config.training,
+        tensorboard=config.tensorboard,
+        loss=config.compile.loss,
+        run_dir=run.run_dir,
+        verbose=run.progress,
+        card=card,
+        timer=timer,
+        validation=validation,
     )
 
 
