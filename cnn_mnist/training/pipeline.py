@@ -38,9 +38,6 @@ from cnn_mnist.config.load import differences, load_config
 from cnn_mnist.core.errors import ClusterError, CnnError, OutputError
 from cnn_mnist.training.record import (
     RunRecord,
-    describe_resumed,
-    find_run_to_resume,
-    load_run_config,
     recorded_source,
 )
 from cnn_mnist.config.schema import Config
@@ -104,46 +101,6 @@ class RunInputs:
     @property
     def epochs_file(self) -> Path:
         return self.run_dir / "epochs.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """`cnn train`'s options resolved: the config to train with, and the run to resume."""
-
-    config: Config
-    resume: Path | None = None
-    own_config: bool = True  # False: another worker, which trains with the chief's config
-
-
-def request(
-    config_path: str | None = None,
-    sets: tuple[str, ...] = (),
-    overrides: dict | None = None,
-    *,
-    resume: str | None = None,
-) -> TrainRequest:
-    """The config and run for `cnn train`'s options. `resume` is "" for the most recent
-    unfinished run, or a run id; `overrides` are key paths from the options (None: not given).
-    A run resumes with the config it started with (its data path and distribution may change:
-    the files may have moved, and the batch is global on any hardware)."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    config = load_config(config_path, sets=sets, overrides=overrides)
-    if config.sweep is not None:
-        log.info(
-            "note: this config has a sweep: section; cnn train trains it as it is, and "
-            "`cnn sweep` runs the search"
-        )
-        config = config.model_copy(update={"sweep": None})
-    if resume is None:
-        return TrainRequest(config)
-    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
-        return TrainRequest(config, own_config=False)  # the chief finds the run and sends it
-    run_dir = find_run_to_resume(config.tensorboard.log_dir, resume or None)
-    log.info("Resuming %s", describe_resumed(run_dir))
-    resumed = load_run_config(run_dir, overrides.get("data.path"))
-    if "training.distribution" in overrides:
-        resumed = resumed.with_values({"training.distribution": overrides["training.distribution"]})
-    return TrainRequest(resumed, run_dir)
 
 
 def train(
@@ -327,41 +284,6 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         paths,
         worker=cluster.task if cluster is not None else "",
     )
-
-
-def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> str:
-    """What `cnn train` prints at the end: the evaluation, then where everything went."""
-    from cnn_mnist.stages.evaluate import format_report
-
-    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
-    if not result.chief:
-        return (
-            f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
-            f"{weights}. The chief saved the model and run {result.run_id}'s record."
-        )
-    lines = [
-        f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
-        f"Model saved to {result.model_path}",
-    ]
-    if quiet:
-        return "\n".join(lines)
-    if result.distribution:
-        d = result.distribution
-        lines.append(
-            f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
-            f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
-            f"weights {weights}"
-        )
-    if result.replaced_run and result.replaced_run != result.run_id:
-        lines.append(
-            f"              (the model it replaced stays in run {result.replaced_run}'s folder)"
-        )
-    lines += [
-        f"Run record    {result.record_path}",
-        f"Plots         {result.paths['confusion_matrix_png']}",
-        f"TensorBoard   cnn tensorboard --logdir {log_dir}",
-    ]
-    return "\n".join(lines)
 
 
 def _import_stages(verbose: bool):
