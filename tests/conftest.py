@@ -351,7 +351,12 @@ def fit_both_ways(config, model_config, data, tmp_path: Path):
         if kind == "fit":
             model = compile_model(build_model(model_config), config.compile)
             histories[kind] = fit.fit(
-                model, data, config.training, config.tensorboard, run_dir, verbose=0
+                model,
+                data,
+                training=config.training,
+                tensorboard=config.tensorboard,
+                run_dir=run_dir,
+                verbose=0,
             )
         else:
             strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -362,10 +367,10 @@ def fit_both_ways(config, model_config, data, tmp_path: Path):
                 cluster,
                 model,
                 data,
-                config.training,
-                config.tensorboard,
-                config.compile.loss,
-                run_dir,
+                training=config.training,
+                tensorboard=config.tensorboard,
+                loss=config.compile.loss,
+                run_dir=run_dir,
                 verbose=0,
             )
         weights[kind] = [w.numpy() for w in model.weights]

@@ -252,7 +252,12 @@ def test_the_distributed_loop_augments_as_keras_fit_does(tiny_mnist, tmp_path):
     seed_everything(3)
     model = compile_model(build_model(model_config), config.compile)
     unaugmented = fit.fit(
-        model, plain, config.training, config.tensorboard, tmp_path / "plain", verbose=0
+        model,
+        plain,
+        training=config.training,
+        tensorboard=config.tensorboard,
+        run_dir=tmp_path / "plain",
+        verbose=0,
     )
     assert unaugmented["loss"] != histories["fit"]["loss"]  # the augmentation was really on
 

@@ -8,6 +8,18 @@ from cnn_mnist.stages.model import build_model, compile_model
 from cnn_mnist.stages.fit import fit
 
 
+def quiet_fit(model, data, config, run_dir):
+    """stages/fit.py's `fit` with the config's training and TensorBoard sections, no bar."""
+    return fit(
+        model,
+        data,
+        training=config.training,
+        tensorboard=config.tensorboard,
+        run_dir=run_dir,
+        verbose=0,
+    )
+
+
 def event_tags(folder: Path) -> set[str]:
     """Every tag TensorBoard's own reader finds in a run folder (plus 'graph' if present)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -22,7 +34,7 @@ def test_fit_learns_and_logs_to_tensorboard(tmp_path, tiny_config_file, tiny_mni
     config = load_config(tiny_config_file)
     data = prepare(tiny_mnist)
     model = compile_model(build_model(config.model), config.compile)
-    history = fit(model, data, config.training, config.tensorboard, tmp_path / "run", verbose=0)
+    history = quiet_fit(model, data, config, tmp_path / "run")
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.5  # the synthetic digits are easy
     train_tags = event_tags(tmp_path / "run" / "train")
@@ -48,11 +60,11 @@ def test_feature_maps_need_a_sample_in_the_test_set(tmp_path, tiny_config_file, 
     config = load_config(tiny_config_file, sets=["tensorboard.sample_index=128"])
     model = compile_model(build_model(config.model), config.compile)
     with pytest.raises(ConfigError, match="sample_index: 128 is past the 128 test images"):
-        fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+        quiet_fit(model, prepare(tiny_mnist), config, tmp_path)
     off = load_config(
         tiny_config_file, sets=["tensorboard.feature_maps=false", "training.epochs=1"]
     )
-    fit(model, prepare(tiny_mnist), off.training, off.tensorboard, tmp_path / "off", verbose=0)
+    quiet_fit(model, prepare(tiny_mnist), off, tmp_path / "off")
     assert not any(
         t.startswith(("kernels/", "feature_maps/")) for t in event_tags(tmp_path / "off" / "train")
     )
@@ -63,7 +75,7 @@ def test_batch_logging_every_n_batches(tmp_path, tiny_config_file, tiny_mnist):
 
     config = load_config(tiny_config_file, sets=["tensorboard.update_freq=5", "training.epochs=1"])
     model = compile_model(build_model(config.model), config.compile)
-    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    quiet_fit(model, prepare(tiny_mnist), config, tmp_path)
     accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
     # 512 images / batch 32 = 16 batches: logged at batches 5, 10, 15.
@@ -84,7 +96,7 @@ def test_batch_logging_with_several_steps_per_call(tmp_path, tiny_config_file, t
     model = compile_model(
         build_model(config.model), config.compile, accelerator=accelerator_plan(config.compile, [])
     )
-    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    quiet_fit(model, prepare(tiny_mnist), config, tmp_path)
     accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
     # 16 steps in calls ending at steps 4, 8, 12, 16: 5, 10 and 15 are passed at 8, 12, 16.
@@ -100,7 +112,7 @@ def test_tensorboard_enabled_decides_the_event_files(
     )
     model = compile_model(build_model(config.model), config.compile)
     run_dir = tmp_path / "run"
-    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, run_dir, verbose=0)
+    quiet_fit(model, prepare(tiny_mnist), config, run_dir)
     assert (run_dir / "epochs.jsonl").is_file()  # the run folder is used either way
     assert bool(list(run_dir.glob("**/events.out.tfevents*"))) == enabled
 
@@ -110,7 +122,7 @@ def test_histograms_are_tensorboard_histograms(tmp_path, tiny_config_file, tiny_
 
     config = load_config(tiny_config_file, sets=["training.epochs=2"])
     model = compile_model(build_model(config.model), config.compile)
-    fit(model, prepare(tiny_mnist), config.training, config.tensorboard, tmp_path, verbose=0)
+    quiet_fit(model, prepare(tiny_mnist), config, tmp_path)
     accumulator = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
     tags = [t for t in accumulator.Tags()["tensors"] if t.endswith("/histogram")]

@@ -138,7 +138,8 @@ def test_out_of_memory_while_training_is_one_line(tmp_path, tiny_config_file):
 
 
 def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tiny_config_file):
-    from cnn_mnist.training.pipeline import request, train
+    from cnn_mnist.training.pipeline import train
+    from cnn_mnist.training.request import request
 
     config = load_config(tiny_config_file, sets=[*QUICK, "model.input_shape=[32, 32, 1]"])
     with pytest.raises(

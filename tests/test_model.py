@@ -214,7 +214,14 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     assert [layer.compute_dtype for layer in model.layers] == [half, half, half, "float32"]
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (half == "float16")
     data = prepare(tiny_mnist, True, None, None)
-    history = fit(model, data, config.training, config.tensorboard, None, verbose=0)
+    history = fit(
+        model,
+        data,
+        training=config.training,
+        tensorboard=config.tensorboard,
+        run_dir=None,
+        verbose=0,
+    )
     assert history["val_accuracy"][-1] > 0.8  # the synthetic digits are easy
     saved = open_saved(save_model(model, tmp_path / "mixed.h5")).keras_model()
     assert {layer.compute_dtype for layer in saved.layers} == {"float32"}

@@ -388,7 +388,8 @@ def test_a_full_disk_for_real(tmp_path, idx_folder):
 def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config_file):
     """`cnn train --resume` takes no --config (its source reads `default`): the run record keeps
     the config the run was started from, which `cnn runs` compares against."""
-    from cnn_mnist.training.pipeline import request, train
+    from cnn_mnist.training.pipeline import train
+    from cnn_mnist.training.request import request
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     first = train(config, config_source=str(tiny_config_file), progress=0)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cnn_mnist.cli.options import config_options, data_option, dataset_option
 from cnn_mnist.cli.shell import command, progress, stop_on_sigterm
+
+if TYPE_CHECKING:
+    from cnn_mnist.training.pipeline import RunResult
 
 
 @command()
@@ -72,6 +77,7 @@ def train(
     """Load the data (MNIST by default), build the model from a config, train, evaluate and
     save it."""
     from cnn_mnist.training import pipeline
+    from cnn_mnist.training.request import request
 
     options = {
         "training.epochs": epochs,
@@ -85,7 +91,7 @@ def train(
     if resume is not None:
         _refuse_options(options, sets)
     more = {"data.path": data_path, "training.distribution": distribution}
-    wanted = pipeline.request(
+    wanted = request(
         config_path=config_path, sets=sets, overrides={**options, **more}, resume=resume
     )
     stop_on_sigterm()
@@ -99,7 +105,7 @@ def train(
         own_config=wanted.own_config,
     )
     log_dir = wanted.config.tensorboard.log_dir
-    click.echo(pipeline.format_result(result, log_dir=log_dir, quiet=quiet))
+    click.echo(format_result(result, log_dir=log_dir, quiet=quiet))
 
 
 def _refuse_options(options: dict, sets) -> None:
@@ -115,3 +121,38 @@ def _refuse_options(options: dict, sets) -> None:
         raise click.UsageError(
             f"--resume continues a run with the config it started with; drop {drop}"
         )
+
+
+def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> str:
+    """What `cnn train` prints at the end: the evaluation, then where everything went."""
+    from cnn_mnist.stages.evaluate import format_report
+
+    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
+    if not result.chief:
+        return (
+            f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
+            f"{weights}. The chief saved the model and run {result.run_id}'s record."
+        )
+    lines = [
+        f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
+        f"Model saved to {result.model_path}",
+    ]
+    if quiet:
+        return "\n".join(lines)
+    if result.distribution:
+        d = result.distribution
+        lines.append(
+            f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
+            f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
+            f"weights {weights}"
+        )
+    if result.replaced_run and result.replaced_run != result.run_id:
+        lines.append(
+            f"              (the model it replaced stays in run {result.replaced_run}'s folder)"
+        )
+    lines += [
+        f"Run record    {result.record_path}",
+        f"Plots         {result.paths['confusion_matrix_png']}",
+        f"TensorBoard   cnn tensorboard --logdir {log_dir}",
+    ]
+    return "\n".join(lines)

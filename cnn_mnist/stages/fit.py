@@ -360,6 +360,7 @@ def write_graph(model: keras.Model, log_dir: Path) -> None:
 
 
 def callbacks(
+    *,
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
@@ -526,6 +527,7 @@ def train_dataset(
 
 def fit_callbacks(
     data: Prepared,
+    *,
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
@@ -543,7 +545,16 @@ def fit_callbacks(
     images = None
     if run_dir is not None and tensorboard.enabled and tensorboard.feature_maps:
         images = feature_maps(data, tensorboard, run_dir)
-    return callbacks(training, tensorboard, run_dir, card, timer, validation, seeds, images)
+    return callbacks(
+        training=training,
+        tensorboard=tensorboard,
+        run_dir=run_dir,
+        card=card,
+        timer=timer,
+        validation=validation,
+        seeds=seeds,
+        images=images,
+    )
 
 
 class FeatureMaps(EpochWriter):
@@ -593,6 +604,7 @@ def fit_history(
 def fit(
     model: keras.Model,
     data: Prepared,
+    *,
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     run_dir: Path | None,
@@ -610,7 +622,16 @@ def fit(
         epochs=training.epochs,
         shuffle=False,  # the dataset shuffles itself
         callbacks=[
-            *fit_callbacks(data, training, tensorboard, run_dir, card, timer, validation, seeds),
+            *fit_callbacks(
+                data,
+                training=training,
+                tensorboard=tensorboard,
+                run_dir=run_dir,
+                card=card,
+                timer=timer,
+                validation=validation,
+                seeds=seeds,
+            ),
             *extra_callbacks,
         ],
         verbose=verbose,

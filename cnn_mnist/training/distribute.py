@@ -336,6 +336,7 @@ def fit(
     cluster: Cluster,
     model: keras.Model,
     data: Prepared,
+    *,
     training: TrainingConfig,
     tensorboard: TensorBoardConfig,
     loss: str,
@@ -345,7 +346,7 @@ def fit(
     timer: FitTimer | None = None,
     validation: TestValidation | None = None,
 ) -> dict:
-    """`train.fit` under the cluster's strategy: same callbacks, same logs, same backups.
+    """stages/fit.py's `fit` under the cluster's strategy: same callbacks, same logs, same backups.
 
     The model and its optimizer must have been made in `cluster.strategy.scope()`.
     """
@@ -355,7 +356,16 @@ def fit(
     seeds = EpochSeeds()  # each epoch's order and dropout masks, also after a resume
     train = distributed_dataset(cluster, data, training, seeds.epoch)
     step = make_train_step(cluster, model, loss)
-    listed = fit_callbacks(data, training, tensorboard, run_dir, card, timer, validation, seeds)
+    listed = fit_callbacks(
+        data,
+        training=training,
+        tensorboard=tensorboard,
+        run_dir=run_dir,
+        card=card,
+        timer=timer,
+        validation=validation,
+        seeds=seeds,
+    )
     hooks = keras.callbacks.CallbackList(
         listed,
         add_history=True,

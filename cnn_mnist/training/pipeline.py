@@ -2,6 +2,10 @@
 
 prepare the data -> build and compile -> fit (TensorBoard, backups) -> evaluate -> save
 
+`train` checks the outputs and makes the run's folder; a `Run` holds what the run needs on the
+way (its inputs, the stopwatch, TensorFlow, the cluster, the run record) and, called, does the
+stages in order, one method each.
+
 Each run has a folder `logs/fit/<run-id>/` holding its TensorBoard logs, the resolved config,
 `run.json` (status: running, interrupted, failed or completed), the epoch history, a backup of
 the last finished epoch while it runs, and its model. The stable model path
@@ -27,24 +31,30 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from cnn_mnist.core import files
-from cnn_mnist.training.cluster import chief_task, read_tf_config
 from cnn_mnist.config.load import differences, load_config
-from cnn_mnist.core.errors import ClusterError, CnnError, OutputError
-from cnn_mnist.training.record import (
-    RunRecord,
-    describe_resumed,
-    find_run_to_resume,
-    load_run_config,
-    recorded_source,
-)
 from cnn_mnist.config.schema import Config
+from cnn_mnist.core import files
+from cnn_mnist.core.errors import ClusterError, CnnError, OutputError
 from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.training.cluster import chief_task, read_tf_config
+from cnn_mnist.training.record import RunRecord, recorded_source
+
+if TYPE_CHECKING:  # for the annotations alone: the stage modules import TensorFlow
+    import keras
+
+    from cnn_mnist.stages.card import ModelCard
+    from cnn_mnist.stages.data import Prepared
+    from cnn_mnist.stages.evaluate import Evaluation
+    from cnn_mnist.stages.fit import FitTimer, TestValidation
+    from cnn_mnist.stages.model import Accelerator
+    from cnn_mnist.training.distribute import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -106,46 +116,6 @@ class RunInputs:
         return self.run_dir / "epochs.jsonl"
 
 
-@dataclass(frozen=True)
-class TrainRequest:
-    """`cnn train`'s options resolved: the config to train with, and the run to resume."""
-
-    config: Config
-    resume: Path | None = None
-    own_config: bool = True  # False: another worker, which trains with the chief's config
-
-
-def request(
-    config_path: str | None = None,
-    sets: tuple[str, ...] = (),
-    overrides: dict | None = None,
-    *,
-    resume: str | None = None,
-) -> TrainRequest:
-    """The config and run for `cnn train`'s options. `resume` is "" for the most recent
-    unfinished run, or a run id; `overrides` are key paths from the options (None: not given).
-    A run resumes with the config it started with (its data path and distribution may change:
-    the files may have moved, and the batch is global on any hardware)."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    config = load_config(config_path, sets=sets, overrides=overrides)
-    if config.sweep is not None:
-        log.info(
-            "note: this config has a sweep: section; cnn train trains it as it is, and "
-            "`cnn sweep` runs the search"
-        )
-        config = config.model_copy(update={"sweep": None})
-    if resume is None:
-        return TrainRequest(config)
-    if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
-        return TrainRequest(config, own_config=False)  # the chief finds the run and sends it
-    run_dir = find_run_to_resume(config.tensorboard.log_dir, resume or None)
-    log.info("Resuming %s", describe_resumed(run_dir))
-    resumed = load_run_config(run_dir, overrides.get("data.path"))
-    if "training.distribution" in overrides:
-        resumed = resumed.with_values({"training.distribution": overrides["training.distribution"]})
-    return TrainRequest(resumed, run_dir)
-
-
 def train(
     config: Config,
     *,
@@ -179,7 +149,7 @@ def train(
     if config.training.distribution == "multi_worker" and not chief_task(read_tf_config()):
         return _train_as_worker(common, own_config)
     run_id = resume.name if resume else (run_id or new_run_id())
-    run = RunInputs(
+    inputs = RunInputs(
         run_id=run_id,
         run_dir=resume or Path(config.tensorboard.log_dir) / run_id,
         model_path=Path(config.output.model_path),
@@ -187,18 +157,19 @@ def train(
         **common,
     )
     # Unwritable outputs are found now, not after the training they would throw away.
-    run = dataclasses.replace(
-        run, previous_run=_check_model_path(run.model_path, overwrite), overwrite=overwrite
+    inputs = dataclasses.replace(
+        inputs, previous_run=_check_model_path(inputs.model_path, overwrite), overwrite=overwrite
     )
-    files.ensure_writable_dir(run.run_dir, "logs and run record")
+    files.ensure_writable_dir(inputs.run_dir, "logs and run record")
     try:
-        return _run(run)
+        run = Run.start(inputs)
+        return run()
     except BaseException as exc:
         from cnn_mnist.stages.guards import TrainingFailed
 
-        started = run.epochs_file.exists() or (run.run_dir / "train").exists()
-        if not run.resumed and not isinstance(exc, TrainingFailed) and not started:
-            shutil.rmtree(run.run_dir, ignore_errors=True)  # failed before training: no empty run
+        started = inputs.epochs_file.exists() or (inputs.run_dir / "train").exists()
+        if not inputs.resumed and not isinstance(exc, TrainingFailed) and not started:
+            shutil.rmtree(inputs.run_dir, ignore_errors=True)  # failed before training: no run
         raise
 
 
@@ -207,7 +178,7 @@ def _train_as_worker(common: dict, own_config: bool) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="cnn-mnist-worker-") as scratch:
         (Path(scratch) / "run").mkdir()
         suffix = Path(common["config"].output.model_path).suffix
-        return _run(
+        run = Run.start(
             RunInputs(
                 run_id=new_run_id(),
                 run_dir=Path(scratch) / "run",
@@ -217,151 +188,510 @@ def _train_as_worker(common: dict, own_config: bool) -> RunResult:
                 **common,
             )
         )
+        return run()
 
 
-def _run(run: RunInputs) -> RunResult:
-    """The lecture's procedure, stage by stage; run.json says how far it got."""
-    from cnn_mnist.stages import guards
+class Run:
+    """One training run, from its started record to its result. It holds what the run started
+    from (`inputs`), the stopwatch (`watch`: seconds and peak memory per stage), TensorFlow
+    (`tf`), the tf.distribute cluster (None on one device), the run record (run.json) and the
+    model card its models carry; the stages add what the later ones need: the hardware plan
+    (3-4), fit's timer, validation and epoch log (5), the confusion matrix's files (6).
 
-    guards.check_model_fits(run.config)  # before TensorFlow: a refusal costs nothing
-    watch = _Stopwatch()
-    with watch("import"):
-        tf = _import_stages(run.verbose)
-    cluster = _connect(run.config, watch)
-    run = _settle(run, cluster)
-    try:
-        record = _start_record(run, cluster, tf)
-    except OSError as exc:  # before training: nothing to resume
-        where = getattr(exc, "filename", None) or run.run_dir
-        raise files.write_error(exc, where, "the run's record", advise=True) from None
-    finished = lambda: len(_read_epochs(run.epochs_file))  # noqa: E731
-    epochs = run.config.training.epochs
-    try:
-        with record.recording_failures(finished, watch.timings):
-            try:
-                return _stages(run, cluster, watch, record, tf)
-            except (MemoryError, tf.errors.ResourceExhaustedError) as exc:
-                if files.no_space(exc):  # TensorFlow's file writers say a full disk so
-                    raise OSError(errno.ENOSPC, "No space left on device") from None
-                raise guards.out_of_memory(run.config) from None
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted: run {run.run_id} stopped after {finished()} of {epochs} epoch(s), "
-            f"which are kept.\nResume it with: cnn train --resume {run.run_id}"
-        ) from None
-    except ClusterError as exc:
-        raise ClusterError(
-            f"{exc}.\nRun {run.run_id} keeps its last finished epoch ({finished()} of {epochs}): "
-            f"restart `cnn train --resume {run.run_id}` on the chief and `cnn train --resume` "
-            "on the other workers."
-        ) from None
-    except PathTaken:
-        raise
-    except (OSError, OutputError) as exc:
-        if not run.run_dir.is_dir():
-            raise OutputError(
-                f"run {run.run_id}'s folder {run.run_dir} was removed while it trained, with "
-                "its epochs; nothing is left to resume: start again with `cnn train`"
+    `Run.start(inputs)` makes one, with TensorFlow imported and run.json written; calling it
+    does the stages, in the lecture's order, one method each."""
+
+    # Set by the stages, for the later ones:
+    accelerator: Accelerator  # 3-4: the plan for the hardware found
+    timer: FitTimer  # 5: fit's seconds by part
+    validation: TestValidation | None  # 5: on the test set, with its last predictions
+
+    def __init__(
+        self,
+        inputs: RunInputs,
+        *,
+        watch: _Stopwatch,
+        tf,
+        cluster: Cluster | None,
+        record: RunRecord,
+    ) -> None:
+        self.inputs = inputs
+        self.watch = watch
+        self.tf = tf
+        self.cluster = cluster
+        self.record = record
+        self.card: ModelCard = _card(inputs)  # in best.h5, model.h5 and the .tflite
+        self.epochs: list[dict] = []  # 5: the epoch log as fit left it
+        self.plots: dict[str, str] = {}  # 6: the confusion matrix as PNG and JSON
+
+    @property
+    def config(self) -> Config:
+        return self.inputs.config
+
+    @classmethod
+    def start(cls, inputs: RunInputs) -> Run:
+        """Before the stages: TensorFlow imported, the cluster joined, the seed drawn (and on
+        every worker the chief's run id and config), then the resolved config and run.json
+        (`running`) written."""
+        from cnn_mnist.stages import guards
+
+        guards.check_model_fits(inputs.config)  # before TensorFlow: a refusal costs nothing
+        watch = _Stopwatch()
+        with watch("import"):
+            tf = _import_stages(inputs.verbose)
+        cluster = _connect(inputs.config, watch)
+        inputs = _settle(inputs, cluster)
+        try:
+            record = _start_record(inputs, cluster, tf)
+        except OSError as exc:  # before training: nothing to resume
+            where = getattr(exc, "filename", None) or inputs.run_dir
+            raise files.write_error(exc, where, "the run's record", advise=True) from None
+        return cls(inputs, watch=watch, tf=tf, cluster=cluster, record=record)
+
+    def __call__(self) -> RunResult:
+        """The lecture's procedure, stage by stage; run.json says how far it got."""
+        with self._recorded():
+            data = self.prepare_data()  # 1-2
+            model = self.build_and_compile(data)  # 3-4
+            self.fit(model, data)  # 5
+            saved, evaluation = self.evaluate(model, data)  # 6
+            if not self.inputs.chief:  # the chief saves the results and the model
+                return self._result(evaluation, chief=False, worker=self._worker())
+            paths = self.save(saved, data, evaluation)  # 7-8
+            return self.complete(model, evaluation, paths)
+
+    @contextlib.contextmanager
+    def _recorded(self) -> Iterator[None]:
+        """How the stages stopped, in run.json (interrupted, or failed with the error; the
+        epochs finished either way) and in one message that says what the run keeps and how to
+        go on; the record's reserve is released however they end."""
+        from cnn_mnist.stages import guards
+
+        run_id, epochs = self.inputs.run_id, self.config.training.epochs
+        try:
+            with self.record.recording_failures(self._finished, self.watch.timings):
+                try:
+                    yield
+                except (MemoryError, self.tf.errors.ResourceExhaustedError) as exc:
+                    if files.no_space(exc):  # TensorFlow's file writers say a full disk so
+                        raise OSError(errno.ENOSPC, "No space left on device") from None
+                    raise guards.out_of_memory(self.config) from None
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"interrupted: run {run_id} stopped after {self._finished()} of {epochs} "
+                f"epoch(s), which are kept.\nResume it with: cnn train --resume {run_id}"
             ) from None
+        except ClusterError as exc:
+            raise ClusterError(
+                f"{exc}.\nRun {run_id} keeps its last finished epoch ({self._finished()} of "
+                f"{epochs}): restart `cnn train --resume {run_id}` on the chief and `cnn train "
+                "--resume` on the other workers."
+            ) from None
+        except PathTaken:
+            raise
+        except (OSError, OutputError) as exc:
+            raise self._make_room(exc) from None
+        finally:
+            self.record.release()
+
+    def _make_room(self, exc: OSError | OutputError) -> OutputError:
+        """A file the run could not write: what it keeps, and how to go on once there is room
+        (or that nothing is left, if its folder was removed meanwhile)."""
+        inputs = self.inputs
+        if not inputs.run_dir.is_dir():
+            return OutputError(
+                f"run {inputs.run_id}'s folder {inputs.run_dir} was removed while it trained, "
+                "with its epochs; nothing is left to resume: start again with `cnn train`"
+            )
         error = (
             exc
             if isinstance(exc, OutputError)
             else files.write_error(exc, getattr(exc, "filename", None), "the run's files")
         )
-        marked = "is marked failed and keeps" if record.on_disk == "failed" else "keeps"
-        raise OutputError(
-            f"{error}.\nRun {run.run_id} {marked} its last finished epoch "
-            f"({finished()} of {epochs}): make room, then `cnn train --resume {run.run_id}`"
-        ) from None
-    finally:
-        record.release()
-
-
-def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
-    from cnn_mnist.stages.guards import TrainingFailed, at_chance, check_input_shape
-
-    data = _prepare_data(run.config, watch, record)
-    check_input_shape(run.config, data.x_test.shape[1:])
-    model, accelerator = _build_and_compile(run, cluster, data, watch, record, tf)
-    card = _card(run)  # what the run's models carry: best.h5, model.h5, the .tflite
-    with watch("fit"):
-        timer, validation = _fit(run, cluster, model, data, card)
-    epochs = _read_epochs(run.epochs_file)
-    with watch("evaluate"):
-        # What is evaluated, saved and exported: a float32 copy if training computed in 16 bits
-        # (made once here), else the model itself.
-        saved, evaluation = _evaluate(run, model, data, validation, accelerator)
-        if cluster is not None:
-            from cnn_mnist.training.distribute import weights_sha256
-
-            record.file.distribution.weights_sha256 = weights_sha256(model)
-        if not run.chief:  # the chief saves the results and the model
-            return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
-        plots = _report(run, evaluation, len(epochs))
-        _log_hparams(run, record, model, accelerator)
-    chance = at_chance(evaluation.accuracy, data.labels_test)
-    with watch("save"):
-        paths = {**_save(run, saved, data, evaluation, record, card, not chance), **plots}
-    if chance:  # kept in the run folder, but not published over a model that learnt
-        record.add("metrics", {"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy})
-        record.add("paths", paths)
-        kept = (
-            f"{run.model_path} still holds run {run.previous_run}'s model"
-            if run.previous_run
-            else f"{run.model_path} was not written"
+        marked = "is marked failed and keeps" if self.record.on_disk == "failed" else "keeps"
+        return OutputError(
+            f"{error}.\nRun {inputs.run_id} {marked} its last finished epoch "
+            f"({self._finished()} of {self.config.training.epochs}): make room, then "
+            f"`cnn train --resume {inputs.run_id}`"
         )
-        raise TrainingFailed(
+
+    def _finished(self) -> int:
+        """The epochs finished so far, as the epoch log has them."""
+        return len(_read_epochs(self.inputs.epochs_file))
+
+    # --- 1-2. load and prepare the data -------------------------------------------------------
+
+    def prepare_data(self) -> Prepared:
+        """Steps 1-2: load the dataset, then scale and shape it as the config says; a model
+        whose input is not the images' shape stops here, before training."""
+        from cnn_mnist.stages import data as stage
+        from cnn_mnist.stages.guards import check_input_shape
+
+        config = self.config
+        with self.watch("load_data"):
+            mnist = stage.check_trainable(
+                stage.load_mnist(config.data.path, dataset=config.data.dataset)
+            )
+        with self.watch("prepare_data"):
+            data = stage.prepare(
+                mnist,
+                config.data.normalize,
+                config.data.limit_train,
+                config.data.limit_test,
+                config.data.augment,
+            )
+        log.info(
+            "Data: %s training and %s test images from %s",
+            _of(len(data.labels_train), len(mnist.x_train)),
+            _of(len(data.labels_test), len(mnist.x_test)),
+            mnist.source,
+        )
+        self.record.add(
+            "data",
+            {
+                "dataset": config.data.dataset,
+                "class_names": config.data.names,
+                "source": mnist.source,
+                "sha256": mnist.sha256,
+                "num_train": int(len(data.labels_train)),
+                "num_test": int(len(data.labels_test)),
+                "normalize": config.data.normalize,
+            },
+        )
+        check_input_shape(config, data.x_test.shape[1:])
+        return data
+
+    # --- 3-4. build and compile -----------------------------------------------------------------
+
+    def build_and_compile(self, data: Prepared) -> keras.Model:
+        """Steps 3-4: the layers from the config, then the optimizer, loss and metrics, for the
+        hardware found (its plan kept as `accelerator`); returns the model."""
+        from cnn_mnist.stages.model import accelerator_plan, build_model, compile_model, cpu_flags
+
+        config, cluster = self.config, self.cluster
+        self.accelerator = accelerator = accelerator_plan(
+            config.compile, _gpus(self.tf), cpu_flags(), distributed=cluster is not None
+        )
+        self.record.add("accelerator", accelerator.to_dict())
+        # Under a strategy, variables are made mirrored on every replica.
+        scope = cluster.strategy.scope if cluster is not None else contextlib.nullcontext
+        with self.watch("build"), scope():
+            model = build_model(config.model, accelerator.dtype_policy)
+        with self.watch("compile"), scope():
+            steps = math.ceil(len(data.labels_train) / config.training.batch_size)
+            compile_model(
+                model,
+                config.compile,
+                total_steps=steps * config.training.epochs,
+                accelerator=accelerator,
+            )
+        # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
+        xla = self.record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
+        self._log_plan(model, len(data.labels_train), xla)
+        return model
+
+    def _log_plan(self, model: keras.Model, images: int, xla: bool) -> None:
+        config, cluster, accelerator = self.config, self.cluster, self.accelerator
+        log.info(
+            "Runtime: %s, %s compute (%s), XLA %s, %d step(s) per call",
+            accelerator.device.upper(),
+            accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
+            if accelerator.mixed_precision
+            else "float32",
+            accelerator.reason,
+            "on" if xla else "off",
+            accelerator.steps_per_execution,
+        )
+        log.info(
+            "Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
+            "seed %d",
+            len(config.model.layers),
+            f"{model.count_params():,}",
+            config.training.epochs,
+            f"{images:,}",
+            config.training.batch_size,
+            config.training.seed,
+        )
+        if cluster is not None:
+            log.info(
+                "Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
+                "replica, learning rate %g as configured",
+                cluster.kind,
+                cluster.task,
+                cluster.replicas,
+                config.training.batch_size,
+                config.training.batch_size / cluster.replicas,
+                config.compile.learning_rate,
+            )
+
+    # --- 5. fit ---------------------------------------------------------------------------------
+
+    def fit(self, model: keras.Model, data: Prepared) -> None:
+        """Step 5: train, with validation, TensorBoard, backups and the epoch log (a best.h5
+        carries the run's card); under tf.distribute, distribute.py's loop does it."""
+        from cnn_mnist.stages import fit as stage
+
+        config, inputs, cluster = self.config, self.inputs, self.cluster
+        with self.watch("fit"):
+            self.timer = stage.FitTimer()
+            self.validation = (
+                stage.TestValidation(data.x_test, data.labels_test)
+                if config.training.validation == "test"
+                else None
+            )
+            if cluster is None:
+                stage.fit(
+                    model,
+                    data,
+                    training=config.training,
+                    tensorboard=config.tensorboard,
+                    run_dir=inputs.run_dir,
+                    verbose=inputs.progress,
+                    card=self.card,
+                    timer=self.timer,
+                    validation=self.validation,
+                    extra_callbacks=inputs.callbacks,
+                )
+            else:
+                self._fit_distributed(cluster, model, data)
+        self.epochs = _read_epochs(inputs.epochs_file)
+
+    def _fit_distributed(self, cluster: Cluster, model: keras.Model, data: Prepared) -> None:
+        from cnn_mnist.training import distribute
+
+        config = self.config
+        if not self.inputs.chief:  # the chief writes the logs and checkpoints
+            config = config.with_values({"training.checkpoint": None, "tensorboard.enabled": False})
+        distribute.fit(
+            cluster,
+            model,
+            data,
+            training=config.training,
+            tensorboard=config.tensorboard,
+            loss=config.compile.loss,
+            run_dir=self.inputs.run_dir,
+            verbose=self.inputs.progress,
+            card=self.card,
+            timer=self.timer,
+            validation=self.validation,
+        )
+
+    # --- 6. evaluate ----------------------------------------------------------------------------
+
+    def evaluate(self, model: keras.Model, data: Prepared) -> tuple[keras.Model, Evaluation]:
+        """Step 6: test loss, accuracy and the confusion matrix; returns (the model to save,
+        its evaluation). What is evaluated, saved and exported is a float32 copy if training
+        computed in 16 bits (made once here), else the model itself. The chief also writes the
+        report and the run's settings (HParams)."""
+        with self.watch("evaluate"):
+            saved, evaluation = self._evaluation(model, data)
+            if self.cluster is not None:
+                from cnn_mnist.training.distribute import weights_sha256
+
+                self.record.file.distribution.weights_sha256 = weights_sha256(model)
+            if self.inputs.chief:  # the other workers write no files
+                self.plots = self._report(evaluation)
+                self._log_hparams(model)
+        return saved, evaluation
+
+    def _evaluation(self, model: keras.Model, data: Prepared) -> tuple[keras.Model, Evaluation]:
+        from cnn_mnist.stages import evaluate as stage
+        from cnn_mnist.stages.save import float32_copy
+
+        saved = float32_copy(model)
+        # The last epoch's validation already made these predictions, unless early stopping may
+        # have put back an earlier epoch's weights, or training computed in 16 bits: the report is
+        # then the float32 model's, the one saved, so `cnn evaluate` repeats it.
+        stop = self.config.training.early_stopping
+        restored = stop is not None and stop.restore_best_weights
+        names = self.config.data.names
+        validation = self.validation
+        if (
+            validation is not None
+            and validation.last is not None
+            and not restored
+            and not self.accelerator.mixed_precision
+        ):
+            return saved, dataclasses.replace(validation.last[1], class_names=list(names))
+        return saved, stage.evaluate(saved, data.x_test, data.labels_test, class_names=names)
+
+    def _report(self, evaluation: Evaluation) -> dict[str, str]:
+        """The confusion matrix as PNG and JSON in the run folder, and in TensorBoard."""
+        from cnn_mnist.stages import evaluate as stage
+
+        run_dir = self.inputs.run_dir
+        plots = stage.save_results(evaluation, run_dir)
+        if self.config.tensorboard.enabled:
+            stage.log_to_tensorboard(
+                evaluation, plots["confusion_matrix_png"], run_dir, step=len(self.epochs)
+            )
+        return {name: str(path) for name, path in plots.items()}
+
+    def _log_hparams(self, model: keras.Model) -> None:
+        """The run's settings in run.json and, with the test metrics, in TensorBoard's HParams
+        dashboard (the chief's alone: the other workers write no logs)."""
+        from cnn_mnist.training.hparams import hparams_of, write_hparams
+
+        config, record = self.config, self.record
+        sweep = record.file.sweep
+        values = hparams_of(
+            config.to_dict(),
+            model.count_params(),
+            self.accelerator.dtype_policy,
+            record.file.config_source,
+            sweep.model_dump() if sweep else None,
+        )
+        record.add("hparams", values)
+        if config.tensorboard.enabled:
+            write_hparams(self.inputs.run_dir, values, Path(config.tensorboard.log_dir))
+
+    # --- 7-8. save and export -------------------------------------------------------------------
+
+    def save(self, saved: keras.Model, data: Prepared, evaluation: Evaluation) -> dict[str, str]:
+        """Steps 7-8: the run's model (.h5, its card inside) and its LiteRT export, then the
+        stable model path pointed at them; returns where the run's files are. A model no better
+        than chance stays in the run folder, unpublished: TrainingFailed."""
+        from cnn_mnist.stages.guards import at_chance
+
+        chance = at_chance(evaluation.accuracy, data.labels_test)
+        with self.watch("save"):
+            paths = {**self._save_files(saved, data, evaluation, not chance), **self.plots}
+        if chance:  # kept in the run folder, but not published over a model that learnt
+            raise self._learnt_nothing(evaluation, paths)
+        return paths
+
+    def _save_files(
+        self, saved: keras.Model, data: Prepared, evaluation: Evaluation, publish: bool
+    ) -> dict[str, str]:
+        from cnn_mnist.stages.save import save_model
+
+        inputs = self.inputs
+        run_lite, card = self._export(saved, data, evaluation)
+        run_model = save_model(
+            saved, inputs.run_dir / f"{RUN_MODEL}{inputs.model_path.suffix}", card
+        )
+        if publish:
+            _publish_run(inputs, run_model, run_lite)
+        paths = {
+            "model": str(inputs.model_path),
+            "run_model": str(run_model),
+            "logs": str(inputs.run_dir),
+            "config": str(inputs.run_dir / "config.yaml"),
+        }
+        if not publish:
+            del paths["model"]
+        if (inputs.run_dir / "best.h5").exists():
+            paths["best_model"] = str(inputs.run_dir / "best.h5")
+        return paths
+
+    def _export(
+        self, saved: keras.Model, data: Prepared, evaluation: Evaluation
+    ) -> tuple[Path | None, ModelCard]:
+        """The LiteRT copy, for `cnn predict` without TensorFlow, checked against the
+        evaluation's predictions as `cnn export` checks (one LiteRT pass over the test set);
+        returns (its path, the card with its checksum), or (None, the card) if it could not be
+        made."""
+        from cnn_mnist.stages.export import export_checked
+
+        try:
+            lite = export_checked(
+                saved,
+                "litert",
+                "none",
+                self.inputs.run_dir / f"{RUN_MODEL}.tflite",
+                data.x_test,
+                data.labels_test,
+                evaluation.probabilities,
+                self.card,
+            )
+            card = self.card.model_copy(update={"litert_sha256": files.sha256(lite.path)})
+            self.record.add("exports", [lite.to_dict()])
+        except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
+            log.warning(
+                "could not export the model for LiteRT (%s); cnn predict will use Keras",
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            return None, self.card
+        return lite.path, card
+
+    def _learnt_nothing(self, evaluation: Evaluation, paths: dict[str, str]) -> CnnError:
+        """The metrics and files in run.json, and the error that marks the run failed."""
+        from cnn_mnist.stages.guards import TrainingFailed
+
+        inputs = self.inputs
+        self.record.add(
+            "metrics", {"test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy}
+        )
+        self.record.add("paths", paths)
+        kept = (
+            f"{inputs.model_path} still holds run {inputs.previous_run}'s model"
+            if inputs.previous_run
+            else f"{inputs.model_path} was not written"
+        )
+        return TrainingFailed(
             f"the model did not learn: test accuracy {evaluation.accuracy:.4f} is no better "
             f"than always answering the commonest class; it stays in {paths['run_model']}, and "
             f"{kept}. Lower compile.learning_rate (--learning-rate) or train longer"
         )
-    return _complete(
-        run,
-        record,
-        model,
-        evaluation,
-        epochs,
-        watch,
-        timer,
-        validation,
-        paths,
-        worker=cluster.task if cluster is not None else "",
-    )
+
+    # --- the end --------------------------------------------------------------------------------
+
+    def complete(
+        self, model: keras.Model, evaluation: Evaluation, paths: dict[str, str]
+    ) -> RunResult:
+        """run.json `completed` with the metrics, timings and files; the backup is no longer
+        needed."""
+        timings, epochs = self.watch.timings, self.epochs
+        timings["total"] = round(time.perf_counter() - self.inputs.started, 3)
+        if self.validation is not None:
+            self.timer.timings["validation"] = self.validation.seconds
+        timings["fit_breakdown"] = {k: round(v, 3) for k, v in self.timer.timings.items()}
+        history = {
+            key: [e[key] for e in epochs if key in e]
+            for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")
+        }
+        self.record.complete(
+            metrics={
+                "test_loss": evaluation.loss,
+                "test_accuracy": evaluation.accuracy,
+                "params": int(model.count_params()),
+                "epochs_completed": len(epochs),
+                "history": history,
+            },
+            timings_s=timings,
+            peak_memory_mb_after=self.watch.peak_mb,
+            paths=paths,
+        )
+        shutil.rmtree(self.inputs.run_dir / "backup", ignore_errors=True)  # nothing to resume
+        return self._result(
+            evaluation,
+            paths=paths,
+            worker=self._worker(),
+            replaced_run=self.inputs.previous_run,
+        )
+
+    def _worker(self) -> str:
+        """This process in a distributed run ("worker 1"), "" on one device."""
+        return self.cluster.task if self.cluster is not None else ""
+
+    def _result(self, evaluation: Evaluation, **fields) -> RunResult:
+        inputs, record = self.inputs, self.record
+        return RunResult(
+            run_id=inputs.run_id,
+            run_dir=inputs.run_dir,
+            model_path=inputs.model_path,
+            record_path=record.path,
+            evaluation=evaluation,
+            seed=inputs.config.training.seed,
+            epochs_run=len(self.epochs),
+            resumed_from_epoch=record.file.resumed_from_epoch or 0,
+            timings=self.watch.timings,
+            distribution=_distribution(record),
+            **fields,
+        )
 
 
-def format_result(result: RunResult, log_dir: str, *, quiet: bool = False) -> str:
-    """What `cnn train` prints at the end: the evaluation, then where everything went."""
-    from cnn_mnist.stages.evaluate import format_report
-
-    ev, weights = result.evaluation, result.distribution.get("weights_sha256", "")[:16]
-    if not result.chief:
-        return (
-            f"{result.worker.capitalize()} done: test accuracy {ev.accuracy:.4f}, weights "
-            f"{weights}. The chief saved the model and run {result.run_id}'s record."
-        )
-    lines = [
-        f"\n{format_report(ev)}" if not quiet else format_report(ev, tables=False),
-        f"Model saved to {result.model_path}",
-    ]
-    if quiet:
-        return "\n".join(lines)
-    if result.distribution:
-        d = result.distribution
-        lines.append(
-            f"Distributed   {d['strategy']}: {d['replicas']} replicas on "
-            f"{d['workers']} worker(s), global batch {d['global_batch_size']}; "
-            f"weights {weights}"
-        )
-    if result.replaced_run and result.replaced_run != result.run_id:
-        lines.append(
-            f"              (the model it replaced stays in run {result.replaced_run}'s folder)"
-        )
-    lines += [
-        f"Run record    {result.record_path}",
-        f"Plots         {result.paths['confusion_matrix_png']}",
-        f"TensorBoard   cnn tensorboard --logdir {log_dir}",
-    ]
-    return "\n".join(lines)
+# --- before the stages: TensorFlow, the cluster, the seed, run.json -------------------------
 
 
 def _import_stages(verbose: bool):
@@ -385,36 +715,61 @@ def _connect(config: Config, watch):
         return distribute.make_cluster(config.training)
 
 
-def _settle(run: RunInputs, cluster) -> RunInputs:
+def _settle(inputs: RunInputs, cluster) -> RunInputs:
     """The seed drawn if the config has none (the resolved config carries the seed used, so
     `--config <run>/config.yaml` repeats the run), the chief's run id and config on every
     worker, and every generator seeded."""
     from cnn_mnist.core.runtime import seed_everything
 
-    seed = run.config.training.seed
-    config = run.config.with_values(
+    seed = inputs.config.training.seed
+    config = inputs.config.with_values(
         {"training.seed": secrets.randbelow(2**31) if seed is None else seed}
     )
-    run = dataclasses.replace(run, config=config)
+    inputs = dataclasses.replace(inputs, config=config)
     if cluster is not None:
-        run_id, config = _agree(cluster, run)
-        run = dataclasses.replace(run, run_id=run_id, config=config)
-    seed_everything(run.config.training.seed)
-    return run
+        run_id, config = _agree(cluster, inputs)
+        inputs = dataclasses.replace(inputs, run_id=run_id, config=config)
+    seed_everything(inputs.config.training.seed)
+    return inputs
 
 
-def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
+def _agree(cluster, inputs: RunInputs) -> tuple[str, Config]:
+    """One run across the workers: the chief's run id and config (its seed included). Each
+    worker keeps its own data path: the files may live in different places on each machine."""
+    from cnn_mnist.training import distribute
+
+    mine = yaml.safe_dump(inputs.config.to_dict(), sort_keys=False)
+    run_id, chiefs = distribute.agree(cluster, inputs.run_id, mine)
+    if inputs.chief:
+        return run_id, inputs.config
+    path = inputs.run_dir / "chief-config.yaml"
+    files.write_text(path, chiefs)
+    theirs = load_config(path, overrides={"data.path": inputs.config.data.path})
+    # The seed aside: the chief may have drawn it.
+    differs = list(
+        differences(inputs.config.to_dict(), theirs.to_dict(), ignore=("training.seed",))
+    )
+    if differs and inputs.warn_differs:
+        log.warning(
+            "this worker was started with a config that differs from the chief's at %s; "
+            "training with the chief's",
+            ", ".join(differs[:5]),
+        )
+    return run_id, theirs
+
+
+def _start_record(inputs: RunInputs, cluster, tf) -> RunRecord:
     """The resolved config and run.json (`running`), before anything slow happens."""
     import keras
     import numpy
 
-    config = run.config
+    config = inputs.config
     # A resumed run keeps the config name it started with (`--resume` takes no --config).
-    source = recorded_source(run.run_dir) if run.resumed else None
+    source = recorded_source(inputs.run_dir) if inputs.resumed else None
     record = RunRecord(
-        run.run_dir,
-        run.run_id,
-        config_source=source or run.config_source,
+        inputs.run_dir,
+        inputs.run_id,
+        config_source=source or inputs.config_source,
         config=config.to_dict(),
         dataset=config.data.dataset,
         seed=config.training.seed,
@@ -428,10 +783,10 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
         argv=sys.argv,
         host=socket.gethostname(),
         pid=os.getpid(),
-        **run.tags,
+        **inputs.tags,
     )
-    if run.resumed:
-        record.add("resumed_from_epoch", len(_read_epochs(run.epochs_file)))
+    if inputs.resumed:
+        record.add("resumed_from_epoch", len(_read_epochs(inputs.epochs_file)))
     if cluster is not None:
         # The batch is global (shared among the replicas) and the learning rate is as configured.
         record.add(
@@ -446,341 +801,42 @@ def _start_record(run: RunInputs, cluster, tf) -> RunRecord:
                 "local_devices": list(cluster.strategy.extended.worker_devices),
             },
         )
-    files.write_text(run.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files.write_text(
+        inputs.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
+    )
     record.write()
     return record
 
 
-def _prepare_data(config: Config, watch, record: RunRecord):
-    """Steps 1-2: load the dataset, then scale and shape it as the config says."""
-    from cnn_mnist.stages import data as stage
-
-    with watch("load_data"):
-        mnist = stage.check_trainable(
-            stage.load_mnist(config.data.path, dataset=config.data.dataset)
-        )
-    with watch("prepare_data"):
-        data = stage.prepare(
-            mnist,
-            config.data.normalize,
-            config.data.limit_train,
-            config.data.limit_test,
-            config.data.augment,
-        )
-    log.info(
-        "Data: %s training and %s test images from %s",
-        _of(len(data.labels_train), len(mnist.x_train)),
-        _of(len(data.labels_test), len(mnist.x_test)),
-        mnist.source,
-    )
-    record.add(
-        "data",
-        {
-            "dataset": config.data.dataset,
-            "class_names": config.data.names,
-            "source": mnist.source,
-            "sha256": mnist.sha256,
-            "num_train": int(len(data.labels_train)),
-            "num_test": int(len(data.labels_test)),
-            "normalize": config.data.normalize,
-        },
-    )
-    return data
+def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
+    """The visible GPUs: (name, compute capability)."""
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        found.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return found
 
 
-def _of(used: int, there: int) -> str:
-    """'60,000', or '2,000 of 60,000' where data.limit_* takes a slice."""
-    return f"{used:,}" if used == there else f"{used:,} of {there:,}"
+# --- the run's pieces ---------------------------------------------------------------------
 
 
-def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, tf):
-    """Steps 3-4: the layers from the config, then the optimizer, loss and metrics, for the
-    hardware found; returns (model, accelerator plan)."""
-    from cnn_mnist.stages.model import accelerator_plan, build_model, compile_model, cpu_flags
-
-    config = run.config
-    accelerator = accelerator_plan(
-        config.compile, _gpus(tf), cpu_flags(), distributed=cluster is not None
-    )
-    record.add("accelerator", accelerator.to_dict())
-    # Under a strategy, variables are made mirrored on every replica.
-    scope = cluster.strategy.scope if cluster is not None else contextlib.nullcontext
-    with watch("build"), scope():
-        model = build_model(config.model, accelerator.dtype_policy)
-    with watch("compile"), scope():
-        steps = math.ceil(len(data.labels_train) / config.training.batch_size)
-        compile_model(
-            model,
-            config.compile,
-            total_steps=steps * config.training.epochs,
-            accelerator=accelerator,
-        )
-    # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
-    xla = record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
-    _log_plan(run, cluster, model, len(data.labels_train), accelerator, xla)
-    return model, accelerator
-
-
-def _log_plan(run: RunInputs, cluster, model, images: int, accelerator, xla: bool) -> None:
-    config = run.config
-    log.info(
-        "Runtime: %s, %s compute (%s), XLA %s, %d step(s) per call",
-        accelerator.device.upper(),
-        accelerator.dtype_policy.replace("mixed_", "") + " (mixed)"
-        if accelerator.mixed_precision
-        else "float32",
-        accelerator.reason,
-        "on" if xla else "off",
-        accelerator.steps_per_execution,
-    )
-    log.info(
-        "Model: %d layers, %s parameters; training %d epoch(s) on %s images, batch size %d, "
-        "seed %d",
-        len(config.model.layers),
-        f"{model.count_params():,}",
-        config.training.epochs,
-        f"{images:,}",
-        config.training.batch_size,
-        config.training.seed,
-    )
-    if cluster is not None:
-        log.info(
-            "Distributed (%s, this process: %s): %d replicas, global batch %d = %g per "
-            "replica, learning rate %g as configured",
-            cluster.kind,
-            cluster.task,
-            cluster.replicas,
-            config.training.batch_size,
-            config.training.batch_size / cluster.replicas,
-            config.compile.learning_rate,
-        )
-
-
-def _card(run: RunInputs):
+def _card(inputs: RunInputs) -> ModelCard:
     """The model card (stages/card.py) of the run's models: the run, its config, its dataset
     and class names."""
     from cnn_mnist.stages.card import ModelCard
 
-    config = run.config
+    config = inputs.config
     return ModelCard(
-        run_id=run.run_id,
+        run_id=inputs.run_id,
         config=config.to_dict(),
         dataset=config.data.dataset,
         class_names=config.data.names,
     )
 
 
-def _fit(run: RunInputs, cluster, model, data, card):
-    """Step 5: train, with validation, TensorBoard, backups and the epoch log (a best.h5
-    carries `card`); returns (timer, validation)."""
-    from cnn_mnist.stages import fit as stage
-
-    config = run.config
-    timer = stage.FitTimer()
-    validation = (
-        stage.TestValidation(data.x_test, data.labels_test)
-        if config.training.validation == "test"
-        else None
-    )
-    if cluster is None:
-        stage.fit(
-            model,
-            data,
-            config.training,
-            config.tensorboard,
-            run.run_dir,
-            run.progress,
-            card,
-            timer,
-            validation,
-            run.callbacks,
-        )
-    else:
-        _fit_distributed(run, cluster, model, data, card, timer, validation)
-    return timer, validation
-
-
-def _fit_distributed(run: RunInputs, cluster, model, data, card, timer, validation) -> None:
-    from cnn_mnist.training import distribute
-
-    config = run.config
-    if not run.chief:  # the chief writes the logs and checkpoints
-        config = config.with_values({"training.checkpoint": None, "tensorboard.enabled": False})
-    distribute.fit(
-        cluster,
-        model,
-        data,
-        config.training,
-        config.tensorboard,
-        config.compile.loss,
-        run.run_dir,
-        run.progress,
-        card,
-        timer,
-        validation,
-    )
-
-
-def _evaluate(run: RunInputs, model, data, validation, accelerator):
-    """Step 6: test loss, accuracy and the confusion matrix; returns (the model to save, its
-    evaluation)."""
-    from cnn_mnist.stages import evaluate as stage
-    from cnn_mnist.stages.save import float32_copy
-
-    saved = float32_copy(model)
-    # The last epoch's validation already made these predictions, unless early stopping may
-    # have put back an earlier epoch's weights, or training computed in 16 bits: the report is
-    # then the float32 model's, the one saved, so `cnn evaluate` repeats it.
-    stop = run.config.training.early_stopping
-    restored = stop is not None and stop.restore_best_weights
-    names = run.config.data.names
-    if (
-        validation is not None
-        and validation.last is not None
-        and not restored
-        and not accelerator.mixed_precision
-    ):
-        return saved, dataclasses.replace(validation.last[1], class_names=list(names))
-    return saved, stage.evaluate(saved, data.x_test, data.labels_test, class_names=names)
-
-
-def _report(run: RunInputs, evaluation, epochs: int) -> dict[str, str]:
-    """The confusion matrix as PNG and JSON in the run folder, and in TensorBoard."""
-    from cnn_mnist.stages import evaluate as stage
-
-    plots = stage.save_results(evaluation, run.run_dir)
-    if run.config.tensorboard.enabled:
-        stage.log_to_tensorboard(
-            evaluation, plots["confusion_matrix_png"], run.run_dir, step=epochs
-        )
-    return {name: str(path) for name, path in plots.items()}
-
-
-def _log_hparams(run: RunInputs, record: RunRecord, model, accelerator) -> None:
-    """The run's settings in run.json and, with the test metrics, in TensorBoard's HParams
-    dashboard (the chief's alone: the other workers write no logs)."""
-    from cnn_mnist.training.hparams import hparams_of, write_hparams
-
-    sweep = record.file.sweep
-    values = hparams_of(
-        run.config.to_dict(),
-        model.count_params(),
-        accelerator.dtype_policy,
-        record.file.config_source,
-        sweep.model_dump() if sweep else None,
-    )
-    record.add("hparams", values)
-    if run.config.tensorboard.enabled:
-        write_hparams(run.run_dir, values, Path(run.config.tensorboard.log_dir))
-
-
-def _save(
-    run: RunInputs, saved, data, evaluation, record: RunRecord, card, publish: bool = True
-) -> dict[str, str]:
-    """Steps 7-8: the run's model (.h5, its `card` inside) and its LiteRT export for
-    `cnn predict`, checked against the evaluation's predictions as `cnn export` checks (one
-    LiteRT pass over the test set), then (if `publish`) the stable model path pointed at
-    them."""
-    from cnn_mnist.stages.export import export_checked
-    from cnn_mnist.stages.save import save_model
-
-    try:  # for `cnn predict` without TensorFlow; its checksum goes into the model file
-        lite = export_checked(
-            saved,
-            "litert",
-            "none",
-            run.run_dir / f"{RUN_MODEL}.tflite",
-            data.x_test,
-            data.labels_test,
-            evaluation.probabilities,
-            card,
-        )
-        run_lite = lite.path
-        card = card.model_copy(update={"litert_sha256": files.sha256(run_lite)})
-        record.add("exports", [lite.to_dict()])
-    except Exception as exc:  # noqa: BLE001 - predict falls back to Keras
-        log.warning(
-            "could not export the model for LiteRT (%s); cnn predict will use Keras",
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-        )
-        run_lite = None
-    run_model = save_model(saved, run.run_dir / f"{RUN_MODEL}{run.model_path.suffix}", card)
-    if publish:
-        _publish_run(run, run_model, run_lite)
-    paths = {
-        "model": str(run.model_path),
-        "run_model": str(run_model),
-        "logs": str(run.run_dir),
-        "config": str(run.run_dir / "config.yaml"),
-    }
-    if not publish:
-        del paths["model"]
-    if (run.run_dir / "best.h5").exists():
-        paths["best_model"] = str(run.run_dir / "best.h5")
-    return paths
-
-
-def _complete(
-    run: RunInputs,
-    record: RunRecord,
-    model,
-    evaluation,
-    epochs,
-    watch,
-    timer,
-    validation,
-    paths,
-    worker: str,
-) -> RunResult:
-    """run.json `completed` with the metrics, timings and files; the backup is no longer
-    needed."""
-    watch.timings["total"] = round(time.perf_counter() - run.started, 3)
-    if validation is not None:
-        timer.timings["validation"] = validation.seconds
-    watch.timings["fit_breakdown"] = {k: round(v, 3) for k, v in timer.timings.items()}
-    history = {
-        key: [e[key] for e in epochs if key in e]
-        for key in dict.fromkeys(k for e in epochs for k in e if k != "epoch")
-    }
-    record.complete(
-        metrics={
-            "test_loss": evaluation.loss,
-            "test_accuracy": evaluation.accuracy,
-            "params": int(model.count_params()),
-            "epochs_completed": len(epochs),
-            "history": history,
-        },
-        timings_s=watch.timings,
-        peak_memory_mb_after=watch.peak_mb,
-        paths=paths,
-    )
-    shutil.rmtree(run.run_dir / "backup", ignore_errors=True)  # completed: nothing to resume
-    return _result(
-        run,
-        record,
-        evaluation,
-        epochs,
-        watch,
-        paths=paths,
-        worker=worker,
-        replaced_run=run.previous_run,
-    )
-
-
-def _result(run: RunInputs, record: RunRecord, evaluation, epochs, watch, **fields) -> RunResult:
-    return RunResult(
-        run_id=run.run_id,
-        run_dir=run.run_dir,
-        model_path=run.model_path,
-        record_path=record.path,
-        evaluation=evaluation,
-        seed=run.config.training.seed,
-        epochs_run=len(epochs),
-        resumed_from_epoch=record.file.resumed_from_epoch or 0,
-        timings=watch.timings,
-        distribution=_distribution(record),
-        **fields,
-    )
+def _of(used: int, there: int) -> str:
+    """'60,000', or '2,000 of 60,000' where data.limit_* takes a slice."""
+    return f"{used:,}" if used == there else f"{used:,} of {there:,}"
 
 
 def _distribution(record: RunRecord) -> dict:
@@ -817,6 +873,9 @@ class _Stopwatch:
             self.peak_mb[name] = _peak_rss_mb()
 
 
+# --- the model path: checked at the start, and again before it is replaced -------------------
+
+
 def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
     """The run id of the model at `model_path`, if any; refuse to replace a model we did not save."""
     from cnn_mnist.stages.saved import card_of
@@ -851,19 +910,19 @@ def _check_litert_beside(model_path: Path, recorded: str | None, overwrite: bool
     )
 
 
-def _publish_run(run: RunInputs, run_model: Path, run_lite: Path | None) -> None:
+def _publish_run(inputs: RunInputs, run_model: Path, run_lite: Path | None) -> None:
     """The stable model path (and the .tflite beside it) pointed at the run's files, if what
     is there now may be replaced: checked again, as a file may have appeared meanwhile."""
     try:
-        _check_model_path(run.model_path, run.overwrite)
+        _check_model_path(inputs.model_path, inputs.overwrite)
     except OutputError as exc:
         raise PathTaken(
-            f"{exc}.\nIt appeared while run {run.run_id} trained and is left as it is; the "
+            f"{exc}.\nIt appeared while run {inputs.run_id} trained and is left as it is; the "
             f"run's model is {run_model}: copy it from there, or `cnn train --resume "
-            f"{run.run_id} --overwrite`"
+            f"{inputs.run_id} --overwrite`"
         ) from None
-    _publish(run_model, run.model_path)
-    stable_lite = run.model_path.with_suffix(".tflite")
+    _publish(run_model, inputs.model_path)
+    stable_lite = inputs.model_path.with_suffix(".tflite")
     if run_lite is not None:
         _publish(run_lite, stable_lite)
     else:
@@ -878,35 +937,3 @@ def _publish(run_model: Path, model_path: Path) -> None:
             os.link(run_model, tmp)
         except OSError:  # another file system, or no hard links: copy instead
             shutil.copyfile(run_model, tmp)
-
-
-def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
-    """The visible GPUs: (name, compute capability)."""
-    found = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        found.append((details.get("device_name", gpu.name), details.get("compute_capability")))
-    return found
-
-
-def _agree(cluster, run: RunInputs) -> tuple[str, Config]:
-    """One run across the workers: the chief's run id and config (its seed included). Each
-    worker keeps its own data path: the files may live in different places on each machine."""
-    from cnn_mnist.training import distribute
-
-    mine = yaml.safe_dump(run.config.to_dict(), sort_keys=False)
-    run_id, chiefs = distribute.agree(cluster, run.run_id, mine)
-    if run.chief:
-        return run_id, run.config
-    path = run.run_dir / "chief-config.yaml"
-    files.write_text(path, chiefs)
-    theirs = load_config(path, overrides={"data.path": run.config.data.path})
-    # The seed aside: the chief may have drawn it.
-    differs = list(differences(run.config.to_dict(), theirs.to_dict(), ignore=("training.seed",)))
-    if differs and run.warn_differs:
-        log.warning(
-            "this worker was started with a config that differs from the chief's at %s; "
-            "training with the chief's",
-            ", ".join(differs[:5]),
-        )
-    return run_id, theirs
