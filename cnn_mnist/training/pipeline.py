@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -45,6 +46,9 @@ from cnn_mnist.training.record import (
 )
 from cnn_mnist.config.schema import Config
 from cnn_mnist.core.stamps import new_run_id
+
+if TYPE_CHECKING:
+    from cnn_mnist.stages.evaluate import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ class RunResult:
     run_dir: Path
     model_path: Path
     record_path: Path
-    evaluation: object  # cnn_mnist.stages.evaluate.Evaluation
+    evaluation: Evaluation
     seed: int
     epochs_run: int
     replaced_run: str | None = None  # the run whose model was at model_path before
@@ -168,7 +172,7 @@ def train(
     `callbacks` are more Keras callbacks for fit, `tags` more run.json fields, and `run_id`
     the new run's id (default: a fresh one).
     """
-    common = dict(
+    common: dict[str, Any] = dict(
         config=config,
         config_source=config_source,
         progress=progress,
@@ -294,6 +298,7 @@ def _stages(run: RunInputs, cluster, watch, record: RunRecord, tf) -> RunResult:
         if cluster is not None:
             from cnn_mnist.training.distribute import weights_sha256
 
+            assert record.file.distribution is not None  # recorded with the cluster
             record.file.distribution.weights_sha256 = weights_sha256(model)
         if not run.chief:  # the chief saves the results and the model
             return _result(run, record, evaluation, epochs, watch, chief=False, worker=cluster.task)
@@ -399,6 +404,7 @@ def _settle(run: RunInputs, cluster) -> RunInputs:
     if cluster is not None:
         run_id, config = _agree(cluster, run)
         run = dataclasses.replace(run, run_id=run_id, config=config)
+    assert run.config.training.seed is not None  # drawn above
     seed_everything(run.config.training.seed)
     return run
 
@@ -516,6 +522,7 @@ def _build_and_compile(run: RunInputs, cluster, data, watch, record: RunRecord, 
             accelerator=accelerator,
         )
     # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
+    assert record.file.accelerator is not None  # recorded above
     xla = record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
     _log_plan(run, cluster, model, len(data.labels_train), accelerator, xla)
     return model, accelerator
@@ -768,6 +775,7 @@ def _complete(
 
 
 def _result(run: RunInputs, record: RunRecord, evaluation, epochs, watch, **fields) -> RunResult:
+    assert run.config.training.seed is not None  # drawn by _settle
     return RunResult(
         run_id=run.run_id,
         run_dir=run.run_dir,
