@@ -13,37 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist.core import files
-
-# What network.py does, under the names `cnn inspect`'s callers have always used.
 from cnn_mnist.analysis.network import (
-    CONV_TYPES,
-    POOL_TYPES,
-    TB_MIN_SIDE,
     BadPosition,
-    ConvExplanation,
     Inspection,
-    LayerView,
-    NoConvolution,
-    PoolExplanation,
-    activations,
-    arithmetic,
-    channel_summary,
     check_has_convolution,
     check_position,
-    conv_pool_layers,
     explain_at,
-    first_kernels,
     format_explanation,
-    forward,
-    grid_shape,
     inspect_digit,
-    model_input,
     parse_at,
-    saliency,
-    tensorboard_images,
-    tile,
-    tile_origin,
-    to_rgb8,
 )
 
 

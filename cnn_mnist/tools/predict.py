@@ -18,7 +18,6 @@ from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import OutputError
 from cnn_mnist.stages.data import BadIndex, check_indices
 from cnn_mnist.analysis.figures import Tile, digits_png
-from cnn_mnist.stages.saved import LiteRTModel  # noqa: F401 - where callers have always found it
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ def error_status(exc: Exception) -> int:
     """The HTTP status for a library error: the client's fault is 4xx, ours 5xx."""
     from cnn_mnist.analysis.images import NoDigit, NotAPicture, PictureTooLarge
     from cnn_mnist.analysis.network import BadPosition, NoConvolution
-    from cnn_mnist.tools.predict import BadIndex
+    from cnn_mnist.stages.data import BadIndex
 
     if isinstance(exc, ApiError):
         return exc.status

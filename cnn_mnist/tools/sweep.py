@@ -41,7 +41,7 @@ from cnn_mnist.config.load import (
 )
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
 from cnn_mnist.stages.guards import TrainingFailed
-from cnn_mnist.tools.runs import new_run_id
+from cnn_mnist.core.stamps import new_run_id
 from cnn_mnist.config.schema import Config, SweepConfig
 
 log = logging.getLogger(__name__)
