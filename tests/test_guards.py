@@ -165,7 +165,8 @@ def test_an_input_shape_unlike_the_data_is_refused_before_training(tmp_path, tin
 
 
 def test_a_killed_run_shows_as_interrupted(tmp_path):
-    from cnn_mnist.tools.runs import now, summarize
+    from cnn_mnist.core.stamps import now
+    from cnn_mnist.tools.runs import summarize
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from numpy.testing import assert_allclose
 from PIL import Image, ImageDraw
 
+from cnn_mnist.analysis import network
 from cnn_mnist.tools import inspection as look
 from cnn_mnist.cli import cli
 
@@ -68,13 +69,13 @@ def digit():
 
 def test_tile_places_channel_k_at_its_documented_spot_with_a_border():
     maps = np.random.default_rng(0).random((5, 7, 10)).astype(np.float32)
-    tiled = look.tile(maps)
-    rows, columns = look.grid_shape(10)
+    tiled = network.tile(maps)
+    rows, columns = network.grid_shape(10)
     assert (rows, columns) == (3, 4)
     assert tiled.shape == (1 + rows * 6, 1 + columns * 8)
     filled = np.zeros(tiled.shape, bool)
     for k in range(10):
-        top, left = look.tile_origin(k, (5, 7), 10)
+        top, left = network.tile_origin(k, (5, 7), 10)
         assert_allclose(tiled[top : top + 5, left : left + 7], maps[:, :, k])
         filled[top : top + 5, left : left + 7] = True
     assert np.isnan(tiled[~filled]).all()  # borders and the two empty slots
@@ -84,8 +85,8 @@ def test_tile_places_channel_k_at_its_documented_spot_with_a_border():
 
 
 def test_grids_have_one_tile_per_channel_of_the_layer_output_size(window_model, digit, tmp_path):
-    result = look.inspect_digit(window_model, digit, tmp_path, label=3)
-    outs = look.activations(window_model, look.model_input(digit))
+    result = network.inspect_digit(window_model, digit, tmp_path, label=3)
+    outs = network.activations(window_model, network.model_input(digit))
     assert [v.index for v in result.layers] == [0, 1, 2, 3, 4]
     for view in result.layers:
         maps = outs[view.index][0]
@@ -95,10 +96,10 @@ def test_grids_have_one_tile_per_channel_of_the_layer_output_size(window_model, 
             == tuple(window_model.layers[view.index].output.shape[1:])
         )
         h, w, c = maps.shape
-        tiled = look.tile(maps)
+        tiled = network.tile(maps)
         tiles = [
             tiled[t : t + h, s : s + w]
-            for t, s in (look.tile_origin(k, (h, w), c) for k in range(c))
+            for t, s in (network.tile_origin(k, (h, w), c) for k in range(c))
         ]
         assert len(tiles) == c and all(t.shape == (h, w) for t in tiles)
         for k, t in enumerate(tiles):
@@ -115,7 +116,7 @@ def test_grids_have_one_tile_per_channel_of_the_layer_output_size(window_model, 
 
 
 def test_arithmetic_is_the_lecture_formula_with_padding_and_strides(window_model, digit, tmp_path):
-    result = look.inspect_digit(window_model, digit, tmp_path)
+    result = network.inspect_digit(window_model, digit, tmp_path)
     text = {v.index: v.arithmetic for v in result.layers}
     assert text[0] == "(28 - 3 + 2*0) / 1 + 1 = 26"
     assert text[1] == "(26 - 3 + 2*1) / 1 + 1 = 26"  # same padding, P = (K - 1) / 2
@@ -129,21 +130,21 @@ def test_arithmetic_is_the_lecture_formula_with_padding_and_strides(window_model
 def test_kernels_image_is_the_weights_on_a_symmetric_diverging_scale(window_model):
     import matplotlib
 
-    first, maps = look.first_kernels(window_model)
+    first, maps = network.first_kernels(window_model)
     weights = np.asarray(window_model.layers[0].kernel)  # (3, 3, 1, 4)
     assert first == 0
     assert_allclose(maps, weights[:, :, 0, :])
-    tiled = look.tile(maps)
-    rgb = look.to_rgb8(tiled, "RdBu_r", symmetric=True)
+    tiled = network.tile(maps)
+    rgb = network.to_rgb8(tiled, "RdBu_r", symmetric=True)
     top = np.abs(weights).max()
     for k in range(4):
-        t, s = look.tile_origin(k, (3, 3), 4)
+        t, s = network.tile_origin(k, (3, 3), 4)
         expected = matplotlib.colormaps["RdBu_r"]((weights[:, :, 0, k] + top) / (2 * top))[..., :3]
         assert_allclose(rgb[t : t + 3, s : s + 3] / 255, expected, atol=1 / 255)
 
 
 def test_json_has_exactly_the_documented_shape(window_model, digit, tmp_path):
-    data = json.loads(json.dumps(look.inspect_digit(window_model, digit, tmp_path).to_dict()))
+    data = json.loads(json.dumps(network.inspect_digit(window_model, digit, tmp_path).to_dict()))
     assert list(data) == ["predicted", "probability", "label", "layers", "files"]
     assert isinstance(data["predicted"], int) and 0 <= data["probability"] <= 1
     assert data["label"] is None
@@ -180,7 +181,7 @@ def test_saliency_of_a_trained_model_sits_on_the_digit():
     model.fit(images[..., None] / 255.0, labels, epochs=3, batch_size=32, verbose=0)
     test, test_labels = synthetic_digits(5, seed=9)
     for image, k in zip(test, test_labels):
-        sal = look.saliency(model, look.model_input(image / 255.0))
+        sal = network.saliency(model, network.model_input(image / 255.0))
         bar = np.zeros((28, 28), bool)
         bar[2 + 2 * k : 4 + 2 * k, 4:24] = True
         assert sal[bar].mean() > 2 * sal[~bar].mean(), (k, sal[bar].mean(), sal[~bar].mean())
@@ -193,19 +194,19 @@ def test_explain_at_agrees_with_every_layer_at_edges_and_centre(window_model, di
     for index in (0, 1, 2, 3, 4):
         h, w, c = window_model.layers[index].output.shape[1:]
         for row, col in [(0, 0), (h - 1, w - 1), (h // 2, w // 3), (0, w - 1)]:
-            e = look.explain_at(window_model, digit, index, row, col, c - 1)
+            e = network.explain_at(window_model, digit, index, row, col, c - 1)
             assert_allclose(e.value, e.actual, rtol=1e-5, atol=1e-6)
-            text = look.format_explanation(e)
+            text = network.format_explanation(e)
             assert "(agrees)" in text
-    e = look.explain_at(window_model, digit, 2, 12, 12, 0)  # the last row/col: one padded edge
+    e = network.explain_at(window_model, digit, 2, 12, 12, 0)  # the last row/col: one padded edge
     assert e.input_rows == [24, 25, 26] and e.input_cols == [24, 25, 26]
     assert (e.patch[2] == 0).all() and (e.patch[:, 2] == 0).all()
     assert e.channel_sums.shape == (5,)
     assert_allclose(e.total, e.products.sum() + e.bias, rtol=1e-6)
-    assert "input channel   4" in look.format_explanation(e)
-    e = look.explain_at(window_model, digit, 1, 0, 0, 2)  # same padding, P = 1: row -1, col -1
+    assert "input channel   4" in network.format_explanation(e)
+    e = network.explain_at(window_model, digit, 1, 0, 0, 2)  # same padding, P = 1: row -1, col -1
     assert e.input_rows == [-1, 0, 1] and e.activation == "linear"
-    e = look.explain_at(window_model, digit, 3, 6, 6, 1)  # max pool window past the edge
+    e = network.explain_at(window_model, digit, 3, 6, 6, 1)  # max pool window past the edge
     assert e.winner == (12, 12) and np.isnan(e.window[1]).all()
 
 
@@ -224,13 +225,13 @@ def test_explain_at_the_lectures_hand_computation_on_known_weights():
     model.set_weights(weights)
     digit = np.zeros((28, 28), np.float32)
     digit[:, 10] = 1.0  # a vertical line in column 10
-    e = look.explain_at(model, digit, 0, 5, 8, 0)  # patch columns 8-10: the line on the right
+    e = network.explain_at(model, digit, 0, 5, 8, 0)  # patch columns 8-10: the line on the right
     assert_allclose(e.patch[:, :, 0], [[0, 0, 1]] * 3)
     assert_allclose(e.products[:, :, 0], [[0, 0, -1], [0, 0, -2], [0, 0, -1]])
     assert e.total == pytest.approx(-3.5) and e.value == 0.0 == e.actual  # ReLU cuts it
-    e = look.explain_at(model, digit, 0, 5, 10, 0)  # the line on the left
+    e = network.explain_at(model, digit, 0, 5, 10, 0)  # the line on the left
     assert e.total == pytest.approx(4.5) and e.value == pytest.approx(4.5) == e.actual
-    text = look.format_explanation(e)
+    text = network.format_explanation(e)
     assert "relu(4.500000) = 4.500000" in text and "The layer produced 4.500000  (agrees)" in text
 
 
@@ -239,24 +240,24 @@ def test_explain_at_the_lectures_hand_computation_on_known_weights():
 
 @pytest.mark.parametrize("text", ["0", "0:1,2", "a:1,2,3", "0:1,2,x", "1,2,3"])
 def test_bad_at_syntax(text):
-    with pytest.raises(look.BadPosition, match="expected LAYER:ROW,COL,CHANNEL"):
-        look.parse_at(text)
+    with pytest.raises(network.BadPosition, match="expected LAYER:ROW,COL,CHANNEL"):
+        network.parse_at(text)
 
 
 def test_bad_at_names_the_valid_layers_and_ranges(window_model):
     valid = "0 (Conv2D), 1 (Conv2D), 2 (Conv2D), 3 (MaxPooling2D), 4 (AveragePooling2D)"
-    with pytest.raises(look.BadPosition, match=r"layer 5 is Flatten.*" + re_escape(valid)):
-        look.check_position(window_model, 5, 0, 0, 0)
-    with pytest.raises(look.BadPosition, match="layer 9 does not exist.*layers 0 to 6"):
-        look.check_position(window_model, 9, 0, 0, 0)
+    with pytest.raises(network.BadPosition, match=r"layer 5 is Flatten.*" + re_escape(valid)):
+        network.check_position(window_model, 5, 0, 0, 0)
+    with pytest.raises(network.BadPosition, match="layer 9 does not exist.*layers 0 to 6"):
+        network.check_position(window_model, 9, 0, 0, 0)
     with pytest.raises(
-        look.BadPosition,
+        network.BadPosition,
         match=r"outputs 13x13x3, so ROW is 0 to 12, COL 0 to 12 "
         r"and CHANNEL 0 to 2",
     ):
-        look.check_position(window_model, 2, 13, 0, 0)
-    with pytest.raises(look.BadPosition, match="CHANNEL 0 to 3"):
-        look.explain_at(window_model, np.zeros((28, 28)), 0, 0, 0, 4)
+        network.check_position(window_model, 2, 13, 0, 0)
+    with pytest.raises(network.BadPosition, match="CHANNEL 0 to 3"):
+        network.explain_at(window_model, np.zeros((28, 28)), 0, 0, 0, 4)
 
 
 def re_escape(text):
@@ -269,8 +270,10 @@ def test_a_model_without_convolution_says_what_still_works(tmp_path, digit):
     from cnn_mnist.stages.save import save_model
 
     dense = build([{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}])
-    with pytest.raises(look.NoConvolution, match="no convolution layer.*cnn predict.*cnn summary"):
-        look.inspect_digit(dense, digit, tmp_path)
+    with pytest.raises(
+        network.NoConvolution, match="no convolution layer.*cnn predict.*cnn summary"
+    ):
+        network.inspect_digit(dense, digit, tmp_path)
     path = save_model(dense, tmp_path / "dense.h5")
     picture = tmp_path / "seven.png"
     _draw_seven(picture)
@@ -420,7 +423,7 @@ def test_raw_pixel_models_are_fed_raw_pixels(tiny_trained, digit, tmp_path, monk
     model = open_saved(raw).keras_model()
     from cnn_mnist.analysis.images import load_digit
 
-    expected = look.activations(model, look.model_input(load_digit(picture), normalize=False))
+    expected = network.activations(model, network.model_input(load_digit(picture), normalize=False))
     assert result.predicted == int(expected[-1][0].argmax())
     assert_allclose(result.explanation.actual, expected[0][0, 10, 10, 0], rtol=1e-6)
 
@@ -473,7 +476,7 @@ def test_callback_logs_kernels_and_feature_maps_every_epoch(tmp_path):
     }
     assert set(found) == set(expected)
     for tag, (h, w) in expected.items():
-        scale = max(1, look.TB_MIN_SIDE // max(h, w))
+        scale = max(1, network.TB_MIN_SIDE // max(h, w))
         assert found[tag] == {0: (h * scale, w * scale), 1: (h * scale, w * scale)}, tag
 
 
@@ -485,10 +488,10 @@ def test_tensorboard_kernels_change_as_the_model_learns(tmp_path):
             {"type": "Dense", "units": 10, "activation": "softmax"},
         ]
     )
-    x = look.model_input(np.zeros((28, 28)))
-    before = look.tensorboard_images(model, x)["kernels/layer_0"]
+    x = network.model_input(np.zeros((28, 28)))
+    before = network.tensorboard_images(model, x)["kernels/layer_0"]
     model.set_weights([w * -1 for w in model.get_weights()])
-    after = look.tensorboard_images(model, x)["kernels/layer_0"]
+    after = network.tensorboard_images(model, x)["kernels/layer_0"]
     assert before.shape == after.shape and not np.array_equal(before, after)
 
 
@@ -540,7 +543,9 @@ def test_inspect_as_a_process(tiny_trained, idx_folder, tmp_path):
 def test_class_names_in_the_inspection(window_model, digit, tmp_path):
     from tests.conftest import FASHION_NAMES
 
-    result = look.inspect_digit(window_model, digit, tmp_path, label=4, class_names=FASHION_NAMES)
+    result = network.inspect_digit(
+        window_model, digit, tmp_path, label=4, class_names=FASHION_NAMES
+    )
     data = result.to_dict()
     assert data["class_name"] == FASHION_NAMES[data["predicted"]]
     assert data["label_class_name"] == "Coat"

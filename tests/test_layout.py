@@ -3,7 +3,7 @@ the layers, each importing only the layers below it (imports inside functions co
 cycles; no module named like one of the standard library's; a core and a config with no click
 and no TensorFlow at import; short functions, thin commands, a test file per module; the cli
 package's commands each in a module of its own, loaded only when it runs; one door to a model
-file (stages/saved.py)."""
+file (stages/saved.py); each name imported from the module that defines it (no re-exports)."""
 
 from __future__ import annotations
 
@@ -352,3 +352,172 @@ def test_the_model_file_check_sees_each_reader():
         "peek): a call of keras.models.load_model",
         "peek): a call of tf.saved_model.load",
     ]
+
+
+# --- no re-export shims: each name is imported from the module that defines it ----------------
+
+REPO = PACKAGE.parent
+# Every module of the package (__init__.py included), by its dotted name.
+PACKAGE_MODULES = {
+    ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+    for p in sorted(PACKAGE.rglob("*.py"))
+}
+# What imports from the package: itself, the tests, the measurements, the docs' scripts.
+CALLERS = sorted(
+    {*PACKAGE.rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py")}
+    | {*(REPO / "docs").rglob("*.py")}
+)
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    """The names a module binds at its top (in its top-level if and try blocks too) other than
+    by importing them: its functions, classes and assignments."""
+    names: set[str] = set()
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For, ast.With)):
+                names.update(
+                    n.id
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                )
+            elif isinstance(node, ast.If):
+                visit(node.body), visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body), visit(node.orelse), visit(node.finalbody)
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(tree.body)
+    return names
+
+
+def _package_names(node: ast.ImportFrom) -> list[tuple[str, ast.alias]]:
+    """(module, alias) for each name `node` imports from a package module, not a module itself
+    (`from cnn_mnist.tools import runs` imports a module)."""
+    module = node.module or ""
+    if node.level or module not in PACKAGE_MODULES:
+        return []
+    return [(module, a) for a in node.names if f"{module}.{a.name}" not in PACKAGE_MODULES]
+
+
+def _used(tree: ast.Module) -> set[str]:
+    """The names a module reads, in its code and its annotations, quoted ones too."""
+    annotations = [
+        node.annotation if isinstance(node, (ast.arg, ast.AnnAssign)) else node.returns
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.arg, ast.AnnAssign, ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    quoted = [
+        ast.parse(a.value, mode="eval")
+        for a in annotations
+        if isinstance(a, ast.Constant) and isinstance(a.value, str)
+    ]
+    return {n.id for t in [tree, *quoted] for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _unused_imports(tree: ast.Module, lines: list[str]) -> list[str]:
+    """Names a module imports from the package and never uses (a re-export: callers were meant
+    to find them there), and package names imported under `# noqa: F401`."""
+    used = _used(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        for module, alias in _package_names(node):
+            name = alias.asname or alias.name
+            noqa = "noqa: F401" in " ".join(lines[node.lineno - 1 : node.end_lineno])
+            if name not in used or noqa:
+                found.append(f"{node.lineno}: {name} from {module}" + (" (noqa)" if noqa else ""))
+    return found
+
+
+def _re_exported_uses(tree: ast.Module, defined: dict[str, set[str]]) -> list[str]:
+    """Where a file takes a name from a package module that does not define it (that module
+    only imports it): `from cnn_mnist.tools.runs import new_run_id`, or `runs.new_run_id`
+    where `runs` is the module (a name bound only by that import)."""
+    found = [
+        f"{node.lineno}: {alias.name} from {module}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for module, alias in _package_names(node)
+        if alias.name not in defined[module]
+    ]
+    modules: dict[str, set[str]] = {}  # the package modules each name is bound to by imports
+    rebound: set[str] = set()  # names also bound otherwise (a variable, an argument, a def)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            for a in node.names:
+                if f"{node.module}.{a.name}" in PACKAGE_MODULES:
+                    modules.setdefault(a.asname or a.name, set()).add(f"{node.module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname and a.name in PACKAGE_MODULES:
+                    modules.setdefault(a.asname, set()).add(a.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            rebound.add(node.id)
+        elif isinstance(node, ast.arg):
+            rebound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            rebound.add(node.name)
+    # One module per name, in the whole file: a name bound to two (in two functions) is left.
+    unique = {name: next(iter(m)) for name, m in modules.items() if len(m) == 1}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = unique.get(node.value.id)
+            if module is not None and node.value.id not in rebound:
+                whole = f"{module}.{node.attr}"
+                if node.attr not in defined[module] and whole not in PACKAGE_MODULES:
+                    found.append(f"{node.lineno}: {node.value.id}.{node.attr} ({module})")
+    return sorted(found, key=lambda where: int(where.split(":")[0]))
+
+
+def test_no_module_re_exports_names_it_does_not_use():
+    """A name imported from another package module is used where it is imported: no module
+    keeps names for callers that once found them there (a shim)."""
+    found = []
+    for module, path in PACKAGE_MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        found += [f"{module}:{f}" for f in _unused_imports(ast.parse(text), text.splitlines())]
+    assert not found, "package names imported and not used (re-exports):\n" + "\n".join(found)
+
+
+def test_each_name_is_imported_from_the_module_that_defines_it():
+    """The package, the tests, bench/ and the docs' scripts take each name of the package from
+    the module that defines it, never through one that imports it."""
+    defined = {m: _defined(_tree(p)) for m, p in PACKAGE_MODULES.items()}
+    found = [
+        f"{path.relative_to(REPO)}:{use}"
+        for path in CALLERS
+        for use in _re_exported_uses(_tree(path), defined)
+    ]
+    assert not found, "names taken from a module that only imports them:\n" + "\n".join(found)
+
+
+SHIM = """
+from cnn_mnist.analysis.network import tile, to_rgb8
+from cnn_mnist.stages.saved import LiteRTModel  # noqa: F401 - where callers found it
+from cnn_mnist.stages import data
+from cnn_mnist.tools import inspection as look
+
+def picture(maps):
+    return to_rgb8(maps), look.tile(maps), look.inspect_model, data.load_mnist
+"""
+
+
+def test_the_re_export_checks_see_a_shim():
+    """The checks above find a name kept only for callers, one under noqa, and a caller that
+    takes a name through a module that imports it; a module imported is no re-export."""
+    tree = ast.parse(SHIM)
+    assert _unused_imports(tree, SHIM.splitlines()) == [
+        "2: tile from cnn_mnist.analysis.network",
+        "3: LiteRTModel from cnn_mnist.stages.saved (noqa)",
+    ]
+    defined = {m: _defined(_tree(p)) for m, p in PACKAGE_MODULES.items()}
+    defined["cnn_mnist.tools.inspection"] |= {"tile"}  # as if it still kept network's names
+    assert _re_exported_uses(tree, defined) == []
+    defined["cnn_mnist.tools.inspection"] -= {"tile"}
+    assert _re_exported_uses(tree, defined) == ["8: look.tile (cnn_mnist.tools.inspection)"]

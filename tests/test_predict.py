@@ -5,6 +5,7 @@ import pytest
 
 from cnn_mnist.tools import predict
 from cnn_mnist.core.errors import CnnError
+from cnn_mnist.stages.data import check_indices
 
 
 def test_parse_indices():
@@ -28,7 +29,7 @@ def test_bad_index_syntax(spec, expected):
 @pytest.mark.parametrize("index", [-1, 100, 1000])
 def test_index_out_of_range_states_valid_range(index):
     with pytest.raises(CnnError, match="valid indices are 0 to 99"):
-        predict.check_indices([index], 100)
+        check_indices([index], 100)
 
 
 def _prediction(label=None):
@@ -96,9 +97,10 @@ def trained_tiny(tiny_mnist):
 
 def test_litert_export_matches_keras(tmp_path, trained_tiny):
     from cnn_mnist.stages.save import export_litert
+    from cnn_mnist.stages.saved import LiteRTModel
 
     model, data = trained_tiny
-    lite = predict.LiteRTModel(export_litert(model, tmp_path / "m.tflite"))
+    lite = LiteRTModel(export_litert(model, tmp_path / "m.tflite"))
     x = data.x_test[:37]
     ours = predict.probabilities(lite, x[..., 0])
     keras_probs = predict.probabilities(model, x[..., 0])

@@ -1,4 +1,5 @@
-"""Run folders and run.json (cnn_mnist/tools/runs.py): ids, the run to resume, the record's states."""
+"""Run folders (cnn_mnist/tools/runs.py) and run.json (training/record.py): ids, the run to
+resume, the record's states."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ import pytest
 
 from cnn_mnist.tools import runs
 from cnn_mnist.core.errors import ConfigError
+from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.training.record import (
+    RunRecord,
+    find_run_to_resume,
+    load_run_config,
+    read_status,
+    recorded_source,
+)
 
 
 def _run(log_dir, run_id, status=None):
@@ -21,9 +30,9 @@ def _run(log_dir, run_id, status=None):
 
 
 def test_run_ids_sort_by_time_and_differ():
-    first = runs.new_run_id()
+    first = new_run_id()
     time.sleep(1.01)
-    second, third = runs.new_run_id(), runs.new_run_id()
+    second, third = new_run_id(), new_run_id()
     assert first < second and second != third
     assert len(first.split("-")) == 3 and len(first.split("-")[2]) == 4
 
@@ -32,10 +41,10 @@ def test_resume_picks_the_newest_unfinished_run(tmp_path):
     _run(tmp_path, "20260101-000000-aaaa", "interrupted")
     newest_unfinished = _run(tmp_path, "20260102-000000-bbbb", "failed")
     _run(tmp_path, "20260103-000000-cccc", "completed")
-    assert runs.find_run_to_resume(tmp_path) == newest_unfinished
+    assert find_run_to_resume(tmp_path) == newest_unfinished
     killed = _run(tmp_path, "20260104-000000-dddd")  # no run.json: killed before its first record
-    assert runs.find_run_to_resume(tmp_path) == killed
-    assert runs.find_run_to_resume(tmp_path, "20260101-000000-aaaa").name.endswith("aaaa")
+    assert find_run_to_resume(tmp_path) == killed
+    assert find_run_to_resume(tmp_path, "20260101-000000-aaaa").name.endswith("aaaa")
 
 
 @pytest.mark.parametrize(
@@ -48,13 +57,13 @@ def test_resume_picks_the_newest_unfinished_run(tmp_path):
 def test_resume_errors_say_why(tmp_path, run_id, message):
     _run(tmp_path, "20260103-000000-cccc", "completed")
     with pytest.raises(ConfigError, match=message):
-        runs.find_run_to_resume(tmp_path, run_id)
+        find_run_to_resume(tmp_path, run_id)
     with pytest.raises(ConfigError, match="no unfinished run"):
-        runs.find_run_to_resume(tmp_path)
+        find_run_to_resume(tmp_path)
 
 
 def test_record_goes_from_running_to_completed(tmp_path):
-    record = runs.RunRecord(tmp_path, "r1", seed=3)
+    record = RunRecord(tmp_path, "r1", seed=3)
     record.write()
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
     record.add("data", {"num_train": 10})
@@ -69,13 +78,13 @@ def test_record_goes_from_running_to_completed(tmp_path):
     "error, status", [(KeyboardInterrupt, "interrupted"), (RuntimeError("disk on fire"), "failed")]
 )
 def test_a_stopped_stage_is_recorded_and_the_error_goes_on(tmp_path, error, status):
-    record = runs.RunRecord(tmp_path, "r2")
+    record = RunRecord(tmp_path, "r2")
     with pytest.raises(type(error) if isinstance(error, Exception) else error):
         with record.recording_failures(lambda: 2, {"fit": 1.5}):
             raise error
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["status"] == status and saved["epochs_completed"] == 2 and "stopped_at" in saved
-    assert runs.read_status(tmp_path) == status
+    assert read_status(tmp_path) == status
     if status == "failed":
         assert saved["error"] == "disk on fire"
     else:
@@ -90,7 +99,7 @@ def test_run_config_comes_back_with_a_new_data_path(tmp_path):
     (tmp_path / "config.yaml").write_text(
         yaml.safe_dump(load_config(sets=["training.seed=5"]).to_dict())
     )
-    config = runs.load_run_config(tmp_path, "/elsewhere/mnist")
+    config = load_run_config(tmp_path, "/elsewhere/mnist")
     assert config.training.seed == 5 and config.data.path == "/elsewhere/mnist"
 
 
@@ -378,10 +387,10 @@ def test_cnn_runs_never_imports_tensorflow(log_dir):
 
 
 def test_a_resumed_run_keeps_the_config_it_was_started_from(log_dir):
-    assert runs.recorded_source(log_dir / OLD) == "default"
+    assert recorded_source(log_dir / OLD) == "default"
     speedrun = write_run_record(log_dir.parent / "more", OLD, source="speedrun")
-    assert runs.recorded_source(speedrun) == "speedrun"
-    assert runs.recorded_source(log_dir / "20261107-080000-0000") is None
+    assert recorded_source(speedrun) == "speedrun"
+    assert recorded_source(log_dir / "20261107-080000-0000") is None
 
 
 def test_a_corrupt_run_shows_compares_and_keeps_a_published_model(log_dir):

@@ -24,7 +24,8 @@ from PIL import Image, ImageDraw
 
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.stages.saved import open_saved
-from cnn_mnist.tools import inspection, serve
+from cnn_mnist.analysis import network
+from cnn_mnist.tools import serve
 from cnn_mnist.analysis.images import load_digit
 from tests.conftest import sigint_as_in_a_terminal
 
@@ -340,7 +341,8 @@ def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) ->
 
 
 def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
-    from cnn_mnist.tools.predict import LiteRTModel, probabilities
+    from cnn_mnist.stages.saved import LiteRTModel
+    from cnn_mnist.tools.predict import probabilities
 
     model_path, folder, _ = tiny
     wrong = _folder_with_labels(
@@ -462,14 +464,14 @@ def test_feature_maps_are_cnn_inspects(server, tiny):
         (1, "MaxPooling2D", [13, 13, 8]),
     ]
     model = open_saved(tiny[0]).keras_model()
-    outs = inspection.activations(model, inspection.model_input(digit))
+    outs = network.activations(model, network.model_input(digit))
     for layer in maps["layers"]:
         png = base64.b64decode(layer["png"].split(",", 1)[1])
         shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-        expected = inspection.to_rgb8(inspection.tile(outs[layer["index"]][0]), "viridis")
+        expected = network.to_rgb8(network.tile(outs[layer["index"]][0]), "viridis")
         assert np.abs(shown.astype(int) - expected).max() <= 1
         assert layer["grid"] == {"rows": 3, "columns": 3, "tile": layer["shape"][:2], "border": 1}
-        assert layer["arithmetic"] == inspection.arithmetic(
+        assert layer["arithmetic"] == network.arithmetic(
             model.layers[layer["index"]], (28, 28, 1) if layer["index"] == 0 else (26, 26, 8)
         )
 
@@ -481,9 +483,9 @@ def test_explain_is_cnn_inspect_at(server, tiny):
     for at in ["0:13,13,5", "0:0,25,7", "1:6,6,2"]:
         status, e = call_json(server, "POST", "/api/explain", {"input": answer["input"], "at": at})
         assert status == 200, e
-        position = inspection.parse_at(at)
-        expected = inspection.explain_at(model, digit, *position)
-        assert e["text"] == inspection.format_explanation(expected)
+        position = network.parse_at(at)
+        expected = network.explain_at(model, digit, *position)
+        assert e["text"] == network.format_explanation(expected)
         assert e["at"] == at and e["value"] == pytest.approx(e["actual"], abs=1e-4)
         assert e["input_size"] == ([28, 28] if position[0] == 0 else [26, 26])
         if e["type"] == "Conv2D":
@@ -1284,7 +1286,7 @@ def test_click_a_feature_map_value_shows_its_arithmetic(browser, server, tmp_pat
     WebDriverWait(browser, 10).until(lambda b: image.size["width"] > 82)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
     # Channel 5, row 13, column 20 of layer 0: where inspect.tile put it, in screen pixels.
-    top, left = inspection.tile_origin(5, (26, 26), 8)
+    top, left = network.tile_origin(5, (26, 26), 8)
     scale = image.size["width"] / 82  # the tiled picture is 1 + 3 * (26 + 1) pixels wide
     x, y = (left + 20 + 0.5) * scale, (top + 13 + 0.5) * scale
     ActionChains(browser).move_to_element_with_offset(

@@ -82,6 +82,7 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    file: io.BytesIO | Path
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "upload"
         file = io.BytesIO(bytes(source))
@@ -95,7 +96,7 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
         with warnings.catch_warnings():
             # Pillow warns from 89 megapixels on; ours is the refusal below, with the size.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(file)  # reads the header only: nothing is decoded yet
+            image: Image.Image = Image.open(file)  # reads the header only: nothing is decoded yet
         with image:
             _check_size(image.size, name)
             image.seek(0)  # an animation's first frame

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,7 +185,9 @@ def forward(
 
 def saliency(model, x: np.ndarray) -> np.ndarray:
     """|d p(predicted digit) / d pixel| for one input, scaled to [0, 1]."""
-    return forward(model, x, gradient=True)[1]
+    grad = forward(model, x, gradient=True)[1]
+    assert grad is not None  # asked for
+    return grad
 
 
 # --- inspecting one digit -------------------------------------------------------------------
@@ -232,7 +235,7 @@ class Inspection:
         return self.class_names[label]
 
     def to_dict(self) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "predicted": self.predicted,
             "probability": round(self.probability, 6),
             "label": self.label,
@@ -264,11 +267,12 @@ def _layer_views(model, outs, x, out_dir: Path, write: Callable[[Path, bytes], P
         maps = outs[i][0]
         in_shape = (outs[i - 1] if i else x)[0].shape
         zero, top = channel_summary(maps)
+        h, w, c = maps.shape
         view = LayerView(
             i,
             layer.name,
             _type(layer),
-            tuple(int(s) for s in maps.shape),
+            (int(h), int(w), int(c)),
             arithmetic(layer, in_shape),
             zero,
             top,
@@ -680,7 +684,7 @@ def explain_at(
         )
     window = np.where(inside, patch[:, :, channel], np.nan)
     if _type(layer) == "MaxPooling2D":
-        a, b = np.unravel_index(np.nanargmax(window), window.shape)
+        a, b = map(int, np.unravel_index(np.nanargmax(window), window.shape))
         return PoolExplanation(*where, window, (rows[a], cols[b]), float(window[a, b]), actual)
     return PoolExplanation(*where, window, None, float(np.nanmean(window)), actual)
 

@@ -780,7 +780,7 @@ class SweepConfig(_Section):
         return self
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         return self.goal or ("minimize" if self.metric.endswith("loss") else "maximize")
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,7 +192,7 @@ def verify(
     records: int,
     content_sha256: str,
     dataset: str,
-    wrapper: set[str] = frozenset(),
+    wrapper: Set[str] = frozenset(),
     known: dict[str, dict[str, KnownFile]] | None = None,
     required: bool = True,
 ) -> None:
@@ -363,6 +364,7 @@ def load_keras_fashion(
                 f"could not download Fashion-MNIST ({_reason(exc)}).\nOffline? "
                 f"{how[0].upper()}{how[1:]}."
             ) from None
+    assert folder is not None  # the test files are always fetched
     try:
         loaded = load_idx_folder(folder, test_only, "fashion_mnist", known)
     except DataError as exc:

@@ -174,7 +174,7 @@ def format_confusion(confusion: np.ndarray, class_names: list[str] | None = None
 def _row_labels(class_names: list[str] | None, least: int) -> tuple[list[str], int]:
     """A table's row labels and their width: the digit right-aligned for MNIST, as always;
     "number name", left-aligned, for named classes."""
-    if _digits(class_names):
+    if class_names is None or _digits(class_names):
         return [f"{d:>{least}}" for d in LABELS], least
     labels = [f"{d} {name}" for d, name in zip(LABELS, class_names)]
     left = max(least, *map(len, labels))

@@ -10,6 +10,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,6 +27,9 @@ from cnn_mnist.config.schema import (
 from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
 
+if TYPE_CHECKING:
+    from cnn_mnist.stages.evaluate import Evaluation
+
 
 class BatchScalars(keras.callbacks.Callback):
     """Loss and accuracy every `every` batches, as `batch_loss`, `batch_accuracy`.
@@ -35,6 +39,8 @@ class BatchScalars(keras.callbacks.Callback):
     not end on a multiple of N; so that callback logs per epoch and this one per batch. The step
     is the optimizer's iteration count, so a resumed run continues its curves without a jump.
     """
+
+    writer: Any  # tf.summary's file writer (untyped), made at train begin; None before
 
     def __init__(self, log_dir: Path, every: int) -> None:
         super().__init__()
@@ -123,6 +129,8 @@ class TestValidation(keras.callbacks.Callback):
     does not pass over the test set a second time.
     """
 
+    last: tuple[int, Evaluation] | None  # the last epoch and its evaluation
+
     def __init__(self, x: np.ndarray, labels: np.ndarray) -> None:
         super().__init__()
         self.x, self.labels, self.last, self.seconds = x, labels, None, 0.0
@@ -145,6 +153,8 @@ class TestValidation(keras.callbacks.Callback):
 
 class EpochWriter(keras.callbacks.Callback):
     """Writes to the run's `train` event files every `every` epochs: subclasses say what."""
+
+    writer: Any  # tf.summary's file writer (untyped), made at train begin; None before
 
     def __init__(self, log_dir: Path, every: int = 1) -> None:
         super().__init__()
@@ -316,6 +326,8 @@ class BestModel(keras.callbacks.Callback):
 class FitTimer(keras.callbacks.Callback):
     """Where fit's time goes: the first step (tracing), the other steps, and the epoch-end work
     of the callbacks after it (histograms, logs, backups). Validation times itself."""
+
+    _e: float | None  # when the last epoch ended, until the next one begins
 
     def __init__(self) -> None:
         super().__init__()

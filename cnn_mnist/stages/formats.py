@@ -41,6 +41,13 @@ def _reason(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+def _calibration_images(calibration: np.ndarray | None) -> np.ndarray:
+    """int8's calibration images (export.py always gives them for int8)."""
+    if calibration is None:
+        raise ValueError("int8 quantization needs calibration images")
+    return calibration
+
+
 def _representative(calibration: np.ndarray):
     def batches():
         for image in calibration:
@@ -61,7 +68,7 @@ def _litert(model, path: Path, quantize: str, calibration: np.ndarray | None) ->
     elif quantize == "int8":  # full integer: every op in int8, float32 only at the edges
         options = {
             "optimizations": [tf.lite.Optimize.DEFAULT],
-            "representative_dataset": _representative(calibration),
+            "representative_dataset": _representative(_calibration_images(calibration)),
             "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
         }
     model.export(str(path), format="litert", verbose=False, **options)
@@ -112,7 +119,7 @@ def _onnx(model, path: Path, quantize: str, calibration: np.ndarray | None) -> N
             quantize_static(
                 str(float_path),
                 str(path),
-                _Calibration(name, calibration),
+                _Calibration(name, _calibration_images(calibration)),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QInt8,

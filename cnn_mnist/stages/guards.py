@@ -177,6 +177,8 @@ def _started_after(pid: int, started_at: str | None) -> bool:
     """Whether process `pid` started after `started_at` (so it reused the id)."""
     import datetime
 
+    if started_at is None:
+        return False
     try:
         ticks = int(
             open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()[19]

@@ -190,6 +190,8 @@ def _load_keras(path: Path):
             f"{path}: not a readable Keras model ({_reason(exc)}); the file is "
             "truncated or corrupt: train again with `cnn train`"
         ) from None
+    shape_in: tuple | None
+    shape_out: tuple | None
     try:
         shape_in, shape_out = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
     except (AttributeError, ValueError):
@@ -265,7 +267,7 @@ class LiteRTModel:
         ]
         self.input = details[0]["index"] if details else None
         self.output = self.interpreter.get_output_details()[0]["index"]
-        self.batch = None
+        self.batch: int | None = None
         # Exported for a batch of one: its graph may reshape to batch 1, so one image a call.
         self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)
 
@@ -328,7 +330,7 @@ class SavedModelRunner:
             self.inputs = [
                 (signature.dims(s.shape.as_list()), s.dtype.name) for s in tf.nest.flatten(specs)
             ]
-        self.single = bool(self.inputs) and self.inputs[0][0][:1] == (1,)  # a batch of one
+        self.single = bool(self.inputs and self.inputs[0][0][:1] == (1,))  # a batch of one
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if self.single and len(x) != 1:

@@ -13,37 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from cnn_mnist.core import files
-
-# What network.py does, under the names `cnn inspect`'s callers have always used.
 from cnn_mnist.analysis.network import (
-    CONV_TYPES,
-    POOL_TYPES,
-    TB_MIN_SIDE,
     BadPosition,
-    ConvExplanation,
     Inspection,
-    LayerView,
-    NoConvolution,
-    PoolExplanation,
-    activations,
-    arithmetic,
-    channel_summary,
     check_has_convolution,
     check_position,
-    conv_pool_layers,
     explain_at,
-    first_kernels,
     format_explanation,
-    forward,
-    grid_shape,
     inspect_digit,
-    model_input,
     parse_at,
-    saliency,
-    tensorboard_images,
-    tile,
-    tile_origin,
-    to_rgb8,
 )
 
 
@@ -92,20 +70,20 @@ def inspect_model(
     saved = open_saved(model_path)
     if not saved.is_keras:  # said before any data is read
         saved.keras_model("`cnn inspect` (feature maps, saliency, --at)")
-    if (index is None) == (image is None):
-        raise BadPosition("give exactly one digit: --index N (a test image) or --image PATH")
     label = None
-    if index is not None:
+    if index is not None and image is None:
         from cnn_mnist.stages.data import check_indices, load_for_model
 
         mnist = load_for_model(data_path, saved.dataset, dataset, f"model {model_path}")
         check_indices([index], len(mnist.x_test))
         digit = mnist.x_test[index].astype(np.float32) / np.float32(255)
         label, source = int(mnist.y_test[index]), f"index {index}"
-    else:
+    elif image is not None and index is None:
         from cnn_mnist.analysis.images import load_digit
 
         digit, source = load_digit(image), str(image)
+    else:
+        raise BadPosition("give exactly one digit: --index N (a test image) or --image PATH")
     normalize = saved.normalize
 
     from cnn_mnist.core.runtime import import_tensorflow

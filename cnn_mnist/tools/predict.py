@@ -8,6 +8,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -17,9 +18,10 @@ from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import OutputError
 from cnn_mnist.stages.data import BadIndex, check_indices
 from cnn_mnist.analysis.figures import Tile, digits_png
-from cnn_mnist.stages.saved import LiteRTModel  # noqa: F401 - where callers have always found it
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")  # what Predictions holds for each input
 
 # What a folder given to --image is searched for (Pillow reads them all).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -188,10 +190,11 @@ def expand_images(paths: list[str] | tuple[str, ...]) -> list[str]:
 
 
 @dataclass
-class Predictions:
-    """What `cnn predict` made of its inputs, and the pictures it could not read."""
+class Predictions(Generic[Item]):
+    """What `cnn predict` made of its inputs (a Prediction per digit, or with --number a dict
+    per picture), and the pictures it could not read."""
 
-    items: list[Prediction]
+    items: list[Item]
     failed: list[str] = field(default_factory=list)  # one message per unreadable picture
 
 
@@ -206,7 +209,7 @@ def predict(
     save_preprocessed: str | None = None,
     dataset: str | None = None,
     overwrite: bool = False,
-) -> Predictions:
+) -> Predictions[Prediction]:
     """Test items by index (`indices` as typed: "10", "10:20") and the user's pictures (files
     or folders), through the model at `model_path`. The test data is read as the model's
     dataset (or `dataset`), and refused if it is another. Everything typed is checked before
@@ -216,7 +219,8 @@ def predict(
 
     check_outputs(save_image, save_preprocessed)
     wanted = parse_indices(indices)
-    items: list[Prediction] = []
+    # Each input as (digit, index, label, image); its Prediction is made with its probabilities.
+    inputs: list[tuple[np.ndarray, int | None, int | None, str | None]] = []
     there = Path(model_path).is_file() or (Path(model_path) / "saved_model.pb").is_file()
     handle = open_saved(model_path) if there else None  # a missing one is reported below
     names = handle.class_names if handle else list(DIGITS)
@@ -226,33 +230,32 @@ def predict(
         model_dataset = handle.dataset if handle else "mnist"
         mnist = load_for_model(data_path, model_dataset, dataset, f"model {model_path}")
         check_indices(wanted, len(mnist.x_test))
-        items += [
-            Prediction(
-                digit=mnist.x_test[i] / np.float32(255),
-                probabilities=None,
-                index=i,
-                label=int(mnist.y_test[i]),
-                class_names=names,
-            )
-            for i in wanted
+        inputs += [
+            (mnist.x_test[i] / np.float32(255), i, int(mnist.y_test[i]), None) for i in wanted
         ]
     handle = handle or open_saved(model_path)  # not found, or not a model: says which
     failed = []
     for path in expand_images(images):
         try:
-            items.append(
-                Prediction(
-                    digit=load_digit(path), probabilities=None, image=path, class_names=names
-                )
-            )
+            inputs.append((load_digit(path), None, None, path))
         except ImageError as exc:
             failed.append(str(exc))
-    if items:
+    items: list[Prediction] = []
+    if inputs:
         model, backend = open_model(model_path, verbose, saved=handle)
         log.debug("Predicting with %s", backend)
-        rows = probabilities(model, np.stack([p.digit for p in items]), normalize=handle.normalize)
-        for p, row in zip(items, rows):
-            p.probabilities = row
+        rows = probabilities(model, np.stack([i[0] for i in inputs]), normalize=handle.normalize)
+        items = [
+            Prediction(
+                digit=digit,
+                probabilities=row,
+                index=index,
+                image=image,
+                label=label,
+                class_names=names,
+            )
+            for (digit, index, label, image), row in zip(inputs, rows)
+        ]
         save_pictures(items, save_image, save_preprocessed, overwrite)
     return Predictions(items, failed)
 
@@ -291,7 +294,7 @@ def save_pictures(
     A file there that this tool did not write is replaced only with `overwrite`."""
     if save_preprocessed:
         for n, p in enumerate(items):
-            name = f"index-{p.index}" if p.index is not None else f"{n:03d}-{Path(p.image).stem}"
+            name = f"{n:03d}-{Path(p.image).stem}" if p.image is not None else f"index-{p.index}"
             save_input(p.digit, save_preprocessed, name, overwrite)
         log.info("Inputs as the model saw them: %s", Path(save_preprocessed))
     if save_image:
@@ -350,7 +353,7 @@ def predict_numbers(
     verbose: bool = False,
     save_preprocessed: str | None = None,
     overwrite: bool = False,
-) -> Predictions:
+) -> Predictions[dict]:
     """Each picture read as a number (number_reading.read_number, then read_number_with): one
     dict per picture, `number` and its `digits` (predicted, probability, box: left, top, right,
     bottom in the picture). The model is any that `predict` takes (its handle, opened once)."""

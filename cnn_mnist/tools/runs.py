@@ -16,21 +16,7 @@ from cnn_mnist.config.load import differences, load_config, value_at
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
-
-# The record and the run to resume live with the run (record.py); these names stay here too.
-from cnn_mnist.training.record import (
-    RunFile,
-    RunRecord,
-    find_run_to_resume,
-    epochs_logged,
-    killed,
-    killed_reason,
-    load_run_config,
-    read_record,
-    read_status,
-    recorded_source,
-)
-from cnn_mnist.core.stamps import new_run_id, now
+from cnn_mnist.training.record import RunFile, epochs_logged, killed, killed_reason, read_record
 
 
 # --- the runs in logs/fit/: `cnn runs` ---------------------------------------------------------

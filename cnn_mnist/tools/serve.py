@@ -22,11 +22,12 @@ import re
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,10 +70,11 @@ def error_status(exc: Exception) -> int:
     """The HTTP status for a library error: the client's fault is 4xx, ours 5xx."""
     from cnn_mnist.analysis.images import NoDigit, NotAPicture, PictureTooLarge
     from cnn_mnist.analysis.network import BadPosition, NoConvolution
-    from cnn_mnist.tools.predict import BadIndex
+    from cnn_mnist.stages.data import BadIndex
 
+    if isinstance(exc, ApiError):
+        return exc.status
     statuses = [
-        (ApiError, None),
         (PictureTooLarge, 400),
         (NotAPicture, 415),
         (NoDigit, 422),
@@ -84,7 +86,7 @@ def error_status(exc: Exception) -> int:
     ]
     for kind, status in statuses:
         if isinstance(exc, kind):
-            return exc.status if status is None else status
+            return status
     return 400 if isinstance(exc, CnnError) else 500
 
 
@@ -97,11 +99,12 @@ class Served:
 
     id: str
     path: Path
-    predictor: object  # LiteRTModel, or the Keras model where there is no LiteRT export
+    predictor: Callable[..., Any]  # LiteRTModel, or the Keras model where there is no LiteRT export
     backend: str  # "litert" or "keras"
     normalize: bool
     class_names: list[str]
     info: dict
+    saved: SavedModel  # its handle
     dataset: str = "mnist"  # what it was trained on: the test digits shown are that set's
     lock: threading.Lock = field(default_factory=threading.Lock)  # an interpreter is one-at-a-time
     keras: object = None
@@ -109,7 +112,6 @@ class Served:
         default_factory=threading.Lock
     )  # feature maps: one at a time
     mistakes: np.ndarray | None = None  # test indices the model gets wrong, once computed
-    saved: SavedModel | None = None  # its handle
 
 
 def read_run(log_dir: Path, run_id: str | None) -> RunFile:
@@ -164,8 +166,8 @@ def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False)
         saved.normalize,
         saved.class_names,
         model_info(path, log_dir, saved),
+        saved,
         saved.dataset,
-        saved=saved,
     )
     if backend == "keras":
         served.keras = predictor
@@ -541,6 +543,7 @@ class Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle's algorithm the body would wait for the
     # client's delayed ACK of the headers (40 ms on Linux) on every keep-alive request.
     disable_nagle_algorithm = True
+    server: Server  # the one that made this handler: its app and static files
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -567,7 +570,7 @@ class Handler(BaseHTTPRequestHandler):
                 message = f"internal error ({type(exc).__name__}: {exc}); the server goes on"
             else:
                 message = str(exc)
-            headers = {"Allow": exc.allow} if getattr(exc, "allow", None) else None
+            headers = {"Allow": exc.allow} if isinstance(exc, ApiError) and exc.allow else None
             self._json(status, {"error": message, "status": status}, headers)
 
     def _api(self, path: str):
@@ -719,7 +722,8 @@ class Server(ThreadingHTTPServer):
         import socketserver
 
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        # The bound address (server_address, typed as what bind takes: a host in bytes too).
+        self.server_name, self.server_port = self.socket.getsockname()[:2]
 
 
 def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> Server:
@@ -739,7 +743,7 @@ def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> Server:
 
 
 def url(server: Server) -> str:
-    host, port = server.server_address[:2]
+    host, port = server.server_name, server.server_port
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
@@ -752,5 +756,5 @@ def is_loopback(host: str) -> bool:
     except socket.gaierror:
         return False
     return bool(infos) and all(
-        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
     )

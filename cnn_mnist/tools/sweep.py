@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -41,7 +41,7 @@ from cnn_mnist.config.load import (
 )
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
 from cnn_mnist.stages.guards import TrainingFailed
-from cnn_mnist.tools.runs import new_run_id
+from cnn_mnist.core.stamps import new_run_id
 from cnn_mnist.config.schema import Config, SweepConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,13 @@ class Sweep:
     @property
     def best_config_path(self) -> Path:
         return self.folder / f"{self.study}-best.yaml"
+
+    @property
+    def section(self) -> SweepConfig:
+        """The config's sweep: section (load_sweep refuses a config without one)."""
+        if self.config.sweep is None:
+            raise ConfigError(f"{self.source} has no sweep: section to search")
+        return self.config.sweep
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ def plan(
         raise ConfigError(f"--study {name!r}: use letters, digits, '.', '_' and '-'")
     total = trials or config.sweep.trials
     if config.sweep.method == "grid":
-        total = min(total, math.prod(len(p.values) for p in config.sweep.parameters.values()))
+        # A grid has values for every parameter (the schema checks).
+        sizes = [len(p.values) for p in config.sweep.parameters.values() if p.values is not None]
+        total = min(total, math.prod(sizes))
     sweep = Sweep(config, raw, str(path), name, storage or "", total)
     if not storage:
         files.ensure_writable_dir(sweep.folder, "sweep studies")
@@ -207,10 +216,12 @@ def open_study(sweep: Sweep, create: bool = True):
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    section = sweep.config.sweep
+    section = sweep.section
     samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     sampler = (
-        optuna.samplers.GridSampler({k: p.values for k, p in section.parameters.items()})
+        optuna.samplers.GridSampler(
+            {k: p.values for k, p in section.parameters.items() if p.values is not None}
+        )
         if section.method == "grid"
         else samplers[section.method]()
     )
@@ -414,7 +425,7 @@ class _Objective:
         except Exception as exc:  # noqa: BLE001 - a trial's error must not end the sweep
             self._fail(trial, f"{type(exc).__name__}: {exc}")
 
-    def _fail(self, trial, message: str) -> None:
+    def _fail(self, trial, message: str) -> NoReturn:
         reason = message.strip().splitlines()[0] if message.strip() else "failed"
         trial.set_user_attr("reason", reason)
         log.warning("trial %d failed: %s", trial.number, reason)
@@ -429,13 +440,13 @@ class _Objective:
         if counted(trial.study, before=trial.number) >= sweep.trials:
             trial.set_user_attr("reason", SURPLUS)
             raise _TrialFailed(SURPLUS)  # another worker took the last one meanwhile
-        params = suggest(trial, sweep.config.sweep)
+        params = suggest(trial, sweep.section)
         log.info("Trial %d of study %s: %s", trial.number, sweep.study, _format_params(params))
         config = trial_config(sweep, params)
         trial.set_user_attr("config", config.to_dict())
         run_id = new_run_id()
         trial.set_user_attr("run_id", run_id)
-        reporter = pruning_reporter(trial, sweep.config.sweep.metric)
+        reporter = pruning_reporter(trial, sweep.section.metric)
         try:
             result = pipeline.train(
                 _training_copy(sweep, config),
@@ -457,7 +468,7 @@ class _Objective:
             )
             raise optuna.TrialPruned()
         assert result is not None
-        return trial_value(sweep.config.sweep.metric, result, reporter.last)
+        return trial_value(sweep.section.metric, result, reporter.last)
 
 
 def _training_copy(sweep: Sweep, config: Config) -> Config:
@@ -473,12 +484,15 @@ def suggest(trial, section: SweepConfig) -> dict[str, Any]:
     """The trial's value for each parameter, by key path."""
     params = {}
     for key, p in section.parameters.items():
-        if p.kind == "values":
+        if p.values is not None:  # kind "values"
             params[key] = trial.suggest_categorical(key, p.values)
-        elif p.kind == "int":
-            params[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
+            continue
+        low, high = p.low, p.high
+        assert low is not None and high is not None  # a range: the schema checks both ends
+        if p.kind == "int":
+            params[key] = trial.suggest_int(key, int(low), int(high), log=p.log)
         else:
-            params[key] = trial.suggest_float(key, float(p.low), float(p.high), log=p.log)
+            params[key] = trial.suggest_float(key, float(low), float(high), log=p.log)
     return params
 
 
@@ -542,7 +556,7 @@ def report(sweep: Sweep, study) -> SweepReport:
         trial = study.best_trial
         best = next(r for r in rows if r.number == trial.number)
         path = _write_best(sweep, trial)
-    section = sweep.config.sweep
+    section = sweep.section
     return SweepReport(
         sweep.study,
         _redact(sweep.storage),
@@ -594,7 +608,7 @@ def _write_best(sweep: Sweep, trial) -> Path | None:
         return None
     header = (
         f"# The best trial ({trial.number}) of sweep {sweep.study}: "
-        f"{sweep.config.sweep.metric} {trial.value:.4f} (run "
+        f"{sweep.section.metric} {trial.value:.4f} (run "
         f"{trial.user_attrs.get('run_id')}).\n# Train it again: cnn train --config "
         f"{sweep.best_config_path}\n"
     )

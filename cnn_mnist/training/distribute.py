@@ -268,8 +268,8 @@ def sync_from_chief(cluster: Cluster, model: keras.Model, initial_epoch: int) ->
     epoch, so a restarted cluster carries on from the chief's last finished epoch."""
     if cluster.single_process:
         return initial_epoch
-    variables = {id(v): v for v in [*model.variables, *model.optimizer.variables]}.values()
-    variables = list(variables)  # weights, dropout's seed state, the optimizer's moments
+    unique = {id(v): v for v in [*model.variables, *model.optimizer.variables]}
+    variables = list(unique.values())  # weights, dropout's seed state, the optimizer's moments
     values = broadcast(cluster, [float(initial_epoch)] + [v.numpy() for v in variables])
     for variable, value in zip(variables, values[1:]):
         variable.assign(value.astype(variable.dtype))

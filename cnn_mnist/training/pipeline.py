@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -79,12 +79,12 @@ class RunResult:
     run_dir: Path
     model_path: Path
     record_path: Path
-    evaluation: object  # cnn_mnist.stages.evaluate.Evaluation
+    evaluation: Evaluation
     seed: int
     epochs_run: int
     replaced_run: str | None = None  # the run whose model was at model_path before
     resumed_from_epoch: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     chief: bool = True  # False: a multi-worker run's other worker, which saved nothing
     worker: str = ""  # "worker 1" in a multi-worker run
@@ -138,7 +138,7 @@ def train(
     `callbacks` are more Keras callbacks for fit, `tags` more run.json fields, and `run_id`
     the new run's id (default: a fresh one).
     """
-    common = dict(
+    common: dict[str, Any] = dict(
         config=config,
         config_source=config_source,
         progress=progress,
@@ -386,6 +386,7 @@ class Run:
                 accelerator=accelerator,
             )
         # Keras resolves jit_compile "auto" at compile; our distributed step is never XLA-compiled.
+        assert self.record.file.accelerator is not None  # recorded above
         xla = self.record.file.accelerator.jit_compile = bool(model.jit_compile) and cluster is None
         self._log_plan(model, len(data.labels_train), xla)
         return model
@@ -488,6 +489,7 @@ class Run:
             if self.cluster is not None:
                 from cnn_mnist.training.distribute import weights_sha256
 
+                assert self.record.file.distribution is not None  # recorded with the cluster
                 self.record.file.distribution.weights_sha256 = weights_sha256(model)
             if self.inputs.chief:  # the other workers write no files
                 self.plots = self._report(evaluation)
@@ -682,7 +684,7 @@ class Run:
             model_path=inputs.model_path,
             record_path=record.path,
             evaluation=evaluation,
-            seed=inputs.config.training.seed,
+            seed=_seed(inputs),
             epochs_run=len(self.epochs),
             resumed_from_epoch=record.file.resumed_from_epoch or 0,
             timings=self.watch.timings,
@@ -729,8 +731,15 @@ def _settle(inputs: RunInputs, cluster) -> RunInputs:
     if cluster is not None:
         run_id, config = _agree(cluster, inputs)
         inputs = dataclasses.replace(inputs, run_id=run_id, config=config)
-    seed_everything(inputs.config.training.seed)
+    seed_everything(_seed(inputs))
     return inputs
+
+
+def _seed(inputs: RunInputs) -> int:
+    """The run's seed, drawn in _settle if the config left it open."""
+    seed = inputs.config.training.seed
+    assert seed is not None, "the seed is settled before training"
+    return seed
 
 
 def _agree(cluster, inputs: RunInputs) -> tuple[str, Config]:
@@ -860,7 +869,7 @@ class _Stopwatch:
     """Seconds per stage, and the process's peak memory at the end of each (where it grew)."""
 
     def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, Any] = {}  # seconds; fit_breakdown is a dict of them
         self.peak_mb: dict[str, float] = {}
 
     @contextlib.contextmanager
