@@ -11,9 +11,9 @@ first 2,000 test images.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
-import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,8 +42,8 @@ def main() -> None:
     import_tensorflow()
     from cnn_mnist.config.load import load_config
     from cnn_mnist.stages.data import load_mnist, prepare
-    from cnn_mnist.stages.model import build_model, compile_model
     from cnn_mnist.stages.fit import make_dataset
+    from cnn_mnist.stages.model import build_model, compile_model
 
     config = load_config(args.config)
     data = prepare(load_mnist(args.data), True, args.images, 2000)

@@ -158,8 +158,8 @@ def known_table(mnist: Mnist) -> dict:
     checksums, so that data made in a test can stand for a known dataset."""
     import hashlib
 
-    from cnn_mnist.stages.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
     from cnn_mnist.core.datasets import KnownFile
+    from cnn_mnist.stages.data import IMAGE_MAGIC, LABEL_MAGIC, to_idx
 
     table = {}
     for role, stem in IDX_FILES.items():

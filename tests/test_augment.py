@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cnn_mnist.config.load import load_config
-from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.config.schema import AugmentConfig
-from tests.conftest import TINY_LAYERS, REPO
+from cnn_mnist.core.errors import ConfigError
+from tests.conftest import REPO, TINY_LAYERS
 
 
 def ring(n: int = 16, radius: float = 7.0, width: float = 1.5, seed: int = 0) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnn_mnist.training.cluster import chief_task, read_tf_config
 from cnn_mnist.core.errors import ConfigError
+from cnn_mnist.training.cluster import chief_task, read_tf_config
 
 
 def test_tf_config_missing_names_the_variable_and_shows_an_example():

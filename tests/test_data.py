@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from cnn_mnist.stages import data
 from cnn_mnist.core.errors import DataError
+from cnn_mnist.stages import data
 from tests.conftest import write_idx
 
 
@@ -244,9 +244,9 @@ def test_altered_standard_file_fails_checksum(real_mnist_path, tmp_path):
 
 # --- datasets: known ones checked by content, custom ones by structure -----------------------
 
-from tests.conftest import known_table, synthetic_digits, write_idx_folder  # noqa: E402
-from cnn_mnist.stages.data import Mnist  # noqa: E402
 from cnn_mnist.core.errors import WrongDataset  # noqa: E402
+from cnn_mnist.stages.data import Mnist  # noqa: E402
+from tests.conftest import known_table, synthetic_digits, write_idx_folder  # noqa: E402
 
 
 @pytest.fixture

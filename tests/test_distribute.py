@@ -262,8 +262,8 @@ def test_two_workers_train_in_lockstep_and_the_chief_saves(
     assert f"weights {d['weights_sha256'][:16]}" in out
     import keras
 
-    from cnn_mnist.training.distribute import weights_sha256
     from cnn_mnist.stages.evaluate import evaluate
+    from cnn_mnist.training.distribute import weights_sha256
 
     model_path = folders[0] / "models" / "digits_recognition_cnn.h5"
     model = keras.models.load_model(model_path, compile=False)

@@ -16,8 +16,8 @@ import click
 import pytest
 from pydantic import BaseModel
 
-from cnn_mnist.config import schema
 from cnn_mnist.cli import cli
+from cnn_mnist.config import schema
 
 REPO = Path(__file__).resolve().parent.parent
 

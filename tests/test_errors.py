@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from cnn_mnist.core import errors
 from cnn_mnist.cli import shell
+from cnn_mnist.core import errors
 
 
 @pytest.mark.parametrize(

@@ -137,8 +137,8 @@ def test_evaluate_model_names_classes_from_the_model_file(tiny_trained, idx_fold
 def test_evaluate_refuses_test_data_of_another_dataset(
     tiny_trained, idx_folder, tiny_mnist, tmp_path, monkeypatch
 ):
-    from cnn_mnist.stages import data
     from cnn_mnist.core.errors import WrongDataset
+    from cnn_mnist.stages import data
 
     model = relabelled_model(tiny_trained[0], tmp_path / "fashion.h5")
     with pytest.raises(WrongDataset, match=r"fashion.h5 was trained on Fashion-MNIST, not MNIST"):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cnn_mnist.stages import export, saved
-from cnn_mnist.tools import predict
 from cnn_mnist.cli import cli
 from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
+from cnn_mnist.stages import export, saved
+from cnn_mnist.tools import predict
 from tests.conftest import cnn_process
 
 CASES = [

@@ -4,8 +4,8 @@ import pytest
 
 from cnn_mnist.config.load import load_config
 from cnn_mnist.stages.data import prepare
-from cnn_mnist.stages.model import build_model, compile_model
 from cnn_mnist.stages.fit import fit
+from cnn_mnist.stages.model import build_model, compile_model
 
 
 def quiet_fit(model, data, config, run_dir):

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cnn_mnist.stages import formats, saved
 from cnn_mnist.core.errors import ExportError
+from cnn_mnist.stages import formats, saved
 from cnn_mnist.stages.card import ModelCard
 
 META = {

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from cnn_mnist.stages import guards
 from cnn_mnist.config.load import load_config
-from cnn_mnist.stages.data import Mnist
 from cnn_mnist.core.errors import CnnError, ConfigError
+from cnn_mnist.stages import guards
+from cnn_mnist.stages.data import Mnist
 from tests.conftest import cnn_process, synthetic_digits, write_idx_folder
 
 QUICK = ["tensorboard.enabled=false", "training.epochs=1"]

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from cnn_mnist.training import hparams
 from cnn_mnist.config.load import load_config
+from cnn_mnist.training import hparams
 
 LECTURE = "C32-C64-P2-D0.25-F-U128-D0.5-U10"
 

@@ -17,9 +17,8 @@ from numpy.testing import assert_allclose
 from PIL import Image, ImageDraw
 
 from cnn_mnist.analysis import network
-from cnn_mnist.tools import inspection as look
 from cnn_mnist.cli import cli
-
+from cnn_mnist.tools import inspection as look
 from tests.conftest import REPO, synthetic_digits
 
 # Every window rule the config can build: valid, same with even and odd padding, strides 2,

@@ -197,9 +197,9 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
     import numpy as np
 
     from cnn_mnist.stages.data import prepare
+    from cnn_mnist.stages.fit import fit
     from cnn_mnist.stages.save import export_litert, save_model
     from cnn_mnist.stages.saved import open_saved
-    from cnn_mnist.stages.fit import fit
     from tests.conftest import TINY_LAYERS
 
     config = validate(

@@ -23,8 +23,8 @@ LAYERS = [
 
 @pytest.fixture(scope="module")
 def model():
-    from cnn_mnist.stages.model import build_model
     from cnn_mnist.config.schema import ModelConfig
+    from cnn_mnist.stages.model import build_model
 
     return build_model(ModelConfig.model_validate({"layers": LAYERS}))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from cnn_mnist.core import paths
 from cnn_mnist.cli import cli
+from cnn_mnist.core import paths
 
 
 def test_defaults_are_relative_and_shown_in_help():

@@ -107,8 +107,8 @@ def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
 
 
 def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
-    from cnn_mnist.training.pipeline import train
     from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
     first = train(config, progress=0)
@@ -289,8 +289,8 @@ def test_a_write_error_in_training_fails_the_run_cleanly(tiny_config_file, monke
 
 def test_the_backup_file_writer_failing_leaves_the_last_backup(tmp_path, tiny_mnist):
     from cnn_mnist.core.errors import OutputError
-    from cnn_mnist.stages.model import build_model, compile_model
     from cnn_mnist.stages.fit import Backup
+    from cnn_mnist.stages.model import build_model, compile_model
 
     config = load_config(
         sets=["model.layers=[{type: Flatten}, {type: Dense, units: 10, activation: softmax}]"]

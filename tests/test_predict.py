@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from cnn_mnist.tools import predict
 from cnn_mnist.core.errors import CnnError
 from cnn_mnist.stages.data import check_indices
+from cnn_mnist.tools import predict
 
 
 def test_parse_indices():

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from cnn_mnist.tools import runs
 from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.tools import runs
 from cnn_mnist.training.record import (
     RunRecord,
     find_run_to_resume,
@@ -92,9 +92,9 @@ def test_a_stopped_stage_is_recorded_and_the_error_goes_on(tmp_path, error, stat
 
 
 def test_run_config_comes_back_with_a_new_data_path(tmp_path):
-    from cnn_mnist.config.load import load_config
-
     import yaml
+
+    from cnn_mnist.config.load import load_config
 
     (tmp_path / "config.yaml").write_text(
         yaml.safe_dump(load_config(sets=["training.seed=5"]).to_dict())

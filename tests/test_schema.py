@@ -7,9 +7,9 @@ import re
 import pydantic
 import pytest
 
+from cnn_mnist.config.schema import LAYER_NAMES, Config, Conv2D
 from cnn_mnist.core import paths
 from cnn_mnist.core.datasets import DIGITS
-from cnn_mnist.config.schema import Config, Conv2D, LAYER_NAMES
 
 
 def test_defaults_are_the_lecture_model():

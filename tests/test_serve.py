@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from cnn_mnist.analysis import network
+from cnn_mnist.analysis.images import load_digit
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.stages.saved import open_saved
-from cnn_mnist.analysis import network
 from cnn_mnist.tools import serve
-from cnn_mnist.analysis.images import load_digit
 from tests.conftest import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent

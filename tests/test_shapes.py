@@ -1,8 +1,8 @@
 import pytest
 
 from cnn_mnist.config.load import load_config, validate
-from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.config.shapes import format_summary, infer, output_size
+from cnn_mnist.core.errors import ConfigError
 from tests.conftest import TINY_LAYERS
 
 

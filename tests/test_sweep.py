@@ -198,8 +198,8 @@ def test_sweep_needs_a_sweep_section_and_a_started_study(tmp_path):
 
 
 def test_defaults_and_what_cnn_train_makes_of_a_sweep_section(tmp_path):
-    from cnn_mnist.training.request import request
     from cnn_mnist.tools.sweep import plan
+    from cnn_mnist.training.request import request
 
     config = write_sweep(tmp_path, tmp_path, {"parameters": SEARCH["parameters"]})
     sweep = plan(str(config))

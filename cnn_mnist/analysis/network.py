@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from cnn_mnist.config.shapes import axis_arithmetic, pad_sides
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError
-from cnn_mnist.config.shapes import axis_arithmetic, pad_sides
 
 CONV_TYPES = ("Conv2D",)
 POOL_TYPES = ("MaxPooling2D", "AveragePooling2D")

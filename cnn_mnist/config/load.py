@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cnn_mnist.core.errors import ConfigError, clipped, shown
 from cnn_mnist.config.schema import LAYER_NAMES, LAYER_TYPES, Config
 from cnn_mnist.config.shapes import infer
+from cnn_mnist.core.errors import ConfigError, clipped, shown
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from cnn_mnist.core import paths
-from cnn_mnist.core.errors import clipped, shown
 from cnn_mnist.core.datasets import CLASS_NAMES, default_class_names
+from cnn_mnist.core.errors import clipped, shown
 
 # Upper bounds, so that a number too large to mean anything is the schema's error, not an
 # overflow deep in NumPy or TensorFlow. A layer too large for memory is the memory guard's to

@@ -6,15 +6,14 @@ digits, and every table and picture is as it always was."""
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist.analysis.figures import Tile, digits_png, png_bytes, pyplot
 from cnn_mnist.core import files
 from cnn_mnist.core.datasets import DIGITS
-from cnn_mnist.analysis.figures import Tile, digits_png, png_bytes, pyplot
 
 LABELS = list(range(10))  # the classes' numbers, 0 to 9
 
@@ -328,9 +327,9 @@ def evaluate_model(
     (default logs/evaluate/<time>/). The test data is read as the model's dataset (or
     `dataset`); test data of another dataset than the model's is refused."""
     from cnn_mnist.core import paths
+    from cnn_mnist.core.stamps import new_run_id
     from cnn_mnist.stages.data import load_for_model, prepare_images
     from cnn_mnist.stages.saved import open_saved
-    from cnn_mnist.core.stamps import new_run_id
 
     out = Path(out_dir or Path(paths.EVALUATE_DIR) / new_run_id())
     files.check_place(out, "evaluation results", "--out")  # made only when they are written

@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_mnist.core import files
-from cnn_mnist.core.runtime import signals_deferred
 from cnn_mnist.config.schema import (
     AugmentConfig,
     CheckpointConfig,
     TensorBoardConfig,
     TrainingConfig,
 )
+from cnn_mnist.core import files
+from cnn_mnist.core.runtime import signals_deferred
 from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn_mnist.core import files
 from cnn_mnist.analysis.network import (
     BadPosition,
     Inspection,
@@ -23,7 +22,7 @@ from cnn_mnist.analysis.network import (
     inspect_digit,
     parse_at,
 )
-
+from cnn_mnist.core import files
 
 # --- the command's library call --------------------------------------------------------------
 

@@ -13,11 +13,11 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from cnn_mnist.analysis import figures
+from cnn_mnist.analysis.figures import Tile, digits_png
 from cnn_mnist.core import files
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import OutputError
 from cnn_mnist.stages.data import BadIndex, check_indices
-from cnn_mnist.analysis.figures import Tile, digits_png
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
 from cnn_mnist.training.record import RunFile, epochs_logged, killed, killed_reason, read_record
 
-
 # --- the runs in logs/fit/: `cnn runs` ---------------------------------------------------------
 
 NO_RECORD, CORRUPT = "no-record", "corrupt"  # the statuses of folders without a readable run.json

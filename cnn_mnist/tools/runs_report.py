@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 from cnn_mnist.core.datasets import DIGITS
-from cnn_mnist.training.hparams import hparams_of
-from cnn_mnist.training.record import RunFile, read_record
 from cnn_mnist.tools.runs import (
     Comparison,
     RunSummary,
@@ -18,6 +16,8 @@ from cnn_mnist.tools.runs import (
     show_value,
     summarize,
 )
+from cnn_mnist.training.hparams import hparams_of
+from cnn_mnist.training.record import RunFile, read_record
 
 DIFFERS_WIDTH = 60  # the list's `differs` column; `cnn runs show` and --json give them all
 

@@ -153,8 +153,8 @@ def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> di
 
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
     """Load a model for serving: its LiteRT export where there is one, and warm it up."""
-    from cnn_mnist.tools.predict import open_model
     from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.tools.predict import open_model
 
     saved = open_saved(path)
     predictor, backend = open_model(path, verbose, threads=1, saved=saved)  # one digit at a time

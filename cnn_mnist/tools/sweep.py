@@ -31,7 +31,6 @@ from typing import Any, NoReturn
 
 import yaml
 
-from cnn_mnist.core import files
 from cnn_mnist.config.load import (
     apply_override,
     check_shapes,
@@ -39,10 +38,11 @@ from cnn_mnist.config.load import (
     resolve_config_path,
     validate,
 )
-from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
-from cnn_mnist.stages.guards import TrainingFailed
-from cnn_mnist.core.stamps import new_run_id
 from cnn_mnist.config.schema import Config, SweepConfig
+from cnn_mnist.core import files
+from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
+from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.stages.guards import TrainingFailed
 
 log = logging.getLogger(__name__)
 

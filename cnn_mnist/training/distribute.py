@@ -22,11 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnn_mnist.training.cluster import chief_task, read_tf_config
 from cnn_mnist.config.schema import TensorBoardConfig, TrainingConfig
+from cnn_mnist.core.errors import ClusterError
 from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
-from cnn_mnist.core.errors import ClusterError
 from cnn_mnist.stages.fit import (
     EpochSeeds,
     FitTimer,
@@ -35,6 +34,7 @@ from cnn_mnist.stages.fit import (
     fit_history,
     train_dataset,
 )
+from cnn_mnist.training.cluster import chief_task, read_tf_config
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ def _coordination_timeouts(cluster: dict, timeout: float) -> None:
     timeouts (a worker that never starts is waited for forever); it keeps a configuration that
     is already there, so ours goes first, with the same jobs.
     """
-    from tensorflow.python.eager import context
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
 
     if context.context().coordination_service is not None:
         return

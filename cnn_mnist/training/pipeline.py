@@ -701,7 +701,7 @@ def _import_stages(verbose: bool):
     from cnn_mnist.core.runtime import import_tensorflow
 
     tf = import_tensorflow(verbose)
-    from cnn_mnist.stages import data, evaluate, model, save, fit  # noqa: F401
+    from cnn_mnist.stages import data, evaluate, fit, model, save  # noqa: F401
     from cnn_mnist.training import distribute  # noqa: F401
 
     return tf

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cnn_mnist.core import files
 from cnn_mnist.config.load import load_config
-from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.config.schema import Config
+from cnn_mnist.core import files
+from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.core.stamps import now, parse_time
 
 log = logging.getLogger(__name__)
