@@ -378,6 +378,14 @@ def test_a_folder_holding_other_files_is_never_replaced(own_run, idx_folder):
     assert not [p for p in model.parent.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_out_is_never_the_tflite_train_keeps_beside_the_model(own_run, idx_folder):
+    model, logs, _ = own_run
+    lite = model.with_suffix(".tflite")
+    with pytest.raises(OutputError, match="the .tflite `cnn train` keeps beside the model"):
+        export.export_model(model, "litert", out=lite, data_path=str(idx_folder), log_dir=logs)
+    assert not lite.exists()
+
+
 def test_a_file_is_not_replaced_by_a_folder_nor_left_as_a_hidden_old(own_run, idx_folder):
     model, logs, _ = own_run
     mine = model.parent / "notes.bin"

@@ -253,6 +253,11 @@ def check_target(
     if not path.exists() and not path.is_symlink():
         return
     shown = f"{option} {path}" if option else str(path)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise OutputError(
+            f"{shown} is not a regular file (a device, a pipe or a socket); the {what} is "
+            "never written over one: choose another path"
+        )
     if not folder:
         if path.is_dir():
             raise OutputError(

@@ -292,7 +292,12 @@ def out_path(
     out = Path(out) if out is not None else default_out(model_path, fmt, quantize)
     if out.resolve() == Path(model_path).resolve():
         raise OutputError(f"--out {out}: that is the model itself; choose another path")
-    files.ensure_writable_dir(out.parent, f"{fmt} export")
+    if out.resolve() == Path(model_path).with_suffix(".tflite").resolve():
+        raise OutputError(
+            f"--out {out}: that is the .tflite `cnn train` keeps beside the model for "
+            "`cnn predict`; choose another path"
+        )
+    files.check_place(out.parent, f"{fmt} export", "--out", out)  # made when it is written
     check_out(out, fmt, overwrite)
     return out
 
