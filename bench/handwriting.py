@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     from cnn_mnist.stages.data import load_mnist
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     mnist = load_mnist(args.data, test_only=True)
     x_test, y_test = mnist.x_test, mnist.y_test.astype(int)

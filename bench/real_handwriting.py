@@ -60,7 +60,7 @@ def main() -> None:
     except ImportError:
         sys.exit("this probe reads scikit-learn's load_digits: pip install scikit-learn")
     from cnn_mnist.analysis import images
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.tools.predict import probabilities
 
     data = load_digits()

@@ -191,8 +191,8 @@ def relabelled_model(
     import shutil
 
     from cnn_mnist.stages.card import ModelCard
+    from cnn_mnist.stages.handle import card_of
     from cnn_mnist.stages.save import write_card
-    from cnn_mnist.stages.saved import card_of
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, dest)

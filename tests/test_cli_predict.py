@@ -385,7 +385,7 @@ def tiny_exports(tiny_trained, tmp_path_factory):
     wrote beside it, and an .onnx and a SavedModel converted as `cnn export` converts."""
     from cnn_mnist.stages.export import export_card
     from cnn_mnist.stages.formats import convert
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     model_path, _ = tiny_trained
     handle = open_saved(model_path)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
 from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
-from cnn_mnist.stages import export, saved
+from cnn_mnist.stages import export, handle
 from cnn_mnist.tools import predict
 from tests.conftest import cnn_process
 
@@ -54,11 +54,11 @@ def test_every_format_round_trips(own_run, idx_folder, fmt, quantize):
         assert c.export_accuracy == c.keras_accuracy
     else:
         assert c.accuracy_drop <= export.ALLOWED_DROP
-    handle = saved.open_saved(done.path)
-    original = saved.open_saved(model)
-    assert handle.format == fmt and handle.run_id == result.run_id
-    assert handle.class_names == original.class_names and handle.dataset == original.dataset
-    card = handle.card.to_json()  # the model's, less its .tflite's checksum, and the export's
+    opened = handle.open_saved(done.path)
+    original = handle.open_saved(model)
+    assert opened.format == fmt and opened.run_id == result.run_id
+    assert opened.class_names == original.class_names and opened.dataset == original.dataset
+    card = opened.card.to_json()  # the model's, less its .tflite's checksum, and the export's
     assert list(card) == ["run_id", "config", "dataset", "class_names", "input_shape", "export"]
     assert card["export"] == {"format": fmt, "quantize": quantize}
     assert card["config"] == original.card.config and card["input_shape"] == [28, 28, 1]
@@ -103,11 +103,11 @@ def test_train_writes_a_checked_litert_export(tiny_trained):
     assert entry["path"] == str(result.run_dir / "model.tflite")
     assert entry["checks"]["max_prob_diff"] <= export.FLOAT_TOLERANCE
     assert entry["checks"]["agreement"] == 1.0 and entry["checks"]["images"] == 128
-    assert saved.open_saved(Path(model_path).with_suffix(".tflite")).run_id == result.run_id
+    assert handle.open_saved(Path(model_path).with_suffix(".tflite")).run_id == result.run_id
 
 
 def test_runs_show_lists_the_exports(own_run, idx_folder):
-    from cnn_mnist.tools.runs_report import format_show
+    from cnn_mnist.tools.run_tables import format_show
 
     model, logs, result = own_run
     export.export_model(model, "onnx", "int8", data_path=str(idx_folder), log_dir=logs)
@@ -152,7 +152,7 @@ def test_a_quantized_export_that_loses_too_much_is_not_written(own_run, idx_fold
     # The tiny model loses nothing in int8: asking for a point gained makes the check fail.
     with pytest.raises(ExportError, match="more than the -1 allowed"):
         export.export_checked(
-            saved.open_saved(model).keras_model(),
+            handle.open_saved(model).keras_model(),
             "litert",
             "int8",
             logs / "x.tflite",
@@ -169,7 +169,7 @@ def _test_set(model, idx_folder):
 
     mnist = load_mnist(str(idx_folder), test_only=True)
     x = prepare_images(mnist.x_test)
-    keras = saved.open_saved(model).keras_model()
+    keras = handle.open_saved(model).keras_model()
     return x, mnist.y_test.astype(np.int64), predict_probabilities(keras, x)
 
 
@@ -415,9 +415,9 @@ def test_out_replaces_its_own_export_and_anything_else_only_with_overwrite(
         model, fmt, out=out, data_path=str(idx_folder), log_dir=logs, overwrite=True
     )
     first = _tree(model.parent)
-    assert first != before and saved.open_saved(done.path).card.export.format == fmt
+    assert first != before and handle.open_saved(done.path).card.export.format == fmt
     export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)  # its own
-    assert saved.open_saved(out).card.export.format == fmt
+    assert handle.open_saved(out).card.export.format == fmt
     assert sorted(p.name for p in model.parent.iterdir()) == sorted([name, "tiny.h5"])
 
 

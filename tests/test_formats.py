@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnn_mnist.core.errors import ExportError
-from cnn_mnist.stages import formats, saved
+from cnn_mnist.stages import formats, handle
 from cnn_mnist.stages.card import ModelCard
 
 META = {
@@ -23,7 +23,7 @@ CARD = ModelCard.read(META)
 
 @pytest.fixture(scope="module")
 def tiny_keras(tiny_trained):
-    return saved.open_saved(tiny_trained[0]).keras_model()
+    return handle.open_saved(tiny_trained[0]).keras_model()
 
 
 @pytest.mark.parametrize(
@@ -31,10 +31,10 @@ def tiny_keras(tiny_trained):
 )
 def test_the_card_lives_in_the_format(tiny_keras, tmp_path, fmt, name):
     path = formats.convert(tiny_keras, fmt, "none", tmp_path / name, CARD)
-    handle = saved.open_saved(path)
-    assert handle.format == fmt and handle.card.to_json() == META
-    assert handle.class_names == list("abcdefghij") and handle.dataset == "custom"
-    assert handle.normalize is False and handle.run_id == "r-1"
+    opened = handle.open_saved(path)
+    assert opened.format == fmt and opened.card.to_json() == META
+    assert opened.class_names == list("abcdefghij") and opened.dataset == "custom"
+    assert opened.normalize is False and opened.run_id == "r-1"
     if fmt == "onnx":
         import onnx
 

@@ -407,8 +407,8 @@ def test_cli_missing_or_corrupt_model(tmp_path, idx_folder):
 
 def test_raw_pixel_models_are_fed_raw_pixels(tiny_trained, digit, tmp_path, monkeypatch):
     """A model trained with data.normalize: false sees 0-255, as `cnn predict` feeds it."""
+    from cnn_mnist.stages.handle import card_of, open_saved
     from cnn_mnist.stages.save import write_card
-    from cnn_mnist.stages.saved import card_of, open_saved
 
     model_path, _ = tiny_trained
     card = card_of(model_path)

@@ -3,7 +3,7 @@ the layers, each importing only the layers below it (imports inside functions co
 cycles; no module named like one of the standard library's; a core and a config with no click
 and no TensorFlow at import; short functions, thin commands, a test file per module; the cli
 package's commands each in a module of its own, loaded only when it runs; one door to a model
-file (stages/saved.py); each name imported from the module that defines it (no re-exports)."""
+file (stages/handle.py); each name imported from the module that defines it (no re-exports)."""
 
 from __future__ import annotations
 
@@ -253,7 +253,7 @@ READING_LIBRARIES = (
     "tensorflow.lite",
 )
 READING_CALLS = ("load_model", "saved_model.load", "TFSMLayer")
-THE_HANDLE = "stages.saved"
+THE_HANDLE = "stages.handle"
 WRITERS = {
     "stages.save": {"write_card"},
     "stages.formats": {"embed_litert_card", "_onnx", "_embed_onnx_card", "float_ops"},
@@ -317,7 +317,7 @@ def test_only_the_handle_reads_a_model_file():
         if _name(path) != THE_HANDLE
         for read in _model_file_reads(_tree(path), _name(path))
     ]
-    assert not reads, "reads of a model file outside stages/saved.py:\n" + "\n".join(reads)
+    assert not reads, "reads of a model file outside stages/handle.py:\n" + "\n".join(reads)
 
 
 PEEK = """
@@ -499,7 +499,7 @@ def test_each_name_is_imported_from_the_module_that_defines_it():
 
 SHIM = """
 from cnn_mnist.analysis.network import tile, to_rgb8
-from cnn_mnist.stages.saved import LiteRTModel  # noqa: F401 - where callers found it
+from cnn_mnist.stages.handle import LiteRTModel  # noqa: F401 - where callers found it
 from cnn_mnist.stages import data
 from cnn_mnist.tools import inspection as look
 
@@ -514,7 +514,7 @@ def test_the_re_export_checks_see_a_shim():
     tree = ast.parse(SHIM)
     assert _unused_imports(tree, SHIM.splitlines()) == [
         "2: tile from cnn_mnist.analysis.network",
-        "3: LiteRTModel from cnn_mnist.stages.saved (noqa)",
+        "3: LiteRTModel from cnn_mnist.stages.handle (noqa)",
     ]
     defined = {m: _defined(_tree(p)) for m, p in PACKAGE_MODULES.items()}
     defined["cnn_mnist.tools.inspection"] |= {"tile"}  # as if it still kept network's names

@@ -198,8 +198,8 @@ def test_mixed_precision_trains_and_saves_as_float32(tmp_path, tiny_mnist, polic
 
     from cnn_mnist.stages.data import prepare
     from cnn_mnist.stages.fit import fit
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.stages.save import export_litert, save_model
-    from cnn_mnist.stages.saved import open_saved
     from tests.conftest import TINY_LAYERS
 
     config = validate(

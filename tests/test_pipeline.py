@@ -88,7 +88,7 @@ def test_early_stopping_stops_and_restores(tmp_path, tiny_config_file):
 def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
     import json
 
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.training.pipeline import train
 
     config = load_config(
@@ -107,7 +107,7 @@ def test_checkpoint_keeps_best_model(tmp_path, tiny_config_file):
 
 
 def test_stable_model_links_to_the_run_and_keeps_the_old_one(tiny_config_file):
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.training.pipeline import train
 
     config = load_config(tiny_config_file, sets=["training.epochs=1"])
@@ -212,7 +212,7 @@ def test_two_runs_at_once_do_not_mix(tmp_path, tiny_config_file):
     for record in records:
         run_model = record["paths"]["run_model"]
         assert run_model.startswith(record["paths"]["logs"])
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     handle = open_saved(tmp_path / "models" / "tiny.h5")
     assert handle.run_id in {r["run_id"] for r in records}
@@ -408,7 +408,7 @@ def test_a_resumed_run_keeps_its_config_name_and_records_its_hparams(tiny_config
 @pytest.mark.parametrize("precision", ["false", "true"])  # the report: last epoch's or its own
 def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_config_file, precision):
     """The dataset and its class names go into run.json, the model file and the reports."""
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.training.pipeline import train
 
     names = [f"kana {k}" for k in range(10)]
@@ -443,7 +443,7 @@ def test_a_custom_dataset_run_records_its_dataset_and_names(tmp_path, tiny_confi
 
 def test_an_mnist_run_records_mnist(tiny_trained):
     from cnn_mnist.core.datasets import DIGITS
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     model_path, result = tiny_trained
     assert json.loads(result.record_path.read_text())["dataset"] == "mnist"

@@ -96,8 +96,8 @@ def trained_tiny(tiny_mnist):
 
 
 def test_litert_export_matches_keras(tmp_path, trained_tiny):
+    from cnn_mnist.stages.handle import LiteRTModel
     from cnn_mnist.stages.save import export_litert
-    from cnn_mnist.stages.saved import LiteRTModel
 
     model, data = trained_tiny
     lite = LiteRTModel(export_litert(model, tmp_path / "m.tflite"))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.handle import card_of, open_saved
 from cnn_mnist.stages.save import save_model, write_card
-from cnn_mnist.stages.saved import card_of, open_saved
 
 
 @pytest.mark.parametrize("name", ["m.h5", "m.keras"])

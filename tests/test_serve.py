@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from cnn_mnist.analysis import network
 from cnn_mnist.analysis.images import load_digit
 from cnn_mnist.core.datasets import DIGITS
-from cnn_mnist.stages.saved import open_saved
+from cnn_mnist.stages.handle import open_saved
 from cnn_mnist.tools import serve
 from tests.conftest import sigint_as_in_a_terminal
 
@@ -341,7 +341,7 @@ def _folder_with_labels(folder: Path, images: np.ndarray, labels: np.ndarray) ->
 
 
 def test_a_random_mistake_and_none_to_show(tiny, tiny_mnist, tmp_path):
-    from cnn_mnist.stages.saved import LiteRTModel
+    from cnn_mnist.stages.handle import LiteRTModel
     from cnn_mnist.tools.predict import probabilities
 
     model_path, folder, _ = tiny

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnn_mnist.core.errors import ModelFileError
-from cnn_mnist.stages import saved, signature
+from cnn_mnist.stages import handle, signature
 from tests.conftest import FOREIGN_FORMATS, foreign_model, save_every_way
 
 # What each kind of foreign model (conftest.FOREIGN_KINDS) is refused with, in every format.
@@ -30,7 +30,7 @@ REFUSED = {
 def test_a_foreign_model_that_is_no_digit_classifier_is_refused(foreign_models, kind, fmt):
     path = foreign_models[kind][fmt]
     with pytest.raises(ModelFileError) as caught:
-        saved.open_saved(path).predictor()
+        handle.open_saved(path).predictor()
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert re.search(REFUSED[kind], message), message
@@ -40,25 +40,25 @@ def test_a_foreign_model_that_is_no_digit_classifier_is_refused(foreign_models, 
 def test_an_exports_input_is_checked_as_it_is_opened(foreign_models, fmt):
     """Before any data is read: ONNX Runtime and LiteRT say what the model takes."""
     with pytest.raises(ModelFileError, match=REFUSED["wrong_input"]):
-        saved.open_saved(foreign_models["wrong_input"][fmt])
+        handle.open_saved(foreign_models["wrong_input"][fmt])
 
 
 @pytest.mark.parametrize("kind", REFUSED)
 def test_a_keras_model_is_checked_as_it_is_loaded(foreign_models, kind):
     """`cnn inspect` and the server's views take the Keras model, not a predictor."""
     with pytest.raises(ModelFileError, match=REFUSED[kind]):
-        saved.open_saved(foreign_models[kind]["keras"]).keras_model()
+        handle.open_saved(foreign_models[kind]["keras"]).keras_model()
 
 
 def test_a_foreign_digit_classifier_runs_in_every_format(foreign_models):
     """Without metadata it is taken for an MNIST model, and each runtime answers as Keras."""
     x = np.random.default_rng(1).random((3, 28, 28, 1)).astype(np.float32)
     paths = foreign_models["digits"]
-    expected = np.asarray(saved.open_saved(paths["keras"]).keras_model()(x))
+    expected = np.asarray(handle.open_saved(paths["keras"]).keras_model()(x))
     for fmt, path in paths.items():
-        handle = saved.open_saved(path)
-        predictor, _ = handle.predictor(fast=False)
-        assert handle.dataset == "mnist" and len(handle.class_names) == 10
+        opened = handle.open_saved(path)
+        predictor, _ = opened.predictor(fast=False)
+        assert opened.dataset == "mnist" and len(opened.class_names) == 10
         np.testing.assert_allclose(np.asarray(predictor(x)), expected, atol=1e-5, err_msg=fmt)
 
 
@@ -86,7 +86,7 @@ def test_a_model_exported_for_a_batch_of_one_predicts_a_batch(tmp_path):
     x = np.random.default_rng(2).random((3, 28, 28, 1)).astype(np.float32)
     expected = np.asarray(model(x))
     for fmt, path in _for_a_batch_of_one(model, tmp_path).items():
-        predictor, _ = saved.open_saved(path).predictor()
+        predictor, _ = handle.open_saved(path).predictor()
         assert predictor.inputs == [((1, 28, 28, 1), "float32")], fmt
         np.testing.assert_allclose(predictor(x), expected, atol=1e-5, err_msg=fmt)
 
@@ -98,15 +98,15 @@ def test_a_truncated_export_is_refused_as_it_is_opened(foreign_models, tmp_path,
     cut.write_bytes(data[: len(data) // 2])
     name = {"onnx": "ONNX", "litert": "LiteRT"}[fmt]
     with pytest.raises(ModelFileError, match=rf"cut{cut.suffix}: not a readable {name} model"):
-        saved.open_saved(cut)
+        handle.open_saved(cut)
 
 
 def test_a_broken_saved_model_is_refused(tmp_path):
     (tmp_path / "sm").mkdir()
     (tmp_path / "sm" / "saved_model.pb").write_bytes(b"not a protobuf")
-    handle = saved.open_saved(tmp_path / "sm")
+    opened = handle.open_saved(tmp_path / "sm")
     with pytest.raises(ModelFileError, match="sm: not a readable SavedModel "):
-        handle.predictor()
+        opened.predictor()
 
 
 # --- the checks themselves, on what a runtime declares and what a predictor gives -------------

@@ -43,7 +43,7 @@ def runs(ctx, logdir, as_json, quiet):
     if ctx.invoked_subcommand is not None:
         return
     from cnn_mnist.tools import runs
-    from cnn_mnist.tools.runs_report import format_json, format_list
+    from cnn_mnist.tools.run_tables import format_json, format_list
 
     listed = runs.list_runs(_logdir(logdir))
     if not listed:
@@ -62,8 +62,8 @@ def runs(ctx, logdir, as_json, quiet):
 @logdir_option
 def runs_show(run_id, logdir):
     """One run: how it went, its settings, metrics per epoch, timings, files."""
+    from cnn_mnist.tools.run_tables import format_show
     from cnn_mnist.tools.runs import find_run
-    from cnn_mnist.tools.runs_report import format_show
 
     click.echo(format_show(find_run(_logdir(logdir), prefix=run_id)))
 
@@ -76,8 +76,8 @@ def runs_compare(run_ids, logdir):
     time."""
     if len(run_ids) < 2:
         raise click.UsageError("give two runs or more to compare")
+    from cnn_mnist.tools.run_tables import format_comparison
     from cnn_mnist.tools.runs import compare_runs, find_run
-    from cnn_mnist.tools.runs_report import format_comparison
 
     folders = list(dict.fromkeys(find_run(_logdir(logdir), prefix=run_id) for run_id in run_ids))
     if len(folders) < 2:
@@ -99,8 +99,8 @@ def runs_best(metric, as_json, logdir, quiet):
     """The completed run with the best test accuracy (or test loss)."""
     import json
 
+    from cnn_mnist.tools.run_tables import format_best
     from cnn_mnist.tools.runs import best_run
-    from cnn_mnist.tools.runs_report import format_best
 
     best = best_run(_logdir(logdir), metric=metric)
     click.echo(
@@ -124,7 +124,7 @@ def runs_best(metric, as_json, logdir, quiet):
 def runs_rm(run_id, yes, force, logdir, quiet):
     """Remove a run's folder: its logs, record and model (asks first)."""
     from cnn_mnist.tools import runs
-    from cnn_mnist.tools.runs_report import seconds
+    from cnn_mnist.tools.run_tables import seconds
 
     folder = runs.find_run(_logdir(logdir), prefix=run_id)
     run = runs.summarize(folder)

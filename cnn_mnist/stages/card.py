@@ -4,7 +4,7 @@
 the .h5 or .keras, save.py; in each export, formats.py): the run that trained it, its resolved
 config, its dataset and class names, the SHA-256 of the LiteRT export `cnn train` keeps beside
 it, and, in an export, the input it takes and what kind of export it is. The run builds it once
-(training/pipeline.py), save.py and formats.py write it, and the model's handle (saved.py) is
+(training/pipeline.py), save.py and formats.py write it, and the model's handle (handle.py) is
 its one reader, which describes a model without a card from what its file shows.
 
 Like run.json's RunFile (training/record.py), every field is optional, so an older model's card,

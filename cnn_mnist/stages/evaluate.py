@@ -1,6 +1,6 @@
 """Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall.
 
-Classes are named as the model's dataset names them (its card, saved.py); for MNIST they are the
+Classes are named as the model's dataset names them (its card, handle.py); for MNIST they are the
 digits, and every table and picture is as it always was."""
 
 from __future__ import annotations
@@ -323,13 +323,13 @@ def evaluate_model(
     overwrite: bool = False,
 ) -> Report:
     """The saved model on the whole test set, fed as it was trained (see
-    saved.SavedModel.normalize), its classes named as its dataset names them; files go to `out_dir`
+    handle.SavedModel.normalize), its classes named as its dataset names them; files go to `out_dir`
     (default logs/evaluate/<time>/). The test data is read as the model's dataset (or
     `dataset`); test data of another dataset than the model's is refused."""
     from cnn_mnist.core import paths
     from cnn_mnist.core.stamps import new_run_id
     from cnn_mnist.stages.data import load_for_model, prepare_images
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     out = Path(out_dir or Path(paths.EVALUATE_DIR) / new_run_id())
     files.check_place(out, "evaluation results", "--out")  # made only when they are written

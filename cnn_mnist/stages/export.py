@@ -158,7 +158,7 @@ def check(
     """The export at `path` run by its own runtime on `x`, against Keras's `keras_probs`
     (and Keras's own time per image, where `keras_model` is given)."""
     from cnn_mnist.stages.evaluate import predict_probabilities, traced
-    from cnn_mnist.stages.saved import SavedModel
+    from cnn_mnist.stages.handle import SavedModel
 
     predictor, _ = SavedModel.open(path).predictor()
     probs = predict_probabilities(predictor, x)
@@ -235,7 +235,7 @@ def export_is_ours(fmt: str) -> Callable[[Path], bool]:
     exporting again may replace."""
 
     def ours(path: Path) -> bool:
-        from cnn_mnist.stages.saved import open_saved
+        from cnn_mnist.stages.handle import open_saved
 
         try:
             export = open_saved(path).card.export
@@ -318,7 +318,7 @@ def export_model(
     is replaced only if it is an earlier export of this format, or with `overwrite`."""
     from cnn_mnist.core import paths
     from cnn_mnist.stages.data import load_for_model, load_mnist, prepare_images
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     check_request(fmt, quantize, out, allow_drop)
     saved = open_saved(model_path)

@@ -1,7 +1,7 @@
 """Writing a Keras model in the formats people deploy, through Keras's own `model.export`.
 
 One conversion for `cnn export` and for the .tflite `cnn train` writes beside the model
-(export.py runs and checks what is written here; saved.py reads it back). Each export carries
+(export.py runs and checks what is written here; handle.py reads it back). Each export carries
 the model's card (card.py) in its format's own place:
 - .tflite: an entry `cnn_mnist` in the flatbuffer's `metadata` list;
 - .onnx: `metadata_props`, key `cnn_mnist`;

@@ -4,7 +4,7 @@ The model's card (card.py: its run, resolved config, dataset and class names) tr
 model file (an HDF5 attribute in `.h5`, a `cnn_mnist.json` entry in the `.keras` zip), so
 `cnn predict` and `cnn evaluate` prepare inputs the way the model was trained (for example raw
 0-255 pixels when `data.normalize` was false), and name its classes as its dataset does. Plain
-`keras.models.load_model` ignores it. This module writes; the model's handle (saved.py) is the
+`keras.models.load_model` ignores it. This module writes; the model's handle (handle.py) is the
 one reader of a model file, the card included.
 """
 

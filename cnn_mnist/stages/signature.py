@@ -1,7 +1,7 @@
 """Whether a saved model is a classifier of its dataset: one input, a batch of 28x28x1 float32
 pixels, and one output of probabilities, one per class.
 
-The model's handle (saved.SavedModel) checks every format here, once, before any prediction:
+The model's handle (handle.SavedModel) checks every format here, once, before any prediction:
 the input from what its runtime declares (ONNX Runtime's session, LiteRT's interpreter, a
 SavedModel's signature; the handle checks a Keras model's as it loads it), the output from one
 prediction on a blank digit and one on noise, which must be probabilities (a softmax output

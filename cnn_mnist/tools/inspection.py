@@ -62,7 +62,7 @@ def inspect_model(
     """`cnn inspect`: one test item (by index, with its label; read as the model's dataset, or
     `dataset`) or your own picture, through a saved model. Everything the user typed is
     checked before TensorFlow is imported."""
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     position = parse_at(at) if at is not None else None
     out = check_out(Path(out_dir or default_out_dir()), overwrite)

@@ -1,6 +1,6 @@
 """Stage 7: use the model: predict test digits by index, or your own pictures.
 
-Predictions are named by the model's class names (its card, saved.py): the digits for MNIST."""
+Predictions are named by the model's class names (its card, handle.py): the digits for MNIST."""
 
 from __future__ import annotations
 
@@ -105,12 +105,12 @@ def open_model(
     model_path: str | Path, verbose: bool = False, threads: int | None = None, saved=None
 ):
     """The fastest way to run a saved model: (predictor, backend). A Keras model runs on its
-    LiteRT export if there, else on Keras; an export on its own runtime (saved.SavedModel).
+    LiteRT export if there, else on Keras; an export on its own runtime (handle.SavedModel).
 
     `threads`: LiteRT's threads (default: one per core). A server predicting one digit per call
     wants 1: bench/serve.py on 2 cores went from 245 to 268 requests/s with it.
     `saved`: the model's handle where the caller has opened it already."""
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     return (saved or open_saved(model_path)).predictor(threads, verbose)
 
@@ -215,7 +215,7 @@ def predict(
     dataset (or `dataset`), and refused if it is another. Everything typed is checked before
     TensorFlow is imported; an unreadable picture is reported and the others go on."""
     from cnn_mnist.analysis.images import ImageError, load_digit
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     check_outputs(save_image, save_preprocessed)
     wanted = parse_indices(indices)
@@ -359,7 +359,7 @@ def predict_numbers(
     bottom in the picture). The model is any that `predict` takes (its handle, opened once)."""
     from cnn_mnist.analysis.images import ImageError
     from cnn_mnist.analysis.number_reading import read_number
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     check_outputs(None, save_preprocessed)
     handle = open_saved(model_path)  # not found, not a model, not a digit classifier: says which

@@ -172,7 +172,7 @@ def _published(model: Path | None, config: dict, cache: dict) -> str | None:
         except OSError:
             continue
         if ("stable", stable) not in cache:
-            from cnn_mnist.stages.saved import card_of
+            from cnn_mnist.stages.handle import card_of
 
             cache[("stable", stable)] = card_of(stable).run_id
         if cache[("stable", stable)] == model.parent.name:

@@ -36,7 +36,7 @@ from cnn_mnist.core.errors import CnnError, DataError, ModelFileError, WrongData
 from cnn_mnist.training.record import RunFile, read_record
 
 if TYPE_CHECKING:
-    from cnn_mnist.stages.saved import SavedModel
+    from cnn_mnist.stages.handle import SavedModel
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> di
     """What the page says about a model: its run, config, test accuracy, parameters, layers
     (`saved`: its handle, where it is open already; a file that cannot be opened says none)."""
     from cnn_mnist.stages.card import ModelCard
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
 
     if saved is None:
         try:
@@ -153,7 +153,7 @@ def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> di
 
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
     """Load a model for serving: its LiteRT export where there is one, and warm it up."""
-    from cnn_mnist.stages.saved import open_saved
+    from cnn_mnist.stages.handle import open_saved
     from cnn_mnist.tools.predict import open_model
 
     saved = open_saved(path)

@@ -887,7 +887,7 @@ class _Stopwatch:
 
 def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
     """The run id of the model at `model_path`, if any; refuse to replace a model we did not save."""
-    from cnn_mnist.stages.saved import card_of
+    from cnn_mnist.stages.handle import card_of
 
     files.ensure_writable_dir(model_path.parent, "model")
     if not model_path.exists():

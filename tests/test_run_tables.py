@@ -1,9 +1,9 @@
-"""What `cnn runs` prints (cnn_mnist/tools/runs_report.py), from realistic run folders."""
+"""What `cnn runs` prints (cnn_mnist/tools/run_tables.py), from realistic run folders."""
 
 from __future__ import annotations
 
 from cnn_mnist.tools import runs
-from cnn_mnist.tools.runs_report import format_comparison, format_list, format_show, seconds, table
+from cnn_mnist.tools.run_tables import format_comparison, format_list, format_show, seconds, table
 from tests.conftest import write_run_record
 
 

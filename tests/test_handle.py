@@ -1,4 +1,4 @@
-"""The saved-model handle: the one door to a model file, one opening, its card read once,
+"""The saved-model opened: the one door to a model file, one opening, its card read once,
 every format, no TensorFlow until a Keras model is asked for."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import ModelFileError
-from cnn_mnist.stages import saved
+from cnn_mnist.stages import handle
 from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.save import save_model
 
@@ -23,40 +23,40 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_handle_reads_what_save_stored(tiny_trained):
     model_path, result = tiny_trained
-    handle = saved.open_saved(model_path)
-    assert handle.format == "h5" and handle.is_keras
-    assert handle.card == saved.card_of(model_path)
-    assert handle.run_id == handle.card.run_id == result.run_id
-    assert handle.class_names == handle.card.class_names == DIGITS
-    assert handle.dataset == handle.card.dataset == "mnist"
-    assert handle.card.config["data"]["normalize"] is True
-    assert handle.normalize is True and handle.input_shape == (28, 28, 1)
-    assert handle.params == handle.keras_model().count_params()
-    assert saved.open_saved(handle) is handle
+    opened = handle.open_saved(model_path)
+    assert opened.format == "h5" and opened.is_keras
+    assert opened.card == handle.card_of(model_path)
+    assert opened.run_id == opened.card.run_id == result.run_id
+    assert opened.class_names == opened.card.class_names == DIGITS
+    assert opened.dataset == opened.card.dataset == "mnist"
+    assert opened.card.config["data"]["normalize"] is True
+    assert opened.normalize is True and opened.input_shape == (28, 28, 1)
+    assert opened.params == opened.keras_model().count_params()
+    assert handle.open_saved(opened) is opened
 
 
 def test_keras_model_is_loaded_once(tiny_trained):
-    handle = saved.open_saved(tiny_trained[0])
-    first = handle.keras_model()
-    assert handle.keras_model() is first
+    opened = handle.open_saved(tiny_trained[0])
+    first = opened.keras_model()
+    assert opened.keras_model() is first
     assert first.input_shape[1:] == (28, 28, 1)
 
 
 def test_predictor_uses_the_checked_litert_beside(tiny_trained, tmp_path):
     model_path, _ = tiny_trained
-    handle = saved.open_saved(model_path)
-    assert handle.litert_beside() == Path(model_path).with_suffix(".tflite")
-    assert handle.predictor()[1] == "litert"
-    assert handle.predictor(fast=False)[1] == "keras"
+    opened = handle.open_saved(model_path)
+    assert opened.litert_beside() == Path(model_path).with_suffix(".tflite")
+    assert opened.predictor()[1] == "litert"
+    assert opened.predictor(fast=False)[1] == "keras"
     copy = tmp_path / "alone.h5"
     shutil.copy(model_path, copy)  # no .tflite beside it
-    assert saved.open_saved(copy).predictor()[1] == "keras"
+    assert handle.open_saved(copy).predictor()[1] == "keras"
 
 
 def test_opening_reads_metadata_without_tensorflow(tiny_trained):
     """The CLI checks and names classes before TensorFlow is imported."""
     code = (
-        "import sys; from cnn_mnist.stages.saved import open_saved; "
+        "import sys; from cnn_mnist.stages.handle import open_saved; "
         f"h = open_saved({str(tiny_trained[0])!r}); "
         "print(h.class_names[3], h.dataset, h.run_id is not None, h.litert_beside() is not None);"
         "p, b = h.predictor(); print(b, p(__import__('numpy').zeros((2, 28, 28, 1))).shape);"
@@ -78,29 +78,29 @@ def test_opening_reads_metadata_without_tensorflow(tiny_trained):
 )
 def test_bad_paths(tmp_path, make, expected):
     with pytest.raises(ModelFileError, match=expected):
-        saved.open_saved(make(tmp_path / "m.h5"))
+        handle.open_saved(make(tmp_path / "m.h5"))
 
 
 def test_unknown_suffix_and_empty_files(tmp_path):
     (tmp_path / "m.pt").write_text("x")
     with pytest.raises(ModelFileError, match=r"m.pt: expected a Keras model file .*\.onnx"):
-        saved.open_saved(tmp_path / "m.pt")
+        handle.open_saved(tmp_path / "m.pt")
     (tmp_path / "m.tflite").write_bytes(b"")
     with pytest.raises(ModelFileError, match="the file is empty"):
-        saved.open_saved(tmp_path / "m.tflite")
+        handle.open_saved(tmp_path / "m.tflite")
 
 
 def test_corrupt_exports_say_so(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"not a protobuf at all")
     with pytest.raises(ModelFileError, match="m.onnx: not a readable ONNX model"):
-        saved.open_saved(tmp_path / "m.onnx")
+        handle.open_saved(tmp_path / "m.onnx")
     (tmp_path / "m.tflite").write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ModelFileError, match="m.tflite: not a readable LiteRT model"):
-        saved.open_saved(tmp_path / "m.tflite")  # as it is opened, as an .onnx is
+        handle.open_saved(tmp_path / "m.tflite")  # as it is opened, as an .onnx is
 
 
 def test_an_export_has_no_keras_model(tiny_trained):
-    lite = saved.open_saved(Path(tiny_trained[0]).with_suffix(".tflite"))
+    lite = handle.open_saved(Path(tiny_trained[0]).with_suffix(".tflite"))
     assert lite.format == "litert" and not lite.is_keras
     with pytest.raises(
         ModelFileError,
@@ -116,39 +116,39 @@ def test_litert_card_reads_the_flatbuffer(tiny_trained, tmp_path):
 
     model_path, result = tiny_trained
     data = Path(model_path).with_suffix(".tflite").read_bytes()
-    card = saved.litert_card(data)
+    card = handle.litert_card(data)
     assert card.run_id == result.run_id and card.input_shape == [28, 28, 1]
-    assert json.dumps(card.config) == json.dumps(saved.open_saved(model_path).card.config)
-    plain = export_litert(saved.open_saved(model_path).keras_model(), tmp_path / "plain.tflite")
-    assert saved.litert_card(plain.read_bytes()).to_json() == {}
-    lite, _ = saved.open_saved(plain).predictor()
+    assert json.dumps(card.config) == json.dumps(handle.open_saved(model_path).card.config)
+    plain = export_litert(handle.open_saved(model_path).keras_model(), tmp_path / "plain.tflite")
+    assert handle.litert_card(plain.read_bytes()).to_json() == {}
+    lite, _ = handle.open_saved(plain).predictor()
     assert lite(np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 10)
 
 
-# --- Keras models: loaded by the handle, refused with one line -------------------------------
+# --- Keras models: loaded by the opened, refused with one line -------------------------------
 
 
 def test_missing_model(tmp_path):
     with pytest.raises(ModelFileError, match="model file not found.*cnn train"):
-        saved.open_saved(tmp_path / "none.h5")
+        handle.open_saved(tmp_path / "none.h5")
 
 
 def test_not_a_model(tmp_path):
     (tmp_path / "notes.h5").write_text("hello")
-    handle = saved.open_saved(tmp_path / "notes.h5")  # no card: read as a model without one
-    assert handle.card.to_json() == {} and handle.params is None
+    opened = handle.open_saved(tmp_path / "notes.h5")  # no card: read as a model without one
+    assert opened.card.to_json() == {} and opened.params is None
     with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
-        handle.keras_model()
+        opened.keras_model()
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ModelFileError, match="ending in .h5 or .keras"):
-        saved.open_saved(tmp_path / "notes.txt")
+        handle.open_saved(tmp_path / "notes.txt")
 
 
 def test_truncated_model(tmp_path, tiny_model):
     path = save_model(tiny_model, tmp_path / "m.h5")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        saved.open_saved(path).keras_model()
+        handle.open_saved(path).keras_model()
 
 
 @pytest.mark.parametrize(
@@ -166,14 +166,14 @@ def test_not_a_digit_classifier(tmp_path, shape, units, expected):
     )
     path = save_model(other, tmp_path / "other.h5")
     with pytest.raises(ModelFileError, match=expected):
-        saved.open_saved(path).keras_model()
+        handle.open_saved(path).keras_model()
 
 
 def test_empty_model_file(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
     with pytest.raises(ModelFileError, match="the file is empty"):
-        saved.open_saved(tmp_path / "empty.h5")
-    assert saved.card_of(tmp_path / "empty.h5").to_json() == {}  # nothing to read, no error
+        handle.open_saved(tmp_path / "empty.h5")
+    assert handle.card_of(tmp_path / "empty.h5").to_json() == {}  # nothing to read, no error
 
 
 # --- what a model is, from its card or what the file shows ------------------------------------
@@ -182,33 +182,33 @@ def test_empty_model_file(tmp_path):
 @pytest.mark.parametrize("name", ["m.h5", "m.keras"])
 def test_params_are_read_from_the_file(tmp_path, tiny_model, name):
     path = save_model(tiny_model, tmp_path / name)
-    assert saved.open_saved(path).params == tiny_model.count_params()
+    assert handle.open_saved(path).params == tiny_model.count_params()
 
 
 def test_class_names_and_dataset_of_a_model(tmp_path, tiny_model):
     old = save_model(tiny_model, tmp_path / "old.h5")  # no card: an older model
-    handle = saved.open_saved(old)
-    assert handle.class_names == DIGITS and handle.dataset == "mnist" and handle.normalize
-    assert handle.run_id is None and handle.input_shape == (28, 28, 1)
+    opened = handle.open_saved(old)
+    assert opened.class_names == DIGITS and opened.dataset == "mnist" and opened.normalize
+    assert opened.run_id is None and opened.input_shape == (28, 28, 1)
     names = [f"kana {k}" for k in range(10)]
     new = save_model(
         tiny_model, tmp_path / "new.keras", ModelCard(dataset="custom", class_names=names)
     )
-    assert saved.open_saved(new).class_names == names
-    assert saved.open_saved(new).dataset == "custom"
+    assert handle.open_saved(new).class_names == names
+    assert handle.open_saved(new).dataset == "custom"
     # Only the config (a best.h5 from an earlier version): its dataset still counts.
     card = ModelCard(config={"data": {"dataset": "fashion_mnist", "normalize": False}})
-    best = saved.open_saved(save_model(tiny_model, tmp_path / "best.h5", card))
+    best = handle.open_saved(save_model(tiny_model, tmp_path / "best.h5", card))
     assert best.dataset == "fashion_mnist" and best.normalize is False
 
 
 def test_class_names_are_the_digits_unless_stored(tmp_path, tiny_model):
     plain = save_model(tiny_model, tmp_path / "plain.h5", ModelCard(run_id="x"))
-    assert saved.open_saved(plain).class_names == DIGITS
+    assert handle.open_saved(plain).class_names == DIGITS
     named = save_model(tiny_model, tmp_path / "named.h5", ModelCard(class_names=list("abcdefghij")))
-    assert saved.open_saved(named).class_names == list("abcdefghij")
+    assert handle.open_saved(named).class_names == list("abcdefghij")
     short = save_model(tiny_model, tmp_path / "short.h5", ModelCard(class_names=list("abc")))
-    assert saved.open_saved(short).class_names == DIGITS  # not ten: not this model's names
+    assert handle.open_saved(short).class_names == DIGITS  # not ten: not this model's names
 
 
 def test_a_card_from_elsewhere_reads_what_it_can(tmp_path, tiny_model):
@@ -220,9 +220,9 @@ def test_a_card_from_elsewhere_reads_what_it_can(tmp_path, tiny_model):
         h5.attrs["cnn_mnist"] = json.dumps(
             {"run_id": "r", "class_names": "0123456789", "config": None, "epoch": 4}
         )
-    handle = saved.open_saved(path)
-    assert handle.card.to_json() == {"run_id": "r", "config": None, "epoch": 4}
-    assert handle.class_names == DIGITS and handle.dataset == "mnist" and handle.normalize
+    opened = handle.open_saved(path)
+    assert opened.card.to_json() == {"run_id": "r", "config": None, "epoch": 4}
+    assert opened.class_names == DIGITS and opened.dataset == "mnist" and opened.normalize
     with h5py.File(path, "a") as h5:
         h5.attrs["cnn_mnist"] = "not json"
-    assert saved.open_saved(path).card.to_json() == {}
+    assert handle.open_saved(path).card.to_json() == {}
