@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -434,3 +435,15 @@ def foreign_models(tmp_path_factory) -> dict[str, dict[str, Path]]:
         kind: save_every_way(foreign_model(*spec), folder, kind)
         for kind, spec in FOREIGN_KINDS.items()
     }
+
+
+@pytest.fixture
+def own_run(tiny_trained, tmp_path):
+    """A copy of the tiny model and of its run's record, to export from and add to."""
+    model_path, result = tiny_trained
+    model = tmp_path / "models" / "tiny.h5"
+    model.parent.mkdir()
+    shutil.copy(model_path, model)
+    logs = tmp_path / "logs"
+    shutil.copytree(result.run_dir, logs / result.run_id)
+    return model, logs, result

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cnn_mnist.cli import cli
-from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
+from cnn_mnist.core.errors import ExportError, ModelFileError
 from cnn_mnist.stages import export, handle
-from cnn_mnist.tools import predict
+from cnn_mnist.tools import exporting, predict
 from tests.conftest import cnn_process
 
 CASES = [
@@ -29,24 +28,12 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def own_run(tiny_trained, tmp_path):
-    """A copy of the tiny model and of its run's record, to export from and add to."""
-    model_path, result = tiny_trained
-    model = tmp_path / "models" / "tiny.h5"
-    model.parent.mkdir()
-    shutil.copy(model_path, model)
-    logs = tmp_path / "logs"
-    shutil.copytree(result.run_dir, logs / result.run_id)
-    return model, logs, result
-
-
 @pytest.mark.parametrize("fmt, quantize", CASES)
 def test_every_format_round_trips(own_run, idx_folder, fmt, quantize):
     model, logs, result = own_run
-    done = export.export_model(model, fmt, quantize, data_path=str(idx_folder), log_dir=logs)
+    done = exporting.export_model(model, fmt, quantize, data_path=str(idx_folder), log_dir=logs)
     c = done.checks
-    assert done.path == export.default_out(model, fmt, quantize) and done.path.exists()
+    assert done.path == exporting.default_out(model, fmt, quantize) and done.path.exists()
     assert c.images == 128 and c.bytes == done.bytes > 0 and c.ms_per_image > 0
     assert c.keras_ms_per_image > 0
     if quantize == "none":
@@ -76,17 +63,17 @@ def test_every_format_round_trips(own_run, idx_folder, fmt, quantize):
 def test_quantized_exports_are_smaller(own_run, idx_folder):
     model, logs, _ = own_run
     sizes = {
-        q: export.export_model(model, "litert", q, data_path=str(idx_folder), log_dir=logs).bytes
+        q: exporting.export_model(model, "litert", q, data_path=str(idx_folder), log_dir=logs).bytes
         for q in ("none", "float16", "int8")
     }
     assert sizes["int8"] < sizes["float16"] < sizes["none"]
 
 
 def test_evaluate_reads_an_export_as_the_model(own_run, idx_folder, tmp_path):
-    from cnn_mnist.stages.evaluate import evaluate_model
+    from cnn_mnist.tools.evaluation import evaluate_model
 
     model, logs, _ = own_run
-    done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
+    done = exporting.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
     ours = evaluate_model(done.path, str(idx_folder), tmp_path / "a")
     theirs = evaluate_model(model, str(idx_folder), tmp_path / "b")
     assert ours.evaluation.accuracy == theirs.evaluation.accuracy == done.checks.export_accuracy
@@ -110,7 +97,7 @@ def test_runs_show_lists_the_exports(own_run, idx_folder):
     from cnn_mnist.tools.run_tables import format_show
 
     model, logs, result = own_run
-    export.export_model(model, "onnx", "int8", data_path=str(idx_folder), log_dir=logs)
+    exporting.export_model(model, "onnx", "int8", data_path=str(idx_folder), log_dir=logs)
     text = format_show(logs / result.run_id)
     assert "Exports   checked on the test set against Keras" in text
     assert "  litert float32: " in text and "  onnx int8: " in text and "tiny_int8.onnx" in text
@@ -171,68 +158,6 @@ def _test_set(model, idx_folder):
     x = prepare_images(mnist.x_test)
     keras = handle.open_saved(model).keras_model()
     return x, mnist.y_test.astype(np.int64), predict_probabilities(keras, x)
-
-
-def test_bad_requests(own_run, idx_folder, tmp_path):
-    model, logs, _ = own_run
-    cases = [
-        (
-            dict(fmt="tfjs"),
-            ExportError,
-            "unknown export format 'tfjs': expected one of saved_model, litert, onnx",
-        ),
-        (dict(fmt="onnx", quantize="int4"), ExportError, "unknown quantization 'int4'"),
-        (
-            dict(fmt="saved_model", quantize="int8"),
-            ExportError,
-            "SavedModel is exported in float32 only",
-        ),
-        (
-            dict(fmt="onnx", out=tmp_path / "m.tflite"),
-            ExportError,
-            "a onnx export is a file ending in .onnx",
-        ),
-        (
-            dict(fmt="onnx", out=tmp_path / "file" / "m.onnx"),
-            OutputError,
-            "cannot write the onnx export",
-        ),
-        (
-            dict(fmt="litert", out=model.with_suffix(".tflite"), allow_drop=-2),
-            ExportError,
-            "--allow-drop -2: expected points of accuracy",
-        ),
-    ]
-    (tmp_path / "file").write_text("a file where a folder should be")
-    for kwargs, kind, message in cases:
-        with pytest.raises(kind, match=message.replace("(", r"\(").replace(".", r"\.")):
-            export.export_model(
-                model, data_path=str(idx_folder), log_dir=logs, **{"quantize": "none", **kwargs}
-            )
-    (tmp_path / "notes.h5").write_text("not a model")
-    with pytest.raises(ModelFileError, match="notes.h5: not a readable Keras model"):
-        export.export_model(tmp_path / "notes.h5", "onnx", data_path=str(idx_folder))
-    lite = export.export_model(model, "litert", data_path=str(idx_folder), log_dir=logs).path
-    with pytest.raises(ModelFileError, match="needs the Keras model .* not an export"):
-        export.export_model(lite, "onnx", data_path=str(idx_folder))
-    assert sorted(p.name for p in model.parent.iterdir()) == ["tiny.h5", "tiny_float32.tflite"]
-
-
-@pytest.mark.parametrize("allow_drop", [float("nan"), float("inf"), float("-inf"), -0.5])
-def test_an_allow_drop_that_is_not_a_finite_number_is_refused_first(tmp_path, allow_drop):
-    # Before: NaN passed `allow_drop < 0`, and as a limit no drop exceeds, every export passed.
-    # Refused before the model or any data is read (neither exists here).
-    with pytest.raises(ExportError) as info:
-        export.export_model(
-            tmp_path / "missing.h5",
-            "litert",
-            "int8",
-            data_path=str(tmp_path / "no-data"),
-            allow_drop=allow_drop,
-        )
-    assert str(info.value) == (
-        f"--allow-drop {allow_drop:g}: expected points of accuracy, a number 0 or more"
-    )
 
 
 def test_cli_export_refuses_allow_drop_nan(tmp_path):
@@ -298,7 +223,6 @@ def test_cli_export_and_json(own_run, idx_folder):
 def test_exported_models_predict_as_the_h5_in_a_process(own_run, idx_folder):
     """`cnn export` then `cnn predict --model` on each file, as a user runs them; the .onnx
     and .tflite are read without TensorFlow."""
-    import os
 
     model, logs, result = own_run
     env = {**os.environ, "CNN_MNIST_DATA": str(idx_folder)}
@@ -341,7 +265,7 @@ def test_serve_serves_an_export(own_run, idx_folder):
     from cnn_mnist.tools import serve
 
     model, logs, result = own_run
-    done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
+    done = exporting.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
     app = serve.App(done.path, data_path=str(idx_folder), log_dir=logs)
     about = app.model()
     assert about["backend"] == "onnx" and about["run_id"] == result.run_id
@@ -354,88 +278,3 @@ def test_serve_serves_an_export(own_run, idx_folder):
 
 
 # --- what --out may replace (docs/guides/your-files.md) ---------------------------------------
-
-
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def test_a_folder_holding_other_files_is_never_replaced(own_run, idx_folder):
-    """`--out models` deleted the model being exported, and everything beside it."""
-    model, logs, _ = own_run
-    before = _tree(model.parent)
-    for overwrite in (False, True):
-        with pytest.raises(OutputError, match="is a folder holding other files.*tiny.h5"):
-            export.export_model(
-                model,
-                "saved_model",
-                out=model.parent,
-                data_path=str(idx_folder),
-                log_dir=logs,
-                overwrite=overwrite,
-            )
-        assert _tree(model.parent) == before
-    assert not [p for p in model.parent.parent.iterdir() if p.name.startswith(".")]
-
-
-def test_out_is_never_the_tflite_train_keeps_beside_the_model(own_run, idx_folder):
-    model, logs, _ = own_run
-    lite = model.with_suffix(".tflite")
-    with pytest.raises(OutputError, match="the .tflite `cnn train` keeps beside the model"):
-        export.export_model(model, "litert", out=lite, data_path=str(idx_folder), log_dir=logs)
-    assert not lite.exists()
-
-
-def test_a_file_is_not_replaced_by_a_folder_nor_left_as_a_hidden_old(own_run, idx_folder):
-    model, logs, _ = own_run
-    mine = model.parent / "notes.bin"
-    mine.write_bytes(b"the user's")
-    with pytest.raises(OutputError, match="is a file; the saved_model export is a folder"):
-        export.export_model(model, "saved_model", out=mine, data_path=str(idx_folder), log_dir=logs)
-    assert mine.read_bytes() == b"the user's"
-    assert sorted(p.name for p in model.parent.iterdir()) == ["notes.bin", "tiny.h5"]
-
-
-@pytest.mark.parametrize("fmt, name", [("onnx", "app.onnx"), ("saved_model", "serving")])
-def test_out_replaces_its_own_export_and_anything_else_only_with_overwrite(
-    own_run, idx_folder, fmt, name
-):
-    model, logs, _ = own_run
-    out = model.parent / name
-    if fmt == "saved_model":  # a SavedModel from elsewhere: a folder with saved_model.pb
-        out.mkdir()
-        (out / "saved_model.pb").write_bytes(b"someone else's")
-    else:
-        out.write_bytes(b"someone else's")
-    before = _tree(model.parent)
-    with pytest.raises(OutputError, match="exists and was not written by cnn-mnist.*--overwrite"):
-        export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)
-    assert _tree(model.parent) == before
-    done = export.export_model(
-        model, fmt, out=out, data_path=str(idx_folder), log_dir=logs, overwrite=True
-    )
-    first = _tree(model.parent)
-    assert first != before and handle.open_saved(done.path).card.export.format == fmt
-    export.export_model(model, fmt, out=out, data_path=str(idx_folder), log_dir=logs)  # its own
-    assert handle.open_saved(out).card.export.format == fmt
-    assert sorted(p.name for p in model.parent.iterdir()) == sorted([name, "tiny.h5"])
-
-
-def test_an_export_whose_record_cannot_be_updated_is_kept_with_a_warning(
-    own_run, idx_folder, caplog
-):
-    model, logs, result = own_run
-    record = logs / result.run_id / "run.json"
-    before = record.read_bytes()
-    (logs / result.run_id).chmod(0o555)
-    record.chmod(0o444)
-    try:
-        if os.access(record, os.W_OK):
-            pytest.skip("root can write anywhere: test_faults.py does it on a read-only disk")
-        done = export.export_model(model, "onnx", data_path=str(idx_folder), log_dir=logs)
-    finally:
-        (logs / result.run_id).chmod(0o755)
-        record.chmod(0o644)
-    assert done.path.exists() and done.recorded_in is None
-    assert "not listed in its run's record" in caplog.text
-    assert record.read_bytes() == before

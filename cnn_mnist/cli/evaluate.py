@@ -30,9 +30,10 @@ from cnn_mnist.core import paths
 @overwrite_option("--out")
 def evaluate(model_path, data_path, dataset, out_dir, overwrite, verbose, quiet):
     """Test loss and accuracy, confusion matrix, per-class metrics, and the worst mistakes."""
-    from cnn_mnist.stages import evaluate
+    from cnn_mnist.stages.evaluate import format_report
+    from cnn_mnist.tools.evaluation import evaluate_model
 
-    report = evaluate.evaluate_model(
+    report = evaluate_model(
         model_path,
         data_path=data_path,
         out_dir=out_dir,
@@ -45,7 +46,7 @@ def evaluate(model_path, data_path, dataset, out_dir, overwrite, verbose, quiet)
             f"Model {model_path} on {int(report.evaluation.confusion.sum()):,} test images "
             f"from {report.source}\n"
         )
-    click.echo(evaluate.format_report(report.evaluation, tables=not quiet))
+    click.echo(format_report(report.evaluation, tables=not quiet))
     if not quiet:
         files = report.paths
         click.echo(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from cnn_mnist.cli.options import data_option, model_option
 from cnn_mnist.cli.shell import command
+
+if TYPE_CHECKING:
+    from cnn_mnist.stages.export import Export
 
 
 @command()
@@ -60,9 +65,9 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, overwrite, as_
     """
     import json
 
-    from cnn_mnist.stages import export
+    from cnn_mnist.tools.exporting import export_model
 
-    done = export.export_model(
+    done = export_model(
         model_path,
         fmt=fmt,
         quantize=quantize,
@@ -72,4 +77,23 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, overwrite, as_
         verbose=verbose,
         overwrite=overwrite,
     )
-    click.echo(json.dumps(done.to_dict(), indent=2) if as_json else export.format_export(done))
+    click.echo(json.dumps(done.to_dict(), indent=2) if as_json else format_export(done))
+
+
+def format_export(done: Export) -> str:
+    """What `cnn export` prints: where, how big, and how it answers against Keras."""
+    c = done.checks
+    what = "float32" if done.quantize == "none" else done.quantize
+    keras_ms = f" (Keras {c.keras_ms_per_image:.3f} ms)" if c.keras_ms_per_image else ""
+    lines = [
+        f"Exported {done.format} ({what}) to {done.path}{'/' if done.path.is_dir() else ''}"
+        f" ({c.bytes / 1e6:.2f} MB)",
+        f"Checked on {c.images:,} test images against Keras: accuracy "
+        f"{c.export_accuracy:.4f} (Keras {c.keras_accuracy:.4f}, drop "
+        f"{c.accuracy_drop:.2f} points), same prediction on {c.agreement:.2%}, largest "
+        f"probability difference {c.max_prob_diff:.2g}",
+        f"Time per image at batch 1: {c.ms_per_image:.3f} ms{keras_ms}",
+    ]
+    if done.recorded_in:
+        lines.append(f"Recorded in {done.recorded_in}")
+    return "\n".join(lines)

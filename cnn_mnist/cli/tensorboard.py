@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnn_mnist.cli.shell import command, fail
+from cnn_mnist.cli.shell import command
 from cnn_mnist.core import paths
 
 
@@ -20,26 +20,8 @@ from cnn_mnist.core import paths
 @click.option("--host", default="localhost", show_default=True)
 def tensorboard(logdir, port, host, verbose):
     """Start TensorBoard on the training runs and print its address."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from cnn_mnist.tools.tensorboard import address, check_logdir, run_tensorboard
 
-    if not Path(logdir).is_dir():
-        fail(f"no runs in {logdir}/ yet: run `cnn train` first, or pass --logdir", 2)
-    url = f"http://{host}:{port}/"
-    click.echo(f"TensorBoard for {logdir} at {url}  (Ctrl-C to stop)")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    args = ["--logdir", str(logdir), "--port", str(port), "--host", host]
-    argv = [sys.executable, "-m", "tensorboard.main", *args]
-    stderr = None if verbose else subprocess.DEVNULL
-    try:
-        code = subprocess.call(argv, env=env, stderr=stderr)
-    except KeyboardInterrupt:
-        code = 0
-    if code not in (0, -2, 130):
-        fail(
-            f"TensorBoard exited with code {code} (port {port} in use? try --port); "
-            "run with --verbose to see its output",
-            1,
-        )
+    check_logdir(logdir)
+    click.echo(f"TensorBoard for {logdir} at {address(host, port)}  (Ctrl-C to stop)")
+    run_tensorboard(logdir, port, host, verbose=verbose)

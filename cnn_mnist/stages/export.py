@@ -11,9 +11,7 @@ The export carries the model's card (card.py) in the format's own place (see for
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from cnn_mnist.core import files
-from cnn_mnist.core.errors import ExportError, ModelFileError, OutputError
+from cnn_mnist.core.errors import ExportError
 from cnn_mnist.stages.card import ModelCard
-from cnn_mnist.stages.formats import FORMATS, QUANTIZATIONS, atomic_export, write_export
+from cnn_mnist.stages.formats import atomic_export, write_export
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 # arithmetic in another order (fused kernels, another GEMM) differs by ~1e-7 per value.
 FLOAT_TOLERANCE = 1e-4
 ALLOWED_DROP = 0.5  # points of test accuracy a quantized export may lose by default
-CALIBRATION_IMAGES = 300  # training images for int8's activation ranges
 TIMED_IMAGES = 200  # test images timed one at a time (batch 1), after a warm-up
 
 
@@ -77,45 +74,6 @@ class Export:
             "bytes": self.bytes,
             "checks": self.checks.to_dict(),
         }
-
-
-# --- what may be asked -----------------------------------------------------------------------
-
-
-def check_request(
-    fmt: str, quantize: str, out: str | Path | None, allow_drop: float | None = None
-) -> None:
-    """Cheap checks of what was asked, before anything is read."""
-    # Not `allow_drop < 0` alone: a NaN limit is never exceeded, so every export would pass.
-    if allow_drop is not None and not (math.isfinite(allow_drop) and allow_drop >= 0):
-        raise ExportError(
-            f"--allow-drop {allow_drop:g}: expected points of accuracy, a number 0 or more"
-        )
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if quantize not in QUANTIZATIONS:
-        raise ExportError(
-            f"unknown quantization {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}"
-        )
-    if fmt == "saved_model" and quantize != "none":
-        raise ExportError(
-            "a SavedModel is exported in float32 only (quantization belongs to "
-            "the converter that reads it): use --format litert or onnx with "
-            f"--quantize {quantize}"
-        )
-    if out is not None and FORMATS[fmt] and Path(out).suffix != FORMATS[fmt]:
-        raise ExportError(f"--out {out}: a {fmt} export is a file ending in {FORMATS[fmt]}")
-
-
-def default_out(model_path: str | Path, fmt: str, quantize: str) -> Path:
-    """Beside the model, named by format and precision: models/x_int8.tflite,
-    models/x_float32.onnx, models/x_saved_model/. Never the .tflite `cnn train` keeps beside
-    the model for predict's fast path."""
-    model_path = Path(model_path)
-    precision = "float32" if quantize == "none" else quantize
-    if fmt == "saved_model":
-        return model_path.with_name(f"{model_path.stem}_saved_model")
-    return model_path.with_name(f"{model_path.stem}_{precision}{FORMATS[fmt]}")
 
 
 # --- conversion ------------------------------------------------------------------------------
@@ -228,152 +186,3 @@ def export_checked(
     except OSError as exc:
         raise files.write_error(exc, path, f"the {fmt} export", advise=True) from None
     return Export(fmt, quantize, path, checks.bytes, checks)
-
-
-def export_is_ours(fmt: str) -> Callable[[Path], bool]:
-    """Whether what is at a path is a `cnn export` of format `fmt` (its card says so), which
-    exporting again may replace."""
-
-    def ours(path: Path) -> bool:
-        from cnn_mnist.stages.handle import open_saved
-
-        try:
-            export = open_saved(path).card.export
-        except Exception:  # noqa: BLE001 - unreadable: not ours to replace
-            return False
-        return export is not None and export.format == fmt
-
-    return ours
-
-
-def check_out(out: Path, fmt: str, overwrite: bool) -> None:
-    """What is at `out` may be replaced by this export (files.check_target)."""
-    files.check_target(
-        out,
-        what=f"{fmt} export",
-        folder=fmt == "saved_model",
-        ours=export_is_ours(fmt),
-        overwrite=overwrite,
-        folder_kind=lambda p: (p / "saved_model.pb").is_file(),
-    )
-
-
-# --- `cnn export` ----------------------------------------------------------------------------
-
-
-def record_export(log_dir: str | Path, run_id: str | None, export: Export) -> Path | None:
-    """The export added to its run's run.json (`exports`, one entry per path), if the run is
-    in `log_dir`."""
-    if not run_id:
-        return None
-    record = Path(log_dir) / run_id / "run.json"
-    try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    entry = export.to_dict()
-    entry["path"] = str(Path(entry["path"]).resolve())
-    exports = [e for e in data.get("exports") or [] if e.get("path") != entry["path"]]
-    data["exports"] = [*exports, entry]
-    try:
-        return files.write_json(record, data)
-    except OSError as exc:  # the export is written and checked; only its note is missing
-        log.warning(
-            "%s; the export is written, but not listed in its run's record",
-            files.write_error(exc, record, "the export's entry"),
-        )
-        return None
-
-
-def out_path(
-    model_path: str | Path, fmt: str, quantize: str, out: str | Path | None, overwrite: bool
-) -> Path:
-    """Where the export goes (--out, or beside the model), checked before any work."""
-    out = Path(out) if out is not None else default_out(model_path, fmt, quantize)
-    if out.resolve() == Path(model_path).resolve():
-        raise OutputError(f"--out {out}: that is the model itself; choose another path")
-    if out.resolve() == Path(model_path).with_suffix(".tflite").resolve():
-        raise OutputError(
-            f"--out {out}: that is the .tflite `cnn train` keeps beside the model for "
-            "`cnn predict`; choose another path"
-        )
-    files.check_place(out.parent, f"{fmt} export", "--out", out)  # made when it is written
-    check_out(out, fmt, overwrite)
-    return out
-
-
-def export_model(
-    model_path: str | Path,
-    fmt: str,
-    quantize: str = "none",
-    out: str | Path | None = None,
-    data_path: str | None = None,
-    allow_drop: float | None = None,
-    verbose: bool = False,
-    log_dir: str | Path | None = None,
-    overwrite: bool = False,
-) -> Export:
-    """`cnn export`: the saved Keras model at `model_path` as `fmt`, checked on its whole test
-    set (read as its dataset), recorded in its run's run.json. What is at the export's path
-    is replaced only if it is an earlier export of this format, or with `overwrite`."""
-    from cnn_mnist.core import paths
-    from cnn_mnist.stages.data import load_for_model, load_mnist, prepare_images
-    from cnn_mnist.stages.handle import open_saved
-
-    check_request(fmt, quantize, out, allow_drop)
-    saved = open_saved(model_path)
-    if not saved.is_keras:
-        raise ModelFileError(
-            f"{model_path}: `cnn export` needs the Keras model (.h5 or .keras) "
-            "an export was made from, not an export"
-        )
-    out = out_path(model_path, fmt, quantize, out, overwrite)
-    mnist = load_for_model(data_path, saved.dataset, None, f"model {model_path}")
-    calibration = None
-    if quantize == "int8":  # a few hundred training images, the same ones every time
-        train = load_mnist(data_path, dataset=saved.dataset).x_train
-        pick = np.random.default_rng(0).choice(
-            len(train), min(CALIBRATION_IMAGES, len(train)), replace=False
-        )
-        calibration = prepare_images(train[np.sort(pick)], normalize=saved.normalize)
-    from cnn_mnist.stages.evaluate import predict_probabilities, traced
-
-    model, _ = saved.predictor(verbose=verbose, fast=False)
-    x = prepare_images(mnist.x_test, normalize=saved.normalize)
-    labels = mnist.y_test.astype(np.int64)
-    keras_probs = predict_probabilities(traced(model), x)
-    done = export_checked(
-        model,
-        fmt,
-        quantize,
-        out,
-        x,
-        labels,
-        keras_probs,
-        saved.card,
-        calibration,
-        allow_drop,
-        time_keras=True,
-        before_replace=lambda: check_out(out, fmt, overwrite),
-    )
-    done.recorded_in = record_export(log_dir or paths.LOG_DIR, saved.run_id, done)
-    return done
-
-
-def format_export(done: Export) -> str:
-    """What `cnn export` prints: where, how big, and how it answers against Keras."""
-    c = done.checks
-    what = "float32" if done.quantize == "none" else done.quantize
-    keras_ms = f" (Keras {c.keras_ms_per_image:.3f} ms)" if c.keras_ms_per_image else ""
-    lines = [
-        f"Exported {done.format} ({what}) to {done.path}{'/' if done.path.is_dir() else ''}"
-        f" ({c.bytes / 1e6:.2f} MB)",
-        f"Checked on {c.images:,} test images against Keras: accuracy "
-        f"{c.export_accuracy:.4f} (Keras {c.keras_accuracy:.4f}, drop "
-        f"{c.accuracy_drop:.2f} points), same prediction on {c.agreement:.2%}, largest "
-        f"probability difference {c.max_prob_diff:.2g}",
-        f"Time per image at batch 1: {c.ms_per_image:.3f} ms{keras_ms}",
-    ]
-    if done.recorded_in:
-        lines.append(f"Recorded in {done.recorded_in}")
-    return "\n".join(lines)
