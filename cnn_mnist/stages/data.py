@@ -1,4 +1,4 @@
-"""Stage 1: load the dataset (MNIST by default) and prepare it for the network.
+"""Step 2: load the dataset (MNIST by default) and prepare it for the network.
 
 `data.dataset` says which: mnist, fashion_mnist or custom (any 28x28 ten-class set). The data
 comes from, in order: an explicit path (`--data`, `data.path`), the dataset's environment

@@ -1,4 +1,4 @@
-"""Stage 5: test loss and accuracy, the confusion matrix, and per-class precision and recall.
+"""Step 6, evaluate: test loss and accuracy, the confusion matrix, per-class precision and recall.
 
 Classes are named as the model's dataset names them (its card, handle.py); for MNIST they are the
 digits, and every table and picture is as it always was."""

@@ -1,12 +1,12 @@
-"""`cnn export`: the trained model as SavedModel, LiteRT or ONNX, checked against Keras.
+"""Step 7 too: the trained model exported (LiteRT, ONNX, SavedModel), checked against Keras.
 
-One conversion (formats.py, through Keras's own `model.export`) serves `cnn export` and the
-.tflite `cnn train` writes beside the model, and both are checked here the same way. Every
-export is run by its own runtime on the
-model's whole test set before it is put in place (`export_checked`): a float export must agree
-with Keras to float rounding, a quantized one may lose at most `allow_drop` points of accuracy.
-The export carries the model's card (card.py) in the format's own place (see formats.py), so
-`cnn predict/evaluate/serve --model` read it as they read the .h5.
+One conversion (formats.py, through Keras's own `model.export`) serves `cnn export` (its library
+is tools/exporting.py) and the .tflite `cnn train` writes beside the model, and both are checked
+here the same way. Every export is run by its own runtime on the model's whole test set before
+it is put in place (`export_checked`): a float export must agree with Keras to float rounding, a
+quantized one may lose at most `allow_drop` points of accuracy. The export carries the model's
+card (card.py) in the format's own place (see formats.py), so `cnn predict/evaluate/serve
+--model` read it as they read the .h5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 4: fit the model, logging to TensorBoard, with backups to resume from."""
+"""Step 5: train (fit) the model, logging to TensorBoard, with backups to resume from."""
 
 from __future__ import annotations
 

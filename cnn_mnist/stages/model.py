@@ -1,4 +1,4 @@
-"""Stages 2 and 3: build the network from the config's layer list, and compile it."""
+"""Steps 3 and 4: build the network from the config's layer list, and compile it."""
 
 from __future__ import annotations
 

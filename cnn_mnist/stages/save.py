@@ -1,4 +1,4 @@
-"""Stage 6: save the model atomically, its card inside.
+"""Step 7: save the model atomically, its card inside.
 
 The model's card (card.py: its run, resolved config, dataset and class names) travels inside the
 model file (an HDF5 attribute in `.h5`, a `cnn_mnist.json` entry in the `.keras` zip), so

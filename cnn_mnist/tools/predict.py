@@ -1,4 +1,4 @@
-"""Stage 7: use the model: predict test digits by index, or your own pictures.
+"""Step 8: use the model: predict test digits by index, or your own pictures.
 
 Predictions are named by the model's class names (its card, handle.py): the digits for MNIST."""
 

@@ -1,4 +1,4 @@
-"""Stage 4 on several devices or machines: the fit loop under `tf.distribute`.
+"""Step 5 on several devices or machines: the fit loop under `tf.distribute`.
 
 Keras 3's `Model.fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585: it
 cannot convert a `PerReplica` value to a tensor), so distributed training runs its own step with

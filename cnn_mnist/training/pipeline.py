@@ -1,6 +1,9 @@
 """`cnn train`: the lecture's procedure as one call, stage by stage, with a run record.
 
-prepare the data -> build and compile -> fit (TensorBoard, backups) -> evaluate -> save
+The tutorial's eight steps (docs/tutorial.md), the first seven of them here: 1. import the
+libraries (`Run.start`) -> 2. load and prepare the data -> 3-4. build and compile -> 5. train
+(fit, TensorBoard, backups) -> 6. evaluate -> 7. save (and the LiteRT export beside it);
+8. use the model is `cnn predict`, `cnn inspect` and `cnn serve` (tools/).
 
 `train` checks the outputs and makes the run's folder; a `Run` holds what the run needs on the
 way (its inputs, the stopwatch, TensorFlow, the cluster, the run record) and, called, does the
@@ -230,9 +233,9 @@ class Run:
 
     @classmethod
     def start(cls, inputs: RunInputs) -> Run:
-        """Before the stages: TensorFlow imported, the cluster joined, the seed drawn (and on
-        every worker the chief's run id and config), then the resolved config and run.json
-        (`running`) written."""
+        """Step 1, before the stages: TensorFlow imported, the cluster joined, the seed drawn
+        (and on every worker the chief's run id and config), then the resolved config and
+        run.json (`running`) written."""
         from cnn_mnist.stages import guards
 
         guards.check_model_fits(inputs.config)  # before TensorFlow: a refusal costs nothing
@@ -319,10 +322,10 @@ class Run:
         """The epochs finished so far, as the epoch log has them."""
         return len(_read_epochs(self.inputs.epochs_file))
 
-    # --- 1-2. load and prepare the data -------------------------------------------------------
+    # --- 2. load and prepare the data -------------------------------------------------------------
 
     def prepare_data(self) -> Prepared:
-        """Steps 1-2: load the dataset, then scale and shape it as the config says; a model
+        """Step 2: load the dataset, then scale and shape it as the config says; a model
         whose input is not the images' shape stops here, before training."""
         from cnn_mnist.stages import data as stage
         from cnn_mnist.stages.guards import check_input_shape
@@ -361,7 +364,7 @@ class Run:
         check_input_shape(config, data.x_test.shape[1:])
         return data
 
-    # --- 3-4. build and compile -----------------------------------------------------------------
+    # --- 3-4. build and compile -------------------------------------------------------------------
 
     def build_and_compile(self, data: Prepared) -> keras.Model:
         """Steps 3-4: the layers from the config, then the optimizer, loss and metrics, for the
@@ -425,7 +428,7 @@ class Run:
                 config.compile.learning_rate,
             )
 
-    # --- 5. fit ---------------------------------------------------------------------------------
+    # --- 5. train (fit) ---------------------------------------------------------------------------
 
     def fit(self, model: keras.Model, data: Prepared) -> None:
         """Step 5: train, with validation, TensorBoard, backups and the epoch log (a best.h5
@@ -477,7 +480,7 @@ class Run:
             validation=self.validation,
         )
 
-    # --- 6. evaluate ----------------------------------------------------------------------------
+    # --- 6. evaluate ------------------------------------------------------------------------------
 
     def evaluate(self, model: keras.Model, data: Prepared) -> tuple[keras.Model, Evaluation]:
         """Step 6: test loss, accuracy and the confusion matrix; returns (the model to save,
@@ -547,10 +550,10 @@ class Run:
         if config.tensorboard.enabled:
             write_hparams(self.inputs.run_dir, values, Path(config.tensorboard.log_dir))
 
-    # --- 7-8. save and export -------------------------------------------------------------------
+    # --- 7. save (and the LiteRT export) ----------------------------------------------------------
 
     def save(self, saved: keras.Model, data: Prepared, evaluation: Evaluation) -> dict[str, str]:
-        """Steps 7-8: the run's model (.h5, its card inside) and its LiteRT export, then the
+        """Step 7: the run's model (.h5, its card inside) and its LiteRT export, then the
         stable model path pointed at them; returns where the run's files are. A model no better
         than chance stays in the run folder, unpublished: TrainingFailed."""
         from cnn_mnist.stages.guards import at_chance
@@ -636,7 +639,7 @@ class Run:
             f"{kept}. Lower compile.learning_rate (--learning-rate) or train longer"
         )
 
-    # --- the end --------------------------------------------------------------------------------
+    # --- the end ----------------------------------------------------------------------------------
 
     def complete(
         self, model: keras.Model, evaluation: Evaluation, paths: dict[str, str]
@@ -693,7 +696,7 @@ class Run:
         )
 
 
-# --- before the stages: TensorFlow, the cluster, the seed, run.json -------------------------
+# --- 1. before the stages: TensorFlow, the cluster, the seed, run.json ----------------------------
 
 
 def _import_stages(verbose: bool):
@@ -826,7 +829,7 @@ def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
     return found
 
 
-# --- the run's pieces ---------------------------------------------------------------------
+# --- the run's pieces -----------------------------------------------------------------------------
 
 
 def _card(inputs: RunInputs) -> ModelCard:
@@ -882,7 +885,7 @@ class _Stopwatch:
             self.peak_mb[name] = _peak_rss_mb()
 
 
-# --- the model path: checked at the start, and again before it is replaced -------------------
+# --- the model path: checked at the start, and again before it is replaced ------------------------
 
 
 def _check_model_path(model_path: Path, overwrite: bool) -> str | None:
