@@ -3,7 +3,9 @@ the layers, each importing only the layers below it (imports inside functions co
 cycles; no module named like one of the standard library's; a core and a config with no click
 and no TensorFlow at import; short functions, thin commands, a test file per module; the cli
 package's commands each in a module of its own, loaded only when it runs; one door to a model
-file (stages/handle.py); each name imported from the module that defines it (no re-exports)."""
+file (stages/handle.py); each name imported from the module that defines it (no re-exports);
+imports at a module's top, but the heavy ones, deferred on purpose to the functions that need
+them."""
 
 from __future__ import annotations
 
@@ -521,3 +523,154 @@ def test_the_re_export_checks_see_a_shim():
     assert _re_exported_uses(tree, defined) == []
     defined["cnn_mnist.tools.inspection"] -= {"tile"}
     assert _re_exported_uses(tree, defined) == ["8: look.tile (cnn_mnist.tools.inspection)"]
+
+
+# --- imports at a module's top, but the heavy ones deferred on purpose ------------------------
+
+# What is imported inside a function on purpose: the heavy libraries (seconds, or a large share
+# of a command's start), and `resource`, which not every system has. A function may import one,
+# or a package module that imports one at its top, where its module does not import that
+# library already. The libraries that open a model file are imported only where one is read or
+# written (READING_LIBRARIES, above).
+HEAVY = (
+    "tensorflow",
+    "keras",
+    "absl",  # TensorFlow's logging
+    "tensorboard",
+    "onnxruntime",
+    "onnx",
+    "tf2onnx",
+    "ai_edge_litert",
+    "h5py",
+    "scipy",
+    "optuna",
+    "sqlalchemy",  # optuna's storage
+    "matplotlib",
+    "resource",  # POSIX only
+    "webbrowser",  # 7 ms of `cnn --help`'s 70, for `cnn serve --open` alone
+    "numpy",  # 0.1 s: `cnn runs` and `cnn config` need none
+    "PIL",  # `cnn predict --index` needs none
+    "pydantic",  # the config's schema: 0.05 s
+)
+
+
+# The libraries that open a model file stay inside the functions that read or write one
+# (test_only_the_handle_reads_a_model_file).
+READING_ROOTS = {name.split(".")[0] for name in READING_LIBRARIES}
+
+
+def _import_targets(node: ast.Import | ast.ImportFrom, known: set[str]) -> list[str]:
+    """What an import statement imports: `cnn_mnist.stages.data` for `from cnn_mnist.stages
+    import data`, `cnn_mnist.stages.data` for `from cnn_mnist.stages.data import prepare`."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return [
+        f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else str(node.module)
+        for a in node.names
+    ]
+
+
+def _top_imports(tree: ast.Module, known: set[str]) -> list[str]:
+    """The module's imports when it is imported: its top, `try` and `if` blocks, not those
+    under `if TYPE_CHECKING:` (annotations alone)."""
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for inner in ast.walk(node) if isinstance(node, (ast.If, ast.Try)) else [node]:
+            if isinstance(inner, (ast.Import, ast.ImportFrom)) and not getattr(inner, "level", 0):
+                found += _import_targets(inner, known)
+    return found
+
+
+def _heavy_libraries(trees: dict[str, ast.Module]) -> dict[str, set[str]]:
+    """The heavy libraries each package module imports at its top, itself or through the
+    package modules it imports there."""
+    known = set(trees)
+    tops = {name: _top_imports(tree, known) for name, tree in trees.items()}
+    libraries: dict[str, set[str]] = {name: set() for name in trees}
+    grew = True
+    while grew:
+        grew = False
+        for name, targets in tops.items():
+            found = set().union(*(_brings(t, libraries) for t in targets))
+            if not found <= libraries[name]:
+                libraries[name] |= found
+                grew = True
+    return libraries
+
+
+def _brings(target: str, libraries: dict[str, set[str]]) -> set[str]:
+    """The heavy libraries importing `target` imports."""
+    root = target.split(".")[0]
+    return {root} if root in HEAVY else libraries.get(target, set())
+
+
+def _imports_in_functions(name: str, tree: ast.Module, libraries: dict[str, set[str]]):
+    """`line: target` for each import inside a function that may as well be at the top: one
+    that would bring no heavy library the module does not import already, and, in a command's
+    module (cnn_mnist/cli: its top stays light for `cnn --help`), no package module."""
+    found = []
+    for function in _functions(tree):
+        for node in ast.walk(function):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for target in _import_targets(node, set(libraries)):
+                if _brings(target, libraries) - libraries.get(name, set()):
+                    continue
+                if target.split(".")[0] in READING_ROOTS:  # only where a model file is read
+                    continue
+                if name.startswith("cnn_mnist.cli") and target.startswith("cnn_mnist."):
+                    continue
+                found.append(f"{node.lineno}: {target}")
+    return found
+
+
+def _package_trees() -> dict[str, ast.Module]:
+    return {f"cnn_mnist.{_name(p)}": _tree(p) for p in MODULES}
+
+
+def test_imports_are_at_the_top_but_the_heavy_ones():
+    """A module imports what it needs at its top; inside a function only what is deferred on
+    purpose (docs/layout.md): an import that would make the module import a heavy library
+    (HEAVY) it does not import already, and in a command's module the package modules the
+    command runs."""
+    trees = _package_trees()
+    libraries = _heavy_libraries(trees)
+    found = [
+        f"{name}:{where}"
+        for name, tree in trees.items()
+        for where in _imports_in_functions(name, tree, libraries)
+    ]
+    assert not found, "imports inside a function that belong at the top:\n" + "\n".join(found)
+
+
+DEFERRED = """
+import numpy as np
+
+def train():
+    import tensorflow as tf
+    from cnn_mnist.stages import fit, data
+    from cnn_mnist.core.paths import LOG_DIR
+    import json
+"""
+
+
+def test_the_deferred_import_check_sees_a_light_import_in_a_function():
+    libraries = _heavy_libraries(_package_trees())
+    assert {"tensorflow", "numpy"} <= libraries["cnn_mnist.stages.fit"]
+    assert libraries["cnn_mnist.core.paths"] == set()
+    tree = ast.parse(DEFERRED)
+    libraries["cnn_mnist.training.x"] = {"numpy"}  # as its top, `import numpy`, says
+    assert _imports_in_functions("cnn_mnist.training.x", tree, libraries) == [
+        "6: cnn_mnist.stages.data",
+        "7: cnn_mnist.core.paths",
+        "8: json",
+    ]
+    libraries["cnn_mnist.training.x"] = set()  # no numpy yet: stages.data would bring it
+    assert _imports_in_functions("cnn_mnist.training.x", tree, libraries) == [
+        "7: cnn_mnist.core.paths",
+        "8: json",
+    ]
+    libraries["cnn_mnist.cli.x"] = {"numpy"}
+    assert _imports_in_functions("cnn_mnist.cli.x", tree, libraries) == ["8: json"]

@@ -414,8 +414,8 @@ def test_each_model_is_loaded_once(tiny, tmp_path, monkeypatch):
         shutil.copy(Path(model_path).with_suffix(suffix), models / f"copy{suffix}")
     opened = []
     real = predict.open_model
-    monkeypatch.setattr(
-        predict, "open_model", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k)
+    monkeypatch.setattr(  # where serve.py looks it up
+        serve, "open_model", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k)
     )
     running = start(serve.App(model_path, log_dir=folder / "logs", models_dir=models))
     try:

@@ -15,12 +15,14 @@ No TensorFlow here: pictures are checked before the model is loaded.
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist.core import files
 from cnn_mnist.core.errors import CnnError
 
 
@@ -78,7 +80,6 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
     `source` is a path or the file's bytes (an upload); `name` is what messages call it
     (the path, or "upload" for bytes, by default).
     """
-    import io
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -126,7 +127,6 @@ def read_grayscale(source: str | Path | bytes, name: str | None = None) -> np.nd
 def picture_size(source: str | Path | bytes) -> tuple[int, int]:
     """The width and height of a picture `read_grayscale` has read, before it was shrunk to
     MAX_SIDE (upright, as its EXIF says): the frame a number's digit boxes are given in."""
-    import io
 
     from PIL import Image
 
@@ -594,7 +594,6 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarra
 
 def digit_png(digit: np.ndarray) -> bytes:
     """The 28x28 input as the model saw it (white digit on black), as PNG bytes."""
-    import io
 
     from PIL import Image
 
@@ -605,6 +604,4 @@ def digit_png(digit: np.ndarray) -> bytes:
 
 def save_digit_png(digit: np.ndarray, path: str | Path) -> Path:
     """The 28x28 input as the model saw it, written to `path` as a PNG."""
-    from cnn_mnist.core import files
-
     return files.write_bytes(path, digit_png(digit))

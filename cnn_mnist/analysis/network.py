@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cnn_mnist.config.shapes import axis_arithmetic, pad_sides
+from cnn_mnist.core import files
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError
 
@@ -297,8 +298,6 @@ def inspect_digit(
     saliency.png for one 28x28 digit in [0, 1] into `out_dir`; return what they show.
     `class_names` names the classes 0 to 9 (default: the digits); `write` writes a file
     (default files.write_bytes)."""
-    from cnn_mnist.core import files
-
     write = write or files.write_bytes
     check_has_convolution(model)
     out_dir = Path(out_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import click
@@ -63,7 +64,6 @@ def export(model_path, fmt, quantize, out, allow_drop, data_path, overwrite, as_
     cnn export --format litert --quantize int8 --out app/digits.tflite
     cnn export --format saved_model --out serving/digits/1
     """
-    import json
 
     from cnn_mnist.tools.exporting import export_model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from cnn_mnist.cli.options import (
@@ -44,7 +46,6 @@ def inspect(model_path, index, image, data_path, dataset, out_dir, as_json, at, 
     """
     if (index is None) == (image is None):
         raise click.UsageError("give one digit: --index N (a test image) or --image PATH")
-    import json
 
     from cnn_mnist.tools import inspection
 

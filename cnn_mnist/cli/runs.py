@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from cnn_mnist.cli.shell import fail, group
@@ -97,7 +99,6 @@ def runs_compare(run_ids, logdir):
 @logdir_option
 def runs_best(metric, as_json, logdir, quiet):
     """The completed run with the best test accuracy (or test loss)."""
-    import json
 
     from cnn_mnist.tools.run_tables import format_best
     from cnn_mnist.tools.runs import best_run

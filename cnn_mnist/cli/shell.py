@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import signal
 import sys
 from inspect import signature
 from typing import NoReturn
@@ -50,7 +51,6 @@ def fail(message: str, code: int) -> NoReturn:
 def stop_on_sigterm() -> None:
     """SIGTERM stops every command like Ctrl-C: cleanly (training keeps its last finished
     epoch; no temporary file is left)."""
-    import signal
 
     def handler(signum, frame):
         raise KeyboardInterrupt

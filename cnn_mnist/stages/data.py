@@ -28,6 +28,7 @@ from cnn_mnist.core import datasets
 from cnn_mnist.core.datasets import ENV_VARS, KNOWN, TITLES, KnownFile
 from cnn_mnist.core.errors import CnnError, DataError, WrongDataset
 from cnn_mnist.core.files import sha256
+from cnn_mnist.core.runtime import import_tensorflow
 
 if TYPE_CHECKING:
     from cnn_mnist.config.schema import AugmentConfig
@@ -308,8 +309,6 @@ def load_keras(
 ) -> Mnist:
     """Keras's download-and-cache: mnist.npz (its checksum verified by Keras), or
     Fashion-MNIST's four files (which Keras does not verify: they are checked here)."""
-    from cnn_mnist.core.runtime import import_tensorflow
-
     import_tensorflow()  # quietly, unless a command already did (with or without --verbose)
     if dataset == "fashion_mnist":
         return load_keras_fashion(test_only, cache_dir)

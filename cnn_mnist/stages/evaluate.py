@@ -5,6 +5,7 @@ digits, and every table and picture is as it always was."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +114,6 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = BATCH) -> np.n
 def traced(model):
     """A Keras model's forward pass as a tf.function: over the test set, about twice as fast as
     eager calls. Anything else (a LiteRT model) is returned as it is."""
-    import sys
-
     keras = sys.modules.get("keras")
     if keras is None or not isinstance(model, keras.Model):
         return model

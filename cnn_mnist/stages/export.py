@@ -22,7 +22,10 @@ import numpy as np
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import ExportError
 from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.evaluate import predict_probabilities, traced
 from cnn_mnist.stages.formats import atomic_export, write_export
+from cnn_mnist.stages.handle import SavedModel
+from cnn_mnist.stages.save import EXPECTED_INPUT, float32_copy
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,6 @@ def export_card(card: ModelCard | None, fmt: str, quantize: str) -> ModelCard:
     """The model's card as the export carries it: what the .h5 has (the run, the config,
     dataset and class names; not the checksum of its own LiteRT export), the input it takes,
     and what kind of export it is."""
-    from cnn_mnist.stages.save import EXPECTED_INPUT
-
     out = {k: v for k, v in (card.to_json() if card else {}).items() if k != "litert_sha256"}
     out.update(input_shape=list(EXPECTED_INPUT), export={"format": fmt, "quantize": quantize})
     return ModelCard.read(out)
@@ -115,9 +116,6 @@ def check(
 ) -> Checks:
     """The export at `path` run by its own runtime on `x`, against Keras's `keras_probs`
     (and Keras's own time per image, where `keras_model` is given)."""
-    from cnn_mnist.stages.evaluate import predict_probabilities, traced
-    from cnn_mnist.stages.handle import SavedModel
-
     predictor, _ = SavedModel.open(path).predictor()
     probs = predict_probabilities(predictor, x)
     ours, theirs = probs.argmax(axis=1), keras_probs.argmax(axis=1)
@@ -175,8 +173,6 @@ def export_checked(
 ) -> Export:
     """Convert, check on the test set against Keras, judge; only then put it at `path`
     (`before_replace` checks, just before, that what is there may be replaced)."""
-    from cnn_mnist.stages.save import float32_copy
-
     path, model = Path(path), float32_copy(model)
     try:
         with atomic_export(path, fmt, before_replace) as tmp:

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnn_mnist.analysis.network import CONV_TYPES, model_input, tensorboard_images
 from cnn_mnist.config.schema import (
     AugmentConfig,
     CheckpointConfig,
@@ -23,9 +24,14 @@ from cnn_mnist.config.schema import (
     TrainingConfig,
 )
 from cnn_mnist.core import files
+from cnn_mnist.core.errors import ConfigError
 from cnn_mnist.core.runtime import signals_deferred
+from cnn_mnist.stages import guards
+from cnn_mnist.stages.augment import augment_batch, batch_key
 from cnn_mnist.stages.card import ModelCard
 from cnn_mnist.stages.data import Prepared
+from cnn_mnist.stages.evaluate import from_probabilities, predict_probabilities, traced
+from cnn_mnist.stages.save import save_model
 
 if TYPE_CHECKING:
     from cnn_mnist.stages.evaluate import Evaluation
@@ -72,8 +78,6 @@ class StopOnNonFinite(keras.callbacks.Callback):
     sets `stop_training`, and the run would then be evaluated and saved."""
 
     def on_train_batch_end(self, batch, logs=None):
-        from cnn_mnist.stages import guards
-
         loss = (logs or {}).get("loss")
         if loss is not None and not guards.is_finite(loss):
             step = int(self.model.optimizer.iterations.numpy())
@@ -136,13 +140,9 @@ class TestValidation(keras.callbacks.Callback):
         self.x, self.labels, self.last, self.seconds = x, labels, None, 0.0
 
     def on_train_begin(self, logs=None):
-        from cnn_mnist.stages.evaluate import traced
-
         self.forward = traced(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
-        from cnn_mnist.stages.evaluate import from_probabilities, predict_probabilities
-
         start = time.perf_counter()
         evaluation = from_probabilities(predict_probabilities(self.forward, self.x), self.labels)
         self.seconds += time.perf_counter() - start
@@ -312,8 +312,6 @@ class BestModel(keras.callbacks.Callback):
                 self.best = value
 
     def on_epoch_end(self, epoch, logs=None):
-        from cnn_mnist.stages.save import save_model
-
         value = (logs or {}).get(self.monitor)
         if value is None or math.isnan(value):
             return
@@ -491,7 +489,6 @@ def make_dataset(
     dataset = _shuffled(count, seed, epoch) if shuffle else tf.data.Dataset.range(count)
     dataset = dataset.batch(batch_size)
     if augment is not None and augment.active:
-        from cnn_mnist.stages.augment import augment_batch, batch_key
 
         def augmented(number, index):
             x, y = to_batch(index)
@@ -578,14 +575,10 @@ class FeatureMaps(EpochWriter):
     def __init__(
         self, log_dir: Path, sample: np.ndarray, normalize: bool = True, every: int = 1
     ) -> None:
-        from cnn_mnist.analysis.network import model_input
-
         super().__init__(log_dir, every)
         self.x = model_input(sample, normalize)
 
     def write(self, epoch: int) -> None:
-        from cnn_mnist.analysis.network import CONV_TYPES, tensorboard_images
-
         if any(type(layer).__name__ in CONV_TYPES for layer in self.model.layers):
             for tag, image in tensorboard_images(self.model, self.x).items():
                 tf.summary.image(tag, image[None], step=epoch)
@@ -593,8 +586,6 @@ class FeatureMaps(EpochWriter):
 
 def feature_maps(data: Prepared, tensorboard: TensorBoardConfig, run_dir: Path) -> FeatureMaps:
     """Kernels and feature maps for test digit `tensorboard.sample_index`, once per epoch."""
-    from cnn_mnist.core.errors import ConfigError
-
     index, count = tensorboard.sample_index, len(data.images_test)
     if index >= count:
         raise ConfigError(

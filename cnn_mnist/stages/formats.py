@@ -27,6 +27,7 @@ import numpy as np
 
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import ExportError
+from cnn_mnist.core.runtime import signals_deferred, stderr_captured
 from cnn_mnist.stages.card import METADATA_KEY, ModelCard
 
 SAVED_MODEL_ASSET = f"assets/{METADATA_KEY}.json"
@@ -151,8 +152,6 @@ def float_ops(path: Path, fmt: str) -> list[str]:
     if fmt == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
-        from cnn_mnist.core.runtime import stderr_captured
-
         with stderr_captured():
             interpreter = Interpreter(model_path=str(path))
         dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
@@ -186,8 +185,6 @@ def write_export(
     calibration: np.ndarray | None = None,
 ) -> None:
     """The conversion itself, into `path` (a temporary one); `model` computes in float32."""
-    from cnn_mnist.core.runtime import signals_deferred, stderr_captured
-
     try:
         # Ctrl-C or SIGTERM waits for the converter: interrupted inside TensorFlow's graph
         # code, tf2onnx can crash the process (a segmentation fault), leaving its files.

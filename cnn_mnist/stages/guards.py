@@ -8,8 +8,10 @@ import: the memory check runs before TensorFlow is loaded.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
+import socket
 
 import numpy as np
 
@@ -155,8 +157,6 @@ def process_alive(host: str | None, pid, started_at: str | None = None) -> bool:
 def _process_state(host: str | None, pid, started_at: str | None) -> str | None:
     """ "gone" or "alive" for a process of this machine; None where that cannot be known (no
     pid, another machine)."""
-    import socket
-
     if (
         not isinstance(pid, int)
         or isinstance(pid, bool)
@@ -175,8 +175,6 @@ def _process_state(host: str | None, pid, started_at: str | None) -> str | None:
 
 def _started_after(pid: int, started_at: str | None) -> bool:
     """Whether process `pid` started after `started_at` (so it reused the id)."""
-    import datetime
-
     if started_at is None:
         return False
     try:

@@ -23,6 +23,7 @@ Where the card lives (the same JSON object in every format):
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -30,9 +31,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from flatbuffers import encode, number_types, table
 
+from cnn_mnist.core import files
 from cnn_mnist.core.datasets import DIGITS, TITLES
 from cnn_mnist.core.errors import ModelFileError
+from cnn_mnist.core.runtime import import_tensorflow, stderr_captured
 from cnn_mnist.stages import formats, signature
 from cnn_mnist.stages.card import METADATA_KEY, ModelCard
 from cnn_mnist.stages.save import EXPECTED_INPUT
@@ -85,8 +89,6 @@ def litert_card(data: bytes) -> ModelCard:
     TFLite schema: Model.buffers is field 4, Model.metadata field 6; Metadata.name 0,
     Metadata.buffer 1; Buffer.data 0 (inline), offset 1 and size 2 (data past the flatbuffer).
     """
-    from flatbuffers import encode, number_types, table
-
     buf = bytearray(data)
     model = table.Table(buf, encode.Get(number_types.UOffsetTFlags.packer_type, buf, 0))
 
@@ -160,7 +162,6 @@ def card_of(path: str | Path) -> ModelCard:
 
 def _keras_params(path: Path) -> int:
     """The number of weights in a Keras model file, read from its HDF5 (no TensorFlow)."""
-    import io
 
     import h5py
 
@@ -255,8 +256,6 @@ class LiteRTModel:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        from cnn_mnist.core.runtime import stderr_captured
-
         with stderr_captured():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = Interpreter(
                 model_path=str(path), num_threads=threads or os.cpu_count() or 1
@@ -274,7 +273,6 @@ class LiteRTModel:
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if self.single and len(x) != 1:
             return _one_at_a_time(self, x)
-        from cnn_mnist.core.runtime import stderr_captured
 
         if self.batch != len(x):
             self.interpreter.resize_tensor_input(self.input, list(x.shape))
@@ -461,8 +459,6 @@ class SavedModel:
         return runner, backend
 
     def _runner(self, threads: int | None, verbose: bool, fast: bool) -> tuple[Any, str]:
-        from cnn_mnist.core.runtime import import_tensorflow
-
         if self.format == "onnx":
             if not threads:
                 return self._onnx, "onnx"
@@ -496,8 +492,6 @@ class SavedModel:
         `cnn train` records the export's SHA-256 inside the model file, so a stale or foreign
         .tflite (another run's, or a model replaced by hand) is never used in its place.
         """
-        from cnn_mnist.core import files
-
         lite = self.path.with_suffix(".tflite")
         expected = self.card.litert_sha256
         if not self.is_keras or not expected or not lite.is_file():

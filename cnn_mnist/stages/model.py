@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import keras
@@ -52,8 +53,6 @@ BELOW_AVX512 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"}
 
 def _cpu_dtype(cpu_flags: frozenset[str]) -> tuple[bool, str]:
     """Whether bfloat16 is faster on this CPU, and why."""
-    import os
-
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
     if cap in BELOW_AVX512:
         return False, f"auto: ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN from bfloat16 instructions"

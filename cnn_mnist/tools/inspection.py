@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn_mnist.analysis.images import load_digit
 from cnn_mnist.analysis.network import (
     BadPosition,
     Inspection,
@@ -22,16 +23,17 @@ from cnn_mnist.analysis.network import (
     inspect_digit,
     parse_at,
 )
-from cnn_mnist.core import files
+from cnn_mnist.core import files, paths
+from cnn_mnist.core.runtime import import_tensorflow
+from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.stages.data import check_indices, load_for_model
+from cnn_mnist.stages.handle import open_saved
 
 # --- the command's library call --------------------------------------------------------------
 
 
 def default_out_dir() -> Path:
     """logs/inspect/<time>/, named like a run folder."""
-    from cnn_mnist.core import paths
-    from cnn_mnist.core.stamps import new_run_id
-
     return Path(paths.INSPECT_DIR) / new_run_id()
 
 
@@ -62,8 +64,6 @@ def inspect_model(
     """`cnn inspect`: one test item (by index, with its label; read as the model's dataset, or
     `dataset`) or your own picture, through a saved model. Everything the user typed is
     checked before TensorFlow is imported."""
-    from cnn_mnist.stages.handle import open_saved
-
     position = parse_at(at) if at is not None else None
     out = check_out(Path(out_dir or default_out_dir()), overwrite)
     saved = open_saved(model_path)
@@ -71,21 +71,15 @@ def inspect_model(
         saved.keras_model("`cnn inspect` (feature maps, saliency, --at)")
     label = None
     if index is not None and image is None:
-        from cnn_mnist.stages.data import check_indices, load_for_model
-
         mnist = load_for_model(data_path, saved.dataset, dataset, f"model {model_path}")
         check_indices([index], len(mnist.x_test))
         digit = mnist.x_test[index].astype(np.float32) / np.float32(255)
         label, source = int(mnist.y_test[index]), f"index {index}"
     elif image is not None and index is None:
-        from cnn_mnist.analysis.images import load_digit
-
         digit, source = load_digit(image), str(image)
     else:
         raise BadPosition("give exactly one digit: --index N (a test image) or --image PATH")
     normalize = saved.normalize
-
-    from cnn_mnist.core.runtime import import_tensorflow
 
     import_tensorflow(verbose)
     model = saved.keras_model()

@@ -14,10 +14,14 @@ import numpy as np
 
 from cnn_mnist.analysis import figures
 from cnn_mnist.analysis.figures import Tile, digits_png
+from cnn_mnist.analysis.images import ImageError, digit_png, load_digit
+from cnn_mnist.analysis.number_reading import read_number
 from cnn_mnist.core import files
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import OutputError
-from cnn_mnist.stages.data import BadIndex, check_indices
+from cnn_mnist.stages.data import BadIndex, check_indices, load_for_model
+from cnn_mnist.stages.evaluate import predict_probabilities
+from cnn_mnist.stages.handle import open_saved
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +114,11 @@ def open_model(
     `threads`: LiteRT's threads (default: one per core). A server predicting one digit per call
     wants 1: bench/serve.py on 2 cores went from 245 to 268 requests/s with it.
     `saved`: the model's handle where the caller has opened it already."""
-    from cnn_mnist.stages.handle import open_saved
-
     return (saved or open_saved(model_path)).predictor(threads, verbose)
 
 
 def probabilities(model, digits: np.ndarray, normalize: bool = True) -> np.ndarray:
     """Probabilities for 28x28 digits in [0, 1], fed as the model was trained to see them."""
-    from cnn_mnist.stages.evaluate import predict_probabilities
-
     x = digits.reshape(-1, 28, 28, 1).astype(np.float32)
     if not normalize:
         x = x * np.float32(255.0)  # the model was trained on raw 0-255 pixels
@@ -170,8 +170,6 @@ def show(predictions: list[Prediction]) -> bool:
 
 def expand_images(paths: list[str] | tuple[str, ...]) -> list[str]:
     """Pictures as the user named them: files as given, a folder as its pictures in name order."""
-    from cnn_mnist.analysis.images import ImageError
-
     found: list[str] = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -214,9 +212,6 @@ def predict(
     or folders), through the model at `model_path`. The test data is read as the model's
     dataset (or `dataset`), and refused if it is another. Everything typed is checked before
     TensorFlow is imported; an unreadable picture is reported and the others go on."""
-    from cnn_mnist.analysis.images import ImageError, load_digit
-    from cnn_mnist.stages.handle import open_saved
-
     check_outputs(save_image, save_preprocessed)
     wanted = parse_indices(indices)
     # Each input as (digit, index, label, image); its Prediction is made with its probabilities.
@@ -225,8 +220,6 @@ def predict(
     handle = open_saved(model_path) if there else None  # a missing one is reported below
     names = handle.class_names if handle else list(DIGITS)
     if wanted:
-        from cnn_mnist.stages.data import load_for_model
-
         model_dataset = handle.dataset if handle else "mnist"
         mnist = load_for_model(data_path, model_dataset, dataset, f"model {model_path}")
         check_indices(wanted, len(mnist.x_test))
@@ -273,8 +266,6 @@ def check_outputs(save_image: str | None, save_preprocessed: str | None) -> None
 
 def save_input(digit: np.ndarray, folder: str, name: str, overwrite: bool) -> Path:
     """One 28x28 input as the model saw it, `name`.png in --save-preprocessed's folder."""
-    from cnn_mnist.analysis.images import digit_png
-
     return files.write_output(
         Path(folder) / f"{name}.png",
         digit_png(digit),
@@ -357,10 +348,6 @@ def predict_numbers(
     """Each picture read as a number (number_reading.read_number, then read_number_with): one
     dict per picture, `number` and its `digits` (predicted, probability, box: left, top, right,
     bottom in the picture). The model is any that `predict` takes (its handle, opened once)."""
-    from cnn_mnist.analysis.images import ImageError
-    from cnn_mnist.analysis.number_reading import read_number
-    from cnn_mnist.stages.handle import open_saved
-
     check_outputs(None, save_preprocessed)
     handle = open_saved(model_path)  # not found, not a model, not a digit classifier: says which
     paths = expand_images(images)

@@ -16,6 +16,7 @@ from cnn_mnist.config.load import differences, load_config, value_at
 from cnn_mnist.core.datasets import DIGITS
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError
 from cnn_mnist.core.paths import MODEL_PATH
+from cnn_mnist.training.hparams import layer_stack
 from cnn_mnist.training.record import RunFile, epochs_logged, killed, killed_reason, read_record
 
 # --- the runs in logs/fit/: `cnn runs` ---------------------------------------------------------
@@ -228,8 +229,6 @@ def changed_settings(a, b) -> dict[str, tuple]:
 
 def show_value(value) -> str:
     """A setting as `--set` would take it; a list of layers as the layer stack."""
-    from cnn_mnist.training.hparams import layer_stack
-
     if (
         isinstance(value, list)
         and value

@@ -15,24 +15,43 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import json
 import logging
 import os
 import re
 import socket
+import socketserver
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnn_mnist.analysis import network
+from cnn_mnist.analysis.images import (
+    NoDigit,
+    NotAPicture,
+    PictureTooLarge,
+    load_digit,
+    picture_size,
+)
+from cnn_mnist.analysis.network import BadPosition, NoConvolution
+from cnn_mnist.analysis.number_reading import read_number
 from cnn_mnist.core import paths
 from cnn_mnist.core.errors import CnnError, DataError, ModelFileError, WrongDataset, shown
+from cnn_mnist.core.runtime import import_tensorflow
+from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.data import BadIndex, load_for_model
+from cnn_mnist.stages.handle import open_saved
+from cnn_mnist.tools.predict import classifier, open_model, probabilities, read_number_with
+from cnn_mnist.tools.runs import list_runs
 from cnn_mnist.training.record import RunFile, read_record
 
 if TYPE_CHECKING:
@@ -68,10 +87,6 @@ class ApiError(CnnError):
 
 def error_status(exc: Exception) -> int:
     """The HTTP status for a library error: the client's fault is 4xx, ours 5xx."""
-    from cnn_mnist.analysis.images import NoDigit, NotAPicture, PictureTooLarge
-    from cnn_mnist.analysis.network import BadPosition, NoConvolution
-    from cnn_mnist.stages.data import BadIndex
-
     if isinstance(exc, ApiError):
         return exc.status
     statuses = [
@@ -125,9 +140,6 @@ def read_run(log_dir: Path, run_id: str | None) -> RunFile:
 def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> dict:
     """What the page says about a model: its run, config, test accuracy, parameters, layers
     (`saved`: its handle, where it is open already; a file that cannot be opened says none)."""
-    from cnn_mnist.stages.card import ModelCard
-    from cnn_mnist.stages.handle import open_saved
-
     if saved is None:
         try:
             saved = open_saved(path)
@@ -153,9 +165,6 @@ def model_info(path: Path, log_dir: Path, saved: SavedModel | None = None) -> di
 
 def load_served(model_id: str, path: Path, log_dir: Path, verbose: bool = False) -> Served:
     """Load a model for serving: its LiteRT export where there is one, and warm it up."""
-    from cnn_mnist.stages.handle import open_saved
-    from cnn_mnist.tools.predict import open_model
-
     saved = open_saved(path)
     predictor, backend = open_model(path, verbose, threads=1, saved=saved)  # one digit at a time
     served = Served(
@@ -227,8 +236,6 @@ class App:
     def models(self) -> list[dict]:
         """The models the page can switch to: files in the models folder and beside the one
         served at start, finished runs' models in the log folder, and that one; each file once."""
-        from cnn_mnist.tools.runs import list_runs
-
         candidates = [Path(self.default_id)]
         for folder in dict.fromkeys([self.models_dir, Path(self.default_id).parent]):
             if folder.is_dir():
@@ -272,8 +279,6 @@ class App:
     # --- predictions ---
 
     def _answer(self, served: Served, digit: np.ndarray) -> dict:
-        from cnn_mnist.tools.predict import probabilities
-
         with served.lock:
             probs = probabilities(served.predictor, digit[None], served.normalize)[0]
         names = served.class_names
@@ -293,8 +298,6 @@ class App:
 
     def predict(self, body: bytes) -> dict:
         """An uploaded picture (PNG or JPEG bytes), made MNIST-like, through the model."""
-        from cnn_mnist.analysis.images import load_digit
-
         if not body:
             raise ApiError(400, "empty body: send the picture's bytes (PNG or JPEG)")
         with self.busy:
@@ -305,10 +308,6 @@ class App:
         PATH --number` reads it (number_reading.read_number, predict.read_number_with): the
         number, each digit with its box and 28x28 input, and the picture's `width` and `height`
         in the pixels the boxes are in (the picture's own)."""
-        from cnn_mnist.analysis.images import picture_size
-        from cnn_mnist.analysis.number_reading import read_number
-        from cnn_mnist.tools.predict import classifier, read_number_with
-
         if not body:
             raise ApiError(400, "empty body: send the picture's bytes (PNG or JPEG)")
         with self.busy:
@@ -329,8 +328,6 @@ class App:
         another dataset than --data holds) where `cnn predict` finds it without --data."""
         with self.setup_lock:
             if served.dataset not in self._test_sets:
-                from cnn_mnist.stages.data import load_for_model
-
                 model = f"model {served.id}"
                 try:
                     try:
@@ -380,8 +377,6 @@ class App:
 
     @staticmethod
     def _find_mistakes(served: Served, mnist) -> np.ndarray:
-        from cnn_mnist.tools.predict import probabilities
-
         x = mnist.x_test.astype(np.float32) / np.float32(255)
         if served.backend in ("litert", "onnx"):  # its own runtime: the served one stays at batch 1
             probs = probabilities(served.saved.predictor()[0], x, served.normalize)
@@ -395,8 +390,6 @@ class App:
     def _keras(self, served: Served):
         with self.setup_lock:
             if served.keras is None:
-                from cnn_mnist.core.runtime import import_tensorflow
-
                 if served.saved.is_keras:
                     import_tensorflow(self.verbose)
                 served.keras = served.saved.keras_model("the network's views")
@@ -406,8 +399,6 @@ class App:
         """Each convolution and pooling layer's feature maps for a 28x28 input, tiled as
         `cnn inspect` tiles them (network.tile: channel k at row k // columns, column
         k % columns, 1-pixel borders), as PNG data URLs on one colour scale per layer."""
-        from cnn_mnist.analysis import network
-
         served = self.current
         model = self._keras(served)
         network.check_has_convolution(model, str(served.path))
@@ -425,8 +416,6 @@ class App:
 
     def explain(self, digit: np.ndarray, at: object) -> dict:
         """One feature-map value worked out by hand, as `cnn inspect --at LAYER:ROW,COL,CHANNEL`."""
-        from cnn_mnist.analysis import network
-
         if not isinstance(at, str):
             raise ApiError(400, '"at" must be a string LAYER:ROW,COL,CHANNEL, e.g. "0:13,13,5"')
         position = network.parse_at(at)
@@ -510,8 +499,6 @@ def digit_from_json(value: object) -> np.ndarray:
 
 def static_files() -> dict[str, tuple[bytes, str]]:
     """The page's files by URL path, read once from the package."""
-    from importlib.resources import files
-
     folder = files("cnn_mnist.tools") / "static"
     table = {}
     for item in folder.iterdir():
@@ -719,7 +706,6 @@ class Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host's name up (socket.getfqdn): slow without DNS.
-        import socketserver
 
         socketserver.TCPServer.server_bind(self)
         # The bound address (server_address, typed as what bind takes: a host in bytes too).
@@ -749,8 +735,6 @@ def url(server: Server) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` is only reachable from this machine (127.0.0.1, ::1, localhost)."""
-    import ipaddress
-
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:

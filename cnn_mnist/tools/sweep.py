@@ -34,6 +34,7 @@ import yaml
 from cnn_mnist.config.load import (
     apply_override,
     check_shapes,
+    parse_set,
     read_yaml,
     resolve_config_path,
     validate,
@@ -41,8 +42,10 @@ from cnn_mnist.config.load import (
 from cnn_mnist.config.schema import Config, SweepConfig
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
+from cnn_mnist.core.runtime import import_tensorflow
 from cnn_mnist.core.stamps import new_run_id
 from cnn_mnist.stages.guards import TrainingFailed
+from cnn_mnist.training import pipeline
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +141,6 @@ def plan(
 ) -> Sweep:
     """The sweep in a config file, its parameters checked against the config; `trials`,
     `storage` and `study` override the section and the defaults."""
-    from cnn_mnist.config.load import parse_set
-
     path = resolve_config_path(config_path)
     raw = read_yaml(path)
     for item in sets:
@@ -363,8 +364,6 @@ def run(sweep: Sweep, progress: int = 1, verbose: bool = False) -> SweepReport:
     report. Ctrl-C marks the trial in progress `interrupted` and raises SweepInterrupted."""
     import optuna
 
-    from cnn_mnist.core.runtime import import_tensorflow
-
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
     study = open_study(sweep)
     import_tensorflow(verbose)  # quietly (unless verbose), before the reporter imports Keras
@@ -433,8 +432,6 @@ class _Objective:
 
     def _train(self, trial) -> float:
         import optuna
-
-        from cnn_mnist.training import pipeline
 
         sweep = self.sweep
         if counted(trial.study, before=trial.number) >= sweep.trials:

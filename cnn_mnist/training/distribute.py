@@ -12,6 +12,7 @@ step is the same mean-loss step as on one device, and the learning rate is left 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -228,8 +229,6 @@ def peer_failure(exc: Exception, what: str) -> ClusterError:
 
 def weights_sha256(model: keras.Model) -> str:
     """A fingerprint of the model's weights: workers in lockstep print the same one."""
-    import hashlib
-
     digest = hashlib.sha256()
     for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())

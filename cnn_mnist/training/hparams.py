@@ -12,6 +12,7 @@ Only `write_hparams` imports TensorFlow, so `cnn runs` can read the values witho
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,6 @@ def recorded_hparams(log_dir: Path) -> list[dict[str, Any]]:
 
 def choices() -> dict[str, list[str]]:
     """The text hparams whose every value the schema knows, with those values."""
-    import typing
 
     from cnn_mnist.config.schema import CompileConfig, DataConfig, ScheduleConfig
 

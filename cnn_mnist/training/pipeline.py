@@ -15,8 +15,8 @@ the last finished epoch while it runs, and its model. The stable model path
 (`models/digits_recognition_cnn.h5`) is then pointed at the newest finished run's model, so an
 earlier run's model is never lost: it stays in that run's folder.
 
-The stage modules import TensorFlow, so they are imported inside the functions here: the CLI
-checks the options and the config first, and answers at once when they are wrong.
+The stage modules import TensorFlow or numpy, so they are imported inside the functions here:
+the CLI checks the options and the config first, and answers at once when they are wrong.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ from cnn_mnist.config.load import differences, load_config
 from cnn_mnist.config.schema import Config
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import ClusterError, CnnError, OutputError
+from cnn_mnist.core.runtime import import_tensorflow, seed_everything
 from cnn_mnist.core.stamps import new_run_id
+from cnn_mnist.stages.card import ModelCard
+from cnn_mnist.stages.save import float32_copy, save_model
 from cnn_mnist.training.cluster import chief_task, read_tf_config
+from cnn_mnist.training.hparams import hparams_of, write_hparams
 from cnn_mnist.training.record import RunRecord, recorded_source
 
 if TYPE_CHECKING:  # for the annotations alone: the stage modules import TensorFlow
@@ -501,7 +505,6 @@ class Run:
 
     def _evaluation(self, model: keras.Model, data: Prepared) -> tuple[keras.Model, Evaluation]:
         from cnn_mnist.stages import evaluate as stage
-        from cnn_mnist.stages.save import float32_copy
 
         saved = float32_copy(model)
         # The last epoch's validation already made these predictions, unless early stopping may
@@ -535,8 +538,6 @@ class Run:
     def _log_hparams(self, model: keras.Model) -> None:
         """The run's settings in run.json and, with the test metrics, in TensorBoard's HParams
         dashboard (the chief's alone: the other workers write no logs)."""
-        from cnn_mnist.training.hparams import hparams_of, write_hparams
-
         config, record = self.config, self.record
         sweep = record.file.sweep
         values = hparams_of(
@@ -568,8 +569,6 @@ class Run:
     def _save_files(
         self, saved: keras.Model, data: Prepared, evaluation: Evaluation, publish: bool
     ) -> dict[str, str]:
-        from cnn_mnist.stages.save import save_model
-
         inputs = self.inputs
         run_lite, card = self._export(saved, data, evaluation)
         run_model = save_model(
@@ -701,10 +700,8 @@ class Run:
 
 def _import_stages(verbose: bool):
     """TensorFlow (quietly, unless `verbose`) and the stage modules; returns tf."""
-    from cnn_mnist.core.runtime import import_tensorflow
-
     tf = import_tensorflow(verbose)
-    from cnn_mnist.stages import data, evaluate, fit, model, save  # noqa: F401
+    from cnn_mnist.stages import data, evaluate, fit, model  # noqa: F401
     from cnn_mnist.training import distribute  # noqa: F401
 
     return tf
@@ -724,8 +721,6 @@ def _settle(inputs: RunInputs, cluster) -> RunInputs:
     """The seed drawn if the config has none (the resolved config carries the seed used, so
     `--config <run>/config.yaml` repeats the run), the chief's run id and config on every
     worker, and every generator seeded."""
-    from cnn_mnist.core.runtime import seed_everything
-
     seed = inputs.config.training.seed
     config = inputs.config.with_values(
         {"training.seed": secrets.randbelow(2**31) if seed is None else seed}
@@ -835,8 +830,6 @@ def _gpus(tf) -> list[tuple[str, tuple[int, int] | None]]:
 def _card(inputs: RunInputs) -> ModelCard:
     """The model card (stages/card.py) of the run's models: the run, its config, its dataset
     and class names."""
-    from cnn_mnist.stages.card import ModelCard
-
     config = inputs.config
     return ModelCard(
         run_id=inputs.run_id,
