@@ -7,7 +7,7 @@ import os
 import click
 
 from cnn_mnist.cli.options import data_option, model_option
-from cnn_mnist.cli.shell import command, log, stop_on_sigterm
+from cnn_mnist.cli.shell import command, log
 from cnn_mnist.core import paths
 
 
@@ -63,7 +63,6 @@ def serve(model_path, host, port, data_path, logdir, open_page, verbose):
         import webbrowser
 
         webbrowser.open(serve.url(server))
-    stop_on_sigterm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

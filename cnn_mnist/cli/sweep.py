@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cnn_mnist.cli.options import config_options
-from cnn_mnist.cli.shell import command, progress, stop_on_sigterm
+from cnn_mnist.cli.shell import command, progress
 
 
 @command()
@@ -43,6 +43,5 @@ def sweep(config_path, sets, trials, storage, study, status, verbose, quiet):
     if status:
         report = sweep.status(plan)
     else:
-        stop_on_sigterm()
         report = sweep.run(plan, progress=progress(quiet), verbose=verbose)
     click.echo(sweep.format_report(report))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cnn_mnist.cli.options import config_options, data_option, dataset_option
-from cnn_mnist.cli.shell import command, progress, stop_on_sigterm
+from cnn_mnist.cli.shell import command, progress
 
 if TYPE_CHECKING:
     from cnn_mnist.training.pipeline import RunResult
@@ -94,7 +94,6 @@ def train(
     wanted = request(
         config_path=config_path, sets=sets, overrides={**options, **more}, resume=resume
     )
-    stop_on_sigterm()
     result = pipeline.train(
         wanted.config,
         config_source=config_path or "default",
