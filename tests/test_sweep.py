@@ -628,3 +628,32 @@ def test_which_trials_count_toward_the_total():
     # Completed, pruned, failed with a reason, and running; not interrupted, surplus, abandoned.
     assert counted(study) == 4
     assert counted(study, before=3) == 3
+
+
+def test_ctrl_c_during_a_database_write_waits_for_its_end(tmp_path):
+    # Ctrl-C in the middle of the write after an epoch left its transaction open and the
+    # database locked for the write that marks the trial interrupted (the sweep then hung):
+    # the write ends first, then the interruption is raised.
+    import optuna
+
+    from cnn_mnist.tools.sweep import _set, pruning_reporter
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    trial = study.ask()
+    storage = study._storage
+    for method in ("set_trial_intermediate_value", "set_trial_user_attr"):
+        write = getattr(storage, method)
+
+        def interrupted(*args, write=write):
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the write runs
+            return write(*args)
+
+        setattr(storage, method, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pruning_reporter(trial, "val_accuracy").on_epoch_end(0, {"val_accuracy": 0.5})
+    with pytest.raises(KeyboardInterrupt):
+        _set(trial, "reason", "interrupted")
+    [stored] = study.get_trials()
+    assert stored.intermediate_values == {0: 0.5}
+    assert stored.user_attrs == {"reason": "interrupted"}

@@ -56,15 +56,19 @@ def import_tensorflow(verbose: bool = False):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if _configured or verbose:
-        import keras
-        import tensorflow as tf
-    else:
-        with stderr_captured():
-            import keras  # noqa: F401
+    # Ctrl-C or SIGTERM while TensorFlow's C++ modules initialise would surface as "ImportError:
+    # initialization failed" (pybind11 turns the KeyboardInterrupt into one): held until the
+    # import is done, then raised as the interruption it is.
+    with signals_deferred():
+        if _configured or verbose:
+            import keras
             import tensorflow as tf
+        else:
+            with stderr_captured():
+                import keras  # noqa: F401
+                import tensorflow as tf
 
-            tf.config.list_physical_devices()  # device probing prints its notices here
+                tf.config.list_physical_devices()  # device probing prints its notices here
     if not _configured:
         _threads(tf)
     if not _configured and not verbose:

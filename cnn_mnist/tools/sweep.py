@@ -42,7 +42,7 @@ from cnn_mnist.config.load import (
 from cnn_mnist.config.schema import Config, SweepConfig
 from cnn_mnist.core import files
 from cnn_mnist.core.errors import CnnError, ConfigError, OutputError, shown
-from cnn_mnist.core.runtime import import_tensorflow
+from cnn_mnist.core.runtime import import_tensorflow, signals_deferred
 from cnn_mnist.core.stamps import new_run_id
 from cnn_mnist.stages.guards import TrainingFailed
 from cnn_mnist.training import pipeline
@@ -400,17 +400,17 @@ class _Objective:
         from optuna import TrialPruned
 
         self.number = trial.number
-        trial.set_user_attr("host", platform.node())
-        trial.set_user_attr("pid", os.getpid())
+        _set(trial, "host", platform.node())
+        _set(trial, "pid", os.getpid())
         try:
             return self._train(trial)
         except (KeyboardInterrupt, SweepInterrupted) as exc:
-            trial.set_user_attr("reason", INTERRUPTED)
+            _set(trial, "reason", INTERRUPTED)
             raise exc
         except (_TrialFailed, TrialPruned):
             raise
         except OutputError as exc:  # a full disk, a folder it may not write: so would the next
-            trial.set_user_attr("reason", str(exc).strip().splitlines()[0])
+            _set(trial, "reason", str(exc).strip().splitlines()[0])
             raise OutputError(
                 f"{str(exc).strip().splitlines()[0].rstrip('.')}; the sweep stops: "
                 "make room (or fix the permissions), then run the same command again to "
@@ -418,7 +418,7 @@ class _Objective:
             ) from None
         except CnnError as exc:
             if exc.exit_code == 130:  # pipeline.TrainingInterrupted
-                trial.set_user_attr("reason", INTERRUPTED)
+                _set(trial, "reason", INTERRUPTED)
                 raise
             self._fail(trial, str(exc))
         except Exception as exc:  # noqa: BLE001 - a trial's error must not end the sweep
@@ -426,7 +426,7 @@ class _Objective:
 
     def _fail(self, trial, message: str) -> NoReturn:
         reason = message.strip().splitlines()[0] if message.strip() else "failed"
-        trial.set_user_attr("reason", reason)
+        _set(trial, "reason", reason)
         log.warning("trial %d failed: %s", trial.number, reason)
         raise _TrialFailed(reason)
 
@@ -435,14 +435,14 @@ class _Objective:
 
         sweep = self.sweep
         if counted(trial.study, before=trial.number) >= sweep.trials:
-            trial.set_user_attr("reason", SURPLUS)
+            _set(trial, "reason", SURPLUS)
             raise _TrialFailed(SURPLUS)  # another worker took the last one meanwhile
         params = suggest(trial, sweep.section)
         log.info("Trial %d of study %s: %s", trial.number, sweep.study, _format_params(params))
         config = trial_config(sweep, params)
-        trial.set_user_attr("config", config.to_dict())
+        _set(trial, "config", config.to_dict())
         run_id = new_run_id()
-        trial.set_user_attr("run_id", run_id)
+        _set(trial, "run_id", run_id)
         reporter = pruning_reporter(trial, sweep.section.metric)
         try:
             result = pipeline.train(
@@ -459,7 +459,8 @@ class _Objective:
                 raise
             result = None  # stopped by the pruner, and at chance: the pruner's verdict stands
         if reporter.pruned_at is not None:
-            trial.set_user_attr(
+            _set(
+                trial,
                 "reason",
                 f"pruned after epoch {reporter.pruned_at + 1}: below the median of earlier trials",
             )
@@ -475,6 +476,13 @@ def _training_copy(sweep: Sweep, config: Config) -> Config:
     return config.with_values(
         {"output.model_path": str(sweep.folder / sweep.study / f"model{suffix}")}
     )
+
+
+def _set(trial, key: str, value) -> None:
+    """`trial`'s user attribute `key`, written whole: Ctrl-C in the middle of the database write
+    would leave its transaction open and the database locked for the next write."""
+    with signals_deferred():
+        trial.set_user_attr(key, value)
 
 
 def suggest(trial, section: SweepConfig) -> dict[str, Any]:
@@ -528,8 +536,12 @@ def pruning_reporter(trial, metric: str):
             value = self.last.get(metric)
             if value is None or not math.isfinite(value):
                 return
-            trial.report(value, epoch)
-            if trial.should_prune():
+            # A signal in the middle of a database write would leave its transaction open and
+            # the database locked for the write that marks the trial interrupted: held till done.
+            with signals_deferred():
+                trial.report(value, epoch)
+                prune = trial.should_prune()
+            if prune:
                 self.pruned_at = epoch
                 self.model.stop_training = True
 
